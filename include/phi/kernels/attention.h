@@ -1,0 +1,43 @@
+// The attention dispatch point. Every attention in the engine (training forward, prefill, decode)
+// goes through attention(); the ATen reference below is the CPU path and the tests' oracle, and the
+// fused CUDA kernels plug in here.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+namespace phi {
+
+/// Phi-3-small's block-sparse pattern: key block kb is visible from query block qb for head h iff
+/// qb - kb < n_local_blocks or (kb + h * head_step + 1) % vert_stride == 0 (token causality on top),
+/// with head_step = max(1, vert_stride / n_heads), or 0 when every head shares the pattern.
+struct BlockSparseLayout {
+  int64_t block_size = 64;
+  int64_t n_local_blocks = 16;
+  int64_t vert_stride = 8;
+  bool homo_head = false;
+};
+
+/// Which keys each query may see. Key j of a sequence sits at absolute position j.
+struct AttentionMaskSpec {
+  at::Tensor query_positions;  // int64 [B, Tq]: absolute position of each query
+  at::Tensor key_lengths;      // int64 [B]: keys [0, len) hold data
+  int64_t sliding_window = 0;  // 0: none; else key s visible from p iff p - s < window
+  const BlockSparseLayout* blocksparse = nullptr;  // nullptr: dense causal
+};
+
+/// softmax(scale * q k^T + mask) v with GQA (query head h uses kv head h / (Hq / Hkv)).
+/// q [B, Hq, Tq, D], k and v [B, Hkv, Tk, D] (any floating dtype; accumulation in float32);
+/// returns [B, Hq, Tq, D] in q's dtype.
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                     const AttentionMaskSpec& mask);
+
+/// The ATen reference (float32 math, no repeated K/V materialised).
+at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               double scale, const AttentionMaskSpec& mask);
+
+/// The boolean mask [B, H or 1, Tq, Tk] (true = visible) that the spec describes, for H query heads.
+at::Tensor build_attention_mask(const AttentionMaskSpec& mask, int64_t n_heads, int64_t n_keys);
+
+}  // namespace phi

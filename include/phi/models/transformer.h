@@ -1,0 +1,87 @@
+// One decoder-only transformer for the whole phi family; family differences are ModelConfig flags.
+//
+// Parameters use engine-wide canonical names (the Hugging Face names are mapped in
+// models/families/*.cpp):
+//   embed.weight                          [V, H]
+//   layers.{i}.attn_norm.{weight,bias}    the block's first norm (phi-1/2: the one shared norm)
+//   layers.{i}.mlp_norm.{weight,bias}     sequential blocks only
+//   layers.{i}.attn.qkv.{weight,bias}     [(Hq + 2 Hkv) D, H] as [Q | K | V], head-major
+//   layers.{i}.attn.out.{weight,bias}     [H, Hq D]
+//   layers.{i}.mlp.fc_in.{weight,bias}    [I, H] (gelu_new) or [2I, H] as [gate | up] halves
+//   layers.{i}.mlp.fc_out.{weight,bias}   [H, I]
+//   final_norm.{weight,bias}
+//   lm_head.{weight,bias}                 absent when tied to embed.weight
+// Biases and LayerNorm biases exist only where the config says so.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "phi/config/model_config.h"
+#include "phi/models/kv_cache.h"
+
+namespace phi {
+
+using ParameterMap = std::map<std::string, at::Tensor>;
+
+/// The canonical parameter names and shapes that `config` needs.
+std::vector<std::pair<std::string, std::vector<int64_t>>> expected_parameters(const ModelConfig& config);
+
+class Transformer {
+ public:
+  /// Checks that `parameters` holds exactly the expected names with the expected shapes.
+  Transformer(ModelConfig config, ParameterMap parameters);
+
+  /// A model with freshly initialised weights: N(0, init_std) for matrices and embeddings, ones
+  /// and zeros for norms, zeros for biases; reproducible from `seed`.
+  static Transformer random(const ModelConfig& config, uint64_t seed, c10::ScalarType dtype,
+                            double init_std = 0.02);
+
+  const ModelConfig& config() const { return config_; }
+  const ParameterMap& parameters() const { return parameters_; }
+  const at::Tensor& parameter(const std::string& name) const;
+  c10::ScalarType dtype() const;
+  c10::Device device() const;
+  /// Moves/casts every parameter.
+  void to(c10::Device device, c10::ScalarType dtype);
+
+  /// Training/scoring forward over whole sequences: ids int64 [B, T]; `lengths` int64 [B] (optional,
+  /// right padding) marks each sequence's real tokens; logits float32 [B, T, V] with padding rows 0.
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& lengths = {}) const;
+
+  /// Incremental forward over a KV cache: ids [B, T] are appended to each sequence at its cached
+  /// length; new_lengths[b] <= T says how many of them are real (prefill of unequal prompts).
+  /// Returns float32 logits [B, T, V] (rows past new_lengths[b] are 0).
+  at::Tensor forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths,
+                            KVCache& cache) const;
+
+  /// A KV cache for this model in its dtype and on its device.
+  KVCache make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const;
+
+ private:
+  struct Layer {
+    at::Tensor attn_norm_w, attn_norm_b, mlp_norm_w, mlp_norm_b;
+    at::Tensor qkv_w, qkv_b, out_w, out_b, fc_in_w, fc_in_b, fc_out_w, fc_out_b;
+  };
+  void bind();
+  at::Tensor norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
+  at::Tensor mlp(const Layer& layer, const at::Tensor& h) const;
+  /// Attention for layer `index`; with a cache, new K/V are written first and all cached keys read.
+  at::Tensor attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
+                             const at::Tensor& cos, const at::Tensor& sin,
+                             const at::Tensor& key_lengths, KVCache* cache,
+                             const std::vector<int64_t>& new_lengths) const;
+  at::Tensor run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
+                 bool long_rope, KVCache* cache, const std::vector<int64_t>& new_lengths) const;
+
+  ModelConfig config_;
+  ParameterMap parameters_;
+  std::vector<Layer> layers_;
+  at::Tensor embed_, final_norm_w_, final_norm_b_, lm_head_w_, lm_head_b_, masked_ids_;
+};
+
+}  // namespace phi

@@ -1,0 +1,96 @@
+// phi info --preset NAME | --model DIR [--json]
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "phi/config/model_config.h"
+#include "phi/core/error.h"
+#include "phi/models/model_info.h"
+#include "phi/models/model_loader.h"
+
+namespace phi::cli {
+
+namespace {
+struct InfoOptions {
+  std::string preset;
+  std::string model;
+  std::vector<std::string> overrides;
+  bool json = false;
+};
+
+std::string with_commas(int64_t value) {
+  std::string digits = std::to_string(value);
+  std::string out;
+  int count = 0;
+  for (auto it = digits.rbegin(); it != digits.rend(); ++it) {
+    if (count && count % 3 == 0 && *it != '-') out.insert(out.begin(), ',');
+    out.insert(out.begin(), *it);
+    ++count;
+  }
+  return out;
+}
+
+std::string human_bytes(int64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024.0 && unit < 4) {
+    value /= 1024.0;
+    ++unit;
+  }
+  return fmt::format("{:.2f} {}", value, units[unit]);
+}
+
+int run_info(const InfoOptions& o) {
+  ModelConfig config;
+  if (!o.preset.empty()) {
+    config = preset_model_config(o.preset);
+    if (!o.overrides.empty()) {
+      throw Error("--set applies to --model configs only", "", "edit a copy of the preset instead");
+    }
+  } else {
+    config = load_directory_config(o.model, o.overrides);
+  }
+  auto info = model_info(config);
+  if (o.json) {
+    std::cout << model_info_to_json(config, info).dump(2) << std::endl;
+    return 0;
+  }
+  std::cout << fmt::format("model:              {} (family {}, {} block, {}, {})\n", config.name,
+                           to_string(config.family), to_string(config.block_style),
+                           to_string(config.norm), to_string(config.mlp));
+  std::cout << fmt::format("layers x hidden:    {} x {} (intermediate {})\n", config.n_layers,
+                           config.hidden_size, config.intermediate_size);
+  std::cout << fmt::format("heads:              {} query, {} key/value, head_dim {}, rotary {}\n",
+                           config.n_heads, config.n_kv_heads, config.head_dim, config.rotary_dim);
+  std::cout << fmt::format("vocab / context:    {} / {}\n", config.vocab_size,
+                           config.max_position_embeddings);
+  std::cout << fmt::format("parameters:         {}\n", with_commas(info.n_parameters));
+  std::cout << fmt::format("bytes float32:      {} ({})\n", with_commas(info.bytes(4)), human_bytes(info.bytes(4)));
+  std::cout << fmt::format("bytes bf16/f16:     {} ({})\n", with_commas(info.bytes(2)), human_bytes(info.bytes(2)));
+  std::cout << fmt::format("KV cache per token: {} bytes bf16/f16, {} bytes float32\n",
+                           with_commas(info.kv_cache_bytes_per_token(2)),
+                           with_commas(info.kv_cache_bytes_per_token(4)));
+  return 0;
+}
+}  // namespace
+
+void add_info_command(CLI::App& root, Runner& run) {
+  auto options = std::make_shared<InfoOptions>();
+  auto* cmd = root.add_subcommand("info", "Parameter count, bytes per dtype and KV-cache bytes per token");
+  auto* preset = cmd->add_option("--preset", options->preset, "a built-in preset (configs/models/NAME.json)");
+  auto* model = cmd->add_option("--model", options->model, "a model directory with config.json");
+  preset->excludes(model);
+  cmd->add_option("--set", options->overrides, "override a config value: --set key=value (repeatable)");
+  cmd->add_flag("--json", options->json, "print JSON");
+  cmd->callback([&run, options, preset, model]() {
+    if (preset->count() == 0 && model->count() == 0) {
+      throw CLI::RequiredError("one of --preset or --model");
+    }
+    run = [options]() { return run_info(*options); };
+  });
+}
+
+}  // namespace phi::cli

@@ -1,0 +1,16 @@
+// Each `phi` subcommand registers itself on the root app and sets `run` when it is selected.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace phi::cli {
+
+using Runner = std::function<int()>;
+
+void add_info_command(CLI::App& root, Runner& run);
+void add_forward_command(CLI::App& root, Runner& run);
+void add_convert_command(CLI::App& root, Runner& run);
+
+}  // namespace phi::cli

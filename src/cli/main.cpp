@@ -1,0 +1,43 @@
+// `phi`: the command-line entry point. It only wires options to library calls; every error is a
+// phi::Error (or a torch error) caught here, printed on stderr, and turned into exit code 1.
+#include <iostream>
+
+#include <c10/util/Exception.h>
+#include <spdlog/cfg/env.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "phi/core/error.h"
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("phi");
+  spdlog::set_default_logger(logger);
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug
+
+  CLI::App app{"phi-engine: train, fine-tune, serve and evaluate the phi family of language models"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  phi::cli::Runner run;
+  phi::cli::add_info_command(app, run);
+  phi::cli::add_forward_command(app, run);
+  phi::cli::add_convert_command(app, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  try {
+    return run ? run() : 1;
+  } catch (const phi::Error& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+  }
+  return 1;
+}

@@ -1,0 +1,67 @@
+#include "phi/kernels/attention.h"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+
+#include "phi/core/error.h"
+
+namespace phi {
+
+at::Tensor build_attention_mask(const AttentionMaskSpec& spec, int64_t n_heads, int64_t n_keys) {
+  const auto device = spec.query_positions.device();
+  auto key_pos = at::arange(n_keys, at::TensorOptions().dtype(at::kLong).device(device));
+  auto q_pos = spec.query_positions.unsqueeze(-1);                 // [B, Tq, 1]
+  auto k_pos = key_pos.view({1, 1, n_keys});                        // [1, 1, Tk]
+  auto visible = k_pos.le(q_pos);                                   // causal
+  visible = visible.logical_and(k_pos.lt(spec.key_lengths.view({-1, 1, 1})));
+  if (spec.sliding_window > 0) {
+    visible = visible.logical_and((q_pos - k_pos).lt(spec.sliding_window));
+  }
+  visible = visible.unsqueeze(1);                                   // [B, 1, Tq, Tk]
+  if (spec.blocksparse != nullptr) {
+    const auto& bs = *spec.blocksparse;
+    auto q_block = at::div(q_pos, bs.block_size, "floor").unsqueeze(1);  // [B, 1, Tq, 1]
+    auto k_block = at::div(k_pos, bs.block_size, "floor").unsqueeze(1);  // [1, 1, 1, Tk]
+    auto local = (q_block - k_block).lt(bs.n_local_blocks);             // [B, 1, Tq, Tk]
+    const int64_t step = bs.homo_head ? 0 : std::max<int64_t>(1, bs.vert_stride / n_heads);
+    auto head = at::arange(n_heads, key_pos.options()).view({1, n_heads, 1, 1});
+    auto vertical = (k_block + head * step + 1).remainder(bs.vert_stride).eq(0);  // [1, H, 1, Tk]
+    visible = visible.logical_and(local.logical_or(vertical));         // [B, H, Tq, Tk]
+  }
+  return visible;
+}
+
+at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               double scale, const AttentionMaskSpec& spec) {
+  PHI_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention expects 4-d q, k, v, got ",
+            q.sizes(), " ", k.sizes(), " ", v.sizes());
+  const int64_t B = q.size(0), Hq = q.size(1), Tq = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), Tk = k.size(2);
+  PHI_CHECK(Hq % Hkv == 0, "query heads ", Hq, " not a multiple of kv heads ", Hkv);
+  PHI_CHECK(k.size(0) == B && v.size(0) == B && k.size(3) == D && v.sizes() == k.sizes(),
+            "attention shapes disagree: q ", q.sizes(), " k ", k.sizes(), " v ", v.sizes());
+  PHI_CHECK(spec.query_positions.sizes() == at::IntArrayRef({B, Tq}),
+            "query_positions must be [B, Tq] = [", B, ", ", Tq, "], got ", spec.query_positions.sizes());
+  const int64_t group = Hq / Hkv;
+  // Group query heads under their kv head: [B, Hkv, group * Tq, D]; K/V are never repeated.
+  auto qf = q.to(at::kFloat).reshape({B, Hkv, group * Tq, D});
+  auto kf = k.to(at::kFloat);
+  auto vf = v.to(at::kFloat);
+  auto scores = at::matmul(qf, kf.transpose(-1, -2)).mul_(scale);  // [B, Hkv, group*Tq, Tk]
+  scores = scores.view({B, Hq, Tq, Tk});
+  auto visible = build_attention_mask(spec, Hq, Tk);
+  scores.masked_fill_(visible.logical_not(), std::numeric_limits<float>::lowest());
+  auto probs = at::softmax(scores, -1).view({B, Hkv, group * Tq, Tk});
+  auto out = at::matmul(probs, vf).view({B, Hq, Tq, D});
+  return out.to(q.scalar_type());
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                     const AttentionMaskSpec& mask) {
+  // The fused CUDA kernels (issue 5) are dispatched here once verified on a GPU; until then every
+  // device uses the ATen reference.
+  return attention_reference(q, k, v, scale, mask);
+}
+
+}  // namespace phi

@@ -1,0 +1,261 @@
+#include "phi/models/transformer.h"
+
+#include <ATen/ATen.h>
+
+#include "phi/core/error.h"
+#include "phi/kernels/attention.h"
+#include "phi/kernels/ops.h"
+#include "phi/models/rope.h"
+
+namespace phi {
+
+namespace {
+std::string layer_name(int64_t i, const std::string& rest) {
+  return "layers." + std::to_string(i) + "." + rest;
+}
+at::Tensor optional_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+}  // namespace
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> expected_parameters(const ModelConfig& c) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  const bool norm_bias = c.norm == NormKind::kLayerNorm;
+  auto add_norm = [&](const std::string& prefix) {
+    out.push_back({prefix + ".weight", {c.hidden_size}});
+    if (norm_bias) out.push_back({prefix + ".bias", {c.hidden_size}});
+  };
+  auto add_linear = [&](const std::string& prefix, int64_t rows, int64_t cols, bool bias) {
+    out.push_back({prefix + ".weight", {rows, cols}});
+    if (bias) out.push_back({prefix + ".bias", {rows}});
+  };
+  const int64_t q_width = c.n_heads * c.head_dim;
+  const int64_t qkv_rows = q_width + 2 * c.n_kv_heads * c.head_dim;
+  const int64_t fc_in_rows = c.mlp == MlpKind::kGeluNew ? c.intermediate_size : 2 * c.intermediate_size;
+  out.push_back({"embed.weight", {c.vocab_size, c.hidden_size}});
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    add_norm(layer_name(i, "attn_norm"));
+    if (c.block_style == BlockStyle::kSequential) add_norm(layer_name(i, "mlp_norm"));
+    add_linear(layer_name(i, "attn.qkv"), qkv_rows, c.hidden_size, c.qkv_bias);
+    add_linear(layer_name(i, "attn.out"), c.hidden_size, q_width, c.attn_out_bias);
+    add_linear(layer_name(i, "mlp.fc_in"), fc_in_rows, c.hidden_size, c.mlp_bias);
+    add_linear(layer_name(i, "mlp.fc_out"), c.hidden_size, c.intermediate_size, c.mlp_bias);
+  }
+  add_norm("final_norm");
+  if (!c.tie_embeddings) add_linear("lm_head", c.vocab_size, c.hidden_size, c.lm_head_bias);
+  return out;
+}
+
+Transformer::Transformer(ModelConfig config, ParameterMap parameters)
+    : config_(std::move(config)), parameters_(std::move(parameters)) {
+  config_.validate();
+  auto expected = expected_parameters(config_);
+  for (const auto& [name, shape] : expected) {
+    auto it = parameters_.find(name);
+    if (it == parameters_.end()) throw Error("model parameter \"" + name + "\" is missing");
+    if (it->second.sizes() != at::IntArrayRef(shape)) {
+      throw Error("model parameter \"" + name + "\" has shape " + c10::str(it->second.sizes()) +
+                  ", the config needs " + c10::str(at::IntArrayRef(shape)));
+    }
+  }
+  if (parameters_.size() != expected.size()) {
+    for (const auto& item : parameters_) {
+      bool known = false;
+      for (const auto& e : expected) known = known || e.first == item.first;
+      if (!known) throw Error("unexpected model parameter \"" + item.first + "\"");
+    }
+  }
+  bind();
+}
+
+void Transformer::bind() {
+  auto get = [&](const std::string& name) -> at::Tensor {
+    auto it = parameters_.find(name);
+    return it == parameters_.end() ? at::Tensor() : it->second;
+  };
+  layers_.clear();
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    Layer l;
+    l.attn_norm_w = get(layer_name(i, "attn_norm.weight"));
+    l.attn_norm_b = get(layer_name(i, "attn_norm.bias"));
+    l.mlp_norm_w = get(layer_name(i, "mlp_norm.weight"));
+    l.mlp_norm_b = get(layer_name(i, "mlp_norm.bias"));
+    l.qkv_w = get(layer_name(i, "attn.qkv.weight"));
+    l.qkv_b = get(layer_name(i, "attn.qkv.bias"));
+    l.out_w = get(layer_name(i, "attn.out.weight"));
+    l.out_b = get(layer_name(i, "attn.out.bias"));
+    l.fc_in_w = get(layer_name(i, "mlp.fc_in.weight"));
+    l.fc_in_b = get(layer_name(i, "mlp.fc_in.bias"));
+    l.fc_out_w = get(layer_name(i, "mlp.fc_out.weight"));
+    l.fc_out_b = get(layer_name(i, "mlp.fc_out.bias"));
+    layers_.push_back(std::move(l));
+  }
+  embed_ = get("embed.weight");
+  final_norm_w_ = get("final_norm.weight");
+  final_norm_b_ = get("final_norm.bias");
+  lm_head_w_ = config_.tie_embeddings ? embed_ : get("lm_head.weight");
+  lm_head_b_ = get("lm_head.bias");
+  if (!config_.masked_token_ids.empty()) {
+    masked_ids_ = at::tensor(config_.masked_token_ids, at::kLong).to(embed_.device());
+  }
+}
+
+Transformer Transformer::random(const ModelConfig& config, uint64_t seed, c10::ScalarType dtype,
+                                double init_std) {
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  ParameterMap params;
+  for (const auto& [name, shape] : expected_parameters(config)) {
+    at::Tensor t;
+    const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    const bool is_norm = name.find("norm.") != std::string::npos;
+    if (is_norm && !is_bias) {
+      t = at::ones(shape, at::kFloat);
+    } else if (is_bias) {
+      t = at::zeros(shape, at::kFloat);
+    } else {
+      t = at::empty(shape, at::kFloat);
+      t.normal_(0.0, init_std, generator);
+    }
+    params[name] = t.to(dtype);
+  }
+  return Transformer(config, std::move(params));
+}
+
+const at::Tensor& Transformer::parameter(const std::string& name) const {
+  auto it = parameters_.find(name);
+  if (it == parameters_.end()) throw Error("no model parameter \"" + name + "\"");
+  return it->second;
+}
+
+c10::ScalarType Transformer::dtype() const { return embed_.scalar_type(); }
+c10::Device Transformer::device() const { return embed_.device(); }
+
+void Transformer::to(c10::Device device, c10::ScalarType dtype) {
+  for (auto& item : parameters_) item.second = item.second.to(device, dtype);
+  bind();
+}
+
+at::Tensor Transformer::norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const {
+  if (config_.norm == NormKind::kRmsNorm) return rms_norm(x, w, config_.norm_eps);
+  return layer_norm(x, w, b, config_.norm_eps);
+}
+
+at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& h) const {
+  auto inner = optional_linear(h, layer.fc_in_w, layer.fc_in_b);
+  switch (config_.mlp) {
+    case MlpKind::kGeluNew: inner = gelu_new(inner); break;
+    case MlpKind::kSwiGlu: inner = swiglu(inner); break;
+    case MlpKind::kGeGelu: inner = gegelu(inner, config_.gegelu_limit); break;
+  }
+  return optional_linear(inner, layer.fc_out_w, layer.fc_out_b);
+}
+
+at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h,
+                                        const at::Tensor& positions, const at::Tensor& cos,
+                                        const at::Tensor& sin, const at::Tensor& key_lengths,
+                                        KVCache* cache, const std::vector<int64_t>& new_lengths) const {
+  const auto& layer = layers_[index];
+  const int64_t B = h.size(0), T = h.size(1), D = config_.head_dim;
+  const int64_t Hq = config_.n_heads, Hkv = config_.n_kv_heads;
+  auto qkv = optional_linear(h, layer.qkv_w, layer.qkv_b);
+  auto q = qkv.narrow(-1, 0, Hq * D).view({B, T, Hq, D}).transpose(1, 2);
+  auto k = qkv.narrow(-1, Hq * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
+  auto v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
+  q = apply_rotary(q, cos, sin);
+  k = apply_rotary(k, cos, sin);
+  BlockSparseLayout layout;
+  AttentionMaskSpec mask;
+  mask.query_positions = positions;
+  mask.key_lengths = key_lengths;
+  mask.sliding_window = config_.sliding_window;
+  if (config_.layer_is_blocksparse(index)) {
+    layout.block_size = config_.blocksparse.block_size;
+    layout.n_local_blocks = config_.blocksparse.n_local_blocks;
+    layout.vert_stride = config_.blocksparse.vert_stride;
+    layout.homo_head = config_.blocksparse.homo_head;
+    mask.blocksparse = &layout;
+  }
+  at::Tensor out;
+  if (cache != nullptr) {
+    cache->write(index, k, v, new_lengths);
+    const int64_t n_keys = key_lengths.max().item<int64_t>();
+    out = attention(q, cache->keys(index).narrow(2, 0, n_keys), cache->values(index).narrow(2, 0, n_keys),
+                    config_.resolved_attention_scale(), mask);
+  } else {
+    out = attention(q, k, v, config_.resolved_attention_scale(), mask);
+  }
+  out = out.transpose(1, 2).reshape({B, T, Hq * D});
+  return optional_linear(out, layer.out_w, layer.out_b);
+}
+
+at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions,
+                            const at::Tensor& key_lengths, bool long_rope, KVCache* cache,
+                            const std::vector<int64_t>& new_lengths) const {
+  PHI_CHECK(ids.dim() == 2, "token ids must be [batch, length], got ", ids.sizes());
+  const int64_t min_id = ids.numel() ? ids.min().item<int64_t>() : 0;
+  const int64_t max_id = ids.numel() ? ids.max().item<int64_t>() : 0;
+  if (min_id < 0 || max_id >= config_.vocab_size) {
+    throw Error("token id " + std::to_string(min_id < 0 ? min_id : max_id) +
+                    " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")",
+                "", "check that the ids come from this model's tokenizer");
+  }
+  auto ids_dev = ids.to(device());
+  auto [cos, sin] = rope_cos_sin(config_, positions, long_rope);
+  auto x = at::embedding(embed_, ids_dev);
+  if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    const auto& layer = layers_[i];
+    auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
+    auto a = attention_block(i, h, positions, cos, sin, key_lengths, cache, new_lengths);
+    if (config_.block_style == BlockStyle::kParallel) {
+      x = x + a + mlp(layer, h);
+    } else {
+      x = x + a;
+      x = x + mlp(layer, norm(x, layer.mlp_norm_w, layer.mlp_norm_b));
+    }
+  }
+  if (cache != nullptr) cache->advance(new_lengths);
+  x = norm(x, final_norm_w_, final_norm_b_);
+  auto logits = optional_linear(x, lm_head_w_, lm_head_b_).to(at::kFloat);
+  if (config_.logit_divisor != 1.0) logits = logits / config_.logit_divisor;
+  if (masked_ids_.defined()) {
+    logits.index_fill_(-1, masked_ids_, std::numeric_limits<float>::lowest());
+  }
+  return logits;
+}
+
+at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths) const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
+  auto positions = at::arange(T, long_options).unsqueeze(0).expand({B, T});
+  at::Tensor key_lengths = lengths.defined() ? lengths.to(long_options) : at::full({B}, T, long_options);
+  const int64_t longest = lengths.defined() && B > 0 ? key_lengths.max().item<int64_t>() : T;
+  auto logits = run(ids, positions, key_lengths, rope_uses_long_factors(config_, longest), nullptr, {});
+  if (lengths.defined()) {
+    auto valid = positions.lt(key_lengths.unsqueeze(1)).unsqueeze(-1);
+    logits = logits.masked_fill(valid.logical_not(), 0.0f);
+  }
+  return logits;
+}
+
+at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths,
+                                       KVCache& cache) const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  PHI_CHECK(B == cache.batch_size(), "ids batch ", B, " != cache batch ", cache.batch_size());
+  PHI_CHECK(static_cast<int64_t>(new_lengths.size()) == B, "new_lengths needs ", B, " entries");
+  for (auto n : new_lengths) PHI_CHECK(n >= 0 && n <= T, "new length ", n, " outside [0, ", T, "]");
+  auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
+  auto start = cache.lengths().to(long_options);
+  auto positions = start.unsqueeze(1) + at::arange(T, long_options).unsqueeze(0);
+  auto new_len = at::tensor(new_lengths, at::kLong).to(device());
+  auto key_lengths = start + new_len;
+  auto logits = run(ids, positions, key_lengths, cache.long_rope(), &cache, new_lengths);
+  auto valid = at::arange(T, long_options).unsqueeze(0).lt(new_len.unsqueeze(1)).unsqueeze(-1);
+  return logits.masked_fill(valid.logical_not(), 0.0f);
+}
+
+KVCache Transformer::make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const {
+  return KVCache(config_, batch_size, capacity, planned_length, dtype(), device());
+}
+
+}  // namespace phi
