@@ -87,6 +87,14 @@ void read_long_rope(ModelConfig& c, const nlohmann::json& scaling, const std::st
   c.use_long_rope = true;
   c.long_rope.short_factor = s.required<std::vector<double>>("short_factor");
   c.long_rope.long_factor = s.required<std::vector<double>>("long_factor");
+  const size_t half = static_cast<size_t>(c.rotary_dim / 2);
+  for (const char* key : {"short_factor", "long_factor"}) {
+    const auto& factors = std::string(key) == "short_factor" ? c.long_rope.short_factor : c.long_rope.long_factor;
+    if (factors.size() != half) {
+      s.fail(key, "must have rotary_dim/2 = " + std::to_string(half) + " values, got " +
+                      std::to_string(factors.size()));
+    }
+  }
   c.long_rope.original_max_position_embeddings =
       s.optional<int64_t>("original_max_position_embeddings", top_level_original);
   if (c.long_rope.original_max_position_embeddings <= 0) {

@@ -1,0 +1,53 @@
+"""Shared helpers for the Python-driven tests: run the `phi` binary, compare with oracles."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+PHI_BIN = os.environ.get("PHI_BIN", str(Path(__file__).resolve().parents[1] / "build" / "phi"))
+REPO = Path(os.environ.get("PHI_REPO", Path(__file__).resolve().parents[1]))
+REPORT = Path(os.environ.get("PHI_PARITY_REPORT", "parity_report.jsonl"))
+
+
+def run_phi(*args, check=True, timeout=600):
+    """Runs `phi args...`; returns the CompletedProcess (text mode)."""
+    proc = subprocess.run([PHI_BIN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"phi {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def phi_forward(model_dir, sequences, tmp_path, name="ids", extra=()):
+    """Runs `phi forward` on a list of id lists; returns float32 logits [B, max_len, V]."""
+    from safetensors.numpy import load_file
+
+    ids_path = Path(tmp_path) / f"{name}.json"
+    out_path = Path(tmp_path) / f"{name}.logits.safetensors"
+    ids_path.write_text(json.dumps([list(map(int, s)) for s in sequences]))
+    run_phi("forward", "--model", model_dir, "--input", ids_path, "--output", out_path, *extra)
+    return load_file(str(out_path))["logits"]
+
+
+def relative_error(ours, reference):
+    """max |ours - reference| / max |reference| (the issue's parity measure)."""
+    ours = np.asarray(ours, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    return float(np.max(np.abs(ours - reference)) / np.max(np.abs(reference)))
+
+
+def record(family, case, error):
+    """Appends a parity figure to the report (build/parity_report.jsonl) for the closing notes."""
+    with open(REPORT, "a") as f:
+        f.write(json.dumps({"family": family, "case": case, "max_rel_error": error}) + "\n")
+
+
+def randomize_(model, scale=0.1, seed=0):
+    """Adds noise to every parameter (norm weights and biases included) so that each matters."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters()):
+            p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
