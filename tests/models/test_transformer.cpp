@@ -1,1 +1,142 @@
+// The decoder through its public API: KV-cache decoding equals the full forward, batches of
+// unequal lengths equal the sequences run alone, for every family's tiny preset.
 #include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "phi/config/model_config.h"
+#include "phi/core/error.h"
+#include "phi/models/transformer.h"
+
+namespace {
+
+phi::ModelConfig tiny(const std::string& preset, bool long_rope) {
+  auto config = phi::preset_model_config(preset);
+  if (long_rope) {
+    const size_t half = static_cast<size_t>(config.rotary_dim / 2);
+    config.use_long_rope = true;
+    config.long_rope.original_max_position_embeddings = 16;
+    config.long_rope.short_mscale = 1.1;
+    config.long_rope.long_mscale = 1.2;
+    for (size_t i = 0; i < half; ++i) {
+      config.long_rope.short_factor.push_back(1.0 + 0.1 * static_cast<double>(i));
+      config.long_rope.long_factor.push_back(2.0 + 0.5 * static_cast<double>(i));
+    }
+  }
+  return config;
+}
+
+double relative_error(const at::Tensor& ours, const at::Tensor& reference) {
+  return (ours - reference).abs().max().item<double>() / reference.abs().max().item<double>();
+}
+
+struct Case {
+  std::string preset;
+  bool long_rope;
+};
+
+class DecoderTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecoderTest, KvCacheDecodingOf32TokensEqualsFullForward) {
+  at::NoGradGuard no_grad;
+  auto config = tiny(GetParam().preset, GetParam().long_rope);
+  auto model = phi::Transformer::random(config, 7, at::kFloat, 0.1);
+  const int64_t prompt = 9, steps = 32, total = prompt + steps;
+  auto ids = at::randint(0, 400, {2, total}, at::kLong);
+  auto full = model.forward(ids);
+
+  auto cache = model.make_cache(2, total, total);
+  auto logits = model.forward_cached(ids.narrow(1, 0, prompt), {prompt, prompt}, cache);
+  EXPECT_LT(relative_error(logits, full.narrow(1, 0, prompt)), 1e-5);
+  for (int64_t t = prompt; t < total; ++t) {
+    auto step = model.forward_cached(ids.narrow(1, t, 1), {1, 1}, cache);
+    EXPECT_LT(relative_error(step, full.narrow(1, t, 1)), 1e-5) << "step " << t;
+  }
+  EXPECT_EQ(cache.lengths_vector(), (std::vector<int64_t>{total, total}));
+}
+
+TEST_P(DecoderTest, BatchOfUnequalLengthsEqualsSequencesAlone) {
+  at::NoGradGuard no_grad;
+  auto config = tiny(GetParam().preset, GetParam().long_rope);
+  auto model = phi::Transformer::random(config, 3, at::kFloat, 0.1);
+  std::vector<int64_t> lengths = {5, 40, 1, 23};
+  const int64_t max_len = 40;
+  auto ids = at::randint(0, 400, {4, max_len}, at::kLong);
+  // LongRoPE chooses one factor set per forward from the longest sequence, so the sequences run
+  // alone use a cache planned for the batch's longest length.
+  auto batched = model.forward(ids, at::tensor(lengths, at::kLong));
+  for (size_t b = 0; b < lengths.size(); ++b) {
+    auto alone_ids = ids[b].narrow(0, 0, lengths[b]).unsqueeze(0);
+    at::Tensor alone;
+    if (config.use_long_rope) {
+      auto cache = model.make_cache(1, max_len, max_len);
+      alone = model.forward_cached(alone_ids, {lengths[b]}, cache)[0];
+    } else {
+      alone = model.forward(alone_ids)[0];
+    }
+    EXPECT_LT(relative_error(batched[b].narrow(0, 0, lengths[b]), alone), 1e-5) << "sequence " << b;
+    EXPECT_EQ(batched[b].narrow(0, lengths[b], max_len - lengths[b]).abs().sum().item<double>(), 0.0);
+  }
+}
+
+TEST_P(DecoderTest, BatchedDecodeWithDifferentPromptLengthsEqualsSingleDecodes) {
+  at::NoGradGuard no_grad;
+  auto config = tiny(GetParam().preset, GetParam().long_rope);
+  auto model = phi::Transformer::random(config, 5, at::kFloat, 0.1);
+  std::vector<int64_t> prompts = {3, 11, 7};
+  const int64_t steps = 6, capacity = 32;
+  auto ids = at::randint(0, 400, {3, 11 + steps}, at::kLong);
+  auto cache = model.make_cache(3, capacity, capacity);
+  model.forward_cached(ids.narrow(1, 0, 11), prompts, cache);
+  for (int64_t s = 0; s < steps; ++s) {
+    std::vector<at::Tensor> next;
+    for (int64_t b = 0; b < 3; ++b) next.push_back(ids[b].narrow(0, prompts[b] + s, 1));
+    auto step = model.forward_cached(at::stack(next), {1, 1, 1}, cache);
+    for (int64_t b = 0; b < 3; ++b) {
+      auto single = model.make_cache(1, capacity, capacity);
+      auto ref = model.forward_cached(ids[b].narrow(0, 0, prompts[b] + s + 1).unsqueeze(0),
+                                      {prompts[b] + s + 1}, single);
+      EXPECT_LT(relative_error(step[b][0], ref[0][prompts[b] + s]), 1e-5) << "seq " << b << " step " << s;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, DecoderTest,
+                         ::testing::Values(Case{"tiny-phi", false}, Case{"tiny-phi3", false},
+                                           Case{"tiny-phi3", true}, Case{"tiny-phi3small", false},
+                                           Case{"tiny-phi3small", true}),
+                         [](const auto& info) {
+                           std::string name = info.param.preset + (info.param.long_rope ? "_longrope" : "");
+                           for (auto& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
+
+TEST(Transformer, RandomInitIsReproducible) {
+  auto config = phi::preset_model_config("tiny-phi");
+  auto a = phi::Transformer::random(config, 42, at::kFloat);
+  auto b = phi::Transformer::random(config, 42, at::kFloat);
+  for (const auto& [name, t] : a.parameters()) EXPECT_TRUE(at::equal(t, b.parameter(name))) << name;
+}
+
+TEST(Transformer, TokenOutsideVocabularyIsAnError) {
+  auto model = phi::Transformer::random(phi::preset_model_config("tiny-phi"), 1, at::kFloat);
+  auto ids = at::full({1, 3}, 512, at::kLong);
+  EXPECT_THROW(model.forward(ids), phi::Error);
+}
+
+TEST(Transformer, CacheOverflowIsAnError) {
+  at::NoGradGuard no_grad;
+  auto model = phi::Transformer::random(phi::preset_model_config("tiny-phi3"), 1, at::kFloat);
+  auto cache = model.make_cache(1, 4, 4);
+  EXPECT_THROW(model.forward_cached(at::zeros({1, 5}, at::kLong), {5}, cache), phi::Error);
+}
+
+TEST(Transformer, MissingParameterIsAnError) {
+  auto config = phi::preset_model_config("tiny-phi3");
+  auto params = phi::Transformer::random(config, 1, at::kFloat).parameters();
+  params.erase("final_norm.weight");
+  EXPECT_THROW(phi::Transformer(config, params), phi::Error);
+}
+
+}  // namespace
