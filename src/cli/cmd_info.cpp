@@ -46,10 +46,7 @@ std::string human_bytes(int64_t bytes) {
 int run_info(const InfoOptions& o) {
   ModelConfig config;
   if (!o.preset.empty()) {
-    config = preset_model_config(o.preset);
-    if (!o.overrides.empty()) {
-      throw Error("--set applies to --model configs only", "", "edit a copy of the preset instead");
-    }
+    config = preset_model_config(o.preset, o.overrides);
   } else {
     config = load_directory_config(o.model, o.overrides);
   }

@@ -31,7 +31,7 @@ std::vector<std::string> preset_names() {
   return names;
 }
 
-ModelConfig preset_model_config(const std::string& name) {
+std::string preset_path(const std::string& name) {
   auto path = preset_directory() + "/" + name + ".json";
   if (!std::filesystem::exists(path)) {
     std::string available;
@@ -39,7 +39,11 @@ ModelConfig preset_model_config(const std::string& name) {
     throw Error("unknown preset \"" + name + "\"", path,
                 "available presets: " + (available.empty() ? "(none found; set PHI_CONFIG_DIR)" : available));
   }
-  return load_model_config(path);
+  return path;
+}
+
+ModelConfig preset_model_config(const std::string& name, const std::vector<std::string>& overrides) {
+  return load_model_config(preset_path(name), overrides);
 }
 
 ModelConfig load_model_config(const std::string& path, const std::vector<std::string>& overrides) {

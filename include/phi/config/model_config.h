@@ -115,8 +115,10 @@ ModelConfig load_model_config(const std::string& path,
 /// Built-in presets: phi-1, phi-1.5, phi-2, phi-3-mini-4k, phi-3-mini-128k, phi-3-small-8k,
 /// phi-3-small-128k, phi-3-medium-4k, phi-3-medium-128k, tiny-phi, tiny-phi3, tiny-phi3small.
 std::vector<std::string> preset_names();
-/// Throws naming the available presets when `name` is unknown.
-ModelConfig preset_model_config(const std::string& name);
+/// The preset's JSON file; throws naming the available presets when `name` is unknown.
+std::string preset_path(const std::string& name);
+/// A preset with `--set` overrides applied to its JSON.
+ModelConfig preset_model_config(const std::string& name, const std::vector<std::string>& overrides = {});
 /// Directory holding the preset JSON files (configs/models), from PHI_CONFIG_DIR or the build.
 std::string preset_directory();
 
