@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/model_source.h"
 #include "phi/config/model_config.h"
 #include "phi/core/error.h"
 #include "phi/models/model_info.h"
@@ -14,9 +15,7 @@ namespace phi::cli {
 
 namespace {
 struct InfoOptions {
-  std::string preset;
-  std::string model;
-  std::vector<std::string> overrides;
+  ModelSourceOptions source;
   bool json = false;
 };
 
@@ -44,12 +43,7 @@ std::string human_bytes(int64_t bytes) {
 }
 
 int run_info(const InfoOptions& o) {
-  ModelConfig config;
-  if (!o.preset.empty()) {
-    config = preset_model_config(o.preset, o.overrides);
-  } else {
-    config = load_directory_config(o.model, o.overrides);
-  }
+  auto config = resolve_model_config(o.source);
   auto info = model_info(config);
   if (o.json) {
     std::cout << model_info_to_json(config, info).dump(2) << std::endl;
@@ -77,17 +71,9 @@ int run_info(const InfoOptions& o) {
 void add_info_command(CLI::App& root, Runner& run) {
   auto options = std::make_shared<InfoOptions>();
   auto* cmd = root.add_subcommand("info", "Parameter count, bytes per dtype and KV-cache bytes per token");
-  auto* preset = cmd->add_option("--preset", options->preset, "a built-in preset (configs/models/NAME.json)");
-  auto* model = cmd->add_option("--model", options->model, "a model directory with config.json");
-  preset->excludes(model);
-  cmd->add_option("--set", options->overrides, "override a config value: --set key=value (repeatable)");
+  add_model_source_options(cmd, options->source, "--model", "a model directory with config.json", true);
   cmd->add_flag("--json", options->json, "print JSON");
-  cmd->callback([&run, options, preset, model]() {
-    if (preset->count() == 0 && model->count() == 0) {
-      throw CLI::RequiredError("one of --preset or --model");
-    }
-    run = [options]() { return run_info(*options); };
-  });
+  cmd->callback([&run, options]() { run = [options]() { return run_info(*options); }; });
 }
 
 }  // namespace phi::cli

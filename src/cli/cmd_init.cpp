@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/model_source.h"
 #include "phi/core/error.h"
 #include "phi/models/model_info.h"
 #include "phi/models/model_loader.h"
@@ -12,18 +13,15 @@ namespace phi::cli {
 
 namespace {
 struct InitOptions {
-  std::string preset;
-  std::string config;
+  ModelSourceOptions source;
   std::string output;
-  std::vector<std::string> overrides;
   uint64_t seed = 0;
   double init_std = 0.02;
   std::string dtype = "f32";
 };
 
 int run_init(const InitOptions& o) {
-  auto config = o.preset.empty() ? load_model_config(o.config, o.overrides)
-                                 : preset_model_config(o.preset, o.overrides);
+  auto config = resolve_model_config(o.source);
   const auto dtype = parse_dtype(o.dtype);
   auto model = Transformer::random(config, o.seed, at::kFloat, o.init_std);
   save_model(model, o.output, dtype);
@@ -36,18 +34,13 @@ int run_init(const InitOptions& o) {
 void add_init_command(CLI::App& root, Runner& run) {
   auto o = std::make_shared<InitOptions>();
   auto* cmd = root.add_subcommand("init", "Write a randomly initialised model as a Hugging Face checkpoint");
-  auto* preset = cmd->add_option("--preset", o->preset, "a built-in preset (configs/models/NAME.json)");
-  auto* config = cmd->add_option("--config", o->config, "a model config file (engine JSON or HF config.json)");
-  preset->excludes(config);
+  add_model_source_options(cmd, o->source, "--config", "a model config file (engine JSON or HF config.json)",
+                           false);
   cmd->add_option("--output", o->output, "output model directory")->required();
   cmd->add_option("--seed", o->seed, "initialisation seed")->capture_default_str();
   cmd->add_option("--init-std", o->init_std, "standard deviation of the normal init")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "stored dtype: f32, f16, bf16")->capture_default_str();
-  cmd->add_option("--set", o->overrides, "override a config value: --set key=value (repeatable)");
-  cmd->callback([&run, o, preset, config]() {
-    if (preset->count() == 0 && config->count() == 0) throw CLI::RequiredError("one of --preset or --config");
-    run = [o]() { return run_init(*o); };
-  });
+  cmd->callback([&run, o]() { run = [o]() { return run_init(*o); }; });
 }
 
 }  // namespace phi::cli

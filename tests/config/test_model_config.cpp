@@ -8,18 +8,12 @@
 
 #include "phi/config/model_config.h"
 #include "phi/core/error.h"
+#include "test_util.h"
 #include "phi/models/model_info.h"
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const phi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using phi::test::error_of;
 
 TEST(ModelConfig, EveryPresetLoadsAndRoundTrips) {
   auto names = phi::preset_names();

@@ -8,18 +8,12 @@
 
 #include "phi/config/overrides.h"
 #include "phi/core/error.h"
+#include "test_util.h"
 #include "phi/core/json_reader.h"
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const phi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using phi::test::error_of;
 
 TEST(JsonReader, ReadsTypedValuesAndDefaults) {
   auto j = nlohmann::json::parse(R"({"a": 3, "b": 2.5, "c": "x", "d": true, "e": [1, 2], "f": {"g": 1}})");

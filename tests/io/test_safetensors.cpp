@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "phi/core/error.h"
+#include "test_util.h"
 #include "phi/io/safetensors.h"
 #include "phi/models/model_loader.h"
 #include "phi/models/transformer.h"
@@ -18,6 +19,8 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+using phi::test::expect_error;
 
 class SafetensorsTest : public ::testing::Test {
  protected:
@@ -41,20 +44,6 @@ class SafetensorsTest : public ::testing::Test {
     for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
     out << header << data;
     return p;
-  }
-
-  // Expects phi::Error whose message contains every fragment.
-  template <typename F>
-  void expect_error(F&& f, std::initializer_list<std::string> fragments) {
-    try {
-      f();
-      FAIL() << "expected phi::Error";
-    } catch (const phi::Error& e) {
-      std::string what = e.what();
-      for (const auto& fragment : fragments) {
-        EXPECT_NE(what.find(fragment), std::string::npos) << "missing \"" << fragment << "\" in: " << what;
-      }
-    }
   }
 
   fs::path dir_;
