@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 PHI_BIN = os.environ.get("PHI_BIN", str(Path(__file__).resolve().parents[1] / "build" / "phi"))
-REPO = Path(os.environ.get("PHI_REPO", Path(__file__).resolve().parents[1]))
+REPO = Path(os.environ.get("PHI_REPO", Path(__file__).resolve().parents[1])).resolve()
 REPORT = Path(os.environ.get("PHI_PARITY_REPORT", "parity_report.jsonl"))
 
 
@@ -51,3 +51,35 @@ def randomize_(model, scale=0.1, seed=0):
     with torch.no_grad():
         for _, p in sorted(model.named_parameters()):
             p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+
+
+SHARED = Path(os.environ.get("PHI_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def require_shared_data():
+    """Skips the calling test with a clear message when ../shared/data is absent."""
+    import pytest
+
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data not found at {SHARED} (tests that need ../shared/data are skipped)")
+    return SHARED
+
+
+def tokenizer_dirs(tmp_path):
+    """Model directories for the three tokenizer kinds, assembled from ../shared/data:
+    gpt2 (plain GPT-2 BPE), phi2 (GPT-2 + CodeGen whitespace tokens), phi3 (SentencePiece + added
+    tokens), phi3small (cl100k_base + Phi-3-small specials)."""
+    import shutil
+
+    data = require_shared_data() / "tokenizers"
+    dirs = {name: Path(tmp_path) / name for name in ("gpt2", "phi2", "phi3", "phi3small")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    for name in ("gpt2", "phi2"):
+        shutil.copy(data / "gpt2" / "encoder.json", dirs[name] / "vocab.json")
+        shutil.copy(data / "gpt2" / "vocab.bpe", dirs[name] / "merges.txt")
+    shutil.copy(data / "phi_codegen" / "added_tokens.json", dirs["phi2"] / "added_tokens.json")
+    shutil.copy(data / "llama2" / "tokenizer.model", dirs["phi3"] / "tokenizer.model")
+    shutil.copy(data / "phi3" / "added_tokens.json", dirs["phi3"] / "added_tokens.json")
+    shutil.copy(data / "tiktoken" / "cl100k_base.tiktoken", dirs["phi3small"] / "cl100k_base.tiktoken")
+    return dirs

@@ -13,5 +13,6 @@ void add_info_command(CLI::App& root, Runner& run);
 void add_forward_command(CLI::App& root, Runner& run);
 void add_convert_command(CLI::App& root, Runner& run);
 void add_init_command(CLI::App& root, Runner& run);
+void add_tokenizer_command(CLI::App& root, Runner& run);
 
 }  // namespace phi::cli

@@ -1,0 +1,174 @@
+// phi tokenizer encode|decode|train
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "phi/core/error.h"
+#include "phi/tokenizer/tokenizer.h"
+#include "phi/tokenizer/trainer.h"
+
+namespace phi::cli {
+
+namespace {
+
+struct TokenizerSource {
+  TokenizerFiles files;
+  void add_options(CLI::App* cmd) {
+    cmd->add_option("--model", files.directory, "model directory holding the tokenizer files");
+    cmd->add_option("--spm", files.sentencepiece, "explicit SentencePiece tokenizer.model");
+    cmd->add_option("--vocab", files.vocab, "explicit vocab.json / encoder.json (byte-level BPE)");
+    cmd->add_option("--merges", files.merges, "explicit merges.txt / vocab.bpe (byte-level BPE)");
+    cmd->add_option("--tiktoken", files.tiktoken, "explicit *.tiktoken ranks file");
+    cmd->add_option("--added-tokens", files.added_tokens, "explicit added_tokens.json");
+  }
+};
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open input file", path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// Calls `line_fn(line, line_number)` for each non-empty line of a JSONL file.
+template <typename F>
+void for_each_jsonl(const std::string& path, F&& line_fn) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open input file", path);
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) throw Error("line " + std::to_string(n) + " is not valid JSON", path);
+    line_fn(j, n);
+  }
+}
+
+std::vector<int64_t> parse_ids(const nlohmann::json& parsed, const std::string& where) {
+  if (!parsed.is_array()) throw Error("expected a JSON array of token ids", where, "write e.g. [1, 2, 3]");
+  std::vector<int64_t> values;
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    if (!parsed[i].is_number_integer()) throw Error("$[" + std::to_string(i) + "] is not an integer", where);
+    values.push_back(parsed[i].get<int64_t>());
+  }
+  return values;
+}
+
+struct EncodeCommand {
+  TokenizerSource source;
+  std::string text;
+  std::string input;
+  std::string jsonl;
+  bool add_special = false;
+  bool plain_special = false;
+  int run() const {
+    auto tokenizer = load_tokenizer(source.files);
+    EncodeOptions options;
+    options.add_bos = options.add_eos = add_special;
+    options.allow_special = !plain_special;
+    if (!jsonl.empty()) {
+      for_each_jsonl(jsonl, [&](const nlohmann::json& j, int64_t n) {
+        if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) {
+          throw Error("line " + std::to_string(n) + " needs a \"text\" string", jsonl);
+        }
+        std::cout << nlohmann::json(tokenizer->encode(j["text"].get<std::string>(), options)).dump() << "\n";
+      });
+      std::cout << std::flush;
+      return 0;
+    }
+    auto ids = tokenizer->encode(input.empty() ? text : read_text_file(input), options);
+    std::cout << nlohmann::json(ids).dump() << std::endl;
+    return 0;
+  }
+};
+
+struct DecodeCommand {
+  TokenizerSource source;
+  std::string ids;
+  std::string input;
+  std::string jsonl;
+  bool skip_special = false;
+  int run() const {
+    auto tokenizer = load_tokenizer(source.files);
+    if (!jsonl.empty()) {
+      for_each_jsonl(jsonl, [&](const nlohmann::json& j, int64_t n) {
+        auto text = tokenizer->decode(parse_ids(j, jsonl + ":" + std::to_string(n)), skip_special);
+        std::cout << nlohmann::json(text).dump() << "\n";
+      });
+      std::cout << std::flush;
+      return 0;
+    }
+    std::string source_text = input.empty() ? ids : read_text_file(input);
+    auto parsed = nlohmann::json::parse(source_text, nullptr, false);
+    if (parsed.is_discarded()) throw Error("malformed JSON", input.empty() ? "--ids" : input);
+    std::cout << tokenizer->decode(parse_ids(parsed, input.empty() ? "--ids" : input), skip_special) << std::flush;
+    return 0;
+  }
+};
+
+struct TrainCommand {
+  TokenizerTrainOptions options;
+  int run() const {
+    train_tokenizer(options);
+    return 0;
+  }
+};
+
+}  // namespace
+
+void add_tokenizer_command(CLI::App& root, Runner& run) {
+  auto* cmd = root.add_subcommand("tokenizer", "Encode, decode and train tokenizers");
+  cmd->require_subcommand(1);
+
+  auto encode = std::make_shared<EncodeCommand>();
+  auto* enc = cmd->add_subcommand("encode", "Print the token ids of a text as a JSON array");
+  encode->source.add_options(enc);
+  auto* text = enc->add_option("--text", encode->text, "the text");
+  auto* input = enc->add_option("--input", encode->input, "a UTF-8 text file");
+  auto* jsonl = enc->add_option("--jsonl", encode->jsonl, "batch: a JSONL file of {\"text\": ...}; one id array per line");
+  text->excludes(input);
+  text->excludes(jsonl);
+  input->excludes(jsonl);
+  enc->add_flag("--add-special", encode->add_special, "add BOS/EOS ids (none are added by default)");
+  enc->add_flag("--plain-special", encode->plain_special, "encode special-token text as ordinary text");
+  enc->callback([&run, encode, text, input, jsonl]() {
+    if (text->count() + input->count() + jsonl->count() == 0) {
+      throw CLI::RequiredError("one of --text, --input or --jsonl");
+    }
+    run = [encode]() { return encode->run(); };
+  });
+
+  auto decode = std::make_shared<DecodeCommand>();
+  auto* dec = cmd->add_subcommand("decode", "Print the text of a JSON array of token ids");
+  decode->source.add_options(dec);
+  auto* ids = dec->add_option("--ids", decode->ids, "JSON array of ids, e.g. '[1, 2, 3]'");
+  auto* ids_file = dec->add_option("--input", decode->input, "a file holding a JSON array of ids");
+  auto* ids_jsonl = dec->add_option("--jsonl", decode->jsonl, "batch: one JSON id array per line; prints JSON strings");
+  ids->excludes(ids_file);
+  ids->excludes(ids_jsonl);
+  ids_file->excludes(ids_jsonl);
+  dec->add_flag("--skip-special", decode->skip_special, "drop special tokens from the text");
+  dec->callback([&run, decode, ids, ids_file, ids_jsonl]() {
+    if (ids->count() + ids_file->count() + ids_jsonl->count() == 0) {
+      throw CLI::RequiredError("one of --ids, --input or --jsonl");
+    }
+    run = [decode]() { return decode->run(); };
+  });
+
+  auto train = std::make_shared<TrainCommand>();
+  auto* tr = cmd->add_subcommand("train", "Train a tokenizer (SentencePiece or byte-level BPE) on text files");
+  tr->add_option("--kind", train->options.kind, "spm or bpe")->required()->check(CLI::IsMember({"spm", "bpe"}));
+  tr->add_option("--vocab-size", train->options.vocab_size, "vocabulary size")->required();
+  tr->add_option("--input", train->options.inputs, "text files (.txt, or .jsonl with a \"text\" field)")->required();
+  tr->add_option("--output", train->options.output, "output directory")->required();
+  tr->add_option("--special", train->options.special_tokens, "special tokens to reserve (repeatable)");
+  tr->callback([&run, train]() { run = [train]() { return train->run(); }; });
+}
+
+}  // namespace phi::cli

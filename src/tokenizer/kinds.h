@@ -1,0 +1,22 @@
+// The three tokenizer kinds (private to the tokenizer module; load_tokenizer() builds them).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "phi/tokenizer/tokenizer.h"
+
+namespace phi {
+
+/// GPT-2 byte-level BPE from vocab.json (token -> id) and merges.txt; GPT-2's pre-tokenizer.
+std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::string& vocab_path, const std::string& merges_path);
+/// SentencePiece model (libsentencepiece).
+std::unique_ptr<Tokenizer> make_sentencepiece(const std::string& model_path);
+/// tiktoken ranks file ("base64(token) rank" per line) with cl100k_base's pre-tokenizer.
+std::unique_ptr<Tokenizer> make_tiktoken(const std::string& ranks_path);
+
+/// The tiktoken pre-tokenizer patterns.
+extern const char* const kGpt2Pattern;
+extern const char* const kCl100kPattern;
+
+}  // namespace phi

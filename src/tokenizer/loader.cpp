@@ -1,0 +1,149 @@
+// Finds a tokenizer's files in a model directory and loads it with its added/special tokens.
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "phi/core/error.h"
+#include "phi/core/json_reader.h"
+#include "phi/tokenizer/tokenizer.h"
+#include "tokenizer/kinds.h"
+
+namespace phi {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool looks_special(const std::string& content) {
+  return content.size() >= 4 && ((content.rfind("<|", 0) == 0 && content.compare(content.size() - 2, 2, "|>") == 0) ||
+                                 content == "<s>" || content == "</s>" || content == "<unk>");
+}
+
+// Phi-3-small's special tokens (its tokenizer adds them to cl100k_base; docs/phi_family.md §7.3).
+void add_phi3small_specials(Tokenizer& t) {
+  const std::pair<const char*, int64_t> named[] = {
+      {"<|endoftext|>", 100257}, {"<|fim_prefix|>", 100258}, {"<|fim_middle|>", 100259}, {"<|fim_suffix|>", 100260},
+      {"<|system|>", 100261},    {"<|user|>", 100262},       {"<|assistant|>", 100263},  {"<|dummy_id_0|>", 100264},
+      {"<|dummy_id_1|>", 100265}, {"<|end|>", 100266},       {"<|endofprompt|>", 100276}, {"<|dummy_id_2|>", 100256}};
+  for (const auto& [content, id] : named) t.add_token({content, id, true, false, false});
+  for (int64_t i = 3; i <= 11; ++i) t.add_token({"<|dummy_id_" + std::to_string(i) + "|>", 100264 + i, true});
+  for (int64_t i = 12; i <= 86; ++i) t.add_token({"<|dummy_id_" + std::to_string(i) + "|>", 100265 + i, true});
+  t.set_bos_id(100257);
+  t.set_eos_id(100257);
+}
+
+std::string token_content(const nlohmann::json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_object() && value.contains("content") && value["content"].is_string()) {
+    return value["content"].get<std::string>();
+  }
+  return "";
+}
+
+void read_added_tokens_json(Tokenizer& t, const std::string& path) {
+  auto j = read_json_file(path);
+  if (!j.is_object()) throw Error("added tokens must be a JSON object of token -> id", path);
+  const bool sentencepiece = t.kind() == TokenizerKind::kSentencePiece;
+  for (const auto& item : j.items()) {
+    if (!item.value().is_number_integer()) throw Error("$." + item.key() + " must be an integer id", path);
+    AddedToken token;
+    token.content = item.key();
+    token.id = item.value().get<int64_t>();
+    token.special = looks_special(token.content);
+    // Phi-3's chat tokens absorb the whitespace after them (HF declares rstrip=True for all but
+    // <|endoftext|>); tokenizer_config.json's added_tokens_decoder overrides this when present.
+    token.rstrip = sentencepiece && token.special && token.content != "<|endoftext|>";
+    t.add_token(token);
+  }
+}
+
+void read_tokenizer_config(Tokenizer& t, const std::string& path) {
+  auto j = read_json_file(path);
+  if (!j.is_object()) return;
+  if (j.contains("added_tokens_decoder") && j["added_tokens_decoder"].is_object()) {
+    for (const auto& item : j["added_tokens_decoder"].items()) {
+      const auto& v = item.value();
+      AddedToken token;
+      try {
+        token.id = std::stoll(item.key());
+      } catch (const std::exception&) {
+        throw Error("$.added_tokens_decoder." + item.key() + ": key is not a token id", path);
+      }
+      token.content = token_content(v);
+      if (token.content.empty()) continue;
+      token.special = v.value("special", true);
+      token.rstrip = v.value("rstrip", false);
+      token.lstrip = v.value("lstrip", false);
+      // Tokens of the base vocabulary (e.g. <s>, </s>, <unk>) stay with the model.
+      auto base = t.token_to_id(token.content);
+      if (base && *base == token.id && !t.is_special(token.id) && token.id < 3) continue;
+      t.add_token(token);
+    }
+  }
+  for (const char* key : {"bos_token", "eos_token"}) {
+    if (!j.contains(key)) continue;
+    auto content = token_content(j[key]);
+    if (content.empty()) continue;
+    auto id = t.token_to_id(content);
+    if (!id) continue;
+    if (std::string(key) == "bos_token") t.set_bos_id(*id);
+    else t.set_eos_id(*id);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files) {
+  const fs::path dir(files.directory);
+  auto in_dir = [&](const char* name) -> std::string {
+    if (files.directory.empty()) return "";
+    auto p = dir / name;
+    return fs::exists(p) ? p.string() : "";
+  };
+  std::string spm = !files.sentencepiece.empty() ? files.sentencepiece : in_dir("tokenizer.model");
+  std::string vocab = !files.vocab.empty() ? files.vocab : in_dir("vocab.json");
+  std::string merges = !files.merges.empty() ? files.merges : in_dir("merges.txt");
+  if (vocab.empty() && merges.empty()) {
+    vocab = in_dir("encoder.json");
+    merges = in_dir("vocab.bpe");
+  }
+  std::string tiktoken = files.tiktoken;
+  if (tiktoken.empty() && !files.directory.empty() && fs::is_directory(dir)) {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (entry.path().extension() == ".tiktoken") tiktoken = entry.path().string();
+    }
+  }
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!spm.empty()) {
+    tokenizer = make_sentencepiece(spm);
+  } else if (!vocab.empty() && !merges.empty()) {
+    tokenizer = make_byte_level_bpe(vocab, merges);
+    if (auto id = tokenizer->token_to_id("<|endoftext|>")) {
+      tokenizer->add_token({"<|endoftext|>", *id, true});
+      tokenizer->set_bos_id(*id);
+      tokenizer->set_eos_id(*id);
+    }
+  } else if (!tiktoken.empty()) {
+    tokenizer = make_tiktoken(tiktoken);
+    add_phi3small_specials(*tokenizer);
+  } else {
+    throw Error("no tokenizer files found", files.directory.empty() ? "(no directory)" : files.directory,
+                "expected tokenizer.model, vocab.json + merges.txt, encoder.json + vocab.bpe, or a *.tiktoken file");
+  }
+  std::string added = !files.added_tokens.empty() ? files.added_tokens : in_dir("added_tokens.json");
+  if (!added.empty()) read_added_tokens_json(*tokenizer, added);
+  if (auto config = in_dir("tokenizer_config.json"); !config.empty()) read_tokenizer_config(*tokenizer, config);
+  return tokenizer;
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_directory) {
+  if (!fs::is_directory(model_directory)) {
+    throw Error("tokenizer directory does not exist", model_directory);
+  }
+  TokenizerFiles files;
+  files.directory = model_directory;
+  return load_tokenizer(files);
+}
+
+}  // namespace phi

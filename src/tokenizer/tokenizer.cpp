@@ -1,0 +1,170 @@
+// The shared part of every tokenizer: added/special tokens are matched as a whole (leftmost,
+// longest) before the model's own splitting, BOS/EOS, and decoding around them.
+#include "phi/tokenizer/tokenizer.h"
+
+#include <algorithm>
+
+#include "phi/core/error.h"
+#include "tokenizer/utf8.h"
+
+namespace phi {
+
+std::string to_string(TokenizerKind kind) {
+  switch (kind) {
+    case TokenizerKind::kByteLevelBpe: return "byte-level BPE";
+    case TokenizerKind::kSentencePiece: return "SentencePiece";
+    case TokenizerKind::kTiktoken: return "tiktoken";
+  }
+  return "?";
+}
+
+namespace {
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+}  // namespace
+
+void Tokenizer::add_token(const AddedToken& token) {
+  PHI_CHECK(!token.content.empty(), "added token ", token.id, " has empty content");
+  added_first_byte_[static_cast<unsigned char>(token.content[0])] = true;
+  for (auto& existing : added_) {
+    if (existing.content == token.content) {
+      existing = token;
+      return;
+    }
+  }
+  added_.push_back(token);
+}
+
+const AddedToken* Tokenizer::added_by_id(int64_t id) const {
+  for (const auto& t : added_) {
+    if (t.id == id) return &t;
+  }
+  return nullptr;
+}
+
+bool Tokenizer::is_special(int64_t id) const {
+  const auto* t = added_by_id(id);
+  return t != nullptr && t->special;
+}
+
+std::optional<int64_t> Tokenizer::token_to_id(const std::string& token) const {
+  for (const auto& t : added_) {
+    if (t.content == token) return t.id;
+  }
+  return base_token_to_id(token);
+}
+
+std::string Tokenizer::id_to_token(int64_t id) const {
+  if (const auto* t = added_by_id(id)) return t->content;
+  if (id < 0 || id >= base_vocab_size()) {
+    throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
+  }
+  return base_id_to_token(id);
+}
+
+std::vector<int64_t> Tokenizer::encode(std::string_view text, const EncodeOptions& options) const {
+  utf8::require_valid(text, "text to encode");
+  std::vector<int64_t> out;
+  if (options.add_bos && bos_id_) out.push_back(*bos_id_);
+  size_t start = 0;    // start of the pending ordinary segment
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const AddedToken* best = nullptr;
+    if (!added_first_byte_[static_cast<unsigned char>(text[pos])]) {
+      ++pos;
+      continue;
+    }
+    for (const auto& t : added_) {
+      if (t.special && !options.allow_special) continue;
+      if (text.compare(pos, t.content.size(), t.content) == 0 &&
+          (best == nullptr || t.content.size() > best->content.size())) {
+        best = &t;
+      }
+    }
+    if (best == nullptr) {
+      ++pos;
+      continue;
+    }
+    size_t segment_end = pos;
+    if (best->lstrip) {
+      while (segment_end > start && is_space(text[segment_end - 1])) --segment_end;
+    }
+    if (segment_end > start) encode_ordinary(text.substr(start, segment_end - start), out);
+    out.push_back(best->id);
+    pos += best->content.size();
+    if (best->rstrip) {
+      while (pos < text.size() && is_space(text[pos])) ++pos;
+    }
+    start = pos;
+  }
+  if (start < text.size()) encode_ordinary(text.substr(start), out);
+  if (options.add_eos && eos_id_) out.push_back(*eos_id_);
+  return out;
+}
+
+std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
+  std::string bytes;
+  std::vector<int64_t> run;
+  auto flush = [&] {
+    if (!run.empty()) bytes += decode_ordinary(run);
+    run.clear();
+  };
+  for (auto id : ids) {
+    if (const auto* t = added_by_id(id)) {
+      flush();
+      if (!(skip_special && t->special)) bytes += t->content;
+      continue;
+    }
+    if (id < 0 || id >= base_vocab_size()) {
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                  std::to_string(vocab_size()) + ")");
+    }
+    run.push_back(id);
+  }
+  flush();
+  return utf8::sanitize(bytes);
+}
+
+// ---- StreamDecoder ---------------------------------------------------------------------------------
+// The prefix/read-offset scheme of transformers' and TGI's streamers: decode a short window of ids
+// twice (with and without the newest) and emit the difference once it is complete UTF-8, so that
+// SentencePiece's context-dependent spaces and byte-fallback pieces come out right.
+
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
+    : tokenizer_(tokenizer), skip_special_(skip_special) {}
+
+std::string StreamDecoder::push(int64_t id) {
+  ids_.push_back(id);
+  std::vector<int64_t> prefix(ids_.begin() + prefix_offset_, ids_.begin() + read_offset_);
+  std::vector<int64_t> window(ids_.begin() + prefix_offset_, ids_.end());
+  std::string prefix_text = tokenizer_.decode(prefix, skip_special_);
+  std::string window_text = tokenizer_.decode(window, skip_special_);
+  // decode() replaces incomplete UTF-8 by U+FFFD; a trailing replacement means "wait".
+  static const std::string kReplacement = "\xEF\xBF\xBD";
+  const bool incomplete = window_text.size() >= 3 &&
+                          window_text.compare(window_text.size() - 3, 3, kReplacement) == 0;
+  if (window_text.size() > prefix_text.size() && !incomplete &&
+      window_text.compare(0, prefix_text.size(), prefix_text) == 0) {
+    std::string out = window_text.substr(prefix_text.size());
+    prefix_offset_ = read_offset_;
+    read_offset_ = ids_.size();
+    return out;
+  }
+  if (ids_.size() - read_offset_ > 8) {  // never hold more than a few tokens
+    std::string out = window_text.size() > prefix_text.size() ? window_text.substr(prefix_text.size()) : "";
+    prefix_offset_ = read_offset_;
+    read_offset_ = ids_.size();
+    return out;
+  }
+  return "";
+}
+
+std::string StreamDecoder::flush() {
+  std::vector<int64_t> prefix(ids_.begin() + prefix_offset_, ids_.begin() + read_offset_);
+  std::vector<int64_t> window(ids_.begin() + prefix_offset_, ids_.end());
+  std::string prefix_text = tokenizer_.decode(prefix, skip_special_);
+  std::string window_text = tokenizer_.decode(window, skip_special_);
+  prefix_offset_ = read_offset_ = ids_.size();
+  return window_text.size() > prefix_text.size() ? window_text.substr(prefix_text.size()) : "";
+}
+
+}  // namespace phi
