@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 
 fs::path shared_tokenizers() {
   const char* env = std::getenv("PHI_SHARED_DATA");
-  return fs::path(env ? env : "../shared/data") / "tokenizers";
+  return fs::path(env ? env : PHI_DEFAULT_SHARED_DATA) / "tokenizers";
 }
 
 bool valid_utf8(const std::string& s) {
