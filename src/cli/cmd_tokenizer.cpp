@@ -9,6 +9,10 @@
 #include "phi/core/error.h"
 #include "phi/tokenizer/tokenizer.h"
 #include "phi/tokenizer/trainer.h"
+#include "phi/infer/chat_template.h"
+#include "phi/models/model_loader.h"
+
+#include <filesystem>
 
 namespace phi::cli {
 
@@ -112,6 +116,37 @@ struct DecodeCommand {
   }
 };
 
+struct RenderChatCommand {
+  TokenizerSource source;
+  std::string messages;
+  std::string chat_template;
+  bool no_generation_prompt = false;
+  bool ids = false;
+  int run() const {
+    auto tokenizer = load_tokenizer(source.files);
+    auto parsed = nlohmann::json::parse(messages, nullptr, false);
+    if (parsed.is_discarded()) {
+      std::ifstream in(messages);
+      if (!in) throw Error("--messages is neither JSON nor a readable file", messages);
+      parsed = nlohmann::json::parse(in, nullptr, false);
+      if (parsed.is_discarded()) throw Error("malformed JSON", messages);
+    }
+    ModelConfig config;
+    if (!source.files.directory.empty() &&
+        std::filesystem::exists(std::filesystem::path(source.files.directory) / "config.json")) {
+      config = load_directory_config(source.files.directory);
+    }
+    auto chat = ChatTemplate::for_model(source.files.directory, config, *tokenizer, chat_template);
+    auto text = chat.render(parse_chat_messages(parsed, "--messages"), !no_generation_prompt);
+    if (ids) {
+      std::cout << nlohmann::json(tokenizer->encode(text)).dump() << std::endl;
+    } else {
+      std::cout << text << std::flush;
+    }
+    return 0;
+  }
+};
+
 struct TrainCommand {
   TokenizerTrainOptions options;
   int run() const {
@@ -160,6 +195,15 @@ void add_tokenizer_command(CLI::App& root, Runner& run) {
     }
     run = [decode]() { return decode->run(); };
   });
+
+  auto render = std::make_shared<RenderChatCommand>();
+  auto* rc = cmd->add_subcommand("render-chat", "Print a conversation rendered with the model's chat template");
+  render->source.add_options(rc);
+  rc->add_option("--messages", render->messages, "JSON [{\"role\", \"content\"}, ...] or a file holding it")->required();
+  rc->add_option("--template", render->chat_template, "a built-in template name or a .jinja file (default: the model's)");
+  rc->add_flag("--no-generation-prompt", render->no_generation_prompt, "do not end with the assistant header");
+  rc->add_flag("--ids", render->ids, "print the token ids instead of the text");
+  rc->callback([&run, render]() { run = [render]() { return render->run(); }; });
 
   auto train = std::make_shared<TrainCommand>();
   auto* tr = cmd->add_subcommand("train", "Train a tokenizer (SentencePiece or byte-level BPE) on text files");

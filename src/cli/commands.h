@@ -14,5 +14,6 @@ void add_forward_command(CLI::App& root, Runner& run);
 void add_convert_command(CLI::App& root, Runner& run);
 void add_init_command(CLI::App& root, Runner& run);
 void add_tokenizer_command(CLI::App& root, Runner& run);
+void add_generate_command(CLI::App& root, Runner& run);
 
 }  // namespace phi::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   phi::cli::add_convert_command(app, run);
   phi::cli::add_init_command(app, run);
   phi::cli::add_tokenizer_command(app, run);
+  phi::cli::add_generate_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

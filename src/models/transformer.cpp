@@ -1,5 +1,7 @@
 #include "phi/models/transformer.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 
 #include "phi/core/error.h"
@@ -150,10 +152,9 @@ at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& h) const {
   return optional_linear(inner, layer.fc_out_w, layer.fc_out_b);
 }
 
-at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h,
-                                        const at::Tensor& positions, const at::Tensor& cos,
-                                        const at::Tensor& sin, const at::Tensor& key_lengths,
-                                        KVCache* cache, const std::vector<int64_t>& new_lengths) const {
+at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
+                                        const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
+                                        const CacheStep* step) const {
   const auto& layer = layers_[index];
   const int64_t B = h.size(0), T = h.size(1), D = config_.head_dim;
   const int64_t Hq = config_.n_heads, Hkv = config_.n_kv_heads;
@@ -176,11 +177,17 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h,
     mask.blocksparse = &layout;
   }
   at::Tensor out;
-  if (cache != nullptr) {
-    cache->write(index, k, v, new_lengths);
-    const int64_t n_keys = key_lengths.max().item<int64_t>();
-    out = attention(q, cache->keys(index).narrow(2, 0, n_keys), cache->values(index).narrow(2, 0, n_keys),
-                    config_.resolved_attention_scale(), mask);
+  if (step != nullptr) {
+    auto& cache = *step->cache;
+    cache.write(index, k, v, step->slots, step->new_lengths);
+    const int64_t n_keys = std::max<int64_t>(1, key_lengths.max().item<int64_t>());
+    auto keys = cache.keys(index).narrow(2, 0, n_keys);
+    auto values = cache.values(index).narrow(2, 0, n_keys);
+    if (static_cast<int64_t>(step->slots.size()) != cache.batch_size()) {
+      keys = keys.index_select(0, step->slot_index);
+      values = values.index_select(0, step->slot_index);
+    }
+    out = attention(q, keys, values, config_.resolved_attention_scale(), mask);
   } else {
     out = attention(q, k, v, config_.resolved_attention_scale(), mask);
   }
@@ -188,9 +195,8 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h,
   return optional_linear(out, layer.out_w, layer.out_b);
 }
 
-at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions,
-                            const at::Tensor& key_lengths, bool long_rope, KVCache* cache,
-                            const std::vector<int64_t>& new_lengths) const {
+at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
+                            const std::vector<bool>& long_rope, const CacheStep* step) const {
   PHI_CHECK(ids.dim() == 2, "token ids must be [batch, length], got ", ids.sizes());
   const int64_t min_id = ids.numel() ? ids.min().item<int64_t>() : 0;
   const int64_t max_id = ids.numel() ? ids.max().item<int64_t>() : 0;
@@ -200,13 +206,23 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions,
                 "", "check that the ids come from this model's tokenizer");
   }
   auto ids_dev = ids.to(device());
-  auto [cos, sin] = rope_cos_sin(config_, positions, long_rope);
+  // cos/sin per row: one table when every row uses the same LongRoPE factor set.
+  const bool all_long = std::all_of(long_rope.begin(), long_rope.end(), [](bool b) { return b; });
+  const bool any_long = std::any_of(long_rope.begin(), long_rope.end(), [](bool b) { return b; });
+  auto [cos, sin] = rope_cos_sin(config_, positions, all_long);
+  if (any_long && !all_long) {
+    auto [cos_long, sin_long] = rope_cos_sin(config_, positions, true);
+    std::vector<uint8_t> flags(long_rope.begin(), long_rope.end());
+    auto rows = at::tensor(flags, at::kByte).to(at::kBool).to(cos.device()).view({-1, 1, 1});
+    cos = at::where(rows, cos_long, cos);
+    sin = at::where(rows, sin_long, sin);
+  }
   auto x = at::embedding(embed_, ids_dev);
   if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
   for (int64_t i = 0; i < config_.n_layers; ++i) {
     const auto& layer = layers_[i];
     auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
-    auto a = attention_block(i, h, positions, cos, sin, key_lengths, cache, new_lengths);
+    auto a = attention_block(i, h, positions, cos, sin, key_lengths, step);
     if (config_.block_style == BlockStyle::kParallel) {
       x = x + a + mlp(layer, h);
     } else {
@@ -214,7 +230,7 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions,
       x = x + mlp(layer, norm(x, layer.mlp_norm_w, layer.mlp_norm_b));
     }
   }
-  if (cache != nullptr) cache->advance(new_lengths);
+  if (step != nullptr) step->cache->advance(step->slots, step->new_lengths);
   x = norm(x, final_norm_w_, final_norm_b_);
   auto logits = optional_linear(x, lm_head_w_, lm_head_b_).to(at::kFloat);
   if (config_.logit_divisor != 1.0) logits = logits / config_.logit_divisor;
@@ -230,7 +246,8 @@ at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths
   auto positions = at::arange(T, long_options).unsqueeze(0).expand({B, T});
   at::Tensor key_lengths = lengths.defined() ? lengths.to(long_options) : at::full({B}, T, long_options);
   const int64_t longest = lengths.defined() && B > 0 ? key_lengths.max().item<int64_t>() : T;
-  auto logits = run(ids, positions, key_lengths, rope_uses_long_factors(config_, longest), nullptr, {});
+  std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, longest));
+  auto logits = run(ids, positions, key_lengths, long_rope, nullptr);
   if (lengths.defined()) {
     auto valid = positions.lt(key_lengths.unsqueeze(1)).unsqueeze(-1);
     logits = logits.masked_fill(valid.logical_not(), 0.0f);
@@ -239,17 +256,34 @@ at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths
 }
 
 at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths,
-                                       KVCache& cache) const {
+                                       KVCache& cache, const std::vector<int64_t>& slots) const {
   const int64_t B = ids.size(0), T = ids.size(1);
-  PHI_CHECK(B == cache.batch_size(), "ids batch ", B, " != cache batch ", cache.batch_size());
+  CacheStep step;
+  step.cache = &cache;
+  step.new_lengths = new_lengths;
+  if (slots.empty()) {
+    PHI_CHECK(B == cache.batch_size(), "ids batch ", B, " != cache batch ", cache.batch_size());
+    for (int64_t b = 0; b < B; ++b) step.slots.push_back(b);
+  } else {
+    PHI_CHECK(static_cast<int64_t>(slots.size()) == B, "slots needs ", B, " entries");
+    for (auto s : slots) PHI_CHECK(s >= 0 && s < cache.batch_size(), "slot ", s, " outside the cache");
+    step.slots = slots;
+  }
   PHI_CHECK(static_cast<int64_t>(new_lengths.size()) == B, "new_lengths needs ", B, " entries");
   for (auto n : new_lengths) PHI_CHECK(n >= 0 && n <= T, "new length ", n, " outside [0, ", T, "]");
   auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
-  auto start = cache.lengths().to(long_options);
+  std::vector<int64_t> starts;
+  std::vector<bool> long_rope;
+  for (auto s : step.slots) {
+    starts.push_back(cache.length(s));
+    long_rope.push_back(cache.long_rope(s));
+  }
+  step.slot_index = at::tensor(step.slots, at::kLong).to(device());
+  auto start = at::tensor(starts, at::kLong).to(device());
   auto positions = start.unsqueeze(1) + at::arange(T, long_options).unsqueeze(0);
   auto new_len = at::tensor(new_lengths, at::kLong).to(device());
   auto key_lengths = start + new_len;
-  auto logits = run(ids, positions, key_lengths, cache.long_rope(), &cache, new_lengths);
+  auto logits = run(ids, positions, key_lengths, long_rope, &step);
   auto valid = at::arange(T, long_options).unsqueeze(0).lt(new_len.unsqueeze(1)).unsqueeze(-1);
   return logits.masked_fill(valid.logical_not(), 0.0f);
 }

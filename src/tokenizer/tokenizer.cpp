@@ -133,6 +133,8 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
     : tokenizer_(tokenizer), skip_special_(skip_special) {}
 
 std::string StreamDecoder::push(int64_t id) {
+  // Ids of a padded embedding that the tokenizer does not know decode to nothing (as in transformers).
+  if (id < 0 || id >= tokenizer_.vocab_size()) return "";
   ids_.push_back(id);
   std::vector<int64_t> prefix(ids_.begin() + prefix_offset_, ids_.begin() + read_offset_);
   std::vector<int64_t> window(ids_.begin() + prefix_offset_, ids_.end());

@@ -53,11 +53,12 @@ class Transformer {
   /// right padding) marks each sequence's real tokens; logits float32 [B, T, V] with padding rows 0.
   at::Tensor forward(const at::Tensor& ids, const at::Tensor& lengths = {}) const;
 
-  /// Incremental forward over a KV cache: ids [B, T] are appended to each sequence at its cached
-  /// length; new_lengths[b] <= T says how many of them are real (prefill of unequal prompts).
-  /// Returns float32 logits [B, T, V] (rows past new_lengths[b] are 0).
-  at::Tensor forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths,
-                            KVCache& cache) const;
+  /// Incremental forward over a KV cache: row i of ids [n, T] is appended to cache slot slots[i]
+  /// (all slots in order when `slots` is empty) at the slot's length; new_lengths[i] <= T says how
+  /// many of the T tokens are real (prefill of unequal prompts). Returns float32 logits [n, T, V]
+  /// (positions past new_lengths[i] are 0).
+  at::Tensor forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths, KVCache& cache,
+                            const std::vector<int64_t>& slots = {}) const;
 
   /// A KV cache for this model in its dtype and on its device.
   KVCache make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const;
@@ -71,12 +72,19 @@ class Transformer {
   at::Tensor norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
   at::Tensor mlp(const Layer& layer, const at::Tensor& h) const;
   /// Attention for layer `index`; with a cache, new K/V are written first and all cached keys read.
+  /// What a cached forward needs besides the activations.
+  struct CacheStep {
+    KVCache* cache = nullptr;
+    std::vector<int64_t> slots;
+    std::vector<int64_t> new_lengths;
+    at::Tensor slot_index;  // int64 [n] on the model's device
+  };
   at::Tensor attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
-                             const at::Tensor& cos, const at::Tensor& sin,
-                             const at::Tensor& key_lengths, KVCache* cache,
-                             const std::vector<int64_t>& new_lengths) const;
+                             const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
+                             const CacheStep* step) const;
+  /// long_rope: per row, whether LongRoPE's long factors apply.
   at::Tensor run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
-                 bool long_rope, KVCache* cache, const std::vector<int64_t>& new_lengths) const;
+                 const std::vector<bool>& long_rope, const CacheStep* step) const;
 
   ModelConfig config_;
   ParameterMap parameters_;

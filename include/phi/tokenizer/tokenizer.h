@@ -104,7 +104,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_directory);
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special = true);
-  /// The new text that `id` completes (possibly empty).
+  /// The new text that `id` completes (possibly empty). Ids outside the tokenizer's vocabulary (the
+  /// padding rows of a model's embedding) add no text.
   std::string push(int64_t id);
   /// Whatever is still held (incomplete UTF-8 at the end of a stream comes out as U+FFFD).
   std::string flush();

@@ -1,0 +1,157 @@
+#include "phi/infer/chat_template.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "phi/core/error.h"
+#include "phi/core/json_reader.h"
+#include "phi/infer/jinja.h"
+
+namespace phi {
+
+namespace {
+
+// The templates as the models' tokenizer_config.json files carry them (docs/phi_family.md §8).
+const std::pair<const char*, const char*> kBuiltins[] = {
+    {"phi3",
+     "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + "
+     "'<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif "
+     "message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor "
+     "%}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"},
+    {"phi3-april",
+     "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' + '\n' + "
+     "message['content'] + '<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif (message['role'] == 'assistant') "
+     "%}{{message['content'] + '<|end|>' + '\n'}}{% endif %}{% endfor %}"},
+    {"phi3-medium",
+     "{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' + '\n' + message['content'] + "
+     "'<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif (message['role'] == 'assistant') %}{{message['content'] + "
+     "'<|end|>' + '\n'}}{% endif %}{% endfor %}"},
+    {"phi3-small",
+     "{{ bos_token }}{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + "
+     "'<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif "
+     "%}"},
+    {"phi2",
+     "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\n' }}{% elif "
+     "message['role'] == 'user' %}{{ 'Instruct: ' + message['content'] + '\n' }}{% elif message['role'] == "
+     "'assistant' %}{{ 'Output: ' + message['content'] + '\n' }}{% endif %}{% endfor %}{% if add_generation_prompt "
+     "%}{{ 'Output:' }}{% endif %}"},
+};
+
+std::string token_text(const Tokenizer& tokenizer, std::optional<int64_t> id) {
+  return id ? tokenizer.id_to_token(*id) : "";
+}
+
+}  // namespace
+
+std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& messages, const std::string& where) {
+  if (!messages.is_array() || messages.empty()) {
+    throw Error("$.messages must be a non-empty array of {\"role\", \"content\"}", where);
+  }
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    const std::string path = "$.messages[" + std::to_string(i) + "]";
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
+      throw Error(path + ".role must be a string", where);
+    }
+    ChatMessage message;
+    message.role = m["role"].get<std::string>();
+    if (message.role != "system" && message.role != "user" && message.role != "assistant") {
+      throw Error(path + ".role \"" + message.role + "\" is not system, user or assistant", where);
+    }
+    if (m.contains("content") && m["content"].is_string()) {
+      message.content = m["content"].get<std::string>();
+    } else if (m.contains("content") && m["content"].is_array()) {  // OpenAI content parts: text only
+      for (const auto& part : m["content"]) {
+        if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string()) {
+          message.content += part["text"].get<std::string>();
+        } else {
+          throw Error(path + ".content has a part that is not {\"type\": \"text\", \"text\": ...}", where);
+        }
+      }
+    } else {
+      throw Error(path + ".content must be a string", where);
+    }
+    out.push_back(std::move(message));
+  }
+  return out;
+}
+
+ChatTemplate::ChatTemplate(std::string name, const std::string& source, const Tokenizer& tokenizer)
+    : name_(std::move(name)),
+      template_(std::make_unique<jinja::Template>(source)),
+      bos_token_(token_text(tokenizer, tokenizer.bos_id())),
+      eos_token_(token_text(tokenizer, tokenizer.eos_id())) {}
+
+ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
+ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
+ChatTemplate::~ChatTemplate() = default;
+
+std::vector<std::string> ChatTemplate::builtin_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, source] : kBuiltins) names.push_back(name);
+  return names;
+}
+
+ChatTemplate ChatTemplate::builtin(const std::string& name, const Tokenizer& tokenizer) {
+  for (const auto& [builtin_name, source] : kBuiltins) {
+    if (name == builtin_name) return ChatTemplate(name, source, tokenizer);
+  }
+  std::string names;
+  for (const auto& n : builtin_names()) names += (names.empty() ? "" : ", ") + n;
+  throw Error("unknown chat template \"" + name + "\"", "", "built-in templates: " + names + "; or a .jinja file");
+}
+
+ChatTemplate ChatTemplate::from_source(const std::string& name, const std::string& source, const Tokenizer& tokenizer) {
+  return ChatTemplate(name, source, tokenizer);
+}
+
+ChatTemplate ChatTemplate::for_model(const std::string& model_directory, const ModelConfig& config,
+                                     const Tokenizer& tokenizer, const std::string& override_name) {
+  namespace fs = std::filesystem;
+  if (!override_name.empty()) {
+    if (fs::exists(override_name)) {
+      std::ifstream in(override_name);
+      std::stringstream buffer;
+      buffer << in.rdbuf();
+      return from_source(override_name, buffer.str(), tokenizer);
+    }
+    return builtin(override_name, tokenizer);
+  }
+  const auto config_path = fs::path(model_directory) / "tokenizer_config.json";
+  if (!model_directory.empty() && fs::exists(config_path)) {
+    auto j = read_json_file(config_path.string());
+    if (j.is_object() && j.contains("chat_template")) {
+      const auto& t = j["chat_template"];
+      if (t.is_string()) return from_source("tokenizer_config.json", t.get<std::string>(), tokenizer);
+      if (t.is_array()) {
+        for (const auto& entry : t) {
+          if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template")) {
+            return from_source("tokenizer_config.json", entry["template"].get<std::string>(), tokenizer);
+          }
+        }
+      }
+    }
+  }
+  switch (config.family) {
+    case Family::kPhi: return builtin("phi2", tokenizer);
+    case Family::kPhi3: return builtin("phi3", tokenizer);
+    case Family::kPhi3Small: return builtin("phi3-small", tokenizer);
+  }
+  return builtin("phi3", tokenizer);
+}
+
+std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
+  nlohmann::json context = {{"messages", list},
+                            {"add_generation_prompt", add_generation_prompt},
+                            {"bos_token", bos_token_},
+                            {"eos_token", eos_token_}};
+  return template_->render(context);
+}
+
+}  // namespace phi
