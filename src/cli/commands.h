@@ -15,5 +15,7 @@ void add_convert_command(CLI::App& root, Runner& run);
 void add_init_command(CLI::App& root, Runner& run);
 void add_tokenizer_command(CLI::App& root, Runner& run);
 void add_generate_command(CLI::App& root, Runner& run);
+void add_chat_command(CLI::App& root, Runner& run);
+void add_serve_command(CLI::App& root, Runner& run);
 
 }  // namespace phi::cli

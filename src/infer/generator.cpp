@@ -10,6 +10,7 @@
 
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
+#include "infer/sequence.h"
 
 namespace phi {
 
@@ -124,89 +125,54 @@ std::vector<GenerationOutput> Generator::generate(const std::vector<GenerationRe
 void Generator::generate_chunk(const std::vector<GenerationRequest>& requests, size_t first, size_t count,
                                std::vector<GenerationOutput>& outputs, const TokenCallback& on_token) const {
   at::NoGradGuard no_grad;
-  struct Sequence {
-    std::vector<int64_t> history;
-    int64_t max_new = 0;
-    size_t generated = 0;
-    bool active = true;
-    std::unique_ptr<Sampler> sampler;
-    std::unique_ptr<StreamDecoder> stream;
-    std::unique_ptr<StopStringFilter> stops;
-    std::vector<int64_t> end_ids;
-  };
-  std::vector<Sequence> seqs(count);
+  std::vector<std::unique_ptr<ActiveSequence>> seqs;
   int64_t longest_prompt = 0, capacity = 1;
-  std::vector<int64_t> prompt_lengths;
   for (size_t i = 0; i < count; ++i) {
     const auto& request = requests[first + i];
     auto [prompt, max_new] = fit_to_context(request.prompt, request.params.max_new_tokens);
-    auto& s = seqs[i];
-    s.history = prompt;
-    s.max_new = max_new;
-    s.sampler = std::make_unique<Sampler>(request.params);
-    s.stream = std::make_unique<StreamDecoder>(tokenizer_);
-    s.stops = std::make_unique<StopStringFilter>(request.params.stop_strings);
-    s.end_ids = request.params.stop_token_ids;
-    if (!request.params.ignore_eos) s.end_ids.insert(s.end_ids.end(), options_.end_token_ids.begin(), options_.end_token_ids.end());
-    outputs[first + i].prompt_tokens = static_cast<int64_t>(prompt.size());
-    prompt_lengths.push_back(static_cast<int64_t>(prompt.size()));
     longest_prompt = std::max<int64_t>(longest_prompt, prompt.size());
     capacity = std::max<int64_t>(capacity, static_cast<int64_t>(prompt.size()) + max_new);
+    seqs.push_back(std::make_unique<ActiveSequence>(tokenizer_, std::move(prompt), max_new, request.params,
+                                                    options_.end_token_ids));
   }
   auto cache = model_.make_cache(static_cast<int64_t>(count), capacity, capacity);
-  for (size_t i = 0; i < count; ++i) cache.reset_slot(static_cast<int64_t>(i), prompt_lengths[i] + seqs[i].max_new);
-
-  // Prefill every prompt (right-padded) in one forward.
+  std::vector<int64_t> prompt_lengths;
   auto ids = at::zeros({static_cast<int64_t>(count), longest_prompt}, at::kLong);
   for (size_t i = 0; i < count; ++i) {
-    ids[i].narrow(0, 0, prompt_lengths[i]).copy_(at::tensor(seqs[i].history, at::kLong));
+    const auto& prompt = seqs[i]->prompt();
+    prompt_lengths.push_back(static_cast<int64_t>(prompt.size()));
+    cache.reset_slot(static_cast<int64_t>(i), prompt_lengths[i] + seqs[i]->max_new_tokens());
+    ids[i].narrow(0, 0, prompt_lengths[i]).copy_(at::tensor(prompt, at::kLong));
   }
+  // Prefill every prompt (right-padded) in one forward.
   auto logits = model_.forward_cached(ids, prompt_lengths, cache);
   std::vector<at::Tensor> last(count);
   for (size_t i = 0; i < count; ++i) last[i] = logits[i][prompt_lengths[i] - 1];
 
   auto finish = [&](size_t i, const std::string& reason) {
-    auto& s = seqs[i];
-    auto& out = outputs[first + i];
-    std::string tail = s.stops->push(s.stream->flush());
-    tail += s.stops->flush();
-    if (!tail.empty()) {
-      out.text += tail;
-      if (on_token) on_token(first + i, SampledToken{-1, 0.f, {}}, tail);
-    }
-    out.finish_reason = reason;
-    s.active = false;
+    auto tail = seqs[i]->finish(reason);
+    if (!tail.empty() && on_token) on_token(first + i, SampledToken{-1, 0.f, {}}, tail);
+    outputs[first + i] = seqs[i]->output();
   };
-  for (size_t i = 0; i < count; ++i) {
-    if (seqs[i].max_new == 0) finish(i, "length");
-  }
-
   while (true) {
     std::vector<int64_t> step_slots;
     std::vector<int64_t> step_ids;
     for (size_t i = 0; i < count; ++i) {
-      auto& s = seqs[i];
-      if (!s.active) continue;
-      auto& out = outputs[first + i];
-      auto token = s.sampler->sample(last[i], s.history, s.generated);
-      s.history.push_back(token.id);
-      ++s.generated;
-      out.tokens.push_back(token.id);
-      out.details.push_back(token);
-      const bool is_end = std::find(s.end_ids.begin(), s.end_ids.end(), token.id) != s.end_ids.end();
-      std::string delta = is_end ? "" : s.stops->push(s.stream->push(token.id));
-      out.text += delta;
-      bool keep_going = true;
-      if (on_token) keep_going = on_token(first + i, token, delta);
+      auto& s = *seqs[i];
+      if (s.finished()) continue;
+      if (!s.pending_finish().empty()) {  // nothing to generate (max_new_tokens 0)
+        finish(i, s.pending_finish());
+        continue;
+      }
+      auto delta = s.advance(last[i]);
+      const bool keep_going = !on_token || on_token(first + i, s.output().details.back(), delta);
       if (!keep_going) {
         finish(i, "cancelled");
-      } else if (is_end || s.stops->stopped()) {
-        finish(i, "stop");
-      } else if (static_cast<int64_t>(s.generated) >= s.max_new) {
-        finish(i, "length");
+      } else if (!s.pending_finish().empty()) {
+        finish(i, s.pending_finish());
       } else {
         step_slots.push_back(static_cast<int64_t>(i));
-        step_ids.push_back(token.id);
+        step_ids.push_back(s.last_token());
       }
     }
     if (step_slots.empty()) break;

@@ -1,0 +1,93 @@
+// phi serve --model DIR [--host 127.0.0.1] [--port 8080] [--max-batch 8] [--context N] ...
+#include <csignal>
+
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "phi/core/error.h"
+#include "phi/infer/chat_template.h"
+#include "phi/infer/generator.h"
+#include "phi/infer/scheduler.h"
+#include "phi/models/model_loader.h"
+#ifdef PHI_WITH_SERVER
+#include "phi/serve/server.h"
+#endif
+
+namespace phi::cli {
+
+namespace {
+
+struct ServeOptions {
+  std::string model;
+  std::string device = "cpu";
+  std::string dtype = "f32";
+  std::string chat_template;
+  int64_t max_batch = 8;
+  int64_t context = 2048;
+#ifdef PHI_WITH_SERVER
+  ServerOptions server;
+#endif
+};
+
+#ifdef PHI_WITH_SERVER
+Server* g_server = nullptr;
+extern "C" void stop_server(int) {
+  if (g_server) g_server->stop();
+}
+#endif
+
+int run_serve(const ServeOptions& o) {
+#ifndef PHI_WITH_SERVER
+  throw Error("this phi was built without the server (cpp-httplib was not found)", "",
+              "install libcpp-httplib-dev and rebuild");
+#else
+  LoadOptions load;
+  load.dtype = parse_dtype(o.dtype);
+  load.device = parse_device(o.device);
+  auto model = load_model(o.model, load);
+  auto tokenizer = load_tokenizer(o.model);
+  auto chat = ChatTemplate::for_model(o.model, model.config(), *tokenizer, o.chat_template);
+  SchedulerOptions scheduling;
+  scheduling.max_batch_size = o.max_batch;
+  scheduling.slot_capacity = std::min(o.context, model.config().max_position_embeddings);
+  scheduling.end_token_ids = default_end_token_ids(o.model, *tokenizer);
+  Scheduler scheduler(model, *tokenizer, scheduling);
+  spdlog::info("{} slots x {} tokens, KV cache {:.1f} MiB, chat template {}", scheduling.max_batch_size,
+               scheduler.options().slot_capacity, scheduler.cache_bytes() / 1048576.0, chat.name());
+  Server server(scheduler, *tokenizer, chat, o.server);
+  g_server = &server;
+  std::signal(SIGINT, stop_server);
+  std::signal(SIGTERM, stop_server);
+  server.run();
+  g_server = nullptr;
+  spdlog::info("server stopped");
+  return 0;
+#endif
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& root, Runner& run) {
+  auto o = std::make_shared<ServeOptions>();
+  auto* cmd = root.add_subcommand("serve", "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)");
+  cmd->add_option("--model", o->model, "model directory (weights + tokenizer)")->required();
+  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
+  cmd->add_option("--chat-template", o->chat_template, "a built-in template name or a .jinja file");
+  cmd->add_option("--max-batch", o->max_batch, "requests decoded together (KV-cache slots)")->capture_default_str();
+  cmd->add_option("--context", o->context, "tokens per request (prompt + completion), at most the model's")
+      ->capture_default_str();
+#ifdef PHI_WITH_SERVER
+  cmd->add_option("--host", o->server.host, "address to bind")->capture_default_str();
+  cmd->add_option("--port", o->server.port, "port (0: any free port)")->capture_default_str();
+  cmd->add_option("--model-name", o->server.model_name, "the model id clients use")->capture_default_str();
+  cmd->add_option("--max-request-bytes", o->server.max_request_bytes, "larger request bodies get 413")
+      ->capture_default_str();
+  cmd->add_option("--max-tokens-limit", o->server.max_tokens_limit, "largest max_tokens a request may ask for")
+      ->capture_default_str();
+  cmd->add_option("--threads", o->server.threads, "HTTP worker threads")->capture_default_str();
+#endif
+  cmd->callback([&run, o]() { run = [o]() { return run_serve(*o); }; });
+}
+
+}  // namespace phi::cli

@@ -1,0 +1,219 @@
+"""`phi serve` driven by the official `openai` Python client: plain and streaming completions and
+chat completions, stop sequences, 16 concurrent requests batched together, malformed bodies, and a
+client that disconnects mid-stream."""
+import concurrent.futures
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from phitest import PHI_BIN, randomize_, tokenizer_dirs  # noqa: E402
+
+openai = pytest.importorskip("openai")
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    import torch
+
+    tmp = tmp_path_factory.mktemp("served")
+    toks = tokenizer_dirs(tmp / "tok")
+    torch.manual_seed(0)
+    config = transformers.Phi3Config(vocab_size=32064, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                     bos_token_id=1, eos_token_id=32000, pad_token_id=32000)
+    model = transformers.Phi3ForCausalLM(config).eval()
+    randomize_(model, scale=0.08)
+    out = tmp / "model"
+    model.save_pretrained(out, safe_serialization=True)
+    for f in toks["phi3"].iterdir():
+        shutil.copy(f, out / f.name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    proc = subprocess.Popen([PHI_BIN, "serve", "--model", str(model_dir), "--port", "0", "--max-batch", "16",
+                             "--context", "512", "--max-tokens-limit", "256", "--max-request-bytes", "65536",
+                             "--model-name", "phi-test"],
+                            stderr=subprocess.PIPE, text=True)
+    port = None
+    deadline = time.time() + 60
+    lines = []
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        if match:
+            port = int(match.group(1))
+            break
+        if proc.poll() is not None:
+            break
+    if port is None:
+        proc.kill()
+        pytest.fail("server did not start:\n" + "".join(lines))
+    base = f"http://127.0.0.1:{port}"
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("server did not stop on SIGTERM")
+    assert proc.returncode == 0
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_health_and_models(server, client):
+    with urllib.request.urlopen(server + "/health") as r:
+        assert json.loads(r.read())["status"] == "ok"
+    models = client.models.list()
+    assert [m.id for m in models.data] == ["phi-test"]
+
+
+def test_completion_plain_and_usage(client):
+    r = client.completions.create(model="phi-test", prompt="The capital of France is", max_tokens=12,
+                                  temperature=0, extra_body={"ignore_eos": True})
+    assert r.object == "text_completion" and len(r.choices) == 1
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage.completion_tokens == 12 and r.usage.prompt_tokens > 0
+    again = client.completions.create(model="phi-test", prompt="The capital of France is", max_tokens=12, temperature=0)
+    assert again.choices[0].text == r.choices[0].text  # greedy is deterministic
+
+
+def test_completion_stream_equals_plain(client):
+    plain = client.completions.create(model="phi-test", prompt="Once upon a time", max_tokens=20, temperature=0)
+    chunks = list(client.completions.create(model="phi-test", prompt="Once upon a time", max_tokens=20,
+                                            temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == plain.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == plain.choices[0].finish_reason
+
+
+def test_chat_plain_stream_and_logprobs(client):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
+    plain = client.chat.completions.create(model="phi-test", messages=messages, max_tokens=16, temperature=0,
+                                           logprobs=True, top_logprobs=3)
+    choice = plain.choices[0]
+    assert choice.message.role == "assistant" and plain.object == "chat.completion"
+    assert len(choice.logprobs.content) == plain.usage.completion_tokens
+    assert all(len(t.top_logprobs) == 3 and t.logprob <= 0 for t in choice.logprobs.content)
+    stream = list(client.chat.completions.create(model="phi-test", messages=messages, max_tokens=16, temperature=0,
+                                                 stream=True))
+    assert stream[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == choice.message.content
+    assert stream[-1].choices[0].finish_reason == choice.finish_reason
+
+
+def test_stop_sequences(client):
+    base = client.completions.create(model="phi-test", prompt="Numbers:", max_tokens=30, temperature=0,
+                                     extra_body={"ignore_eos": True}).choices[0].text
+    assert len(base) > 10
+    stop = base[5:9]
+    for stream in (False, True):
+        if stream:
+            text = "".join(c.choices[0].text for c in client.completions.create(
+                model="phi-test", prompt="Numbers:", max_tokens=30, temperature=0, stop=[stop], stream=True))
+        else:
+            r = client.completions.create(model="phi-test", prompt="Numbers:", max_tokens=30, temperature=0, stop=[stop])
+            assert r.choices[0].finish_reason == "stop"
+            text = r.choices[0].text
+        assert text == base[: base.index(stop)]
+
+
+def test_sixteen_concurrent_requests_are_batched(client, server):
+    prompts = [f"Request number {i} says" for i in range(16)]
+
+    def one(i, temperature=0.0):
+        r = client.completions.create(model="phi-test", prompt=prompts[i], max_tokens=24, temperature=temperature,
+                                      seed=100 + i, extra_body={"ignore_eos": True})
+        assert r.usage.completion_tokens == 24
+        return r.choices[0].text
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(16)))
+        sampled = list(pool.map(lambda i: one(i, 0.8), range(16)))
+    assert len(results) == 16 and len(sampled) == 16
+    with urllib.request.urlopen(server + "/health") as r:
+        assert json.loads(r.read())["peak_batch"] > 1, "concurrent requests were not decoded together"
+    # Greedy output does not depend on what else is in the batch.
+    for i in (0, 7, 15):
+        assert one(i) == results[i]
+
+
+def post(server, path, body, content_type="application/json"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(server + path, data=data, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.mark.parametrize("path,body,status,fragment", [
+    ("/v1/completions", b"{not json", 400, "not valid JSON"),
+    ("/v1/completions", [1, 2], 400, "must be a JSON object"),
+    ("/v1/completions", {"model": "phi-test"}, 400, "prompt is required"),
+    ("/v1/completions", {"prompt": "x", "max_tokens": 100000}, 400, "exceeds this server's limit"),
+    ("/v1/completions", {"prompt": "x", "temperature": "hot"}, 400, "temperature must be a number"),
+    ("/v1/completions", {"prompt": "x", "n": 2}, 400, "only n = 1"),
+    ("/v1/completions", {"prompt": "x", "top_p": 0}, 400, "top_p"),
+    ("/v1/completions", {"prompt": [1, 2, 99999999]}, 400, "not a token id"),
+    ("/v1/completions", {"prompt": "word " * 600}, 400, "this server's context is 512"),
+    ("/v1/chat/completions", {"messages": []}, 400, "non-empty array"),
+    ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, 400, "is not system"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}, 400, "content must be a string"),
+    ("/v1/nothing", {}, 404, "no route"),
+    ("/v1/completions", {"prompt": "x" * 70000}, 413, "too large"),
+])
+def test_malformed_requests_get_openai_errors(server, path, body, status, fragment):
+    code, payload = post(server, path, body)
+    assert code == status, payload
+    assert fragment in payload["error"]["message"], payload
+    assert payload["error"]["type"] == "invalid_request_error"
+
+
+def test_client_errors_surface_in_the_openai_client(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model="phi-test", prompt="x", max_tokens=100000)
+    assert "max_tokens" in str(info.value)
+
+
+def test_disconnecting_client_cancels_its_generation(server, client):
+    # Open a long stream, read a little, drop the connection; the server must free the slot.
+    host, port = server.replace("http://", "").split(":")
+    body = json.dumps({"prompt": "Tell me a long story", "max_tokens": 256, "stream": True,
+                       "extra": 1, "ignore_eos": True}).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    sock.settimeout(30)
+    received = b""
+    while b"data:" not in received:
+        chunk = sock.recv(4096)
+        assert chunk, "the server closed the stream before sending data"
+        received += chunk
+    sock.close()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with urllib.request.urlopen(server + "/health") as r:
+            if json.loads(r.read())["load"] == 0:
+                break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the cancelled request still holds a slot")
+    # The server still answers.
+    assert client.completions.create(model="phi-test", prompt="still alive?", max_tokens=2).usage.completion_tokens >= 1
