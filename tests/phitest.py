@@ -83,3 +83,34 @@ def tokenizer_dirs(tmp_path):
     shutil.copy(data / "phi3" / "added_tokens.json", dirs["phi3"] / "added_tokens.json")
     shutil.copy(data / "tiktoken" / "cl100k_base.tiktoken", dirs["phi3small"] / "cl100k_base.tiktoken")
     return dirs
+
+
+def random_model_with_tokenizer(tmp_path, family, max_position_embeddings=256, seed=0):
+    """A random transformers model saved with its family's real tokenizer files beside it:
+    "phi2" (PhiForCausalLM, GPT-2 + CodeGen tokens) or "phi3" (Phi3ForCausalLM, SentencePiece).
+    Returns (model, directory)."""
+    import shutil
+
+    import torch
+    import transformers
+
+    toks = tokenizer_dirs(Path(tmp_path) / "tok")
+    torch.manual_seed(seed)
+    if family == "phi2":
+        config = transformers.PhiConfig(vocab_size=51200, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                        num_attention_heads=4, partial_rotary_factor=0.5,
+                                        max_position_embeddings=max_position_embeddings,
+                                        bos_token_id=50256, eos_token_id=50256)
+        model = transformers.PhiForCausalLM(config).eval()
+    else:
+        config = transformers.Phi3Config(vocab_size=32064, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=max_position_embeddings,
+                                         bos_token_id=1, eos_token_id=32000, pad_token_id=32000)
+        model = transformers.Phi3ForCausalLM(config).eval()
+    randomize_(model, scale=0.08)
+    out = Path(tmp_path) / family
+    model.save_pretrained(out, safe_serialization=True)
+    for f in toks[family].iterdir():
+        shutil.copy(f, out / f.name)
+    return model, out

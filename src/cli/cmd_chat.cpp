@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/inference_model.h"
 #include "cli/sampling_options.h"
 #include "phi/core/error.h"
 #include "phi/infer/chat_template.h"
@@ -19,24 +20,19 @@ namespace phi::cli {
 namespace {
 
 struct ChatOptions {
-  std::string model;
-  std::string device = "cpu";
-  std::string dtype = "f32";
+  InferenceModelOptions model;
   std::string system;
-  std::string chat_template;
   SamplingParams sampling;
 };
 
 int run_chat(const ChatOptions& o) {
-  LoadOptions load;
-  load.dtype = parse_dtype(o.dtype);
-  load.device = parse_device(o.device);
-  auto model = load_model(o.model, load);
-  auto tokenizer = load_tokenizer(o.model);
-  auto chat = ChatTemplate::for_model(o.model, model.config(), *tokenizer, o.chat_template);
+  auto loaded = InferenceModel::load(o.model);
+  const auto& model = loaded.model;
+  const auto& tokenizer = loaded.tokenizer;
+  const auto& chat = loaded.chat;
   GeneratorOptions gen_options;
   gen_options.max_batch_size = 1;
-  gen_options.end_token_ids = default_end_token_ids(o.model, *tokenizer);
+  gen_options.end_token_ids = loaded.end_token_ids;
   Generator generator(model, *tokenizer, gen_options);
   const bool interactive = isatty(STDIN_FILENO);
 
@@ -103,11 +99,8 @@ void add_chat_command(CLI::App& root, Runner& run) {
   o->sampling.max_new_tokens = 512;
   o->sampling.temperature = 0.7;
   auto* cmd = root.add_subcommand("chat", "Interactive chat that streams tokens (/reset, /system TEXT, /quit)");
-  cmd->add_option("--model", o->model, "model directory (weights + tokenizer)")->required();
-  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
+  o->model.add_options(cmd);
   cmd->add_option("--system", o->system, "system prompt");
-  cmd->add_option("--chat-template", o->chat_template, "a built-in template name or a .jinja file");
   add_sampling_options(cmd, o->sampling);
   cmd->callback([&run, o]() { run = [o]() { return run_chat(*o); }; });
 }

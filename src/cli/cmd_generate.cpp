@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/inference_model.h"
 #include "cli/sampling_options.h"
 #include "core/file_util.h"
 #include "phi/core/error.h"
@@ -26,11 +27,9 @@ namespace phi::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model;
+  InferenceModelOptions model;
   std::string input;
   std::string output;
-  std::string device = "cpu";
-  std::string dtype = "f32";
   int64_t batch_size = 8;
   bool truncate = false;
   SamplingParams sampling;
@@ -47,15 +46,13 @@ void draw_progress(size_t done, size_t total, int64_t tokens, double seconds) {
 }
 
 int run_generate(const GenerateOptions& o) {
-  LoadOptions load;
-  load.dtype = parse_dtype(o.dtype);
-  load.device = parse_device(o.device);
-  auto model = load_model(o.model, load);
-  auto tokenizer = load_tokenizer(o.model);
-  auto chat = ChatTemplate::for_model(o.model, model.config(), *tokenizer);
+  auto loaded = InferenceModel::load(o.model);
+  const auto& model = loaded.model;
+  const auto& tokenizer = loaded.tokenizer;
+  const auto& chat = loaded.chat;
   GeneratorOptions gen_options;
   gen_options.max_batch_size = o.batch_size;
-  gen_options.end_token_ids = default_end_token_ids(o.model, *tokenizer);
+  gen_options.end_token_ids = loaded.end_token_ids;
   gen_options.truncate_prompt_left = o.truncate;
   Generator generator(model, *tokenizer, gen_options);
 
@@ -150,12 +147,10 @@ int run_generate(const GenerateOptions& o) {
 void add_generate_command(CLI::App& root, Runner& run) {
   auto o = std::make_shared<GenerateOptions>();
   auto* cmd = root.add_subcommand("generate", "Batch generation: prompts.jsonl in, completions.jsonl out");
-  cmd->add_option("--model", o->model, "model directory (weights + tokenizer)")->required();
+  o->model.add_options(cmd);
   cmd->add_option("--input", o->input, "prompts.jsonl: {\"prompt\"} | {\"prompt_ids\"} | {\"messages\"} per line")
       ->required();
   cmd->add_option("--output", o->output, "output JSONL (written atomically)")->required();
-  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "sequences decoded together")->capture_default_str();
   cmd->add_flag("--truncate", o->truncate, "truncate prompts longer than the context from the left");
   add_sampling_options(cmd, o->sampling);

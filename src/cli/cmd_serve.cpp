@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/inference_model.h"
 #include "phi/core/error.h"
 #include "phi/infer/chat_template.h"
 #include "phi/infer/generator.h"
@@ -18,10 +19,7 @@ namespace phi::cli {
 namespace {
 
 struct ServeOptions {
-  std::string model;
-  std::string device = "cpu";
-  std::string dtype = "f32";
-  std::string chat_template;
+  InferenceModelOptions model;
   int64_t max_batch = 8;
   int64_t context = 2048;
 #ifdef PHI_WITH_SERVER
@@ -41,16 +39,14 @@ int run_serve(const ServeOptions& o) {
   throw Error("this phi was built without the server (cpp-httplib was not found)", "",
               "install libcpp-httplib-dev and rebuild");
 #else
-  LoadOptions load;
-  load.dtype = parse_dtype(o.dtype);
-  load.device = parse_device(o.device);
-  auto model = load_model(o.model, load);
-  auto tokenizer = load_tokenizer(o.model);
-  auto chat = ChatTemplate::for_model(o.model, model.config(), *tokenizer, o.chat_template);
+  auto loaded = InferenceModel::load(o.model);
+  const auto& model = loaded.model;
+  const auto& tokenizer = loaded.tokenizer;
+  const auto& chat = loaded.chat;
   SchedulerOptions scheduling;
   scheduling.max_batch_size = o.max_batch;
   scheduling.slot_capacity = std::min(o.context, model.config().max_position_embeddings);
-  scheduling.end_token_ids = default_end_token_ids(o.model, *tokenizer);
+  scheduling.end_token_ids = loaded.end_token_ids;
   Scheduler scheduler(model, *tokenizer, scheduling);
   spdlog::info("{} slots x {} tokens, KV cache {:.1f} MiB, chat template {}", scheduling.max_batch_size,
                scheduler.options().slot_capacity, scheduler.cache_bytes() / 1048576.0, chat.name());
@@ -70,10 +66,7 @@ int run_serve(const ServeOptions& o) {
 void add_serve_command(CLI::App& root, Runner& run) {
   auto o = std::make_shared<ServeOptions>();
   auto* cmd = root.add_subcommand("serve", "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)");
-  cmd->add_option("--model", o->model, "model directory (weights + tokenizer)")->required();
-  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
-  cmd->add_option("--chat-template", o->chat_template, "a built-in template name or a .jinja file");
+  o->model.add_options(cmd);
   cmd->add_option("--max-batch", o->max_batch, "requests decoded together (KV-cache slots)")->capture_default_str();
   cmd->add_option("--context", o->context, "tokens per request (prompt + completion), at most the model's")
       ->capture_default_str();

@@ -5,7 +5,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -14,28 +13,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import PHI_BIN, randomize_, run_phi, tokenizer_dirs  # noqa: E402
+from phitest import PHI_BIN, random_model_with_tokenizer, run_phi  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    import torch
-
-    tmp = tmp_path_factory.mktemp("chat")
-    toks = tokenizer_dirs(tmp / "tok")
-    torch.manual_seed(0)
-    config = transformers.Phi3Config(vocab_size=32064, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                                     bos_token_id=1, eos_token_id=32000, pad_token_id=32000)
-    model = transformers.Phi3ForCausalLM(config).eval()
-    randomize_(model, scale=0.08)
-    out = tmp / "model"
-    model.save_pretrained(out, safe_serialization=True)
-    for f in toks["phi3"].iterdir():
-        shutil.copy(f, out / f.name)
-    return out
+    return random_model_with_tokenizer(tmp_path_factory.mktemp("chat"), "phi3", max_position_embeddings=512)[1]
 
 
 class Terminal:

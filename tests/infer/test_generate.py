@@ -9,35 +9,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import randomize_, run_phi, tokenizer_dirs  # noqa: E402
+from phitest import random_model_with_tokenizer, run_phi  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 
 
 def build_model(tmp_path, family):
-    """A random HF model with the family's real tokenizer files beside it."""
-    import shutil
-
-    toks = tokenizer_dirs(tmp_path / "tok")
-    torch.manual_seed(0)
-    if family == "phi2":
-        config = transformers.PhiConfig(vocab_size=51200, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                        num_attention_heads=4, partial_rotary_factor=0.5, max_position_embeddings=256,
-                                        bos_token_id=50256, eos_token_id=50256)
-        model = transformers.PhiForCausalLM(config).eval()
-        source = toks["phi2"]
-    else:
-        config = transformers.Phi3Config(vocab_size=32064, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                         bos_token_id=1, eos_token_id=32000, pad_token_id=32000)
-        model = transformers.Phi3ForCausalLM(config).eval()
-        source = toks["phi3"]
-    randomize_(model, scale=0.08)
-    out = tmp_path / family
-    model.save_pretrained(out, safe_serialization=True)
-    for f in source.iterdir():
-        shutil.copy(f, out / f.name)
-    return model, out
+    return random_model_with_tokenizer(tmp_path, family)
 
 
 def hf_greedy(model, prompt, n):

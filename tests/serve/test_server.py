@@ -4,7 +4,6 @@ client that disconnects mid-stream."""
 import concurrent.futures
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import PHI_BIN, randomize_, tokenizer_dirs  # noqa: E402
+from phitest import PHI_BIN, random_model_with_tokenizer  # noqa: E402
 
 openai = pytest.importorskip("openai")
 transformers = pytest.importorskip("transformers")
@@ -23,21 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    import torch
-
-    tmp = tmp_path_factory.mktemp("served")
-    toks = tokenizer_dirs(tmp / "tok")
-    torch.manual_seed(0)
-    config = transformers.Phi3Config(vocab_size=32064, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                                     bos_token_id=1, eos_token_id=32000, pad_token_id=32000)
-    model = transformers.Phi3ForCausalLM(config).eval()
-    randomize_(model, scale=0.08)
-    out = tmp / "model"
-    model.save_pretrained(out, safe_serialization=True)
-    for f in toks["phi3"].iterdir():
-        shutil.copy(f, out / f.name)
-    return out
+    return random_model_with_tokenizer(tmp_path_factory.mktemp("served"), "phi3", max_position_embeddings=512)[1]
 
 
 @pytest.fixture(scope="module")

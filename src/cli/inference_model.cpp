@@ -1,0 +1,26 @@
+#include "cli/inference_model.h"
+
+#include "phi/infer/generator.h"
+#include "phi/models/model_loader.h"
+
+namespace phi::cli {
+
+void InferenceModelOptions::add_options(CLI::App* cmd) {
+  cmd->add_option("--model", model, "model directory (weights + tokenizer)")->required();
+  cmd->add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
+  cmd->add_option("--chat-template", chat_template, "a built-in template name or a .jinja file (default: the model's)");
+}
+
+InferenceModel InferenceModel::load(const InferenceModelOptions& o) {
+  LoadOptions load;
+  load.dtype = parse_dtype(o.dtype);
+  load.device = parse_device(o.device);
+  auto model = load_model(o.model, load);
+  auto tokenizer = load_tokenizer(o.model);
+  auto chat = ChatTemplate::for_model(o.model, model.config(), *tokenizer, o.chat_template);
+  auto end_ids = default_end_token_ids(o.model, *tokenizer);
+  return InferenceModel{std::move(model), std::move(tokenizer), std::move(chat), std::move(end_ids)};
+}
+
+}  // namespace phi::cli
