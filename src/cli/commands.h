@@ -17,5 +17,7 @@ void add_tokenizer_command(CLI::App& root, Runner& run);
 void add_generate_command(CLI::App& root, Runner& run);
 void add_chat_command(CLI::App& root, Runner& run);
 void add_serve_command(CLI::App& root, Runner& run);
+void add_data_command(CLI::App& root, Runner& run);
+void add_train_command(CLI::App& root, Runner& run);
 
 }  // namespace phi::cli

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   phi::cli::add_generate_command(app, run);
   phi::cli::add_chat_command(app, run);
   phi::cli::add_serve_command(app, run);
+  phi::cli::add_data_command(app, run);
+  phi::cli::add_train_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

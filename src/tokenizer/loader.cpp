@@ -134,6 +134,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files) {
   std::string added = !files.added_tokens.empty() ? files.added_tokens : in_dir("added_tokens.json");
   if (!added.empty()) read_added_tokens_json(*tokenizer, added);
   if (auto config = in_dir("tokenizer_config.json"); !config.empty()) read_tokenizer_config(*tokenizer, config);
+  // Tokenizers trained by `phi tokenizer train` (and GPT-2 style ones) end documents with <|endoftext|>.
+  if (!tokenizer->eos_id()) {
+    if (auto id = tokenizer->token_to_id("<|endoftext|>")) tokenizer->set_eos_id(*id);
+  }
   return tokenizer;
 }
 

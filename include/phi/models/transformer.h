@@ -43,6 +43,9 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   const ParameterMap& parameters() const { return parameters_; }
+  /// Mutable access for training: the tensors are the ones the model computes with (an optimizer
+  /// updates them in place).
+  ParameterMap& mutable_parameters() { return parameters_; }
   const at::Tensor& parameter(const std::string& name) const;
   c10::ScalarType dtype() const;
   c10::Device device() const;

@@ -1,0 +1,205 @@
+#include "phi/data/shards.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "core/file_util.h"
+#include "phi/core/error.h"
+#include "phi/core/json_reader.h"
+
+namespace phi {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr char kMagic[8] = {'P', 'H', 'I', 'S', 'H', 'R', 'D', '1'};
+constexpr size_t kHeaderBytes = 64;
+}  // namespace
+
+int64_t DatasetManifest::n_tokens() const {
+  int64_t n = 0;
+  for (const auto& s : shards) n += s.n_tokens;
+  return n;
+}
+
+int64_t DatasetManifest::n_documents() const {
+  int64_t n = 0;
+  for (const auto& s : shards) n += s.n_documents;
+  return n;
+}
+
+DatasetManifest read_manifest(const std::string& dataset_directory) {
+  const auto path = (fs::path(dataset_directory) / "manifest.json").string();
+  if (!fs::exists(path)) {
+    throw Error("dataset has no manifest.json", dataset_directory, "create it with `phi data tokenize`");
+  }
+  auto j = read_json_file(path);
+  JsonReader r(j, path);
+  auto format = r.required<std::string>("format");
+  if (format != "phi-shards") r.fail("format", "must be \"phi-shards\", got \"" + format + "\"");
+  DatasetManifest m;
+  m.version = r.required<int64_t>("version");
+  if (m.version != 1) r.fail("version", "is " + std::to_string(m.version) + "; this phi reads version 1");
+  m.token_bytes = r.required<int64_t>("token_bytes");
+  if (m.token_bytes != 2 && m.token_bytes != 4) r.fail("token_bytes", "must be 2 or 4");
+  m.vocab_size = r.required<int64_t>("vocab_size");
+  m.eos_id = r.optional<int64_t>("eos_id", -1);
+  m.tokenizer = r.optional<std::string>("tokenizer", "");
+  r.ignore({"n_tokens", "n_documents"});
+  const auto& shards = r.raw("shards");
+  if (!shards.is_array()) r.fail("shards", "must be an array");
+  for (size_t i = 0; i < shards.size(); ++i) {
+    JsonReader s(shards[i], path, "$.shards[" + std::to_string(i) + "]");
+    ShardInfo info;
+    info.file = s.required<std::string>("file");
+    info.n_tokens = s.required<int64_t>("n_tokens");
+    info.n_documents = s.required<int64_t>("n_documents");
+    s.finish();
+    m.shards.push_back(info);
+  }
+  r.finish();
+  return m;
+}
+
+void write_manifest(const std::string& dataset_directory, const DatasetManifest& m) {
+  nlohmann::json shards = nlohmann::json::array();
+  for (const auto& s : m.shards) shards.push_back({{"file", s.file}, {"n_tokens", s.n_tokens}, {"n_documents", s.n_documents}});
+  nlohmann::json j = {{"format", "phi-shards"}, {"version", m.version},     {"token_bytes", m.token_bytes},
+                      {"vocab_size", m.vocab_size}, {"eos_id", m.eos_id},   {"tokenizer", m.tokenizer},
+                      {"n_tokens", m.n_tokens()},   {"n_documents", m.n_documents()}, {"shards", shards}};
+  write_json_file_atomic((fs::path(dataset_directory) / "manifest.json").string(), j);
+}
+
+ShardWriter::ShardWriter(std::string directory, int64_t vocab_size, int64_t eos_id, std::string tokenizer,
+                         int64_t shard_tokens)
+    : directory_(std::move(directory)), shard_tokens_(shard_tokens) {
+  PHI_CHECK(vocab_size > 0, "vocab_size must be > 0");
+  manifest_.vocab_size = vocab_size;
+  manifest_.eos_id = eos_id;
+  manifest_.tokenizer = std::move(tokenizer);
+  manifest_.token_bytes = vocab_size <= 65536 ? 2 : 4;
+  fs::create_directories(directory_);
+}
+
+void ShardWriter::add_document(const std::vector<int64_t>& ids) {
+  for (auto id : ids) {
+    if (id < 0 || id >= manifest_.vocab_size) {
+      throw Error("token id " + std::to_string(id) + " outside the vocabulary [0, " +
+                  std::to_string(manifest_.vocab_size) + ")");
+    }
+  }
+  if (!tokens_.empty() && static_cast<int64_t>(tokens_.size() + ids.size()) > shard_tokens_) flush_shard();
+  tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+  offsets_.push_back(tokens_.size());
+}
+
+void ShardWriter::flush_shard() {
+  if (offsets_.size() <= 1) return;
+  char name[64];
+  std::snprintf(name, sizeof(name), "shard-%05zu.bin", manifest_.shards.size());
+  AtomicFileWriter writer((fs::path(directory_) / name).string());
+  uint8_t header[kHeaderBytes] = {};
+  std::memcpy(header, kMagic, 8);
+  const uint32_t version = 1, token_bytes = static_cast<uint32_t>(manifest_.token_bytes);
+  const uint64_t n_tokens = tokens_.size(), n_docs = offsets_.size() - 1;
+  std::memcpy(header + 8, &version, 4);
+  std::memcpy(header + 12, &token_bytes, 4);
+  std::memcpy(header + 16, &n_tokens, 8);
+  std::memcpy(header + 24, &n_docs, 8);
+  writer.append(header, sizeof(header));
+  if (token_bytes == 2) {
+    std::vector<uint16_t> narrow(tokens_.begin(), tokens_.end());
+    writer.append(narrow.data(), narrow.size() * 2);
+  } else {
+    std::vector<uint32_t> wide(tokens_.begin(), tokens_.end());
+    writer.append(wide.data(), wide.size() * 4);
+  }
+  writer.append(offsets_.data(), offsets_.size() * 8);
+  writer.commit();
+  manifest_.shards.push_back({name, static_cast<int64_t>(n_tokens), static_cast<int64_t>(n_docs)});
+  tokens_.clear();
+  offsets_.assign(1, 0);
+}
+
+DatasetManifest ShardWriter::finish() {
+  flush_shard();
+  write_manifest(directory_, manifest_);
+  return manifest_;
+}
+
+std::shared_ptr<Shard> Shard::open(const std::string& path) {
+  std::shared_ptr<Shard> shard(new Shard());
+  shard->path_ = path;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(std::string("cannot open shard: ") + std::strerror(errno), path);
+  struct stat st {};
+  ::fstat(fd, &st);
+  shard->size_ = static_cast<size_t>(st.st_size);
+  if (shard->size_ < kHeaderBytes) {
+    ::close(fd);
+    throw Error("shard is truncated (" + std::to_string(shard->size_) + " bytes, shorter than its header)", path);
+  }
+  shard->mapping_ = ::mmap(nullptr, shard->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (shard->mapping_ == MAP_FAILED) {
+    shard->mapping_ = nullptr;
+    throw Error(std::string("mmap failed: ") + std::strerror(errno), path);
+  }
+  const auto* bytes = static_cast<const uint8_t*>(shard->mapping_);
+  if (std::memcmp(bytes, kMagic, 8) != 0) throw Error("not a phi token shard (bad magic)", path);
+  uint32_t version, token_bytes;
+  uint64_t n_tokens, n_docs;
+  std::memcpy(&version, bytes + 8, 4);
+  std::memcpy(&token_bytes, bytes + 12, 4);
+  std::memcpy(&n_tokens, bytes + 16, 8);
+  std::memcpy(&n_docs, bytes + 24, 8);
+  if (version != 1) throw Error("shard version " + std::to_string(version) + " is not supported", path);
+  if (token_bytes != 2 && token_bytes != 4) throw Error("shard token size must be 2 or 4 bytes", path);
+  const uint64_t expected = kHeaderBytes + n_tokens * token_bytes + (n_docs + 1) * 8;
+  if (n_tokens > (1ull << 40) || n_docs > (1ull << 40) || expected != shard->size_) {
+    throw Error("shard size " + std::to_string(shard->size_) + " does not match its header (expected " +
+                    std::to_string(expected) + " bytes): truncated or damaged",
+                path);
+  }
+  shard->token_bytes_ = token_bytes;
+  shard->n_tokens_ = static_cast<int64_t>(n_tokens);
+  shard->n_documents_ = static_cast<int64_t>(n_docs);
+  shard->tokens_ = bytes + kHeaderBytes;
+  shard->offsets_ = reinterpret_cast<const uint64_t*>(bytes + kHeaderBytes + n_tokens * token_bytes);
+  return shard;
+}
+
+Shard::~Shard() {
+  if (mapping_ != nullptr) ::munmap(mapping_, size_);
+}
+
+int64_t Shard::token(int64_t i) const {
+  if (token_bytes_ == 2) {
+    uint16_t v;
+    std::memcpy(&v, tokens_ + i * 2, 2);
+    return v;
+  }
+  uint32_t v;
+  std::memcpy(&v, tokens_ + i * 4, 4);
+  return v;
+}
+
+void Shard::read(int64_t begin, int64_t n, int64_t* out) const {
+  PHI_CHECK(begin >= 0 && begin + n <= n_tokens_, "shard read [", begin, ", ", begin + n, ") outside ", n_tokens_);
+  for (int64_t i = 0; i < n; ++i) out[i] = token(begin + i);
+}
+
+int64_t Shard::document_offset(int64_t d) const {
+  uint64_t v;
+  std::memcpy(&v, reinterpret_cast<const uint8_t*>(offsets_) + d * 8, 8);
+  return static_cast<int64_t>(v);
+}
+
+}  // namespace phi

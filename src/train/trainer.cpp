@@ -1,0 +1,338 @@
+#include "phi/train/trainer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <spdlog/spdlog.h>
+
+#include "core/file_util.h"
+#include "phi/config/overrides.h"
+#include "phi/core/error.h"
+#include "phi/core/json_reader.h"
+#include "phi/models/model_info.h"
+#include "phi/models/model_loader.h"
+
+namespace phi {
+
+namespace fs = std::filesystem;
+
+// ---- config ------------------------------------------------------------------------------------------
+
+TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source) {
+  JsonReader r(j, source);
+  TrainConfig c;
+  if (r.has_value("run")) {
+    auto run = r.child("run");
+    c.run_dir = run.optional<std::string>("dir", c.run_dir);
+    c.seed = static_cast<uint64_t>(run.optional<int64_t>("seed", 0));
+    run.finish();
+  } else {
+    r.ignore({"run"});
+  }
+  auto model = r.child("model");
+  c.model_preset = model.optional<std::string>("preset", "");
+  c.model_config = model.optional<std::string>("config", "");
+  c.init_from = model.optional<std::string>("init_from", "");
+  if (model.has_value("set")) {
+    for (const auto& v : model.raw("set")) {
+      if (!v.is_string()) model.fail("set", "must be an array of \"key=value\" strings");
+      c.model_overrides.push_back(v.get<std::string>());
+    }
+  } else {
+    model.ignore({"set"});
+  }
+  c.init_std = model.optional<double>("init_std", c.init_std);
+  model.finish();
+  const int sources = !c.model_preset.empty() + !c.model_config.empty() + !c.init_from.empty();
+  if (sources != 1) model.fail("preset", "exactly one of preset, config and init_from must be given");
+
+  auto data = r.child("data");
+  const auto& list = data.raw("sources");
+  if (!list.is_array() || list.empty()) data.fail("sources", "must be a non-empty array of {path, weight}");
+  for (size_t i = 0; i < list.size(); ++i) {
+    JsonReader s(list[i], source, "$.data.sources[" + std::to_string(i) + "]");
+    DataSource ds;
+    ds.path = s.required<std::string>("path");
+    ds.weight = s.optional<double>("weight", 1.0);
+    if (!(ds.weight > 0)) s.fail("weight", "must be > 0");
+    s.finish();
+    c.sources.push_back(ds);
+  }
+  c.valid = data.optional<std::string>("valid", "");
+  c.seq_len = data.optional<int64_t>("seq_len", c.seq_len);
+  data.finish();
+
+  if (r.has_value("training")) {
+    auto t = r.child("training");
+    c.batch_size = t.optional<int64_t>("batch_size", c.batch_size);
+    c.grad_accum = t.optional<int64_t>("grad_accum", c.grad_accum);
+    c.max_steps = t.optional<int64_t>("max_steps", c.max_steps);
+    c.precision = t.optional<std::string>("precision", c.precision);
+    c.device = t.optional<std::string>("device", c.device);
+    c.log_every = t.optional<int64_t>("log_every", c.log_every);
+    c.eval_every = t.optional<int64_t>("eval_every", c.eval_every);
+    c.eval_batches = t.optional<int64_t>("eval_batches", c.eval_batches);
+    t.finish();
+    if (c.batch_size <= 0) t.fail("batch_size", "must be > 0");
+    if (c.grad_accum <= 0) t.fail("grad_accum", "must be > 0");
+    if (c.max_steps <= 0) t.fail("max_steps", "must be > 0");
+    if (c.precision != "f32" && c.precision != "bf16" && c.precision != "f16") t.fail("precision", "must be f32, bf16 or f16");
+    if (c.precision != "f32") t.fail("precision", c.precision + " training is not available yet (f32 only)");
+  } else {
+    r.ignore({"training"});
+  }
+  if (r.has_value("checkpoint")) {
+    auto ck = r.child("checkpoint");
+    c.checkpoint_every = ck.optional<int64_t>("every", 0);
+    c.keep_checkpoints = ck.optional<int64_t>("keep", 2);
+    ck.finish();
+    if (c.keep_checkpoints <= 0) ck.fail("keep", "must be > 0");
+  } else {
+    r.ignore({"checkpoint"});
+  }
+  c.optimizer = r.has_value("optimizer") ? optimizer_config_from_json(r.raw("optimizer"), source) : OptimizerConfig{};
+  if (!r.has_value("optimizer")) r.ignore({"optimizer"});
+  c.schedule = r.has_value("schedule") ? schedule_config_from_json(r.raw("schedule"), source) : ScheduleConfig{};
+  if (!r.has_value("schedule")) r.ignore({"schedule"});
+  r.finish();
+  if (c.seq_len <= 0) throw Error("$.data.seq_len must be > 0", source);
+  return c;
+}
+
+nlohmann::json train_config_to_json(const TrainConfig& c) {
+  nlohmann::json sources = nlohmann::json::array();
+  for (const auto& s : c.sources) sources.push_back({{"path", s.path}, {"weight", s.weight}});
+  nlohmann::json model = {{"init_std", c.init_std}, {"set", c.model_overrides}};
+  if (!c.model_preset.empty()) model["preset"] = c.model_preset;
+  if (!c.model_config.empty()) model["config"] = c.model_config;
+  if (!c.init_from.empty()) model["init_from"] = c.init_from;
+  return {{"run", {{"dir", c.run_dir}, {"seed", static_cast<int64_t>(c.seed)}}},
+          {"model", model},
+          {"data", {{"sources", sources}, {"valid", c.valid}, {"seq_len", c.seq_len}}},
+          {"training", {{"batch_size", c.batch_size}, {"grad_accum", c.grad_accum}, {"max_steps", c.max_steps},
+                        {"precision", c.precision}, {"device", c.device}, {"log_every", c.log_every},
+                        {"eval_every", c.eval_every}, {"eval_batches", c.eval_batches}}},
+          {"checkpoint", {{"every", c.checkpoint_every}, {"keep", c.keep_checkpoints}}},
+          {"optimizer", optimizer_config_to_json(c.optimizer)},
+          {"schedule", schedule_config_to_json(c.schedule)}};
+}
+
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  auto j = read_json_file(path);
+  apply_overrides(j, overrides);
+  return train_config_from_json(j, path);
+}
+
+// ---- checkpoints -----------------------------------------------------------------------------------
+
+std::string latest_checkpoint(const std::string& run_dir) {
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  std::string best;
+  if (!fs::exists(dir)) return best;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind("step-", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
+    if (!fs::exists(entry.path() / "DONE")) continue;
+    if (name > best) best = name;
+  }
+  return best.empty() ? "" : (dir / best).string();
+}
+
+namespace {
+
+void fsync_path(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// Fault injection for the crash tests: PHI_FAULT_CHECKPOINT_DELAY_MS pauses in the middle of
+// writing a checkpoint so that a test can kill the process there.
+void fault_injection_pause() {
+  if (const char* ms = std::getenv("PHI_FAULT_CHECKPOINT_DELAY_MS")) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(ms)));
+  }
+}
+
+void save_checkpoint(const TrainConfig& config, const Transformer& model, const Optimizer& optimizer,
+                     const LoaderState& loader, int64_t step, const std::vector<double>& recent_losses) {
+  const fs::path dir = fs::path(config.run_dir) / "checkpoints";
+  fs::create_directories(dir);
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%08lld", static_cast<long long>(step));
+  const fs::path final_dir = dir / name;
+  const fs::path tmp_dir = dir / (std::string(name) + ".tmp");
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+  save_model(model, (tmp_dir / "model").string(), at::kFloat);
+  fault_injection_pause();
+  NamedTensors state = optimizer.state_tensors();
+  state.push_back({"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()});
+  save_safetensors((tmp_dir / "optimizer.safetensors").string(), state);
+  nlohmann::json trainer_state = {{"step", step}, {"optimizer_steps", optimizer.steps()},
+                                  {"loader", loader_state_to_json(loader)}, {"recent_losses", recent_losses}};
+  write_json_file_atomic((tmp_dir / "trainer_state.json").string(), trainer_state);
+  fsync_path(tmp_dir);
+  if (fs::exists(final_dir)) fs::remove_all(final_dir);
+  fs::rename(tmp_dir, final_dir);
+  fsync_path(dir);
+  // Marked complete last: a checkpoint without DONE is never resumed from.
+  const std::string done = "step " + std::to_string(step) + "\n";
+  write_file_atomic((final_dir / "DONE").string(), done.data(), done.size());
+  // Keep the newest K complete checkpoints.
+  std::vector<std::string> complete;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto n = entry.path().filename().string();
+    if (n.rfind("step-", 0) == 0 && n.find(".tmp") == std::string::npos && fs::exists(entry.path() / "DONE")) {
+      complete.push_back(n);
+    }
+  }
+  std::sort(complete.begin(), complete.end());
+  for (size_t i = 0; i + static_cast<size_t>(config.keep_checkpoints) < complete.size(); ++i) {
+    fs::remove_all(dir / complete[i]);
+  }
+}
+
+double evaluate(const Transformer& model, const TrainConfig& config) {
+  at::NoGradGuard no_grad;
+  TokenLoader loader({{config.valid, 1.0}}, config.seq_len, config.batch_size, 1234, {}, false);
+  double total = 0;
+  for (int64_t i = 0; i < config.eval_batches; ++i) {
+    auto batch = loader.next();
+    auto logits = model.forward(batch.inputs);
+    total += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}).to(logits.device()))
+                 .item<double>();
+  }
+  return total / static_cast<double>(config.eval_batches);
+}
+
+}  // namespace
+
+// ---- the job -----------------------------------------------------------------------------------------
+
+TrainSummary train(const TrainConfig& config, bool resume) {
+  fs::create_directories(config.run_dir);
+  const auto device = parse_device(config.device);
+  std::string checkpoint = resume ? latest_checkpoint(config.run_dir) : "";
+  if (resume && checkpoint.empty()) spdlog::warn("--resume: no complete checkpoint in {}; starting fresh", config.run_dir);
+  if (!resume) {
+    write_json_file_atomic((fs::path(config.run_dir) / "config.json").string(), train_config_to_json(config));
+  }
+
+  // Model.
+  Transformer model = [&] {
+    if (!checkpoint.empty()) {
+      LoadOptions load;
+      load.device = device;
+      return load_model((fs::path(checkpoint) / "model").string(), load);
+    }
+    if (!config.init_from.empty()) {
+      LoadOptions load;
+      load.device = device;
+      load.config_overrides = config.model_overrides;
+      return load_model(config.init_from, load);
+    }
+    auto mc = config.model_preset.empty() ? load_model_config(config.model_config, config.model_overrides)
+                                          : preset_model_config(config.model_preset, config.model_overrides);
+    auto m = Transformer::random(mc, config.seed, at::kFloat, config.init_std);
+    m.to(device, at::kFloat);
+    return m;
+  }();
+  Optimizer optimizer(model.mutable_parameters(), config.optimizer);
+
+  // Data and state.
+  LoaderState loader_state;
+  int64_t start_step = 0;
+  if (!checkpoint.empty()) {
+    auto state = read_json_file((fs::path(checkpoint) / "trainer_state.json").string());
+    start_step = state.at("step").get<int64_t>();
+    loader_state = loader_state_from_json(state.at("loader"), checkpoint);
+    auto store = TensorStore::open_file((fs::path(checkpoint) / "optimizer.safetensors").string());
+    optimizer.load_state(store, state.at("optimizer_steps").get<int64_t>());
+    if (store.contains("rng.cpu")) {
+      auto generator = at::detail::getDefaultCPUGenerator();
+      generator.set_state(store.tensor("rng.cpu").clone());
+    }
+    spdlog::info("resumed from {} (step {})", checkpoint, start_step);
+  }
+  TokenLoader loader(config.sources, config.seq_len, config.batch_size, config.seed, loader_state);
+  if (loader.vocab_size() > model.config().vocab_size) {
+    throw Error("the data's vocabulary (" + std::to_string(loader.vocab_size()) + ") is larger than the model's (" +
+                std::to_string(model.config().vocab_size) + ")", config.sources[0].path);
+  }
+
+  const auto info = model_info(model.config());
+  const int64_t trainable = optimizer.trainable_parameters();
+  spdlog::info("model {}: {} parameters ({} trainable, {} frozen)", model.config().name, info.n_parameters, trainable,
+               optimizer.frozen_parameters());
+  spdlog::info("optimizer {}: {} bytes/parameter of weights+gradients+state, ~{:.1f} MiB", config.optimizer.name,
+               optimizer.state_bytes_per_parameter(),
+               (optimizer.state_bytes_per_parameter() * trainable + 4 * optimizer.frozen_parameters()) / 1048576.0);
+
+  std::ofstream metrics(fs::path(config.run_dir) / "metrics.jsonl", std::ios::app);
+  TrainSummary summary;
+  const int64_t tokens_per_step = config.batch_size * config.grad_accum * config.seq_len;
+  const auto start = std::chrono::steady_clock::now();
+  const bool tty = isatty(STDERR_FILENO);
+  double loss_value = 0;
+  for (int64_t step = start_step; step < config.max_steps; ++step) {
+    const double lr = scheduled_lr(config.schedule, config.optimizer.lr, step);
+    loss_value = 0;
+    for (int64_t micro = 0; micro < config.grad_accum; ++micro) {
+      auto batch = loader.next();
+      auto logits = model.forward(batch.inputs.to(device));
+      auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}).to(device));
+      (loss / static_cast<double>(config.grad_accum)).backward();
+      loss_value += loss.item<double>() / static_cast<double>(config.grad_accum);
+    }
+    // (Data parallelism reduces gradients here.)
+    const double grad_norm = optimizer.step(lr);
+    summary.losses.push_back(loss_value);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double tokens_per_second = static_cast<double>((step + 1 - start_step) * tokens_per_step) / std::max(elapsed, 1e-9);
+    nlohmann::json row = {{"step", step + 1}, {"loss", loss_value}, {"lr", lr}, {"grad_norm", grad_norm},
+                          {"tokens_per_s", tokens_per_second}, {"elapsed_s", elapsed}};
+    const bool last = step + 1 == config.max_steps;
+    if (!config.valid.empty() && ((config.eval_every > 0 && (step + 1) % config.eval_every == 0) || last)) {
+      const double valid_loss = evaluate(model, config);
+      row["valid_loss"] = valid_loss;
+      row["valid_ppl"] = std::exp(valid_loss);
+      summary.final_valid_loss = valid_loss;
+    }
+    metrics << row.dump() << "\n" << std::flush;
+    if (tty) {
+      const double eta = elapsed / static_cast<double>(step + 1 - start_step) * static_cast<double>(config.max_steps - step - 1);
+      std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs   ", static_cast<long long>(step + 1),
+                   static_cast<long long>(config.max_steps), loss_value, lr, tokens_per_second, eta);
+    } else if (config.log_every > 0 && ((step + 1) % config.log_every == 0 || last)) {
+      spdlog::info("step {}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s", step + 1, config.max_steps, loss_value, lr, tokens_per_second);
+    }
+    if ((config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0) || last) {
+      save_checkpoint(config, model, optimizer, loader.state(), step + 1, summary.losses);
+    }
+    summary.tokens_per_second = tokens_per_second;
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  summary.steps = config.max_steps;
+  summary.final_loss = loss_value;
+  nlohmann::json final_summary = {{"steps", summary.steps}, {"final_loss", summary.final_loss},
+                                  {"final_valid_loss", summary.final_valid_loss},
+                                  {"tokens_per_s", summary.tokens_per_second}};
+  write_json_file_atomic((fs::path(config.run_dir) / "summary.json").string(), final_summary);
+  spdlog::info("done: {} steps, loss {:.4f}{}", summary.steps, summary.final_loss,
+               summary.final_valid_loss >= 0 ? fmt::format(", valid loss {:.4f}", summary.final_valid_loss) : "");
+  return summary;
+}
+
+}  // namespace phi

@@ -1,0 +1,150 @@
+"""`phi data tokenize` + `phi train`: a tiny recipe trains through the CLI; a stopped and resumed run
+has a bitwise-identical loss trajectory; a run killed with SIGKILL in the middle of writing a
+checkpoint resumes from the previous one; frozen parameters stay unchanged and hold no state."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from phitest import PHI_BIN, require_shared_data, run_phi  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A byte-level BPE tokenizer trained here and train/valid shards of Tiny Shakespeare."""
+    data = require_shared_data() / "text" / "tinyshakespeare" / "input.txt"
+    root = tmp_path_factory.mktemp("train")
+    text = data.read_text(encoding="utf-8")
+    # Speeches become documents, separated the way `phi data tokenize` reads .txt files.
+    speeches = [s for s in text[:150000].split("\n\n") if s.strip()]
+    (root / "train.txt").write_text("<|endoftext|>".join(speeches), encoding="utf-8")
+    (root / "valid.txt").write_text(text[-20000:], encoding="utf-8")
+    run_phi("tokenizer", "train", "--kind", "bpe", "--vocab-size", "512", "--input", root / "train.txt", "--output", root / "tok")
+    run_phi("data", "tokenize", "--tokenizer", root / "tok", "--input", root / "train.txt", "--output", root / "data" / "train",
+            "--shard-tokens", "20000")
+    run_phi("data", "tokenize", "--tokenizer", root / "tok", "--input", root / "valid.txt", "--output", root / "data" / "valid")
+    return root
+
+
+def recipe(workspace, run_dir, **changes):
+    r = {
+        "run": {"dir": str(run_dir), "seed": 3},
+        "model": {"preset": "tiny-phi3", "set": ["vocab_size=512", "max_position_embeddings=256"]},
+        "data": {"sources": [{"path": str(workspace / "data" / "train")}], "valid": str(workspace / "data" / "valid"),
+                 "seq_len": 64},
+        "training": {"batch_size": 4, "grad_accum": 2, "max_steps": 30, "log_every": 10, "eval_every": 15, "eval_batches": 2},
+        "checkpoint": {"every": 10, "keep": 2},
+        "optimizer": {"name": "adamw", "lr": 3e-3},
+        "schedule": {"kind": "cosine", "warmup_steps": 3, "total_steps": 30},
+    }
+    for key, value in changes.items():
+        section, field = key.split("__")
+        r[section][field] = value
+    path = Path(run_dir).parent / (Path(run_dir).name + ".json")
+    path.write_text(json.dumps(r))
+    return path
+
+
+def losses(run_dir):
+    return [(row["step"], row["loss"]) for row in map(json.loads, (Path(run_dir) / "metrics.jsonl").read_text().splitlines())]
+
+
+def test_shards_and_manifest(workspace):
+    manifest = json.loads((workspace / "data" / "train" / "manifest.json").read_text())
+    assert manifest["format"] == "phi-shards" and manifest["token_bytes"] == 2 and manifest["vocab_size"] == 512
+    assert len(manifest["shards"]) >= 2 and manifest["n_tokens"] == sum(s["n_tokens"] for s in manifest["shards"])
+    assert manifest["n_documents"] > 100
+    assert manifest["eos_id"] == 511
+
+
+def test_training_lowers_the_loss_and_writes_the_run(workspace, tmp_path):
+    config = recipe(workspace, tmp_path / "run")
+    run_phi("train", "--config", config)
+    rows = losses(tmp_path / "run")
+    assert [s for s, _ in rows] == list(range(1, 31))
+    assert rows[-1][1] < rows[0][1] - 0.5
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 30 and summary["final_valid_loss"] > 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["training"]["grad_accum"] == 2
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["step-00000020", "step-00000030"]  # keep = 2
+    assert (tmp_path / "run" / "checkpoints" / "step-00000030" / "DONE").exists()
+    # The checkpoint's model is a Hugging Face directory the engine (and transformers) load.
+    ids = tmp_path / "ids.json"
+    ids.write_text("[[1, 2, 3]]")
+    run_phi("forward", "--model", tmp_path / "run" / "checkpoints" / "step-00000030" / "model", "--input", ids,
+            "--output", tmp_path / "logits.safetensors")
+
+
+def test_resume_is_bitwise_identical(workspace, tmp_path):
+    full = recipe(workspace, tmp_path / "full")
+    run_phi("train", "--config", full)
+    part = recipe(workspace, tmp_path / "part")
+    run_phi("train", "--config", part, "--set", "training.max_steps=13")
+    run_phi("train", "--config", part, "--resume")
+    # The first process stopped after step 13 (the end of a run is always checkpointed); the
+    # second continued from there. Every step matches the uninterrupted run exactly.
+    part_rows = losses(tmp_path / "part")
+    full_rows = dict(losses(tmp_path / "full"))
+    for step, loss in part_rows:
+        assert loss == full_rows[step], f"step {step}: {loss} != {full_rows[step]}"
+    assert part_rows[-1][0] == 30
+
+
+def test_sigkill_while_saving_keeps_the_previous_checkpoint(workspace, tmp_path):
+    reference = recipe(workspace, tmp_path / "reference")
+    run_phi("train", "--config", reference)
+    config = recipe(workspace, tmp_path / "killed")
+    env = dict(os.environ, PHI_FAULT_CHECKPOINT_DELAY_MS="4000")
+    proc = subprocess.Popen([PHI_BIN, "train", "--config", str(config)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    partial = tmp_path / "killed" / "checkpoints" / "step-00000020.tmp"
+    deadline = time.time() + 120
+    while not partial.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert partial.exists(), "the second checkpoint never started"
+    time.sleep(0.5)  # inside the write: the model is on disk, the rest is not
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    complete = [p.name for p in (tmp_path / "killed" / "checkpoints").iterdir() if (p / "DONE").exists()]
+    assert complete == ["step-00000010"]
+    run_phi("train", "--config", config, "--resume")
+    reference_rows = dict(losses(tmp_path / "reference"))
+    rows = losses(tmp_path / "killed")
+    assert rows[-1][0] == 30
+    for step, loss in rows:
+        assert loss == reference_rows[step], f"step {step}"
+
+
+def test_frozen_embedding_with_sgd(workspace, tmp_path):
+    from safetensors.numpy import load_file
+
+    config = recipe(workspace, tmp_path / "frozen", optimizer__name="sgd", optimizer__lr=0.05, optimizer__freeze=["embed"])
+    proc = run_phi("train", "--config", config, "--set", "training.max_steps=10")
+    assert "frozen" in proc.stderr and "12 bytes/parameter" in proc.stderr
+    run_phi("init", "--preset", "tiny-phi3", "--set", "vocab_size=512", "--set", "max_position_embeddings=256",
+            "--seed", "3", "--output", tmp_path / "init")
+    before = load_file(str(tmp_path / "init" / "model.safetensors"))
+    after = load_file(str(tmp_path / "frozen" / "checkpoints" / "step-00000010" / "model" / "model.safetensors"))
+    assert (before["model.embed_tokens.weight"] == after["model.embed_tokens.weight"]).all()
+    assert not (before["model.norm.weight"] == after["model.norm.weight"]).all()
+    state = load_file(str(tmp_path / "frozen" / "checkpoints" / "step-00000010" / "optimizer.safetensors"))
+    assert not any(k.startswith("embed") for k in state)
+    assert any(k.endswith(".momentum") for k in state)
+
+
+def test_bad_recipes(workspace, tmp_path):
+    config = recipe(workspace, tmp_path / "bad")
+    for override, fragment in [("training.batch_sise=3", "unknown key $.training.batch_sise"),
+                               ("optimizer.name=lion", "must be adamw or sgd"),
+                               ("schedule.kind=exp", "must be cosine, linear, constant or wsd"),
+                               ("data.seq_len=100000", "too few for one sequence")]:
+        proc = run_phi("train", "--config", config, "--set", override, check=False)
+        assert proc.returncode == 1 and fragment in proc.stderr, (override, proc.stderr)
