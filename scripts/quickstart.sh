@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job, end to end, on nothing but what the project generates: build, create a small
-# Phi-3-shaped model, inspect it, convert it to bf16 (sharded), and run the forward pass on both.
-# (Data generation, tokenizer and training join this script with the trainer issue.)
+# The main job, end to end, on nothing but what the project generates: build; write a synthetic
+# textbook corpus; train a tokenizer on it; tokenize it into shards; pretrain a tiny phi
+# (configs/train/tiny-textbook.json); draw the loss curve; sample from the model. About 10 minutes
+# on a 2-core CPU. Outputs go to runs/quickstart (PHI_RUN_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$(date +%s)
 bash scripts/setup.sh
 source scripts/env.sh
 BUILD_DIR=${PHI_BUILD_DIR:-build}
@@ -12,33 +14,48 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PA
 cmake --build "$BUILD_DIR" --target phi_cli
 PHI="$BUILD_DIR/phi"
 RUN=${PHI_RUN_DIR:-runs/quickstart}
+STEPS=${PHI_QUICKSTART_STEPS:-600}
+rm -rf "$RUN"
 mkdir -p "$RUN"
 
-echo "== the real family, from the presets"
-"$PHI" info --preset phi-3-mini-4k
-"$PHI" info --preset phi-2
+echo "== 1. a synthetic textbook corpus (train and held-out seeds)"
+"$PHI" data synth textbook --count 30000 --seed 1 --output "$RUN/textbook-train.txt"
+"$PHI" data synth textbook --count 1000 --seed 2 --output "$RUN/textbook-valid.txt"
 
-echo "== a ~34M-parameter Phi-3-shaped model, randomly initialised"
-"$PHI" init --preset tiny-phi3 --output "$RUN/model" --seed 1 \
-  --set hidden_size=384 --set intermediate_size=1024 --set n_layers=6 --set n_heads=6 --set n_kv_heads=2 \
-  --set vocab_size=32064 --set max_position_embeddings=1024
-"$PHI" info --model "$RUN/model"
+echo "== 2. a byte-level BPE tokenizer trained on it"
+"$PHI" tokenizer train --kind bpe --vocab-size 2048 --input "$RUN/textbook-train.txt" --output "$RUN/tokenizer"
 
-echo "== convert to bf16 in 8 MB shards"
-"$PHI" convert --from "$RUN/model" --to "$RUN/model-bf16" --dtype bf16 --max-shard-size 8MB
-ls -l "$RUN/model-bf16"
+echo "== 3. token shards"
+"$PHI" data tokenize --tokenizer "$RUN/tokenizer" --input "$RUN/textbook-train.txt" --output "$RUN/data/train"
+"$PHI" data tokenize --tokenizer "$RUN/tokenizer" --input "$RUN/textbook-valid.txt" --output "$RUN/data/valid"
 
-echo "== forward pass on a batch of unequal lengths, float32 and bf16"
-echo '[[1, 450, 4996, 17354, 1701], [1, 29871, 13, 8, 2, 2, 99, 31999, 32000, 32007, 5], [42]]' > "$RUN/ids.json"
-"$PHI" forward --model "$RUN/model" --input "$RUN/ids.json" --output "$RUN/logits-f32.safetensors"
-"$PHI" forward --model "$RUN/model-bf16" --input "$RUN/ids.json" --output "$RUN/logits-bf16.safetensors" --dtype bf16
+echo "== 4. pretraining (configs/train/tiny-textbook.json, $STEPS steps)"
+"$PHI" train --config configs/train/tiny-textbook.json --set run.dir="$RUN/run" \
+  --set "data.sources=[{\"path\": \"$RUN/data/train\"}]" --set data.valid="$RUN/data/valid" \
+  --set training.max_steps="$STEPS" --set schedule.total_steps="$STEPS"
+
+echo "== 5. the loss curve"
+"$PHI_VENV/bin/python" scripts/plot_metrics.py "$RUN/run"
+
+echo "== 6. samples"
+MODEL=$(ls -d "$RUN"/run/checkpoints/step-*/model | tail -1)
+cat > "$RUN/prompts.jsonl" <<'PROMPTS'
+{"prompt": "Lesson 1: Addition.\nTo add 12 and 7, start at 12 and count 7 more. 12 plus 7 equals"}
+{"prompt": "Lesson 2: The table of 3.\n3 times 1 is 3.\n3 times 2 is"}
+{"prompt": "Lesson 3: A Python function that adds.\n\ndef add(a, b):"}
+{"prompt": "Lesson 4: Comparing numbers.\n58 is", "temperature": 0.8, "seed": 4}
+PROMPTS
+"$PHI" generate --model "$MODEL" --input "$RUN/prompts.jsonl" --output "$RUN/samples.jsonl" --temperature 0 \
+  --max-new-tokens 48
 "$PHI_VENV/bin/python" - "$RUN" <<'PY'
-import sys
-from safetensors.torch import load_file
+import json, sys
 run = sys.argv[1]
-a = load_file(f"{run}/logits-f32.safetensors")["logits"]
-b = load_file(f"{run}/logits-bf16.safetensors")["logits"]
-print(f"logits {tuple(a.shape)}; bf16 vs float32: max |diff| / max |logit| = {float((a - b).abs().max() / a.abs().max()):.3e}")
-print("greedy next tokens:", a[0, 4].argmax().item(), a[1, 10].argmax().item(), a[2, 0].argmax().item())
+prompts = [json.loads(l)["prompt"] for l in open(f"{run}/prompts.jsonl")]
+for prompt, line in zip(prompts, open(f"{run}/samples.jsonl")):
+    print("-" * 60)
+    print(prompt + "\033[1m" + json.loads(line)["text"] + "\033[0m")
+print("-" * 60)
+summary = json.load(open(f"{run}/run/summary.json"))
+print(f"final train loss {summary['final_loss']:.3f}, validation loss {summary['final_valid_loss']:.3f}")
 PY
-echo "quickstart: done (outputs in $RUN)"
+echo "quickstart: done in $(( $(date +%s) - start )) s (outputs in $RUN, loss curve $RUN/run/loss.png)"

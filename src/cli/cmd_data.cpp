@@ -1,6 +1,9 @@
 // phi data tokenize --tokenizer DIR --input FILES --output DIR [--shard-tokens N] [--no-eos]
+// phi data synth lego --output FILE [--count N] [--length L] [--seed S]
 //   .txt: documents separated by the text "<|endoftext|>" (a file without it is one document);
-//   .jsonl: one document per line in its "text" field.
+//   .jsonl: one document per line: {"text"} (train on all of it), {"prompt", "answer"|"completion"}
+//   (train on the answer only) or {"messages"} rendered with --chat-template (train on the
+//   assistant turns only); the last two write a per-token loss mask.
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -10,7 +13,11 @@
 
 #include "cli/commands.h"
 #include "phi/core/error.h"
+#include "phi/data/lego.h"
+#include "phi/infer/chat_template.h"
+#include "phi/data/textbook.h"
 #include "phi/data/shards.h"
+#include "core/file_util.h"
 #include "phi/tokenizer/tokenizer.h"
 
 namespace phi::cli {
@@ -23,10 +30,24 @@ struct TokenizeOptions {
   std::string output;
   int64_t shard_tokens = 64 << 20;
   bool no_eos = false;
+  std::string chat_template = "phi3";
+};
+
+// One document to tokenize: plain text, a prompt/answer pair, or a conversation.
+struct Document {
+  std::string text;
+  std::string prompt, answer;             // trained on the answer only
+  std::vector<ChatMessage> messages;      // trained on the assistant turns only
+  bool masked() const { return !messages.empty() || !answer.empty(); }
 };
 
 template <typename F>
 void for_each_document(const std::string& path, F&& document) {
+  auto plain = [&](std::string text) {
+    Document d;
+    d.text = std::move(text);
+    document(d);
+  };
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open input", path);
   if (std::filesystem::path(path).extension() == ".jsonl") {
@@ -36,10 +57,24 @@ void for_each_document(const std::string& path, F&& document) {
       ++n;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string()) {
-        throw Error("line " + std::to_string(n) + " is not a JSON object with a \"text\" string", path);
+      const std::string where = path + ":" + std::to_string(n);
+      if (j.is_discarded() || !j.is_object()) throw Error("line is not a JSON object", where);
+      Document d;
+      auto answer_key = j.contains("answer") ? "answer" : "completion";
+      if (j.contains("messages")) {
+        d.messages = parse_chat_messages(j["messages"], where);
+      } else if (j.contains("prompt") && j.contains(answer_key)) {
+        if (!j["prompt"].is_string() || !j[answer_key].is_string()) {
+          throw Error("$.prompt and $." + std::string(answer_key) + " must be strings", where);
+        }
+        d.prompt = j["prompt"].get<std::string>();
+        d.answer = j[answer_key].get<std::string>();
+      } else if (j.contains("text") && j["text"].is_string()) {
+        d.text = j["text"].get<std::string>();
+      } else {
+        throw Error("line needs \"text\", \"prompt\" + \"answer\", or \"messages\"", where);
       }
-      document(j["text"].get<std::string>());
+      document(d);
     }
     return;
   }
@@ -51,7 +86,7 @@ void for_each_document(const std::string& path, F&& document) {
   while (start <= text.size()) {
     size_t end = text.find(separator, start);
     std::string doc = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (doc.find_first_not_of(" \t\r\n") != std::string::npos) document(doc);
+    if (doc.find_first_not_of(" \t\r\n") != std::string::npos) plain(doc);
     if (end == std::string::npos) break;
     start = end + separator.size();
   }
@@ -67,18 +102,93 @@ int run_tokenize(const TokenizeOptions& o) {
                      o.shard_tokens);
   EncodeOptions options;
   options.allow_special = false;
+  auto chat = ChatTemplate::builtin(o.chat_template, *tokenizer);
   int64_t documents = 0;
   for (const auto& input : o.inputs) {
-    for_each_document(input, [&](const std::string& text) {
-      auto ids = tokenizer->encode(text, options);
-      if (!o.no_eos) ids.push_back(eos);
-      writer.add_document(ids);
+    for_each_document(input, [&](const Document& d) {
+      std::vector<int64_t> ids;
+      std::vector<uint8_t> mask;
+      auto append = [&](const std::vector<int64_t>& part, uint8_t train_on) {
+        ids.insert(ids.end(), part.begin(), part.end());
+        mask.insert(mask.end(), part.size(), train_on);
+      };
+      if (!d.messages.empty()) {
+        // Train on each assistant turn (and the tokens that end it): the ids between the prompt
+        // rendered up to that turn and the conversation rendered through it.
+        std::vector<int64_t> done;
+        for (size_t i = 0; i < d.messages.size(); ++i) {
+          std::vector<ChatMessage> upto(d.messages.begin(), d.messages.begin() + static_cast<long>(i) + 1);
+          auto full = tokenizer->encode(chat.render(upto, false));
+          if (d.messages[i].role == "assistant") {
+            std::vector<ChatMessage> before(d.messages.begin(), d.messages.begin() + static_cast<long>(i));
+            auto prompt = tokenizer->encode(chat.render(before, true));
+            if (prompt.size() < done.size()) prompt = done;
+            append(std::vector<int64_t>(full.begin() + static_cast<long>(done.size()),
+                                        full.begin() + static_cast<long>(std::min(prompt.size(), full.size()))), 0);
+            append(std::vector<int64_t>(full.begin() + static_cast<long>(std::min(prompt.size(), full.size())), full.end()), 1);
+          } else {
+            append(std::vector<int64_t>(full.begin() + static_cast<long>(std::min(done.size(), full.size())), full.end()), 0);
+          }
+          done = full;
+        }
+      } else if (!d.answer.empty()) {
+        append(tokenizer->encode(d.prompt, options), 0);
+        append(tokenizer->encode(d.answer, options), 1);
+      } else {
+        append(tokenizer->encode(d.text, options), 1);
+      }
+      if (!o.no_eos) append({eos}, 1);
+      writer.add_document(ids, d.masked() ? &mask : nullptr);
       ++documents;
     });
   }
   auto manifest = writer.finish();
   spdlog::info("wrote {} documents, {} tokens in {} shards to {}", documents, manifest.n_tokens(), manifest.shards.size(),
                o.output);
+  return 0;
+}
+
+struct LegoOptions {
+  std::string output;
+  int64_t count = 10000;
+  int64_t chain_length = 6;
+  uint64_t seed = 0;
+};
+
+// Writes LEGO examples as JSONL: {"text": prompt + answer, "prompt", "answer", "values"}.
+int run_lego(const LegoOptions& o) {
+  std::string out;
+  for (int64_t i = 0; i < o.count; ++i) {
+    auto ex = make_lego_example(o.chain_length, o.seed, i);
+    out += nlohmann::json({{"text", ex.prompt + ex.answer}, {"prompt", ex.prompt}, {"answer", ex.answer},
+                           {"values", ex.values}}).dump() + "\n";
+  }
+  if (auto parent = std::filesystem::path(o.output).parent_path(); !parent.empty()) {
+    std::filesystem::create_directories(parent);
+  }
+  write_file_atomic(o.output, out.data(), out.size());
+  spdlog::info("wrote {} LEGO examples (chain length {}, seed {}) to {}", o.count, o.chain_length, o.seed, o.output);
+  return 0;
+}
+
+struct TextbookOptions {
+  std::string output;
+  int64_t count = 20000;
+  uint64_t seed = 0;
+};
+
+// Writes the synthetic textbook as .txt documents separated by <|endoftext|>.
+int run_textbook(const TextbookOptions& o) {
+  std::string out;
+  for (int64_t i = 0; i < o.count; ++i) {
+    if (i) out += "<|endoftext|>";
+    out += make_textbook_document(o.seed, i);
+  }
+  if (auto parent = std::filesystem::path(o.output).parent_path(); !parent.empty()) {
+    std::filesystem::create_directories(parent);
+  }
+  write_file_atomic(o.output, out.data(), out.size());
+  spdlog::info("wrote {} textbook documents ({:.1f} MB) to {}", o.count, out.size() / 1e6, o.output);
   return 0;
 }
 
@@ -95,7 +205,24 @@ void add_data_command(CLI::App& root, Runner& run) {
   tok->add_option("--output", o->output, "dataset directory")->required();
   tok->add_option("--shard-tokens", o->shard_tokens, "tokens per shard")->capture_default_str();
   tok->add_flag("--no-eos", o->no_eos, "do not end each document with the EOS token");
+  tok->add_option("--chat-template", o->chat_template, "built-in template for {\"messages\"} lines")->capture_default_str();
   tok->callback([&run, o]() { run = [o]() { return run_tokenize(*o); }; });
+
+  auto* synth = cmd->add_subcommand("synth", "Generate synthetic data");
+  synth->require_subcommand(1);
+  auto lego = std::make_shared<LegoOptions>();
+  auto* lg = synth->add_subcommand("lego", "LEGO chains of + / - assignments to resolve (JSONL)");
+  lg->add_option("--output", lego->output, "output JSONL file")->required();
+  lg->add_option("--count", lego->count, "examples")->capture_default_str();
+  lg->add_option("--length", lego->chain_length, "variables per chain (1-26)")->capture_default_str();
+  lg->add_option("--seed", lego->seed, "seed (use different seeds for train and held-out splits)")->capture_default_str();
+  lg->callback([&run, lego]() { run = [lego]() { return run_lego(*lego); }; });
+  auto textbook = std::make_shared<TextbookOptions>();
+  auto* tb = synth->add_subcommand("textbook", "Synthetic textbook lessons (arithmetic, comparisons, Python)");
+  tb->add_option("--output", textbook->output, "output .txt (documents separated by <|endoftext|>)")->required();
+  tb->add_option("--count", textbook->count, "documents")->capture_default_str();
+  tb->add_option("--seed", textbook->seed, "seed")->capture_default_str();
+  tb->callback([&run, textbook]() { run = [textbook]() { return run_textbook(*textbook); }; });
 }
 
 }  // namespace phi::cli

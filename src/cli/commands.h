@@ -19,5 +19,6 @@ void add_chat_command(CLI::App& root, Runner& run);
 void add_serve_command(CLI::App& root, Runner& run);
 void add_data_command(CLI::App& root, Runner& run);
 void add_train_command(CLI::App& root, Runner& run);
+void add_eval_command(CLI::App& root, Runner& run);
 
 }  // namespace phi::cli

@@ -105,7 +105,7 @@ std::vector<int64_t> TokenLoader::sequences_per_source() const {
   return out;
 }
 
-void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t* out) const {
+void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t* out, uint8_t* mask) const {
   int64_t begin = sequence * seq_len_;
   int64_t remaining = seq_len_ + 1;
   auto it = std::upper_bound(source.starts.begin(), source.starts.end(), begin);
@@ -115,7 +115,9 @@ void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t*
     const int64_t local = begin - source.starts[shard];
     const int64_t n = std::min(remaining, s.n_tokens() - local);
     s.read(local, n, out);
+    s.read_mask(local, n, mask);
     out += n;
+    mask += n;
     begin += n;
     remaining -= n;
     ++shard;
@@ -124,7 +126,9 @@ void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t*
 
 Batch TokenLoader::make_batch(LoaderState& state) const {
   auto tokens = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
+  auto mask = at::empty({batch_size_, seq_len_ + 1}, at::kByte);
   int64_t* data = tokens.data_ptr<int64_t>();
+  uint8_t* mask_data = mask.data_ptr<uint8_t>();
   for (int64_t b = 0; b < batch_size_; ++b) {
     const uint64_t draw = splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(state.samples)));
     const double u = static_cast<double>(draw >> 11) * (1.0 / 9007199254740992.0);
@@ -141,10 +145,13 @@ Batch TokenLoader::make_batch(LoaderState& state) const {
       std::shuffle(source.order.begin(), source.order.end(), rng);
       source.epoch = epoch;
     }
-    read_sequence(source, source.order[cursor % source.n_sequences], data + b * (seq_len_ + 1));
+    read_sequence(source, source.order[cursor % source.n_sequences], data + b * (seq_len_ + 1),
+                  mask_data + b * (seq_len_ + 1));
     ++state.samples;
   }
-  return {tokens.narrow(1, 0, seq_len_).contiguous(), tokens.narrow(1, 1, seq_len_).contiguous()};
+  auto targets = tokens.narrow(1, 1, seq_len_).contiguous();
+  targets.masked_fill_(mask.narrow(1, 1, seq_len_).eq(0), -100);
+  return {tokens.narrow(1, 0, seq_len_).contiguous(), targets};
 }
 
 void TokenLoader::producer() {

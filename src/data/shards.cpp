@@ -52,6 +52,7 @@ DatasetManifest read_manifest(const std::string& dataset_directory) {
   m.vocab_size = r.required<int64_t>("vocab_size");
   m.eos_id = r.optional<int64_t>("eos_id", -1);
   m.tokenizer = r.optional<std::string>("tokenizer", "");
+  m.loss_mask = r.optional<bool>("loss_mask", false);
   r.ignore({"n_tokens", "n_documents"});
   const auto& shards = r.raw("shards");
   if (!shards.is_array()) r.fail("shards", "must be an array");
@@ -72,7 +73,7 @@ void write_manifest(const std::string& dataset_directory, const DatasetManifest&
   nlohmann::json shards = nlohmann::json::array();
   for (const auto& s : m.shards) shards.push_back({{"file", s.file}, {"n_tokens", s.n_tokens}, {"n_documents", s.n_documents}});
   nlohmann::json j = {{"format", "phi-shards"}, {"version", m.version},     {"token_bytes", m.token_bytes},
-                      {"vocab_size", m.vocab_size}, {"eos_id", m.eos_id},   {"tokenizer", m.tokenizer},
+                      {"vocab_size", m.vocab_size}, {"eos_id", m.eos_id},   {"tokenizer", m.tokenizer}, {"loss_mask", m.loss_mask},
                       {"n_tokens", m.n_tokens()},   {"n_documents", m.n_documents()}, {"shards", shards}};
   write_json_file_atomic((fs::path(dataset_directory) / "manifest.json").string(), j);
 }
@@ -88,7 +89,17 @@ ShardWriter::ShardWriter(std::string directory, int64_t vocab_size, int64_t eos_
   fs::create_directories(directory_);
 }
 
-void ShardWriter::add_document(const std::vector<int64_t>& ids) {
+void ShardWriter::add_document(const std::vector<int64_t>& ids, const std::vector<uint8_t>* mask) {
+  if (!documents_seen_) {
+    manifest_.loss_mask = mask != nullptr;
+    documents_seen_ = true;
+  }
+  if ((mask != nullptr) != manifest_.loss_mask) {
+    throw Error("a dataset's documents must all have a loss mask or none");
+  }
+  if (mask != nullptr && mask->size() != ids.size()) {
+    throw Error("loss mask has " + std::to_string(mask->size()) + " entries for " + std::to_string(ids.size()) + " tokens");
+  }
   for (auto id : ids) {
     if (id < 0 || id >= manifest_.vocab_size) {
       throw Error("token id " + std::to_string(id) + " outside the vocabulary [0, " +
@@ -97,6 +108,7 @@ void ShardWriter::add_document(const std::vector<int64_t>& ids) {
   }
   if (!tokens_.empty() && static_cast<int64_t>(tokens_.size() + ids.size()) > shard_tokens_) flush_shard();
   tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+  if (mask != nullptr) mask_.insert(mask_.end(), mask->begin(), mask->end());
   offsets_.push_back(tokens_.size());
 }
 
@@ -113,6 +125,8 @@ void ShardWriter::flush_shard() {
   std::memcpy(header + 12, &token_bytes, 4);
   std::memcpy(header + 16, &n_tokens, 8);
   std::memcpy(header + 24, &n_docs, 8);
+  const uint32_t flags = manifest_.loss_mask ? 1u : 0u;
+  std::memcpy(header + 32, &flags, 4);
   writer.append(header, sizeof(header));
   if (token_bytes == 2) {
     std::vector<uint16_t> narrow(tokens_.begin(), tokens_.end());
@@ -122,9 +136,11 @@ void ShardWriter::flush_shard() {
     writer.append(wide.data(), wide.size() * 4);
   }
   writer.append(offsets_.data(), offsets_.size() * 8);
+  if (manifest_.loss_mask) writer.append(mask_.data(), mask_.size());
   writer.commit();
   manifest_.shards.push_back({name, static_cast<int64_t>(n_tokens), static_cast<int64_t>(n_docs)});
   tokens_.clear();
+  mask_.clear();
   offsets_.assign(1, 0);
 }
 
@@ -160,9 +176,12 @@ std::shared_ptr<Shard> Shard::open(const std::string& path) {
   std::memcpy(&token_bytes, bytes + 12, 4);
   std::memcpy(&n_tokens, bytes + 16, 8);
   std::memcpy(&n_docs, bytes + 24, 8);
+  uint32_t flags;
+  std::memcpy(&flags, bytes + 32, 4);
+  if (flags > 1) throw Error("shard has unknown flags " + std::to_string(flags), path);
   if (version != 1) throw Error("shard version " + std::to_string(version) + " is not supported", path);
   if (token_bytes != 2 && token_bytes != 4) throw Error("shard token size must be 2 or 4 bytes", path);
-  const uint64_t expected = kHeaderBytes + n_tokens * token_bytes + (n_docs + 1) * 8;
+  const uint64_t expected = kHeaderBytes + n_tokens * token_bytes + (n_docs + 1) * 8 + ((flags & 1) ? n_tokens : 0);
   if (n_tokens > (1ull << 40) || n_docs > (1ull << 40) || expected != shard->size_) {
     throw Error("shard size " + std::to_string(shard->size_) + " does not match its header (expected " +
                     std::to_string(expected) + " bytes): truncated or damaged",
@@ -173,6 +192,7 @@ std::shared_ptr<Shard> Shard::open(const std::string& path) {
   shard->n_documents_ = static_cast<int64_t>(n_docs);
   shard->tokens_ = bytes + kHeaderBytes;
   shard->offsets_ = reinterpret_cast<const uint64_t*>(bytes + kHeaderBytes + n_tokens * token_bytes);
+  if (flags & 1) shard->mask_ = bytes + kHeaderBytes + n_tokens * token_bytes + (n_docs + 1) * 8;
   return shard;
 }
 
@@ -194,6 +214,15 @@ int64_t Shard::token(int64_t i) const {
 void Shard::read(int64_t begin, int64_t n, int64_t* out) const {
   PHI_CHECK(begin >= 0 && begin + n <= n_tokens_, "shard read [", begin, ", ", begin + n, ") outside ", n_tokens_);
   for (int64_t i = 0; i < n; ++i) out[i] = token(begin + i);
+}
+
+void Shard::read_mask(int64_t begin, int64_t n, uint8_t* out) const {
+  PHI_CHECK(begin >= 0 && begin + n <= n_tokens_, "shard mask read outside the shard");
+  if (mask_ == nullptr) {
+    std::memset(out, 1, static_cast<size_t>(n));
+  } else {
+    std::memcpy(out, mask_ + begin, static_cast<size_t>(n));
+  }
 }
 
 int64_t Shard::document_offset(int64_t d) const {

@@ -166,7 +166,7 @@ BpeTrainResult train_byte_level_bpe(const std::vector<std::string>& texts, int64
 }
 
 void train_tokenizer(const TokenizerTrainOptions& o) {
-  if (o.vocab_size <= static_cast<int64_t>(o.special_tokens.size()) + (o.kind == "bpe" ? 256 : 0)) {
+  if (o.vocab_size < static_cast<int64_t>(o.special_tokens.size()) + (o.kind == "bpe" ? 256 : 1)) {
     throw Error("--vocab-size " + std::to_string(o.vocab_size) + " is too small", "",
                 o.kind == "bpe" ? "byte-level BPE needs at least 256 + the special tokens" : "use a larger vocabulary");
   }

@@ -18,6 +18,7 @@
 #include "phi/config/overrides.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
+#include "phi/data/shards.h"
 #include "phi/models/model_info.h"
 #include "phi/models/model_loader.h"
 
@@ -30,6 +31,7 @@ namespace fs = std::filesystem;
 TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source) {
   JsonReader r(j, source);
   TrainConfig c;
+  r.ignore({"_comment"});  // recipes explain their numbers here
   if (r.has_value("run")) {
     auto run = r.child("run");
     c.run_dir = run.optional<std::string>("dir", c.run_dir);
@@ -86,7 +88,6 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
     if (c.grad_accum <= 0) t.fail("grad_accum", "must be > 0");
     if (c.max_steps <= 0) t.fail("max_steps", "must be > 0");
     if (c.precision != "f32" && c.precision != "bf16" && c.precision != "f16") t.fail("precision", "must be f32, bf16 or f16");
-    if (c.precision != "f32") t.fail("precision", c.precision + " training is not available yet (f32 only)");
   } else {
     r.ignore({"training"});
   }
@@ -165,8 +166,22 @@ void fault_injection_pause() {
   }
 }
 
+// Tokenizer files travel with every saved model so that a checkpoint is a complete model directory.
+void copy_tokenizer_files(const std::string& from, const fs::path& to) {
+  if (from.empty() || !fs::is_directory(from)) return;
+  for (const auto& entry : fs::directory_iterator(from)) {
+    const auto name = entry.path().filename().string();
+    const bool tokenizer_file = name == "tokenizer.model" || name == "vocab.json" || name == "merges.txt" ||
+                                name == "added_tokens.json" || name == "tokenizer_config.json" ||
+                                name == "special_tokens_map.json" || name == "generation_config.json" ||
+                                entry.path().extension() == ".tiktoken";
+    if (tokenizer_file) fs::copy_file(entry.path(), to / name, fs::copy_options::overwrite_existing);
+  }
+}
+
 void save_checkpoint(const TrainConfig& config, const Transformer& model, const Optimizer& optimizer,
-                     const LoaderState& loader, int64_t step, const std::vector<double>& recent_losses) {
+                     const LoaderState& loader, int64_t step, const std::vector<double>& recent_losses,
+                     const std::string& tokenizer_dir) {
   const fs::path dir = fs::path(config.run_dir) / "checkpoints";
   fs::create_directories(dir);
   char name[32];
@@ -176,6 +191,7 @@ void save_checkpoint(const TrainConfig& config, const Transformer& model, const 
   fs::remove_all(tmp_dir);
   fs::create_directories(tmp_dir);
   save_model(model, (tmp_dir / "model").string(), at::kFloat);
+  copy_tokenizer_files(tokenizer_dir, tmp_dir / "model");
   fault_injection_pause();
   NamedTensors state = optimizer.state_tensors();
   state.push_back({"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()});
@@ -204,6 +220,15 @@ void save_checkpoint(const TrainConfig& config, const Transformer& model, const 
   }
 }
 
+// Mean next-token loss over the targets the loss mask keeps (targets of -100 are ignored); a batch
+// whose targets are all masked contributes 0 rather than NaN.
+at::Tensor masked_loss(const at::Tensor& logits, const at::Tensor& targets) {
+  auto flat_targets = targets.reshape({-1});
+  auto sum = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), flat_targets, {}, at::Reduction::Sum, -100);
+  auto count = flat_targets.ne(-100).sum().clamp_min(1).to(sum.scalar_type());
+  return sum / count;
+}
+
 double evaluate(const Transformer& model, const TrainConfig& config) {
   at::NoGradGuard no_grad;
   TokenLoader loader({{config.valid, 1.0}}, config.seq_len, config.batch_size, 1234, {}, false);
@@ -211,8 +236,7 @@ double evaluate(const Transformer& model, const TrainConfig& config) {
   for (int64_t i = 0; i < config.eval_batches; ++i) {
     auto batch = loader.next();
     auto logits = model.forward(batch.inputs);
-    total += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}).to(logits.device()))
-                 .item<double>();
+    total += masked_loss(logits, batch.targets.to(logits.device())).item<double>();
   }
   return total / static_cast<double>(config.eval_batches);
 }
@@ -222,6 +246,10 @@ double evaluate(const Transformer& model, const TrainConfig& config) {
 // ---- the job -----------------------------------------------------------------------------------------
 
 TrainSummary train(const TrainConfig& config, bool resume) {
+  if (config.precision != "f32") {
+    throw Error("precision " + config.precision + " is not available yet: mixed-precision training arrives with the GPU "
+                "kernels; this build trains in float32", "", "run with --set training.precision=f32");
+  }
   fs::create_directories(config.run_dir);
   const auto device = parse_device(config.device);
   std::string checkpoint = resume ? latest_checkpoint(config.run_dir) : "";
@@ -267,6 +295,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
     spdlog::info("resumed from {} (step {})", checkpoint, start_step);
   }
   TokenLoader loader(config.sources, config.seq_len, config.batch_size, config.seed, loader_state);
+  const std::string tokenizer_dir = !config.init_from.empty() ? config.init_from : read_manifest(config.sources[0].path).tokenizer;
   if (loader.vocab_size() > model.config().vocab_size) {
     throw Error("the data's vocabulary (" + std::to_string(loader.vocab_size()) + ") is larger than the model's (" +
                 std::to_string(model.config().vocab_size) + ")", config.sources[0].path);
@@ -292,7 +321,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
     for (int64_t micro = 0; micro < config.grad_accum; ++micro) {
       auto batch = loader.next();
       auto logits = model.forward(batch.inputs.to(device));
-      auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}).to(device));
+      auto loss = masked_loss(logits, batch.targets.to(device));
       (loss / static_cast<double>(config.grad_accum)).backward();
       loss_value += loss.item<double>() / static_cast<double>(config.grad_accum);
     }
@@ -319,7 +348,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
       spdlog::info("step {}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s", step + 1, config.max_steps, loss_value, lr, tokens_per_second);
     }
     if ((config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0) || last) {
-      save_checkpoint(config, model, optimizer, loader.state(), step + 1, summary.losses);
+      save_checkpoint(config, model, optimizer, loader.state(), step + 1, summary.losses, tokenizer_dir);
     }
     summary.tokens_per_second = tokens_per_second;
   }

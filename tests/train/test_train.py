@@ -148,3 +148,62 @@ def test_bad_recipes(workspace, tmp_path):
                                ("data.seq_len=100000", "too few for one sequence")]:
         proc = run_phi("train", "--config", config, "--set", override, check=False)
         assert proc.returncode == 1 and fragment in proc.stderr, (override, proc.stderr)
+
+
+def test_every_shipped_recipe_parses():
+    from phitest import REPO
+
+    recipes = sorted((REPO / "configs" / "train").glob("*.json"))
+    assert len(recipes) >= 8
+    for path in recipes:
+        resolved = json.loads(run_phi("train", "--config", path, "--dry-run").stdout)
+        assert resolved["training"]["max_steps"] > 0, path.name
+
+
+def test_mixed_precision_is_refused_clearly(workspace, tmp_path):
+    config = recipe(workspace, tmp_path / "bf16")
+    proc = run_phi("train", "--config", config, "--set", "training.precision=bf16", check=False)
+    assert proc.returncode == 1 and "precision bf16 is not available yet" in proc.stderr
+
+
+def read_shard(path):
+    """An independent reader of the documented shard format (docs/data.md)."""
+    import struct
+    raw = Path(path).read_bytes()
+    assert raw[:8] == b"PHISHRD1"
+    version, token_bytes, n_tokens, n_docs, flags = struct.unpack_from("<IIQQI", raw, 8)
+    assert version == 1
+    tokens = list(struct.unpack_from(f"<{n_tokens}{'H' if token_bytes == 2 else 'I'}", raw, 64))
+    offset = 64 + n_tokens * token_bytes
+    index = list(struct.unpack_from(f"<{n_docs + 1}Q", raw, offset))
+    mask = list(raw[offset + (n_docs + 1) * 8:]) if flags & 1 else None
+    assert len(raw) == offset + (n_docs + 1) * 8 + (n_tokens if flags & 1 else 0)
+    return tokens, index, mask
+
+
+def test_masked_datasets_train_on_answers_and_assistant_turns(workspace, tmp_path):
+    tok = workspace / "tok"
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Q{i}: what is {i} plus {i}?", "answer": f" {2 * i}."}) + "\n"
+                             for i in range(200)))
+    run_phi("data", "tokenize", "--tokenizer", tok, "--input", pairs, "--output", tmp_path / "pairs")
+    manifest = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
+    assert manifest["loss_mask"] is True
+    tokens, index, mask = read_shard(tmp_path / "pairs" / manifest["shards"][0]["file"])
+    answer_ids = json.loads(run_phi("tokenizer", "encode", "--model", tok, "--text", " 0.").stdout)
+    first = mask[index[0]:index[1]]
+    assert first == [0] * (len(first) - len(answer_ids) - 1) + [1] * (len(answer_ids) + 1)
+
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                                              {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye!"}]}) + "\n")
+    run_phi("data", "tokenize", "--tokenizer", tok, "--input", chats, "--output", tmp_path / "chats",
+            "--chat-template", "phi2")
+    tokens, index, mask = read_shard(tmp_path / "chats" / "shard-00000.bin")
+    trained = run_phi("tokenizer", "decode", "--model", tok, "--ids", json.dumps([t for t, m in zip(tokens, mask) if m])).stdout
+    assert "Hello!" in trained and "Bye!" in trained and "Hi" not in trained and "Instruct" not in trained
+
+    config = recipe(workspace, tmp_path / "masked")
+    run_phi("train", "--config", config, "--set", f'data.sources=[{{"path": "{tmp_path / "pairs"}"}}]',
+            "--set", "data.valid=", "--set", "data.seq_len=32", "--set", "training.max_steps=5")
+    assert all(loss == loss and loss > 0 for _, loss in losses(tmp_path / "masked"))

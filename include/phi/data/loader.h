@@ -38,7 +38,7 @@ LoaderState loader_state_from_json(const nlohmann::json& j, const std::string& s
 
 struct Batch {
   at::Tensor inputs;   // int64 [B, T]
-  at::Tensor targets;  // int64 [B, T]
+  at::Tensor targets;  // int64 [B, T]; -100 (ignored by the loss) where the loss mask is 0
 };
 
 class TokenLoader {
@@ -59,7 +59,7 @@ class TokenLoader {
  private:
   struct Source;
   Batch make_batch(LoaderState& state) const;
-  void read_sequence(const Source& source, int64_t sequence, int64_t* out) const;
+  void read_sequence(const Source& source, int64_t sequence, int64_t* out, uint8_t* mask) const;
   void producer();
 
   std::vector<std::unique_ptr<Source>> sources_;

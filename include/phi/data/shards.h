@@ -2,9 +2,11 @@
 //
 // A shard file is
 //   header (64 bytes): magic "PHISHRD1", uint32 version (1), uint32 token bytes (2 or 4),
-//                      uint64 token count, uint64 document count, 32 reserved zero bytes;
+//                      uint64 token count, uint64 document count, uint32 flags (bit 0: loss mask),
+//                      28 reserved zero bytes;
 //   tokens:            count x (uint16 | uint32), little-endian;
-//   document index:    (documents + 1) x uint64 token offsets (first 0, last = token count).
+//   document index:    (documents + 1) x uint64 token offsets (first 0, last = token count);
+//   loss mask:         count x uint8 (1: the token is a training target), when flag bit 0 is set.
 // A dataset is a directory with manifest.json listing its shards. Shards and manifests are written
 // to a temporary name, fsynced and renamed.
 #pragma once
@@ -24,6 +26,7 @@ struct ShardInfo {
 
 struct DatasetManifest {
   int64_t version = 1;
+  bool loss_mask = false;  // shards carry a per-token loss mask
   int64_t token_bytes = 2;
   int64_t vocab_size = 0;
   int64_t eos_id = -1;
@@ -41,8 +44,9 @@ class ShardWriter {
  public:
   ShardWriter(std::string directory, int64_t vocab_size, int64_t eos_id, std::string tokenizer,
               int64_t shard_tokens = 64 << 20);
-  /// Appends one document (its ids; the caller adds EOS when it wants one).
-  void add_document(const std::vector<int64_t>& ids);
+  /// Appends one document (its ids; the caller adds EOS when it wants one). `mask` (same length,
+  /// 1 = train on the token) makes this a masked dataset; every document then needs one.
+  void add_document(const std::vector<int64_t>& ids, const std::vector<uint8_t>* mask = nullptr);
   /// Flushes the last shard and writes manifest.json. Returns the manifest.
   DatasetManifest finish();
 
@@ -52,7 +56,9 @@ class ShardWriter {
   DatasetManifest manifest_;
   int64_t shard_tokens_;
   std::vector<int64_t> tokens_;
+  std::vector<uint8_t> mask_;
   std::vector<uint64_t> offsets_{0};
+  bool documents_seen_ = false;
 };
 
 /// A memory-mapped, validated shard.
@@ -65,6 +71,9 @@ class Shard {
   int64_t token(int64_t i) const;
   /// Copies tokens [begin, begin + n) into out.
   void read(int64_t begin, int64_t n, int64_t* out) const;
+  bool has_loss_mask() const { return mask_ != nullptr; }
+  /// Copies the loss mask of tokens [begin, begin + n) (all ones without a mask).
+  void read_mask(int64_t begin, int64_t n, uint8_t* out) const;
   int64_t document_offset(int64_t d) const;  // d in [0, n_documents]
 
  private:
@@ -77,6 +86,7 @@ class Shard {
   int64_t n_documents_ = 0;
   const uint8_t* tokens_ = nullptr;
   const uint64_t* offsets_ = nullptr;
+  const uint8_t* mask_ = nullptr;
 };
 
 }  // namespace phi
