@@ -40,14 +40,15 @@ struct TokenLoader::Source {
   std::vector<int64_t> starts;  // global token offset of each shard
   int64_t n_tokens = 0;
   int64_t n_sequences = 0;
+  std::vector<std::pair<int64_t, int64_t>> documents;  // unpacked mode: (global start, length)
   // Permutation cache for the epoch being read.
   mutable int64_t epoch = -1;
   mutable std::vector<int64_t> order;
 };
 
 TokenLoader::TokenLoader(std::vector<DataSource> sources, int64_t seq_len, int64_t batch_size, uint64_t seed,
-                         LoaderState state, bool prefetch)
-    : seq_len_(seq_len), batch_size_(batch_size), seed_(seed), prefetch_(prefetch) {
+                         LoaderState state, bool prefetch, bool pack)
+    : seq_len_(seq_len), batch_size_(batch_size), pack_(pack), seed_(seed), prefetch_(prefetch) {
   PHI_CHECK(!sources.empty(), "the loader needs at least one data source");
   PHI_CHECK(seq_len > 0 && batch_size > 0, "seq_len and batch_size must be > 0");
   double total = 0;
@@ -67,10 +68,16 @@ TokenLoader::TokenLoader(std::vector<DataSource> sources, int64_t seq_len, int64
                     " tokens, the manifest says " + std::to_string(info.n_tokens), spec.path);
       }
       source->starts.push_back(source->n_tokens);
+      if (!pack) {
+        for (int64_t d = 0; d < shard->n_documents(); ++d) {
+          const int64_t begin = shard->document_offset(d);
+          source->documents.push_back({source->n_tokens + begin, shard->document_offset(d + 1) - begin});
+        }
+      }
       source->n_tokens += shard->n_tokens();
       source->shards.push_back(std::move(shard));
     }
-    source->n_sequences = (source->n_tokens - 1) / seq_len;
+    source->n_sequences = pack ? (source->n_tokens - 1) / seq_len : static_cast<int64_t>(source->documents.size());
     if (source->n_sequences <= 0) {
       throw Error("dataset has " + std::to_string(source->n_tokens) + " tokens, too few for one sequence of " +
                   std::to_string(seq_len + 1), spec.path);
@@ -108,6 +115,14 @@ std::vector<int64_t> TokenLoader::sequences_per_source() const {
 void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t* out, uint8_t* mask) const {
   int64_t begin = sequence * seq_len_;
   int64_t remaining = seq_len_ + 1;
+  if (!pack_) {
+    // One document: its first seq_len + 1 tokens, the rest padded with ignored targets.
+    const auto [start, length] = source.documents[static_cast<size_t>(sequence)];
+    begin = start;
+    remaining = std::min(length, seq_len_ + 1);
+    std::fill(out + remaining, out + seq_len_ + 1, 0);
+    std::fill(mask + remaining, mask + seq_len_ + 1, 0);
+  }
   auto it = std::upper_bound(source.starts.begin(), source.starts.end(), begin);
   size_t shard = static_cast<size_t>(std::distance(source.starts.begin(), it) - 1);
   while (remaining > 0) {

@@ -71,6 +71,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   }
   c.valid = data.optional<std::string>("valid", "");
   c.seq_len = data.optional<int64_t>("seq_len", c.seq_len);
+  c.pack = data.optional<bool>("pack", c.pack);
   data.finish();
 
   if (r.has_value("training")) {
@@ -118,7 +119,7 @@ nlohmann::json train_config_to_json(const TrainConfig& c) {
   if (!c.init_from.empty()) model["init_from"] = c.init_from;
   return {{"run", {{"dir", c.run_dir}, {"seed", static_cast<int64_t>(c.seed)}}},
           {"model", model},
-          {"data", {{"sources", sources}, {"valid", c.valid}, {"seq_len", c.seq_len}}},
+          {"data", {{"sources", sources}, {"valid", c.valid}, {"seq_len", c.seq_len}, {"pack", c.pack}}},
           {"training", {{"batch_size", c.batch_size}, {"grad_accum", c.grad_accum}, {"max_steps", c.max_steps},
                         {"precision", c.precision}, {"device", c.device}, {"log_every", c.log_every},
                         {"eval_every", c.eval_every}, {"eval_batches", c.eval_batches}}},
@@ -231,7 +232,7 @@ at::Tensor masked_loss(const at::Tensor& logits, const at::Tensor& targets) {
 
 double evaluate(const Transformer& model, const TrainConfig& config) {
   at::NoGradGuard no_grad;
-  TokenLoader loader({{config.valid, 1.0}}, config.seq_len, config.batch_size, 1234, {}, false);
+  TokenLoader loader({{config.valid, 1.0}}, config.seq_len, config.batch_size, 1234, {}, false, config.pack);
   double total = 0;
   for (int64_t i = 0; i < config.eval_batches; ++i) {
     auto batch = loader.next();
@@ -294,7 +295,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
     }
     spdlog::info("resumed from {} (step {})", checkpoint, start_step);
   }
-  TokenLoader loader(config.sources, config.seq_len, config.batch_size, config.seed, loader_state);
+  TokenLoader loader(config.sources, config.seq_len, config.batch_size, config.seed, loader_state, true, config.pack);
   const std::string tokenizer_dir = !config.init_from.empty() ? config.init_from : read_manifest(config.sources[0].path).tokenizer;
   if (loader.vocab_size() > model.config().vocab_size) {
     throw Error("the data's vocabulary (" + std::to_string(loader.vocab_size()) + ") is larger than the model's (" +

@@ -43,8 +43,10 @@ struct Batch {
 
 class TokenLoader {
  public:
+  /// pack = false: one document per sequence (cut at seq_len + 1 tokens, shorter ones padded with
+  /// ignored targets) instead of packing the token stream.
   TokenLoader(std::vector<DataSource> sources, int64_t seq_len, int64_t batch_size, uint64_t seed,
-              LoaderState state = {}, bool prefetch = true);
+              LoaderState state = {}, bool prefetch = true, bool pack = true);
   ~TokenLoader();
   TokenLoader(const TokenLoader&) = delete;
   TokenLoader& operator=(const TokenLoader&) = delete;
@@ -66,6 +68,7 @@ class TokenLoader {
   std::vector<double> cumulative_weights_;
   int64_t seq_len_;
   int64_t batch_size_;
+  bool pack_ = true;
   uint64_t seed_;
   int64_t vocab_size_ = 0;
   LoaderState consumed_;

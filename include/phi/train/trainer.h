@@ -32,6 +32,7 @@ struct TrainConfig {
   std::vector<DataSource> sources;
   std::string valid;                    // a dataset directory for validation ("" = none)
   int64_t seq_len = 128;
+  bool pack = true;                     // false: one document per sequence (padded)
   // training
   int64_t batch_size = 8;
   int64_t grad_accum = 1;
