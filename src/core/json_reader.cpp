@@ -136,4 +136,14 @@ void JsonReader::convert(const std::string& key, std::vector<int64_t>& out) {
   }
 }
 
+void JsonReader::convert(const std::string& key, std::vector<std::string>& out) {
+  const auto& v = value_of(key);
+  if (!v.is_array()) fail(key, "must be an array of strings, got " + std::string(v.type_name()));
+  out.clear();
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string()) fail(key + "[" + std::to_string(i) + "]", "must be a string");
+    out.push_back(v[i].get<std::string>());
+  }
+}
+
 }  // namespace phi

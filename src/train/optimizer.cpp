@@ -33,23 +33,8 @@ OptimizerConfig optimizer_config_from_json(const nlohmann::json& j, const std::s
   c.momentum = r.optional<double>("momentum", c.momentum);
   c.nesterov = r.optional<bool>("nesterov", c.nesterov);
   c.clip_grad_norm = r.optional<double>("clip_grad_norm", c.clip_grad_norm);
-  if (r.has_value("no_decay")) {
-    c.no_decay.clear();
-    for (const auto& v : r.raw("no_decay")) {
-      if (!v.is_string()) r.fail("no_decay", "must be an array of strings");
-      c.no_decay.push_back(v.get<std::string>());
-    }
-  } else {
-    r.ignore({"no_decay"});
-  }
-  if (r.has_value("freeze")) {
-    for (const auto& v : r.raw("freeze")) {
-      if (!v.is_string()) r.fail("freeze", "must be an array of strings");
-      c.freeze.push_back(v.get<std::string>());
-    }
-  } else {
-    r.ignore({"freeze"});
-  }
+  c.no_decay = r.optional<std::vector<std::string>>("no_decay", c.no_decay);
+  c.freeze = r.optional<std::vector<std::string>>("freeze", c.freeze);
   if (r.has_value("lr_scale")) {
     const auto& scales = r.raw("lr_scale");
     if (!scales.is_object()) r.fail("lr_scale", "must be an object of name pattern -> multiplier");

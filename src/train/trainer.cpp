@@ -44,14 +44,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   c.model_preset = model.optional<std::string>("preset", "");
   c.model_config = model.optional<std::string>("config", "");
   c.init_from = model.optional<std::string>("init_from", "");
-  if (model.has_value("set")) {
-    for (const auto& v : model.raw("set")) {
-      if (!v.is_string()) model.fail("set", "must be an array of \"key=value\" strings");
-      c.model_overrides.push_back(v.get<std::string>());
-    }
-  } else {
-    model.ignore({"set"});
-  }
+  c.model_overrides = model.optional<std::vector<std::string>>("set", {});
   c.init_std = model.optional<double>("init_std", c.init_std);
   model.finish();
   const int sources = !c.model_preset.empty() + !c.model_config.empty() + !c.init_from.empty();

@@ -73,6 +73,7 @@ class JsonReader {
   void convert(const std::string& key, std::string& out);
   void convert(const std::string& key, std::vector<double>& out);
   void convert(const std::string& key, std::vector<int64_t>& out);
+  void convert(const std::string& key, std::vector<std::string>& out);
   const nlohmann::json& value_of(const std::string& key);
 
   const nlohmann::json& object_;
