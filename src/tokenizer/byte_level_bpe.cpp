@@ -52,21 +52,63 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::string& vocab_path, const std::string& merges_path) {
-  auto vocab = read_json_file(vocab_path);
-  if (!vocab.is_object()) throw Error("vocabulary must be a JSON object of token -> id", vocab_path);
+namespace {
+
+std::unordered_map<std::string, int64_t> read_vocab_object(const nlohmann::json& vocab, const std::string& where) {
+  if (!vocab.is_object()) throw Error("vocabulary must be a JSON object of token -> id", where);
   std::unordered_map<std::string, int64_t> ids;
   for (const auto& item : vocab.items()) {
     if (!item.value().is_number_integer()) {
-      throw Error("vocabulary entry $." + item.key() + " is not an integer id", vocab_path);
+      throw Error("vocabulary entry $." + item.key() + " is not an integer id", where);
     }
     ids[gpt2_unicode_to_bytes(item.key())] = item.value().get<int64_t>();
   }
+  return ids;
+}
+
+// merges: pairs of vocabulary strings (GPT-2's unicode alphabet), in rank order.
+std::unique_ptr<Tokenizer> build_byte_level_bpe(std::unordered_map<std::string, int64_t> ids,
+                                                const std::vector<std::pair<std::string, std::string>>& merges,
+                                                const std::string& where) {
+  std::unordered_map<std::string, int64_t> ranks;
+  int64_t rank = 0;
+  for (const auto& [a, b] : merges) {
+    auto merged = gpt2_unicode_to_bytes(a) + gpt2_unicode_to_bytes(b);
+    if (!ids.count(merged)) {
+      throw Error("merge " + std::to_string(rank + 1) + " (\"" + a + " " + b + "\") produces a token missing from the vocabulary",
+                  where);
+    }
+    ranks.emplace(merged, rank++);
+  }
+  for (int b = 0; b < 256; ++b) {
+    if (!ids.count(std::string(1, static_cast<char>(b)))) {
+      throw Error("vocabulary lacks the byte 0x" + std::to_string(b) + " (not a byte-level BPE vocabulary?)", where);
+    }
+  }
+  return std::make_unique<ByteLevelBpeTokenizer>(std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids)),
+                                                 kGpt2Pattern);
+}
+
+// True when a tokenizers pre_tokenizer (possibly a Sequence) contains ByteLevel.
+bool has_byte_level(const nlohmann::json& pre) {
+  if (!pre.is_object()) return false;
+  if (pre.value("type", "") == "ByteLevel") return true;
+  if (pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
+    for (const auto& p : pre["pretokenizers"]) {
+      if (has_byte_level(p)) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::string& vocab_path, const std::string& merges_path) {
+  auto ids = read_vocab_object(read_json_file(vocab_path), vocab_path);
   std::ifstream in(merges_path);
   if (!in) throw Error("cannot open merges file", merges_path);
-  std::unordered_map<std::string, int64_t> ranks;
+  std::vector<std::pair<std::string, std::string>> merges;
   std::string line;
-  int64_t rank = 0;
   int64_t line_number = 0;
   while (std::getline(in, line)) {
     ++line_number;
@@ -76,21 +118,42 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::string& vocab_path, co
     if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
       throw Error("malformed merge on line " + std::to_string(line_number) + " (expected \"a b\")", merges_path);
     }
-    auto merged = gpt2_unicode_to_bytes(line.substr(0, space)) + gpt2_unicode_to_bytes(line.substr(space + 1));
-    if (!ids.count(merged)) {
-      throw Error("merge on line " + std::to_string(line_number) + " produces a token missing from the vocabulary",
-                  merges_path);
-    }
-    ranks.emplace(merged, rank++);
+    merges.push_back({line.substr(0, space), line.substr(space + 1)});
   }
-  for (int b = 0; b < 256; ++b) {
-    if (!ids.count(std::string(1, static_cast<char>(b)))) {
-      throw Error("vocabulary lacks the byte 0x" + std::to_string(b) + " (not a byte-level BPE vocabulary?)",
-                  vocab_path);
+  return build_byte_level_bpe(std::move(ids), merges, merges_path);
+}
+
+std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::string& path) {
+  auto j = read_json_file(path);
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) {
+    throw Error("tokenizer.json has no \"model\" object", path);
+  }
+  const auto& model = j["model"];
+  if (model.value("type", "") != "BPE" || !has_byte_level(j.value("pre_tokenizer", nlohmann::json()))) {
+    throw Error("only byte-level BPE tokenizer.json files are read", path,
+                "SentencePiece-based models (Phi-3) ship tokenizer.model: keep it next to tokenizer.json");
+  }
+  auto ids = read_vocab_object(model.value("vocab", nlohmann::json()), path);
+  std::vector<std::pair<std::string, std::string>> merges;
+  for (const auto& m : model.value("merges", nlohmann::json::array())) {
+    if (m.is_string()) {  // "a b"
+      const auto text = m.get<std::string>();
+      const auto space = text.find(' ');
+      if (space == std::string::npos) throw Error("malformed merge \"" + text + "\"", path);
+      merges.push_back({text.substr(0, space), text.substr(space + 1)});
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {  // ["a", "b"]
+      merges.push_back({m[0].get<std::string>(), m[1].get<std::string>()});
+    } else {
+      throw Error("malformed merge " + m.dump(), path);
     }
   }
-  return std::make_unique<ByteLevelBpeTokenizer>(std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids)),
-                                                 kGpt2Pattern);
+  auto tokenizer = build_byte_level_bpe(std::move(ids), merges, path);
+  for (const auto& t : j.value("added_tokens", nlohmann::json::array())) {
+    if (!t.is_object() || !t.contains("id") || !t.contains("content")) continue;
+    tokenizer->add_token({t["content"].get<std::string>(), t["id"].get<int64_t>(), t.value("special", false),
+                          t.value("rstrip", false), t.value("lstrip", false)});
+  }
+  return tokenizer;
 }
 
 }  // namespace phi

@@ -10,6 +10,8 @@ namespace phi {
 
 /// GPT-2 byte-level BPE from vocab.json (token -> id) and merges.txt; GPT-2's pre-tokenizer.
 std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::string& vocab_path, const std::string& merges_path);
+/// A Hugging Face tokenizer.json whose model is byte-level BPE (vocab, merges, added_tokens).
+std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::string& path);
 /// SentencePiece model (libsentencepiece).
 std::unique_ptr<Tokenizer> make_sentencepiece(const std::string& model_path);
 /// tiktoken ranks file ("base64(token) rank" per line) with cl100k_base's pre-tokenizer.

@@ -127,9 +127,16 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files) {
   } else if (!tiktoken.empty()) {
     tokenizer = make_tiktoken(tiktoken);
     add_phi3small_specials(*tokenizer);
+  } else if (auto json = in_dir("tokenizer.json"); !json.empty()) {
+    tokenizer = make_byte_level_bpe_from_tokenizer_json(json);
+    if (auto id = tokenizer->token_to_id("<|endoftext|>")) {
+      tokenizer->set_bos_id(*id);
+      tokenizer->set_eos_id(*id);
+    }
   } else {
     throw Error("no tokenizer files found", files.directory.empty() ? "(no directory)" : files.directory,
-                "expected tokenizer.model, vocab.json + merges.txt, encoder.json + vocab.bpe, or a *.tiktoken file");
+                "expected tokenizer.model, vocab.json + merges.txt, encoder.json + vocab.bpe, a *.tiktoken file, or a "
+                "byte-level BPE tokenizer.json");
   }
   std::string added = !files.added_tokens.empty() ? files.added_tokens : in_dir("added_tokens.json");
   if (!added.empty()) read_added_tokens_json(*tokenizer, added);

@@ -178,3 +178,30 @@ def test_train_then_round_trip(tmp_path, kind):
     assert 599 in ids
     # A trained vocabulary compresses its own corpus well beyond bytes.
     assert len(encoded[0]) < 0.5 * len(texts[0].encode())
+
+
+def test_byte_level_tokenizer_json_matches_hf_tokenizers(dirs, tmp_path):
+    """A directory holding only tokenizer.json (as written by HF `tokenizers`) loads and encodes
+    like the reference; added tokens (CodeGen whitespace, <|endoftext|>) come from the file."""
+    tokenizers = pytest.importorskip("tokenizers")
+    reference = codegen_reference(dirs["phi2"])
+    reference.add_special_tokens([tokenizers.AddedToken("<|endoftext|>", special=True)])
+    model_dir = tmp_path / "json_only"
+    model_dir.mkdir()
+    reference.save(str(model_dir / "tokenizer.json"))
+    texts = ["def f(x):\n    return x  +  1\n\t\tpass<|endoftext|>next", "  leading and trailing  ", "naïve café 🙂"]
+    for path in corpora():
+        texts.append(path.read_text(encoding="utf-8")[:5000])
+    path = tmp_path / "batch.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    ours = [json.loads(line) for line in run_phi("tokenizer", "encode", "--model", model_dir, "--jsonl", path).stdout.splitlines()]
+    for i, text in enumerate(texts):
+        assert ours[i] == reference.encode(text).ids, f"text {i}"
+    assert phi_decode_batch(model_dir, ours, tmp_path) == texts
+
+
+def test_sentencepiece_style_tokenizer_json_alone_is_refused(tmp_path):
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": {}, "merges": []},
+                                                         "pre_tokenizer": None}))
+    proc = run_phi("tokenizer", "encode", "--model", tmp_path, "--text", "x", check=False)
+    assert proc.returncode == 1 and "only byte-level BPE tokenizer.json" in proc.stderr

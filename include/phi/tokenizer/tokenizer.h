@@ -94,7 +94,7 @@ struct TokenizerFiles {
 
 /// Loads the tokenizer a model directory (or the explicit files) describe. Detection order:
 /// tokenizer.model; vocab.json + merges.txt (or encoder.json + vocab.bpe); *.tiktoken;
-/// tokenizer.json (byte-level BPE models). Added tokens come from added_tokens.json and
+/// tokenizer.json (byte-level BPE models: vocab, merges and added_tokens are read from it). Added tokens come from added_tokens.json and
 /// tokenizer_config.json's added_tokens_decoder; bos/eos from tokenizer_config.json or config.json.
 std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files);
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_directory);
