@@ -18,7 +18,14 @@ def assert_clean_failure(proc, *fragments):
 
 
 @pytest.mark.parametrize("command,options", [
-    ([], ["info", "forward", "convert"]),
+    ([], ["info", "forward", "convert", "init", "tokenizer", "generate", "chat", "serve", "data", "train", "eval"]),
+    (["tokenizer", "encode"], ["--model", "--text", "--input", "--jsonl", "--add-special"]),
+    (["tokenizer", "train"], ["--kind", "--vocab-size", "--input", "--output"]),
+    (["generate"], ["--model", "--input", "--output", "--temperature", "--top-p", "--min-p", "--seed", "--stop"]),
+    (["chat"], ["--model", "--system", "--chat-template", "--max-new-tokens"]),
+    (["serve"], ["--model", "--port", "--max-batch", "--max-tokens-limit", "--max-request-bytes"]),
+    (["data", "tokenize"], ["--tokenizer", "--input", "--output", "--shard-tokens"]),
+    (["train"], ["--config", "--set", "--resume", "--dry-run"]),
     (["info"], ["--preset", "--model", "--json", "--set"]),
     (["forward"], ["--model", "--input", "--output", "--device", "--dtype", "--set"]),
     (["convert"], ["--from", "--to", "--dtype", "--max-shard-size"]),
