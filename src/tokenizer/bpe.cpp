@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "phi/core/error.h"
+#include "tokenizer/kinds.h"
 #include "tokenizer/utf8.h"
 
 namespace phi {
@@ -176,6 +177,51 @@ std::string gpt2_unicode_to_bytes(std::string_view token) {
     i += n;
   }
   return out;
+}
+
+// ---- The tokenizer over a BytePairEncoder -----------------------------------------------------------
+
+namespace {
+
+class BpeTokenizer final : public Tokenizer {
+ public:
+  BpeTokenizer(TokenizerKind kind, std::unique_ptr<BytePairEncoder> bpe, const char* pattern)
+      : kind_(kind), bpe_(std::move(bpe)), pre_(pattern) {}
+  TokenizerKind kind() const override { return kind_; }
+
+ protected:
+  void encode_ordinary(std::string_view text, std::vector<int64_t>& out) const override {
+    pre_.split(text, [&](size_t begin, size_t length) { bpe_->encode_piece(text.substr(begin, length), out); });
+  }
+  std::string decode_ordinary(const std::vector<int64_t>& ids) const override {
+    std::string bytes;
+    for (auto id : ids) bytes += bpe_->bytes_of(id);
+    return bytes;
+  }
+  std::optional<int64_t> base_token_to_id(const std::string& token) const override {
+    if (kind_ != TokenizerKind::kByteLevelBpe) return bpe_->id_of(token);
+    try {
+      return bpe_->id_of(gpt2_unicode_to_bytes(token));
+    } catch (const Error&) {
+      return std::nullopt;  // not spelled in GPT-2's alphabet: no such token
+    }
+  }
+  std::string base_id_to_token(int64_t id) const override {
+    return kind_ == TokenizerKind::kByteLevelBpe ? gpt2_bytes_to_unicode(bpe_->bytes_of(id)) : bpe_->bytes_of(id);
+  }
+  int64_t base_vocab_size() const override { return bpe_->size(); }
+
+ private:
+  TokenizerKind kind_;
+  std::unique_ptr<BytePairEncoder> bpe_;
+  PreTokenizer pre_;
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> make_bpe_tokenizer(TokenizerKind kind, std::unique_ptr<BytePairEncoder> bpe,
+                                              const char* pattern) {
+  return std::make_unique<BpeTokenizer>(kind, std::move(bpe), pattern);
 }
 
 }  // namespace phi

@@ -15,45 +15,6 @@ const char* const kGpt2Pattern = R"('(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[
 
 namespace {
 
-class ByteLevelBpeTokenizer final : public Tokenizer {
- public:
-  ByteLevelBpeTokenizer(std::unique_ptr<BytePairEncoder> bpe, const char* pattern)
-      : bpe_(std::move(bpe)), pre_(pattern) {}
-  TokenizerKind kind() const override { return TokenizerKind::kByteLevelBpe; }
-  int64_t vocab_size() const override {
-    int64_t n = bpe_->size();
-    for (const auto& t : added_tokens()) n = std::max(n, t.id + 1);
-    return n;
-  }
-
- protected:
-  void encode_ordinary(std::string_view text, std::vector<int64_t>& out) const override {
-    pre_.split(text, [&](size_t begin, size_t length) { bpe_->encode_piece(text.substr(begin, length), out); });
-  }
-  std::string decode_ordinary(const std::vector<int64_t>& ids) const override {
-    std::string bytes;
-    for (auto id : ids) bytes += bpe_->bytes_of(id);
-    return bytes;
-  }
-  std::optional<int64_t> base_token_to_id(const std::string& token) const override {
-    try {
-      return bpe_->id_of(gpt2_unicode_to_bytes(token));
-    } catch (const Error&) {
-      return std::nullopt;
-    }
-  }
-  std::string base_id_to_token(int64_t id) const override { return gpt2_bytes_to_unicode(bpe_->bytes_of(id)); }
-  int64_t base_vocab_size() const override { return bpe_->size(); }
-
- private:
-  std::unique_ptr<BytePairEncoder> bpe_;
-  PreTokenizer pre_;
-};
-
-}  // namespace
-
-namespace {
-
 std::unordered_map<std::string, int64_t> read_vocab_object(const nlohmann::json& vocab, const std::string& where) {
   if (!vocab.is_object()) throw Error("vocabulary must be a JSON object of token -> id", where);
   std::unordered_map<std::string, int64_t> ids;
@@ -85,8 +46,8 @@ std::unique_ptr<Tokenizer> build_byte_level_bpe(std::unordered_map<std::string, 
       throw Error("vocabulary lacks the byte 0x" + std::to_string(b) + " (not a byte-level BPE vocabulary?)", where);
     }
   }
-  return std::make_unique<ByteLevelBpeTokenizer>(std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids)),
-                                                 kGpt2Pattern);
+  return make_bpe_tokenizer(TokenizerKind::kByteLevelBpe,
+                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids)), kGpt2Pattern);
 }
 
 // True when a tokenizers pre_tokenizer (possibly a Sequence) contains ByteLevel.

@@ -17,6 +17,14 @@ std::unique_ptr<Tokenizer> make_sentencepiece(const std::string& model_path);
 /// tiktoken ranks file ("base64(token) rank" per line) with cl100k_base's pre-tokenizer.
 std::unique_ptr<Tokenizer> make_tiktoken(const std::string& ranks_path);
 
+class BytePairEncoder;
+
+/// The tokenizer over a BytePairEncoder and a PCRE2 pattern, shared by the byte-level BPE and
+/// tiktoken kinds. Token strings (token_to_id / id_to_token) are spelled in GPT-2's printable
+/// byte alphabet for kByteLevelBpe, and as raw bytes for kTiktoken.
+std::unique_ptr<Tokenizer> make_bpe_tokenizer(TokenizerKind kind, std::unique_ptr<BytePairEncoder> bpe,
+                                              const char* pattern);
+
 /// The tiktoken pre-tokenizer patterns.
 extern const char* const kGpt2Pattern;
 extern const char* const kCl100kPattern;

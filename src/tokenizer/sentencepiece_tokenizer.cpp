@@ -15,11 +15,6 @@ class SentencePieceTokenizer final : public Tokenizer {
     if (!status.ok()) throw Error("cannot load SentencePiece model: " + status.ToString(), path);
   }
   TokenizerKind kind() const override { return TokenizerKind::kSentencePiece; }
-  int64_t vocab_size() const override {
-    int64_t n = processor_.GetPieceSize();
-    for (const auto& t : added_tokens()) n = std::max(n, t.id + 1);
-    return n;
-  }
   const sentencepiece::SentencePieceProcessor& processor() const { return processor_; }
 
  protected:

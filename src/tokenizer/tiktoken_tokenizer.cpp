@@ -34,33 +34,6 @@ std::string base64_decode(const std::string& text, const std::string& path, int6
   return out;
 }
 
-class TiktokenTokenizer final : public Tokenizer {
- public:
-  explicit TiktokenTokenizer(std::unique_ptr<BytePairEncoder> bpe) : bpe_(std::move(bpe)), pre_(kCl100kPattern) {}
-  TokenizerKind kind() const override { return TokenizerKind::kTiktoken; }
-  int64_t vocab_size() const override {
-    int64_t n = bpe_->size();
-    for (const auto& t : added_tokens()) n = std::max(n, t.id + 1);
-    return n;
-  }
-
- protected:
-  void encode_ordinary(std::string_view text, std::vector<int64_t>& out) const override {
-    pre_.split(text, [&](size_t begin, size_t length) { bpe_->encode_piece(text.substr(begin, length), out); });
-  }
-  std::string decode_ordinary(const std::vector<int64_t>& ids) const override {
-    std::string bytes;
-    for (auto id : ids) bytes += bpe_->bytes_of(id);
-    return bytes;
-  }
-  std::optional<int64_t> base_token_to_id(const std::string& token) const override { return bpe_->id_of(token); }
-  std::string base_id_to_token(int64_t id) const override { return bpe_->bytes_of(id); }
-  int64_t base_vocab_size() const override { return bpe_->size(); }
-
- private:
-  std::unique_ptr<BytePairEncoder> bpe_;
-  PreTokenizer pre_;
-};
 
 }  // namespace
 
@@ -86,7 +59,8 @@ std::unique_ptr<Tokenizer> make_tiktoken(const std::string& ranks_path) {
     ranks.emplace(base64_decode(line.substr(0, space), ranks_path, line_number), rank);
   }
   auto ids = ranks;
-  return std::make_unique<TiktokenTokenizer>(std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids)));
+  return make_bpe_tokenizer(TokenizerKind::kTiktoken,
+                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids)), kCl100kPattern);
 }
 
 }  // namespace phi

@@ -41,6 +41,12 @@ const AddedToken* Tokenizer::added_by_id(int64_t id) const {
   return nullptr;
 }
 
+int64_t Tokenizer::vocab_size() const {
+  int64_t n = base_vocab_size();
+  for (const auto& t : added_) n = std::max(n, t.id + 1);
+  return n;
+}
+
 bool Tokenizer::is_special(int64_t id) const {
   const auto* t = added_by_id(id);
   return t != nullptr && t->special;

@@ -44,7 +44,7 @@ class Tokenizer {
 
   virtual TokenizerKind kind() const = 0;
   /// Number of ids the tokenizer can produce (base vocabulary + added tokens).
-  virtual int64_t vocab_size() const = 0;
+  int64_t vocab_size() const;
 
   std::vector<int64_t> encode(std::string_view text, const EncodeOptions& options = {}) const;
   std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const;
