@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "phi/core/error.h"
+#include "phi/core/text_io.h"
 #include "phi/data/lego.h"
 #include "phi/infer/chat_template.h"
 #include "phi/data/textbook.h"
@@ -48,17 +49,9 @@ void for_each_document(const std::string& path, F&& document) {
     d.text = std::move(text);
     document(d);
   };
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open input", path);
   if (std::filesystem::path(path).extension() == ".jsonl") {
-    std::string line;
-    int64_t n = 0;
-    while (std::getline(in, line)) {
-      ++n;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      const std::string where = path + ":" + std::to_string(n);
-      if (j.is_discarded() || !j.is_object()) throw Error("line is not a JSON object", where);
+    for_each_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
+      if (!j.is_object()) throw Error("line is not a JSON object", where);
       Document d;
       auto answer_key = j.contains("answer") ? "answer" : "completion";
       if (j.contains("messages")) {
@@ -75,12 +68,11 @@ void for_each_document(const std::string& path, F&& document) {
         throw Error("line needs \"text\", \"prompt\" + \"answer\", or \"messages\"", where);
       }
       document(d);
-    }
+      return true;
+    });
     return;
   }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  const std::string text = read_text_file(path, "input");
   const std::string separator = "<|endoftext|>";
   size_t start = 0;
   while (start <= text.size()) {

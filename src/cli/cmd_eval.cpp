@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "phi/core/error.h"
+#include "phi/core/text_io.h"
 #include "phi/models/model_loader.h"
 #include "phi/tokenizer/tokenizer.h"
 
@@ -32,17 +33,11 @@ int run_lego_eval(const LegoEvalOptions& o) {
   const auto plus = tokenizer->encode("+");
   const auto minus = tokenizer->encode("-");
   if (plus.size() != 1 || minus.size() != 1) throw Error("the tokenizer must encode \"+\" and \"-\" as single tokens", o.model);
-  std::ifstream in(o.input);
-  if (!in) throw Error("cannot open LEGO examples", o.input);
   std::vector<int64_t> correct, total;
-  std::string line;
-  int64_t n = 0, examples_all_correct = 0, examples = 0;
-  while (std::getline(in, line) && (o.limit == 0 || examples < o.limit)) {
-    ++n;
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.contains("prompt") || !j.contains("answer")) {
-      throw Error("line " + std::to_string(n) + " is not a LEGO example (prompt, answer)", o.input);
+  int64_t examples_all_correct = 0, examples = 0;
+  for_each_jsonl(o.input, [&](const nlohmann::json& j, const std::string& where) {
+    if (!j.is_object() || !j.contains("prompt") || !j.contains("answer")) {
+      throw Error("line is not a LEGO example (prompt, answer)", where);
     }
     const std::string text = j["prompt"].get<std::string>() + j["answer"].get<std::string>();
     const size_t answer_start = j["prompt"].get<std::string>().size();
@@ -54,7 +49,7 @@ int run_lego_eval(const LegoEvalOptions& o) {
     // Token boundaries: encode the prefix up to each sign to find the sign token's index.
     auto ids = tokenizer->encode(text);
     if (static_cast<int64_t>(ids.size()) > model.config().max_position_embeddings) {
-      throw Error("example " + std::to_string(n) + " is longer than the model's context", o.input);
+      throw Error("example is longer than the model's context", where);
     }
     auto logits = model.forward(at::tensor(ids, at::kLong).unsqueeze(0))[0];
     bool all = true;
@@ -75,7 +70,8 @@ int run_lego_eval(const LegoEvalOptions& o) {
     }
     examples_all_correct += all;
     ++examples;
-  }
+    return o.limit == 0 || examples < o.limit;
+  });
   if (examples == 0) throw Error("no LEGO examples in the input", o.input);
   nlohmann::json report = {{"examples", examples}, {"by_position", nlohmann::json::array()}};
   int64_t c = 0, t = 0;

@@ -18,6 +18,7 @@
 #include "cli/sampling_options.h"
 #include "core/file_util.h"
 #include "phi/core/error.h"
+#include "phi/core/text_io.h"
 #include "phi/infer/chat_template.h"
 #include "phi/infer/generator.h"
 #include "phi/models/model_loader.h"
@@ -56,18 +57,9 @@ int run_generate(const GenerateOptions& o) {
   gen_options.truncate_prompt_left = o.truncate;
   Generator generator(model, *tokenizer, gen_options);
 
-  std::ifstream in(o.input);
-  if (!in) throw Error("cannot open prompts file", o.input);
   std::vector<GenerationRequest> requests;
-  std::string line;
-  int64_t line_number = 0;
-  const nlohmann::json defaults = {{"max_new_tokens", o.sampling.max_new_tokens}};
-  while (std::getline(in, line)) {
-    ++line_number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = o.input + ":" + std::to_string(line_number);
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) throw Error("line is not a JSON object", where);
+  for_each_jsonl(o.input, [&](const nlohmann::json& j, const std::string& where) {
+    if (!j.is_object()) throw Error("line is not a JSON object", where);
     GenerationRequest request;
     request.params = o.sampling;
     nlohmann::json sampling = nlohmann::json::object();
@@ -104,7 +96,8 @@ int run_generate(const GenerateOptions& o) {
       throw Error("line needs \"prompt\" (string), \"prompt_ids\" or \"messages\"", where);
     }
     requests.push_back(std::move(request));
-  }
+    return true;
+  });
   if (requests.empty()) throw Error("no prompts in the input", o.input);
 
   const auto start = std::chrono::steady_clock::now();

@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "phi/core/error.h"
+#include "phi/core/text_io.h"
 #include "phi/tokenizer/tokenizer.h"
 #include "phi/tokenizer/trainer.h"
 #include "phi/infer/chat_template.h"
@@ -29,30 +30,6 @@ struct TokenizerSource {
     cmd->add_option("--added-tokens", files.added_tokens, "explicit added_tokens.json");
   }
 };
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open input file", path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// Calls `line_fn(line, line_number)` for each non-empty line of a JSONL file.
-template <typename F>
-void for_each_jsonl(const std::string& path, F&& line_fn) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open input file", path);
-  std::string line;
-  int64_t n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded()) throw Error("line " + std::to_string(n) + " is not valid JSON", path);
-    line_fn(j, n);
-  }
-}
 
 std::vector<int64_t> parse_ids(const nlohmann::json& parsed, const std::string& where) {
   if (!parsed.is_array()) throw Error("expected a JSON array of token ids", where, "write e.g. [1, 2, 3]");
@@ -77,11 +54,12 @@ struct EncodeCommand {
     options.add_bos = options.add_eos = add_special;
     options.allow_special = !plain_special;
     if (!jsonl.empty()) {
-      for_each_jsonl(jsonl, [&](const nlohmann::json& j, int64_t n) {
+      for_each_jsonl(jsonl, [&](const nlohmann::json& j, const std::string& where) {
         if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) {
-          throw Error("line " + std::to_string(n) + " needs a \"text\" string", jsonl);
+          throw Error("line needs a \"text\" string", where);
         }
         std::cout << nlohmann::json(tokenizer->encode(j["text"].get<std::string>(), options)).dump() << "\n";
+        return true;
       });
       std::cout << std::flush;
       return 0;
@@ -101,9 +79,9 @@ struct DecodeCommand {
   int run() const {
     auto tokenizer = load_tokenizer(source.files);
     if (!jsonl.empty()) {
-      for_each_jsonl(jsonl, [&](const nlohmann::json& j, int64_t n) {
-        auto text = tokenizer->decode(parse_ids(j, jsonl + ":" + std::to_string(n)), skip_special);
-        std::cout << nlohmann::json(text).dump() << "\n";
+      for_each_jsonl(jsonl, [&](const nlohmann::json& j, const std::string& where) {
+        std::cout << nlohmann::json(tokenizer->decode(parse_ids(j, where), skip_special)).dump() << "\n";
+        return true;
       });
       std::cout << std::flush;
       return 0;

@@ -8,16 +8,14 @@
 #include <sstream>
 
 #include "core/file_util.h"
+#include "phi/core/text_io.h"
 
 namespace phi {
 
 nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open JSON file", path, "check that the file exists and is readable");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  const std::string text = read_text_file(path, "JSON file");
   try {
-    return nlohmann::json::parse(buffer.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(std::string("malformed JSON: ") + e.what(), path,
                 "fix the syntax at the byte offset given above");

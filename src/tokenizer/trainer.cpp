@@ -16,6 +16,7 @@
 #include "core/file_util.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
+#include "phi/core/text_io.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/kinds.h"
 #include "tokenizer/utf8.h"
@@ -30,26 +31,19 @@ namespace {
 std::vector<std::string> read_texts(const std::vector<std::string>& inputs) {
   std::vector<std::string> texts;
   for (const auto& path : inputs) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error("cannot open training input", path);
+    const size_t first = texts.size();
     if (fs::path(path).extension() == ".jsonl") {
-      std::string line;
-      int64_t n = 0;
-      while (std::getline(in, line)) {
-        ++n;
-        if (line.empty()) continue;
-        auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string()) {
-          throw Error("line " + std::to_string(n) + " is not a JSON object with a \"text\" string", path);
+      for_each_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
+        if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) {
+          throw Error("line is not a JSON object with a \"text\" string", where);
         }
         texts.push_back(j["text"].get<std::string>());
-      }
+        return true;
+      });
     } else {
-      std::stringstream buffer;
-      buffer << in.rdbuf();
-      texts.push_back(buffer.str());
+      texts.push_back(read_text_file(path, "training input"));
     }
-    for (const auto& t : texts) utf8::require_valid(t, ("training text in " + path).c_str());
+    for (size_t i = first; i < texts.size(); ++i) utf8::require_valid(texts[i], ("training text in " + path).c_str());
   }
   return texts;
 }
