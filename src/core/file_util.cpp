@@ -12,14 +12,17 @@
 
 namespace phi {
 
-void fsync_parent_directory(const std::string& path) {
-  auto parent = std::filesystem::path(path).parent_path();
-  if (parent.empty()) parent = ".";
-  int fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY);
+void fsync_directory(const std::string& directory) {
+  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
     ::fsync(fd);
     ::close(fd);
   }
+}
+
+void fsync_parent_directory(const std::string& path) {
+  auto parent = std::filesystem::path(path).parent_path();
+  fsync_directory(parent.empty() ? "." : parent.string());
 }
 
 AtomicFileWriter::AtomicFileWriter(std::string path)

@@ -30,6 +30,8 @@ class AtomicFileWriter {
   bool committed_ = false;
 };
 
+/// fsyncs a directory (makes the entries created or renamed in it durable).
+void fsync_directory(const std::string& directory);
 /// fsyncs the directory holding `path` (makes a rename durable).
 void fsync_parent_directory(const std::string& path);
 

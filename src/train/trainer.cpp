@@ -1,6 +1,5 @@
 #include "phi/train/trainer.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -129,28 +128,31 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
 
 // ---- checkpoints -----------------------------------------------------------------------------------
 
-std::string latest_checkpoint(const std::string& run_dir) {
-  const fs::path dir = fs::path(run_dir) / "checkpoints";
-  std::string best;
-  if (!fs::exists(dir)) return best;
+namespace {
+
+// Names of the complete checkpoints (step-N with a DONE marker) under `dir`, oldest first.
+std::vector<std::string> complete_checkpoints(const fs::path& dir) {
+  std::vector<std::string> names;
+  if (!fs::exists(dir)) return names;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const auto name = entry.path().filename().string();
-    if (name.rfind("step-", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
-    if (!fs::exists(entry.path() / "DONE")) continue;
-    if (name > best) best = name;
+    if (name.rfind("step-", 0) == 0 && name.find(".tmp") == std::string::npos && fs::exists(entry.path() / "DONE")) {
+      names.push_back(name);
+    }
   }
-  return best.empty() ? "" : (dir / best).string();
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+std::string latest_checkpoint(const std::string& run_dir) {
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  const auto names = complete_checkpoints(dir);
+  return names.empty() ? "" : (dir / names.back()).string();
 }
 
 namespace {
-
-void fsync_path(const fs::path& p) {
-  int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 // Fault injection for the crash tests: PHI_FAULT_CHECKPOINT_DELAY_MS pauses in the middle of
 // writing a checkpoint so that a test can kill the process there.
@@ -193,22 +195,15 @@ void save_checkpoint(const TrainConfig& config, const Transformer& model, const 
   nlohmann::json trainer_state = {{"step", step}, {"optimizer_steps", optimizer.steps()},
                                   {"loader", loader_state_to_json(loader)}, {"recent_losses", recent_losses}};
   write_json_file_atomic((tmp_dir / "trainer_state.json").string(), trainer_state);
-  fsync_path(tmp_dir);
+  fsync_directory(tmp_dir.string());
   if (fs::exists(final_dir)) fs::remove_all(final_dir);
   fs::rename(tmp_dir, final_dir);
-  fsync_path(dir);
+  fsync_directory(dir.string());
   // Marked complete last: a checkpoint without DONE is never resumed from.
   const std::string done = "step " + std::to_string(step) + "\n";
   write_file_atomic((final_dir / "DONE").string(), done.data(), done.size());
   // Keep the newest K complete checkpoints.
-  std::vector<std::string> complete;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const auto n = entry.path().filename().string();
-    if (n.rfind("step-", 0) == 0 && n.find(".tmp") == std::string::npos && fs::exists(entry.path() / "DONE")) {
-      complete.push_back(n);
-    }
-  }
-  std::sort(complete.begin(), complete.end());
+  const auto complete = complete_checkpoints(dir);
   for (size_t i = 0; i + static_cast<size_t>(config.keep_checkpoints) < complete.size(); ++i) {
     fs::remove_all(dir / complete[i]);
   }
