@@ -65,18 +65,12 @@ int run_forward(const ForwardOptions& o) {
   auto model = load_model(o.model, load);
   const auto& config = model.config();
   auto sequences = read_token_ids(o.input, config.vocab_size, config.max_position_embeddings);
-  const int64_t batch = static_cast<int64_t>(sequences.size());
-  int64_t max_len = 0;
-  for (const auto& s : sequences) max_len = std::max<int64_t>(max_len, s.size());
-  auto ids = at::zeros({batch, max_len}, at::kLong);
-  auto lengths = at::empty({batch}, at::kLong);
-  for (int64_t b = 0; b < batch; ++b) {
-    const auto& s = sequences[b];
-    ids[b].narrow(0, 0, s.size()).copy_(at::tensor(s, at::kLong));
-    lengths[b] = static_cast<int64_t>(s.size());
-  }
+  std::vector<const std::vector<int64_t>*> views;
+  for (const auto& s : sequences) views.push_back(&s);
+  std::vector<int64_t> lengths;
+  auto ids = pad_token_ids(views, lengths);
   at::NoGradGuard no_grad;
-  auto logits = model.forward(ids, lengths).to(at::kCPU, at::kFloat);
+  auto logits = model.forward(ids, at::tensor(lengths, at::kLong)).to(at::kCPU, at::kFloat);
   save_safetensors(o.output, {{"logits", logits}});
   spdlog::info("wrote logits {} to {}", c10::str(logits.sizes()), o.output);
   return 0;

@@ -126,23 +126,21 @@ void Generator::generate_chunk(const std::vector<GenerationRequest>& requests, s
                                std::vector<GenerationOutput>& outputs, const TokenCallback& on_token) const {
   at::NoGradGuard no_grad;
   std::vector<std::unique_ptr<ActiveSequence>> seqs;
-  int64_t longest_prompt = 0, capacity = 1;
+  int64_t capacity = 1;
   for (size_t i = 0; i < count; ++i) {
     const auto& request = requests[first + i];
     auto [prompt, max_new] = fit_to_context(request.prompt, request.params.max_new_tokens);
-    longest_prompt = std::max<int64_t>(longest_prompt, prompt.size());
     capacity = std::max<int64_t>(capacity, static_cast<int64_t>(prompt.size()) + max_new);
     seqs.push_back(std::make_unique<ActiveSequence>(tokenizer_, std::move(prompt), max_new, request.params,
                                                     options_.end_token_ids));
   }
   auto cache = model_.make_cache(static_cast<int64_t>(count), capacity, capacity);
+  std::vector<const std::vector<int64_t>*> prompts;
+  for (const auto& s : seqs) prompts.push_back(&s->prompt());
   std::vector<int64_t> prompt_lengths;
-  auto ids = at::zeros({static_cast<int64_t>(count), longest_prompt}, at::kLong);
+  auto ids = pad_token_ids(prompts, prompt_lengths);
   for (size_t i = 0; i < count; ++i) {
-    const auto& prompt = seqs[i]->prompt();
-    prompt_lengths.push_back(static_cast<int64_t>(prompt.size()));
     cache.reset_slot(static_cast<int64_t>(i), prompt_lengths[i] + seqs[i]->max_new_tokens());
-    ids[i].narrow(0, 0, prompt_lengths[i]).copy_(at::tensor(prompt, at::kLong));
   }
   // Prefill every prompt (right-padded) in one forward.
   auto logits = model_.forward_cached(ids, prompt_lengths, cache);

@@ -140,17 +140,13 @@ void Scheduler::loop() {
     }
     try {
       if (!admitted.empty()) {
-        int64_t longest = 0;
+        std::vector<const std::vector<int64_t>*> prompts;
+        for (const auto& p : admitted) prompts.push_back(&p->prompt);
         std::vector<int64_t> lengths, slot_ids;
+        auto ids = pad_token_ids(prompts, lengths);
         for (size_t k = 0; k < admitted.size(); ++k) {
-          longest = std::max<int64_t>(longest, admitted[k]->prompt.size());
-          lengths.push_back(static_cast<int64_t>(admitted[k]->prompt.size()));
           slot_ids.push_back(static_cast<int64_t>(admitted_slots[k]));
-          cache_->reset_slot(slot_ids.back(), lengths.back() + admitted[k]->max_new);
-        }
-        auto ids = at::zeros({static_cast<int64_t>(admitted.size()), longest}, at::kLong);
-        for (size_t k = 0; k < admitted.size(); ++k) {
-          ids[k].narrow(0, 0, lengths[k]).copy_(at::tensor(admitted[k]->prompt, at::kLong));
+          cache_->reset_slot(slot_ids.back(), lengths[k] + admitted[k]->max_new);
         }
         auto logits = model_.forward_cached(ids, lengths, *cache_, slot_ids);
         for (size_t k = 0; k < admitted.size(); ++k) {

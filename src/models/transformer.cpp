@@ -20,6 +20,20 @@ at::Tensor optional_linear(const at::Tensor& x, const at::Tensor& w, const at::T
 }
 }  // namespace
 
+at::Tensor pad_token_ids(const std::vector<const std::vector<int64_t>*>& sequences, std::vector<int64_t>& lengths) {
+  lengths.clear();
+  int64_t longest = 0;
+  for (const auto* s : sequences) {
+    lengths.push_back(static_cast<int64_t>(s->size()));
+    longest = std::max(longest, lengths.back());
+  }
+  auto ids = at::zeros({static_cast<int64_t>(sequences.size()), longest}, at::kLong);
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    if (lengths[i] > 0) ids[static_cast<int64_t>(i)].narrow(0, 0, lengths[i]).copy_(at::tensor(*sequences[i], at::kLong));
+  }
+  return ids;
+}
+
 std::vector<std::pair<std::string, std::vector<int64_t>>> expected_parameters(const ModelConfig& c) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
   const bool norm_bias = c.norm == NormKind::kLayerNorm;
