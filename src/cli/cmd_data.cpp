@@ -15,6 +15,7 @@
 #include "phi/core/error.h"
 #include "phi/core/text_io.h"
 #include "phi/data/lego.h"
+#include "phi/config/model_config.h"
 #include "phi/infer/chat_template.h"
 #include "phi/data/textbook.h"
 #include "phi/data/shards.h"
@@ -24,15 +25,6 @@
 namespace phi::cli {
 
 namespace {
-
-struct TokenizeOptions {
-  std::string tokenizer;
-  std::vector<std::string> inputs;
-  std::string output;
-  int64_t shard_tokens = 64 << 20;
-  bool no_eos = false;
-  std::string chat_template = "phi3";
-};
 
 // One document to tokenize: plain text, a prompt/answer pair, or a conversation.
 struct Document {
@@ -84,7 +76,9 @@ void for_each_document(const std::string& path, F&& document) {
   }
 }
 
-int run_tokenize(const TokenizeOptions& o) {
+}  // namespace
+
+int tokenize_dataset(const TokenizeJob& o) {
   auto tokenizer = load_tokenizer(o.tokenizer);
   const int64_t eos = tokenizer->eos_id().value_or(-1);
   if (!o.no_eos && eos < 0) {
@@ -94,7 +88,12 @@ int run_tokenize(const TokenizeOptions& o) {
                      o.shard_tokens);
   EncodeOptions options;
   options.allow_special = false;
-  auto chat = ChatTemplate::builtin(o.chat_template, *tokenizer);
+  // Conversations are rendered with the named template, else the model directory's own (its
+  // tokenizer_config.json chat_template or its family's format), else the Phi-3 format.
+  const auto model_config = std::filesystem::path(o.tokenizer) / "config.json";
+  auto chat = !o.chat_template.empty() || !std::filesystem::exists(model_config)
+                  ? ChatTemplate::builtin(o.chat_template.empty() ? "phi3" : o.chat_template, *tokenizer)
+                  : ChatTemplate::for_model(o.tokenizer, load_model_config(model_config.string()), *tokenizer);
   int64_t documents = 0;
   for (const auto& input : o.inputs) {
     for_each_document(input, [&](const Document& d) {
@@ -139,6 +138,8 @@ int run_tokenize(const TokenizeOptions& o) {
                o.output);
   return 0;
 }
+
+namespace {
 
 struct LegoOptions {
   std::string output;
@@ -189,7 +190,7 @@ int run_textbook(const TextbookOptions& o) {
 void add_data_command(CLI::App& root, Runner& run) {
   auto* cmd = root.add_subcommand("data", "Data pipeline: tokenize text into shards");
   cmd->require_subcommand(1);
-  auto o = std::make_shared<TokenizeOptions>();
+  auto o = std::make_shared<TokenizeJob>();
   auto* tok = cmd->add_subcommand("tokenize", "Tokenize .txt / .jsonl files into token shards + manifest.json");
   tok->add_option("--tokenizer", o->tokenizer, "directory holding the tokenizer files")->required();
   tok->add_option("--input", o->inputs, "input files (.txt: <|endoftext|>-separated documents; .jsonl: \"text\")")
@@ -197,8 +198,9 @@ void add_data_command(CLI::App& root, Runner& run) {
   tok->add_option("--output", o->output, "dataset directory")->required();
   tok->add_option("--shard-tokens", o->shard_tokens, "tokens per shard")->capture_default_str();
   tok->add_flag("--no-eos", o->no_eos, "do not end each document with the EOS token");
-  tok->add_option("--chat-template", o->chat_template, "built-in template for {\"messages\"} lines")->capture_default_str();
-  tok->callback([&run, o]() { run = [o]() { return run_tokenize(*o); }; });
+  tok->add_option("--chat-template", o->chat_template,
+                  "built-in template for {\"messages\"} lines (default: the model directory's own, else phi3)");
+  tok->callback([&run, o]() { run = [o]() { return tokenize_dataset(*o); }; });
 
   auto* synth = cmd->add_subcommand("synth", "Generate synthetic data");
   synth->require_subcommand(1);

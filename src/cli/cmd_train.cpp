@@ -1,7 +1,14 @@
 // phi train --config configs/train/X.json [--set a.b=v ...] [--resume]
+// phi finetune --config configs/train/X.json ...: the same job from a model (model.init_from), and
+// data sources may be chat / instruction JSONL files, tokenized with the model's tokenizer and chat
+// template into the run directory (loss on assistant turns / answers only).
+#include <filesystem>
 #include <iostream>
 
+#include <spdlog/spdlog.h>
+
 #include "cli/commands.h"
+#include "phi/core/error.h"
 #include "phi/train/trainer.h"
 
 namespace phi::cli {
@@ -13,15 +20,61 @@ struct TrainOptions {
   bool resume = false;
   bool dry_run = false;
 };
-}  // namespace
 
-void add_train_command(CLI::App& root, Runner& run) {
-  auto o = std::make_shared<TrainOptions>();
-  auto* cmd = root.add_subcommand("train", "Train or fine-tune from a JSON recipe (configs/train/*.json)");
+void add_options(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
   cmd->add_option("--config", o->config, "the recipe")->required();
   cmd->add_option("--set", o->overrides, "override a recipe value: --set training.max_steps=10 (repeatable)");
   cmd->add_flag("--resume", o->resume, "continue from the newest complete checkpoint of the run directory");
   cmd->add_flag("--dry-run", o->dry_run, "check the recipe and print it resolved, without training");
+}
+
+// A .jsonl data path becomes a dataset tokenized into run_dir/data/NAME (reused on --resume).
+std::string tokenized_source(const std::string& path, const TrainConfig& config, const std::string& name, bool resume) {
+  namespace fs = std::filesystem;
+  if (fs::path(path).extension() != ".jsonl") return path;
+  if (!fs::is_regular_file(path)) throw Error("fine-tuning data file not found", path);
+  const fs::path out = fs::path(config.run_dir) / "data" / name;
+  if (resume && fs::exists(out / "manifest.json")) return out.string();
+  fs::remove_all(out);
+  TokenizeJob job;
+  job.tokenizer = config.init_from;
+  job.inputs = {path};
+  job.output = out.string();
+  tokenize_dataset(job);
+  return out.string();
+}
+
+}  // namespace
+
+void add_finetune_command(CLI::App& root, Runner& run) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* cmd = root.add_subcommand("finetune", "Fine-tune a model (model.init_from) on chat / instruction JSONL or shards");
+  add_options(cmd, o);
+  cmd->callback([&run, o]() {
+    run = [o]() {
+      auto config = load_train_config(o->config, o->overrides);
+      if (config.init_from.empty()) {
+        throw Error("phi finetune starts from a trained model: the recipe has no model.init_from", o->config,
+                    "set model.init_from to a model directory, or use phi train");
+      }
+      if (o->dry_run) {
+        std::cout << train_config_to_json(config).dump(2) << std::endl;
+        return 0;
+      }
+      for (size_t i = 0; i < config.sources.size(); ++i) {
+        config.sources[i].path = tokenized_source(config.sources[i].path, config, "source-" + std::to_string(i), o->resume);
+      }
+      if (!config.valid.empty()) config.valid = tokenized_source(config.valid, config, "valid", o->resume);
+      train(config, o->resume);
+      return 0;
+    };
+  });
+}
+
+void add_train_command(CLI::App& root, Runner& run) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* cmd = root.add_subcommand("train", "Train or fine-tune from a JSON recipe (configs/train/*.json)");
+  add_options(cmd, o);
   cmd->callback([&run, o]() {
     run = [o]() {
       auto config = load_train_config(o->config, o->overrides);

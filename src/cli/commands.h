@@ -1,7 +1,10 @@
 // Each `phi` subcommand registers itself on the root app and sets `run` when it is selected.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -20,5 +23,17 @@ void add_serve_command(CLI::App& root, Runner& run);
 void add_data_command(CLI::App& root, Runner& run);
 void add_train_command(CLI::App& root, Runner& run);
 void add_eval_command(CLI::App& root, Runner& run);
+void add_finetune_command(CLI::App& root, Runner& run);
+
+/// `phi data tokenize`: text / prompt+answer / conversation files into a token-shard dataset.
+struct TokenizeJob {
+  std::string tokenizer;  // a tokenizer or model directory
+  std::vector<std::string> inputs;
+  std::string output;
+  int64_t shard_tokens = 64 << 20;
+  bool no_eos = false;
+  std::string chat_template;  // "" = the model directory's own, else phi3
+};
+int tokenize_dataset(const TokenizeJob& job);
 
 }  // namespace phi::cli

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   phi::cli::add_data_command(app, run);
   phi::cli::add_train_command(app, run);
   phi::cli::add_eval_command(app, run);
+  phi::cli::add_finetune_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -47,8 +47,9 @@ struct TokenLoader::Source {
 };
 
 TokenLoader::TokenLoader(std::vector<DataSource> sources, int64_t seq_len, int64_t batch_size, uint64_t seed,
-                         LoaderState state, bool prefetch, bool pack)
-    : seq_len_(seq_len), batch_size_(batch_size), pack_(pack), seed_(seed), prefetch_(prefetch) {
+                         LoaderState state, bool prefetch, bool pack, bool document_masks)
+    : seq_len_(seq_len), batch_size_(batch_size), pack_(pack), document_masks_(document_masks && pack), seed_(seed),
+      prefetch_(prefetch) {
   PHI_CHECK(!sources.empty(), "the loader needs at least one data source");
   PHI_CHECK(seq_len > 0 && batch_size > 0, "seq_len and batch_size must be > 0");
   double total = 0;
@@ -112,7 +113,8 @@ std::vector<int64_t> TokenLoader::sequences_per_source() const {
   return out;
 }
 
-void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t* out, uint8_t* mask) const {
+void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t* out, uint8_t* mask,
+                                int64_t* segments) const {
   int64_t begin = sequence * seq_len_;
   int64_t remaining = seq_len_ + 1;
   if (!pack_) {
@@ -125,12 +127,29 @@ void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t*
   }
   auto it = std::upper_bound(source.starts.begin(), source.starts.end(), begin);
   size_t shard = static_cast<size_t>(std::distance(source.starts.begin(), it) - 1);
+  int64_t segment = -1;
   while (remaining > 0) {
     const auto& s = *source.shards[shard];
     const int64_t local = begin - source.starts[shard];
     const int64_t n = std::min(remaining, s.n_tokens() - local);
     s.read(local, n, out);
     s.read_mask(local, n, mask);
+    if (segments != nullptr) {
+      // Documents never span shards: a new shard starts a new segment, and so does every
+      // document start inside this chunk.
+      int64_t d = s.document_at(local);
+      int64_t next_start = s.document_offset(d + 1);
+      ++segment;
+      for (int64_t i = 0; i < n; ++i) {
+        while (local + i >= next_start) {
+          ++segment;
+          ++d;
+          next_start = s.document_offset(d + 1);
+        }
+        segments[i] = segment;
+      }
+      segments += n;
+    }
     out += n;
     mask += n;
     begin += n;
@@ -144,6 +163,8 @@ Batch TokenLoader::make_batch(LoaderState& state) const {
   auto mask = at::empty({batch_size_, seq_len_ + 1}, at::kByte);
   int64_t* data = tokens.data_ptr<int64_t>();
   uint8_t* mask_data = mask.data_ptr<uint8_t>();
+  at::Tensor segments;
+  if (document_masks_) segments = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
   for (int64_t b = 0; b < batch_size_; ++b) {
     const uint64_t draw = splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(state.samples)));
     const double u = static_cast<double>(draw >> 11) * (1.0 / 9007199254740992.0);
@@ -161,12 +182,15 @@ Batch TokenLoader::make_batch(LoaderState& state) const {
       source.epoch = epoch;
     }
     read_sequence(source, source.order[cursor % source.n_sequences], data + b * (seq_len_ + 1),
-                  mask_data + b * (seq_len_ + 1));
+                  mask_data + b * (seq_len_ + 1),
+                  document_masks_ ? segments.data_ptr<int64_t>() + b * (seq_len_ + 1) : nullptr);
     ++state.samples;
   }
   auto targets = tokens.narrow(1, 1, seq_len_).contiguous();
   targets.masked_fill_(mask.narrow(1, 1, seq_len_).eq(0), -100);
-  return {tokens.narrow(1, 0, seq_len_).contiguous(), targets};
+  Batch batch{tokens.narrow(1, 0, seq_len_).contiguous(), targets, {}};
+  if (document_masks_) batch.segments = segments.narrow(1, 0, seq_len_).contiguous();
+  return batch;
 }
 
 void TokenLoader::producer() {

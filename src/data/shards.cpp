@@ -231,4 +231,14 @@ int64_t Shard::document_offset(int64_t d) const {
   return static_cast<int64_t>(v);
 }
 
+int64_t Shard::document_at(int64_t i) const {
+  PHI_CHECK(i >= 0 && i < n_tokens_, "token ", i, " outside the shard");
+  int64_t lo = 0, hi = n_documents_ - 1;  // the last d with document_offset(d) <= i
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (document_offset(mid) <= i) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
 }  // namespace phi

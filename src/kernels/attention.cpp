@@ -18,11 +18,23 @@ at::Tensor build_attention_mask(const AttentionMaskSpec& spec, int64_t n_heads, 
   if (spec.sliding_window > 0) {
     visible = visible.logical_and((q_pos - k_pos).lt(spec.sliding_window));
   }
+  at::Tensor q_doc_pos = q_pos, k_doc_pos = k_pos;  // positions inside the document (blocksparse)
+  if (spec.segments.defined()) {
+    PHI_CHECK(spec.segments.size(-1) == n_keys && spec.segments.sizes() == spec.query_positions.sizes(),
+              "segments must be [B, T] with as many keys as queries, got ", spec.segments.sizes());
+    visible = visible.logical_and(spec.segments.unsqueeze(-1).eq(spec.segments.unsqueeze(1)));
+    // Each document's first index: positions restart there.
+    auto index = key_pos.view({1, -1}).expand_as(spec.segments);
+    auto starts = spec.segments.ne(at::constant_pad_nd(spec.segments, {1, 0}, -1).narrow(1, 0, n_keys));
+    auto doc_pos = index - std::get<0>(at::cummax(at::where(starts, index, at::zeros_like(index)), 1));
+    q_doc_pos = doc_pos.unsqueeze(-1);  // [B, T, 1]
+    k_doc_pos = doc_pos.unsqueeze(1);   // [B, 1, T]
+  }
   visible = visible.unsqueeze(1);                                   // [B, 1, Tq, Tk]
   if (spec.blocksparse != nullptr) {
     const auto& bs = *spec.blocksparse;
-    auto q_block = at::div(q_pos, bs.block_size, "floor").unsqueeze(1);  // [B, 1, Tq, 1]
-    auto k_block = at::div(k_pos, bs.block_size, "floor").unsqueeze(1);  // [1, 1, 1, Tk]
+    auto q_block = at::div(q_doc_pos, bs.block_size, "floor").unsqueeze(1);  // [B, 1, Tq, 1]
+    auto k_block = at::div(k_doc_pos, bs.block_size, "floor").unsqueeze(1);  // [1 or B, 1, 1, Tk]
     auto local = (q_block - k_block).lt(bs.n_local_blocks);             // [B, 1, Tq, Tk]
     const int64_t step = bs.homo_head ? 0 : std::max<int64_t>(1, bs.vert_stride / n_heads);
     auto head = at::arange(n_heads, key_pos.options()).view({1, n_heads, 1, 1});
@@ -51,7 +63,11 @@ at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const a
   auto scores = at::matmul(qf, kf.transpose(-1, -2)).mul_(scale);  // [B, Hkv, group*Tq, Tk]
   scores = scores.view({B, Hq, Tq, Tk});
   auto visible = build_attention_mask(spec, Hq, Tk);
-  scores.masked_fill_(visible.logical_not(), std::numeric_limits<float>::lowest());
+  // Under autocast the products run in bf16/f16: mask with that dtype's lowest value.
+  const double lowest = scores.scalar_type() == at::kBFloat16 ? static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest())
+                        : scores.scalar_type() == at::kHalf   ? static_cast<double>(std::numeric_limits<c10::Half>::lowest())
+                                                              : static_cast<double>(std::numeric_limits<float>::lowest());
+  scores.masked_fill_(visible.logical_not(), lowest);
   auto probs = at::softmax(scores, -1).view({B, Hkv, group * Tq, Tk});
   auto out = at::matmul(probs, vf).view({B, Hq, Tq, D});
   return out.to(q.scalar_type());

@@ -3,10 +3,12 @@
 #include <algorithm>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "phi/core/error.h"
 #include "phi/kernels/attention.h"
 #include "phi/kernels/ops.h"
+#include "phi/models/checkpointing.h"
 #include "phi/models/rope.h"
 
 namespace phi {
@@ -168,7 +170,7 @@ at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& h) const {
 
 at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
                                         const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
-                                        const CacheStep* step) const {
+                                        const CacheStep* step, const at::Tensor& segments) const {
   const auto& layer = layers_[index];
   const int64_t B = h.size(0), T = h.size(1), D = config_.head_dim;
   const int64_t Hq = config_.n_heads, Hkv = config_.n_kv_heads;
@@ -183,6 +185,7 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
   mask.query_positions = positions;
   mask.key_lengths = key_lengths;
   mask.sliding_window = config_.sliding_window;
+  mask.segments = segments;
   if (config_.layer_is_blocksparse(index)) {
     layout.block_size = config_.blocksparse.block_size;
     layout.n_local_blocks = config_.blocksparse.n_local_blocks;
@@ -209,8 +212,18 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
   return optional_linear(out, layer.out_w, layer.out_b);
 }
 
+at::Tensor Transformer::block(int64_t i, const at::Tensor& x, const BlockInputs& in, const CacheStep* step) const {
+  const auto& layer = layers_[i];
+  auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
+  auto a = attention_block(i, h, in.positions, in.cos, in.sin, in.key_lengths, step, in.segments);
+  if (config_.block_style == BlockStyle::kParallel) return x + a + mlp(layer, h);
+  auto y = x + a;
+  return y + mlp(layer, norm(y, layer.mlp_norm_w, layer.mlp_norm_b));
+}
+
 at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
-                            const std::vector<bool>& long_rope, const CacheStep* step) const {
+                            const std::vector<bool>& long_rope, const CacheStep* step, const at::Tensor& segments,
+                            const at::Tensor& rope_positions) const {
   PHI_CHECK(ids.dim() == 2, "token ids must be [batch, length], got ", ids.sizes());
   const int64_t min_id = ids.numel() ? ids.min().item<int64_t>() : 0;
   const int64_t max_id = ids.numel() ? ids.max().item<int64_t>() : 0;
@@ -223,9 +236,10 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, 
   // cos/sin per row: one table when every row uses the same LongRoPE factor set.
   const bool all_long = std::all_of(long_rope.begin(), long_rope.end(), [](bool b) { return b; });
   const bool any_long = std::any_of(long_rope.begin(), long_rope.end(), [](bool b) { return b; });
-  auto [cos, sin] = rope_cos_sin(config_, positions, all_long);
+  const at::Tensor& rotary_positions = rope_positions.defined() ? rope_positions : positions;
+  auto [cos, sin] = rope_cos_sin(config_, rotary_positions, all_long);
   if (any_long && !all_long) {
-    auto [cos_long, sin_long] = rope_cos_sin(config_, positions, true);
+    auto [cos_long, sin_long] = rope_cos_sin(config_, rotary_positions, true);
     std::vector<uint8_t> flags(long_rope.begin(), long_rope.end());
     auto rows = at::tensor(flags, at::kByte).to(at::kBool).to(cos.device()).view({-1, 1, 1});
     cos = at::where(rows, cos_long, cos);
@@ -233,15 +247,13 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, 
   }
   auto x = at::embedding(embed_, ids_dev);
   if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
+  const BlockInputs in{positions, cos, sin, key_lengths, segments};
+  const bool recompute = checkpoint_blocks_ && step == nullptr && at::GradMode::is_enabled();
   for (int64_t i = 0; i < config_.n_layers; ++i) {
-    const auto& layer = layers_[i];
-    auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
-    auto a = attention_block(i, h, positions, cos, sin, key_lengths, step);
-    if (config_.block_style == BlockStyle::kParallel) {
-      x = x + a + mlp(layer, h);
+    if (recompute) {
+      x = checkpointed([this, i, in](const at::Tensor& xi) { return block(i, xi, in, nullptr); }, x);
     } else {
-      x = x + a;
-      x = x + mlp(layer, norm(x, layer.mlp_norm_w, layer.mlp_norm_b));
+      x = block(i, x, in, step);
     }
   }
   if (step != nullptr) step->cache->advance(step->slots, step->new_lengths);
@@ -254,14 +266,24 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, 
   return logits;
 }
 
-at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths) const {
+at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths, const at::Tensor& segments) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
   auto positions = at::arange(T, long_options).unsqueeze(0).expand({B, T});
+  at::Tensor segments_dev, rope_positions;
+  if (segments.defined()) {
+    PHI_CHECK(segments.sizes() == ids.sizes(), "segments must have the shape of ids ", ids.sizes(), ", got ",
+              segments.sizes());
+    segments_dev = segments.to(long_options);
+    // Positions restart at each document's first token: position - (index of the segment's start).
+    auto starts = segments_dev.ne(at::constant_pad_nd(segments_dev, {1, 0}, -1).narrow(1, 0, T));
+    auto start_index = std::get<0>(at::cummax(at::where(starts, positions, at::zeros_like(positions)), 1));
+    rope_positions = positions - start_index;
+  }
   at::Tensor key_lengths = lengths.defined() ? lengths.to(long_options) : at::full({B}, T, long_options);
   const int64_t longest = lengths.defined() && B > 0 ? key_lengths.max().item<int64_t>() : T;
   std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, longest));
-  auto logits = run(ids, positions, key_lengths, long_rope, nullptr);
+  auto logits = run(ids, positions, key_lengths, long_rope, nullptr, segments_dev, rope_positions);
   if (lengths.defined()) {
     auto valid = positions.lt(key_lengths.unsqueeze(1)).unsqueeze(-1);
     logits = logits.masked_fill(valid.logical_not(), 0.0f);

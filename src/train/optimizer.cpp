@@ -104,20 +104,28 @@ int64_t Optimizer::state_bytes_per_parameter() const {
   return config_.momentum > 0 ? 12 : 8;
 }
 
-double Optimizer::step(double lr) {
+double Optimizer::step(double lr, double grad_scale) {
   at::NoGradGuard no_grad;
-  ++steps_;
   // Global gradient norm (float64 accumulation for a reproducible sum order).
   double total = 0;
   for (const auto& s : slots_) {
     if (s.param.grad().defined()) total += s.param.grad().to(at::kDouble).pow(2).sum().item<double>();
   }
-  const double norm = std::sqrt(total);
+  const double norm = std::sqrt(total) / grad_scale;
+  if (!std::isfinite(norm)) {
+    // Overflow (fp16 loss scaling) or a diverged step: no update, no state change.
+    for (auto& s : slots_) {
+      if (s.param.grad().defined()) s.param.mutable_grad().zero_();
+    }
+    return norm;
+  }
+  ++steps_;
   const double clip = config_.clip_grad_norm > 0 && norm > config_.clip_grad_norm ? config_.clip_grad_norm / (norm + 1e-6) : 1.0;
+  const double factor = clip / grad_scale;
   for (auto& s : slots_) {
     auto grad = s.param.mutable_grad();
     if (!grad.defined()) continue;
-    if (clip != 1.0) grad.mul_(clip);
+    if (factor != 1.0) grad.mul_(factor);
     const double step_lr = lr * s.lr_scale;
     if (config_.name == "adamw") {
       if (!s.exp_avg.defined()) {

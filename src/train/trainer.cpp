@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <spdlog/spdlog.h>
 
@@ -64,6 +65,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   c.valid = data.optional<std::string>("valid", "");
   c.seq_len = data.optional<int64_t>("seq_len", c.seq_len);
   c.pack = data.optional<bool>("pack", c.pack);
+  c.document_masks = data.optional<bool>("document_masks", c.document_masks);
   data.finish();
 
   if (r.has_value("training")) {
@@ -72,6 +74,9 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
     c.grad_accum = t.optional<int64_t>("grad_accum", c.grad_accum);
     c.max_steps = t.optional<int64_t>("max_steps", c.max_steps);
     c.precision = t.optional<std::string>("precision", c.precision);
+    c.loss_scale = t.optional<double>("loss_scale", c.loss_scale);
+    c.loss_scale_window = t.optional<int64_t>("loss_scale_window", c.loss_scale_window);
+    c.activation_checkpointing = t.optional<bool>("activation_checkpointing", c.activation_checkpointing);
     c.device = t.optional<std::string>("device", c.device);
     c.log_every = t.optional<int64_t>("log_every", c.log_every);
     c.eval_every = t.optional<int64_t>("eval_every", c.eval_every);
@@ -81,6 +86,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
     if (c.grad_accum <= 0) t.fail("grad_accum", "must be > 0");
     if (c.max_steps <= 0) t.fail("max_steps", "must be > 0");
     if (c.precision != "f32" && c.precision != "bf16" && c.precision != "f16") t.fail("precision", "must be f32, bf16 or f16");
+    if (!(c.loss_scale >= 1)) t.fail("loss_scale", "must be >= 1");
+    if (c.loss_scale_window <= 0) t.fail("loss_scale_window", "must be > 0");
   } else {
     r.ignore({"training"});
   }
@@ -111,9 +118,12 @@ nlohmann::json train_config_to_json(const TrainConfig& c) {
   if (!c.init_from.empty()) model["init_from"] = c.init_from;
   return {{"run", {{"dir", c.run_dir}, {"seed", static_cast<int64_t>(c.seed)}}},
           {"model", model},
-          {"data", {{"sources", sources}, {"valid", c.valid}, {"seq_len", c.seq_len}, {"pack", c.pack}}},
+          {"data", {{"sources", sources}, {"valid", c.valid}, {"seq_len", c.seq_len}, {"pack", c.pack},
+                    {"document_masks", c.document_masks}}},
           {"training", {{"batch_size", c.batch_size}, {"grad_accum", c.grad_accum}, {"max_steps", c.max_steps},
-                        {"precision", c.precision}, {"device", c.device}, {"log_every", c.log_every},
+                        {"precision", c.precision}, {"loss_scale", c.loss_scale},
+                        {"loss_scale_window", c.loss_scale_window},
+                        {"activation_checkpointing", c.activation_checkpointing}, {"device", c.device}, {"log_every", c.log_every},
                         {"eval_every", c.eval_every}, {"eval_batches", c.eval_batches}}},
           {"checkpoint", {{"every", c.checkpoint_every}, {"keep", c.keep_checkpoints}}},
           {"optimizer", optimizer_config_to_json(c.optimizer)},
@@ -175,9 +185,59 @@ void copy_tokenizer_files(const std::string& from, const fs::path& to) {
   }
 }
 
+// The default CUDA generator's state (through the device-generic context: no CUDA headers here).
+at::Tensor cuda_rng_state() { return at::globalContext().defaultGenerator(c10::Device(c10::kCUDA)).get_state(); }
+void set_cuda_rng_state(const at::Tensor& state) {
+  auto generator = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA));  // shares the default's impl
+  generator.set_state(state);
+}
+
+// Dynamic loss scaling for f16 (1 and inert otherwise): halve on overflow (the step is skipped),
+// double after `window` clean steps.
+struct LossScaler {
+  double scale = 1;
+  int64_t clean_steps = 0;
+  int64_t window = 1000;
+  bool dynamic = false;
+  void update(bool overflow) {
+    if (!dynamic) return;
+    if (overflow) {
+      scale = std::max(1.0, scale / 2);
+      clean_steps = 0;
+    } else if (++clean_steps >= window) {
+      scale *= 2;
+      clean_steps = 0;
+    }
+  }
+};
+
+// Autocast for one forward: matrix products in the compute dtype, reductions in float32.
+class AutocastScope {
+ public:
+  AutocastScope(c10::DeviceType device, const std::string& precision) : device_(device), on_(precision != "f32") {
+    if (!on_) return;
+    was_enabled_ = at::autocast::is_autocast_enabled(device_);
+    old_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_dtype(device_, precision == "bf16" ? at::kBFloat16 : at::kHalf);
+    at::autocast::set_autocast_enabled(device_, true);
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    at::autocast::set_autocast_enabled(device_, was_enabled_);
+    at::autocast::set_autocast_dtype(device_, old_dtype_);
+    at::autocast::clear_cache();  // weights change in the update: never reuse their casts
+  }
+
+ private:
+  c10::DeviceType device_;
+  bool on_;
+  bool was_enabled_ = false;
+  at::ScalarType old_dtype_ = at::kFloat;
+};
+
 void save_checkpoint(const TrainConfig& config, const Transformer& model, const Optimizer& optimizer,
                      const LoaderState& loader, int64_t step, const std::vector<double>& recent_losses,
-                     const std::string& tokenizer_dir) {
+                     const std::string& tokenizer_dir, const LossScaler& scaler) {
   const fs::path dir = fs::path(config.run_dir) / "checkpoints";
   fs::create_directories(dir);
   char name[32];
@@ -191,9 +251,11 @@ void save_checkpoint(const TrainConfig& config, const Transformer& model, const 
   fault_injection_pause();
   NamedTensors state = optimizer.state_tensors();
   state.push_back({"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()});
+  if (model.device().is_cuda()) state.push_back({"rng.cuda", cuda_rng_state()});
   save_safetensors((tmp_dir / "optimizer.safetensors").string(), state);
   nlohmann::json trainer_state = {{"step", step}, {"optimizer_steps", optimizer.steps()},
-                                  {"loader", loader_state_to_json(loader)}, {"recent_losses", recent_losses}};
+                                  {"loader", loader_state_to_json(loader)}, {"recent_losses", recent_losses},
+                                  {"loss_scale", scaler.scale}, {"loss_scale_clean_steps", scaler.clean_steps}};
   write_json_file_atomic((tmp_dir / "trainer_state.json").string(), trainer_state);
   fsync_directory(tmp_dir.string());
   if (fs::exists(final_dir)) fs::remove_all(final_dir);
@@ -220,11 +282,13 @@ at::Tensor masked_loss(const at::Tensor& logits, const at::Tensor& targets) {
 
 double evaluate(const Transformer& model, const TrainConfig& config) {
   at::NoGradGuard no_grad;
-  TokenLoader loader({{config.valid, 1.0}}, config.seq_len, config.batch_size, 1234, {}, false, config.pack);
+  TokenLoader loader({{config.valid, 1.0}}, config.seq_len, config.batch_size, 1234, {}, false, config.pack,
+                     config.document_masks);
+  AutocastScope autocast(model.device().type(), config.precision);
   double total = 0;
   for (int64_t i = 0; i < config.eval_batches; ++i) {
     auto batch = loader.next();
-    auto logits = model.forward(batch.inputs);
+    auto logits = model.forward(batch.inputs, {}, batch.segments);
     total += masked_loss(logits, batch.targets.to(logits.device())).item<double>();
   }
   return total / static_cast<double>(config.eval_batches);
@@ -235,12 +299,11 @@ double evaluate(const Transformer& model, const TrainConfig& config) {
 // ---- the job -----------------------------------------------------------------------------------------
 
 TrainSummary train(const TrainConfig& config, bool resume) {
-  if (config.precision != "f32") {
-    throw Error("precision " + config.precision + " is not available yet: mixed-precision training arrives with the GPU "
-                "kernels; this build trains in float32", "", "run with --set training.precision=f32");
-  }
   fs::create_directories(config.run_dir);
   const auto device = parse_device(config.device);
+  if (config.precision != "f32" && !at::autocast::is_autocast_available(device.type())) {
+    throw Error("precision " + config.precision + " needs autocast on " + config.device + ", which this build lacks");
+  }
   std::string checkpoint = resume ? latest_checkpoint(config.run_dir) : "";
   if (resume && checkpoint.empty()) spdlog::warn("--resume: no complete checkpoint in {}; starting fresh", config.run_dir);
   if (!resume) {
@@ -266,7 +329,15 @@ TrainSummary train(const TrainConfig& config, bool resume) {
     m.to(device, at::kFloat);
     return m;
   }();
+  if (model.dtype() != at::kFloat) model.to(device, at::kFloat);  // master weights are float32
+  model.set_activation_checkpointing(config.activation_checkpointing);
   Optimizer optimizer(model.mutable_parameters(), config.optimizer);
+  LossScaler scaler;
+  if (config.precision == "f16") {
+    scaler.dynamic = true;
+    scaler.scale = config.loss_scale;
+    scaler.window = config.loss_scale_window;
+  }
 
   // Data and state.
   LoaderState loader_state;
@@ -281,9 +352,15 @@ TrainSummary train(const TrainConfig& config, bool resume) {
       auto generator = at::detail::getDefaultCPUGenerator();
       generator.set_state(store.tensor("rng.cpu").clone());
     }
+    if (store.contains("rng.cuda") && device.is_cuda()) set_cuda_rng_state(store.tensor("rng.cuda").clone());
+    if (scaler.dynamic && state.contains("loss_scale")) {
+      scaler.scale = state.at("loss_scale").get<double>();
+      scaler.clean_steps = state.at("loss_scale_clean_steps").get<int64_t>();
+    }
     spdlog::info("resumed from {} (step {})", checkpoint, start_step);
   }
-  TokenLoader loader(config.sources, config.seq_len, config.batch_size, config.seed, loader_state, true, config.pack);
+  TokenLoader loader(config.sources, config.seq_len, config.batch_size, config.seed, loader_state, true, config.pack,
+                     config.document_masks);
   const std::string tokenizer_dir = !config.init_from.empty() ? config.init_from : read_manifest(config.sources[0].path).tokenizer;
   if (loader.vocab_size() > model.config().vocab_size) {
     throw Error("the data's vocabulary (" + std::to_string(loader.vocab_size()) + ") is larger than the model's (" +
@@ -297,6 +374,11 @@ TrainSummary train(const TrainConfig& config, bool resume) {
   spdlog::info("optimizer {}: {} bytes/parameter of weights+gradients+state, ~{:.1f} MiB", config.optimizer.name,
                optimizer.state_bytes_per_parameter(),
                (optimizer.state_bytes_per_parameter() * trainable + 4 * optimizer.frozen_parameters()) / 1048576.0);
+  spdlog::info("precision {} ({}), activation checkpointing {}, {} on {}", config.precision,
+               config.precision == "f32" ? "float32 throughout"
+                                         : "autocast compute, float32 master weights" +
+                                               std::string(scaler.dynamic ? ", dynamic loss scaling" : ""),
+               config.activation_checkpointing ? "on" : "off", model.config().name, device.str());
 
   std::ofstream metrics(fs::path(config.run_dir) / "metrics.jsonl", std::ios::app);
   TrainSummary summary;
@@ -309,18 +391,34 @@ TrainSummary train(const TrainConfig& config, bool resume) {
     loss_value = 0;
     for (int64_t micro = 0; micro < config.grad_accum; ++micro) {
       auto batch = loader.next();
-      auto logits = model.forward(batch.inputs.to(device));
-      auto loss = masked_loss(logits, batch.targets.to(device));
-      (loss / static_cast<double>(config.grad_accum)).backward();
+      at::Tensor loss;
+      {
+        AutocastScope autocast(device.type(), config.precision);
+        auto logits = model.forward(batch.inputs.to(device), {}, batch.segments);
+        loss = masked_loss(logits, batch.targets.to(device));
+      }
+      (loss * (scaler.scale / static_cast<double>(config.grad_accum))).backward();
       loss_value += loss.item<double>() / static_cast<double>(config.grad_accum);
     }
     // (Data parallelism reduces gradients here.)
-    const double grad_norm = optimizer.step(lr);
+    const double grad_norm = optimizer.step(lr, scaler.scale);
+    const bool overflow = !std::isfinite(grad_norm);
+    if (overflow) {
+      ++summary.skipped_steps;
+      if (scaler.dynamic) {
+        spdlog::warn("step {}: gradient overflow at loss scale {}; step skipped", step + 1, scaler.scale);
+      } else {
+        spdlog::warn("step {}: non-finite gradient; step skipped", step + 1);
+      }
+    }
+    scaler.update(overflow);
     summary.losses.push_back(loss_value);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double tokens_per_second = static_cast<double>((step + 1 - start_step) * tokens_per_step) / std::max(elapsed, 1e-9);
-    nlohmann::json row = {{"step", step + 1}, {"loss", loss_value}, {"lr", lr}, {"grad_norm", grad_norm},
+    nlohmann::json row = {{"step", step + 1}, {"loss", loss_value}, {"lr", lr},
+                          {"grad_norm", overflow ? nlohmann::json(nullptr) : nlohmann::json(grad_norm)},
                           {"tokens_per_s", tokens_per_second}, {"elapsed_s", elapsed}};
+    if (scaler.dynamic) row["loss_scale"] = scaler.scale;
     const bool last = step + 1 == config.max_steps;
     if (!config.valid.empty() && ((config.eval_every > 0 && (step + 1) % config.eval_every == 0) || last)) {
       const double valid_loss = evaluate(model, config);
@@ -337,14 +435,16 @@ TrainSummary train(const TrainConfig& config, bool resume) {
       spdlog::info("step {}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s", step + 1, config.max_steps, loss_value, lr, tokens_per_second);
     }
     if ((config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0) || last) {
-      save_checkpoint(config, model, optimizer, loader.state(), step + 1, summary.losses, tokenizer_dir);
+      save_checkpoint(config, model, optimizer, loader.state(), step + 1, summary.losses, tokenizer_dir, scaler);
     }
     summary.tokens_per_second = tokens_per_second;
   }
   if (tty) std::fprintf(stderr, "\n");
   summary.steps = config.max_steps;
   summary.final_loss = loss_value;
+  summary.loss_scale = scaler.scale;
   nlohmann::json final_summary = {{"steps", summary.steps}, {"final_loss", summary.final_loss},
+                                  {"skipped_steps", summary.skipped_steps}, {"precision", config.precision},
                                   {"final_valid_loss", summary.final_valid_loss},
                                   {"tokens_per_s", summary.tokens_per_second}};
   write_json_file_atomic((fs::path(config.run_dir) / "summary.json").string(), final_summary);

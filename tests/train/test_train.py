@@ -160,10 +160,91 @@ def test_every_shipped_recipe_parses():
         assert resolved["training"]["max_steps"] > 0, path.name
 
 
-def test_mixed_precision_is_refused_clearly(workspace, tmp_path):
-    config = recipe(workspace, tmp_path / "bf16")
-    proc = run_phi("train", "--config", config, "--set", "training.precision=bf16", check=False)
-    assert proc.returncode == 1 and "precision bf16 is not available yet" in proc.stderr
+def test_mixed_precision_tracks_float32(workspace, tmp_path):
+    """bf16 and f16 autocast with float32 master weights (CPU autocast here; the GPU run in
+    scripts/gpu_check.sh does the same on CUDA): the loss falls like the float32 run's."""
+    runs = {}
+    for precision in ("f32", "bf16", "f16"):
+        config = recipe(workspace, tmp_path / precision)
+        run_phi("train", "--config", config, "--set", f"training.precision={precision}")
+        runs[precision] = [loss for _, loss in losses(tmp_path / precision)]
+        summary = json.loads((tmp_path / precision / "summary.json").read_text())
+        assert summary["precision"] == precision and summary["skipped_steps"] == 0
+    for precision in ("bf16", "f16"):
+        assert runs[precision] != runs["f32"]  # really computed in the lower precision
+        assert runs[precision][-1] < runs[precision][0] - 0.5
+        assert abs(runs[precision][-1] - runs["f32"][-1]) < 0.05 * runs["f32"][-1], (precision, runs[precision][-1])
+    # The f16 loss scale is checkpointed (resume continues it).
+    state = json.loads((tmp_path / "f16" / "checkpoints" / "step-00000030" / "trainer_state.json").read_text())
+    assert state["loss_scale"] == 65536
+
+
+def test_f16_loss_scale_skips_overflowing_steps_and_backs_off(workspace, tmp_path):
+    config = recipe(workspace, tmp_path / "scaled")
+    run_phi("train", "--config", config, "--set", "training.precision=f16", "--set", "training.loss_scale=1e9",
+            "--set", "training.max_steps=20", "--set", "data.valid=")
+    rows = [json.loads(line) for line in (tmp_path / "scaled" / "metrics.jsonl").read_text().splitlines()]
+    skipped = [r for r in rows if r["grad_norm"] is None]
+    assert len(skipped) >= 3 and rows[0]["grad_norm"] is None, "a loss scale of 1e9 overflows f16 gradients"
+    scales = [r["loss_scale"] for r in rows]
+    assert scales[0] == 5e8 and all(b <= a for a, b in zip(scales, scales[1:]))  # halved on each overflow
+    assert rows[-1]["grad_norm"] is not None and all(r["loss"] == r["loss"] for r in rows)
+    summary = json.loads((tmp_path / "scaled" / "summary.json").read_text())
+    assert summary["skipped_steps"] == len(skipped)
+
+
+def test_activation_checkpointing_keeps_the_trajectory(workspace, tmp_path):
+    plain = recipe(workspace, tmp_path / "plain", training__max_steps=12)
+    run_phi("train", "--config", plain, "--set", "schedule.total_steps=12")
+    recomputed = recipe(workspace, tmp_path / "recomputed", training__max_steps=12)
+    run_phi("train", "--config", recomputed, "--set", "schedule.total_steps=12",
+            "--set", "training.activation_checkpointing=true")
+    assert losses(tmp_path / "plain") == losses(tmp_path / "recomputed")  # bitwise on CPU
+
+
+def test_document_masks(workspace, tmp_path):
+    runs = {}
+    for masks in ("false", "true"):
+        config = recipe(workspace, tmp_path / f"docs-{masks}", training__max_steps=8)
+        run_phi("train", "--config", config, "--set", f"data.document_masks={masks}", "--set", "schedule.total_steps=8")
+        runs[masks] = losses(tmp_path / f"docs-{masks}")
+        saved = json.loads((tmp_path / f"docs-{masks}" / "config.json").read_text())
+        assert saved["data"]["document_masks"] == (masks == "true")
+    # Speeches are short next to 64 tokens: masking them apart changes the very first loss.
+    assert runs["true"][0][1] != runs["false"][0][1]
+    assert all(loss == loss for _, loss in runs["true"])
+
+
+def test_finetune_on_chat_jsonl(tmp_path):
+    """phi finetune: a model directory plus conversations in JSONL; the run tokenizes them with the
+    model's tokenizer and chat template (loss on assistant turns) and fine-tunes."""
+    from phitest import random_model_with_tokenizer
+
+    _, model_dir = random_model_with_tokenizer(tmp_path, "phi3")
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i} + {i}?"},
+                                                      {"role": "assistant", "content": f"{i} + {i} = {2 * i}."}]}) + "\n"
+                             for i in range(64)))
+    for optimizer, extra in (("adamw", {}), ("sgd", {"freeze": ["embed"], "lr": 0.05})):
+        run_dir = tmp_path / f"ft-{optimizer}"
+        r = {"run": {"dir": str(run_dir), "seed": 1}, "model": {"init_from": str(model_dir)},
+             "data": {"sources": [{"path": str(chats)}], "seq_len": 48, "pack": False},
+             "training": {"batch_size": 8, "max_steps": 15, "log_every": 5},
+             "optimizer": {"name": optimizer, "lr": 3e-3, "weight_decay": 0.0, **extra},
+             "schedule": {"kind": "constant", "warmup_steps": 0, "total_steps": 15}}
+        (tmp_path / f"ft-{optimizer}.json").write_text(json.dumps(r))
+        run_phi("finetune", "--config", tmp_path / f"ft-{optimizer}.json")
+        rows = losses(run_dir)
+        assert len(rows) == 15 and rows[-1][1] < rows[0][1] - 0.5, rows
+        manifest = json.loads((run_dir / "data" / "source-0" / "manifest.json").read_text())
+        assert manifest["loss_mask"] is True and manifest["n_documents"] == 64
+        # The fine-tuned model is a complete model directory (weights + tokenizer) for generation.
+        model = run_dir / "checkpoints" / "step-00000015" / "model"
+        assert (model / "tokenizer.model").exists()
+    no_init = tmp_path / "no-init.json"
+    no_init.write_text(json.dumps({"model": {"preset": "tiny-phi3"}, "data": {"sources": [{"path": str(chats)}]}}))
+    proc = run_phi("finetune", "--config", no_init, check=False)
+    assert proc.returncode != 0 and "model.init_from" in proc.stderr
 
 
 def read_shard(path):

@@ -37,16 +37,19 @@ nlohmann::json loader_state_to_json(const LoaderState& state);
 LoaderState loader_state_from_json(const nlohmann::json& j, const std::string& source);
 
 struct Batch {
-  at::Tensor inputs;   // int64 [B, T]
-  at::Tensor targets;  // int64 [B, T]; -100 (ignored by the loss) where the loss mask is 0
+  at::Tensor inputs;    // int64 [B, T]
+  at::Tensor targets;   // int64 [B, T]; -100 (ignored by the loss) where the loss mask is 0
+  at::Tensor segments;  // int64 [B, T], with document_masks only: input t's document within its
+                        // sequence (0, 1, ...); attention stays inside a document
 };
 
 class TokenLoader {
  public:
   /// pack = false: one document per sequence (cut at seq_len + 1 tokens, shorter ones padded with
-  /// ignored targets) instead of packing the token stream.
+  /// ignored targets) instead of packing the token stream. document_masks (packed only): batches
+  /// carry segment ids so that attention does not cross document boundaries.
   TokenLoader(std::vector<DataSource> sources, int64_t seq_len, int64_t batch_size, uint64_t seed,
-              LoaderState state = {}, bool prefetch = true, bool pack = true);
+              LoaderState state = {}, bool prefetch = true, bool pack = true, bool document_masks = false);
   ~TokenLoader();
   TokenLoader(const TokenLoader&) = delete;
   TokenLoader& operator=(const TokenLoader&) = delete;
@@ -61,7 +64,7 @@ class TokenLoader {
  private:
   struct Source;
   Batch make_batch(LoaderState& state) const;
-  void read_sequence(const Source& source, int64_t sequence, int64_t* out, uint8_t* mask) const;
+  void read_sequence(const Source& source, int64_t sequence, int64_t* out, uint8_t* mask, int64_t* segments) const;
   void producer();
 
   std::vector<std::unique_ptr<Source>> sources_;
@@ -69,6 +72,7 @@ class TokenLoader {
   int64_t seq_len_;
   int64_t batch_size_;
   bool pack_ = true;
+  bool document_masks_ = false;
   uint64_t seed_;
   int64_t vocab_size_ = 0;
   LoaderState consumed_;

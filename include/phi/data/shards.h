@@ -75,6 +75,8 @@ class Shard {
   /// Copies the loss mask of tokens [begin, begin + n) (all ones without a mask).
   void read_mask(int64_t begin, int64_t n, uint8_t* out) const;
   int64_t document_offset(int64_t d) const;  // d in [0, n_documents]
+  /// The document that token i belongs to (binary search over the document index).
+  int64_t document_at(int64_t i) const;
 
  private:
   Shard() = default;

@@ -25,6 +25,8 @@ struct AttentionMaskSpec {
   at::Tensor key_lengths;      // int64 [B]: keys [0, len) hold data
   int64_t sliding_window = 0;  // 0: none; else key s visible from p iff p - s < window
   const BlockSparseLayout* blocksparse = nullptr;  // nullptr: dense causal
+  at::Tensor segments;         // optional int64 [B, T] (Tq == Tk, training forward): key s is
+                               // visible from query p only inside the same segment (document)
 };
 
 /// softmax(scale * q k^T + mask) v with GQA (query head h uses kv head h / (Hq / Hkv)).

@@ -57,8 +57,15 @@ class Transformer {
   void to(c10::Device device, c10::ScalarType dtype);
 
   /// Training/scoring forward over whole sequences: ids int64 [B, T]; `lengths` int64 [B] (optional,
-  /// right padding) marks each sequence's real tokens; logits float32 [B, T, V] with padding rows 0.
-  at::Tensor forward(const at::Tensor& ids, const at::Tensor& lengths = {}) const;
+  /// right padding) marks each sequence's real tokens; `segments` int64 [B, T] (optional, packed
+  /// documents, non-decreasing along T) keeps attention inside a document and restarts positions at
+  /// each document's first token. Logits float32 [B, T, V] with padding rows 0.
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& lengths = {}, const at::Tensor& segments = {}) const;
+
+  /// Recompute each block's activations in the backward pass instead of keeping them (activation
+  /// checkpointing, per block); gradients are unchanged.
+  void set_activation_checkpointing(bool on) { checkpoint_blocks_ = on; }
+  bool activation_checkpointing() const { return checkpoint_blocks_; }
 
   /// Incremental forward over a KV cache: row i of ids [n, T] is appended to cache slot slots[i]
   /// (all slots in order when `slots` is empty) at the slot's length; new_lengths[i] <= T says how
@@ -88,12 +95,21 @@ class Transformer {
   };
   at::Tensor attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
                              const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
-                             const CacheStep* step) const;
-  /// long_rope: per row, whether LongRoPE's long factors apply.
+                             const CacheStep* step, const at::Tensor& segments) const;
+  /// long_rope: per row, whether LongRoPE's long factors apply. positions are absolute (masks);
+  /// rope_positions (default: positions) rotate q and k.
   at::Tensor run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
-                 const std::vector<bool>& long_rope, const CacheStep* step) const;
+                 const std::vector<bool>& long_rope, const CacheStep* step, const at::Tensor& segments = {},
+                 const at::Tensor& rope_positions = {}) const;
+  /// What every block of one forward shares.
+  struct BlockInputs {
+    at::Tensor positions, cos, sin, key_lengths, segments;
+  };
+  /// Block `index` applied to the residual stream x.
+  at::Tensor block(int64_t index, const at::Tensor& x, const BlockInputs& in, const CacheStep* step) const;
 
   ModelConfig config_;
+  bool checkpoint_blocks_ = false;
   ParameterMap parameters_;
   std::vector<Layer> layers_;
   at::Tensor embed_, final_norm_w_, final_norm_b_, lm_head_w_, lm_head_b_, masked_ids_;

@@ -41,9 +41,11 @@ class Optimizer {
   /// Marks trainable parameters (requires_grad) and freezes the rest; creates no state until step.
   Optimizer(ParameterMap& parameters, OptimizerConfig config);
 
-  /// Clips (when configured) and applies one update at learning rate `lr`; returns the global
-  /// gradient norm before clipping. Gradients are zeroed afterwards.
-  double step(double lr);
+  /// Divides the gradients by grad_scale (a loss scale), clips (when configured) and applies one
+  /// update at learning rate `lr`; returns the global gradient norm (unscaled, before clipping).
+  /// Gradients are zeroed afterwards. A non-finite norm skips the update (the step count and the
+  /// states stay as they were) and is returned as is.
+  double step(double lr, double grad_scale = 1.0);
   int64_t steps() const { return steps_; }
   const OptimizerConfig& config() const { return config_; }
 

@@ -33,11 +33,16 @@ struct TrainConfig {
   std::string valid;                    // a dataset directory for validation ("" = none)
   int64_t seq_len = 128;
   bool pack = true;                     // false: one document per sequence (padded)
+  bool document_masks = false;          // packed: attention stays inside each document
   // training
   int64_t batch_size = 8;
   int64_t grad_accum = 1;
   int64_t max_steps = 100;
-  std::string precision = "f32";        // f32 on CPU; bf16 / f16 on GPU
+  std::string precision = "f32";        // f32 | bf16 | f16: compute dtype under autocast; weights,
+                                        // gradients and optimizer states stay float32 (master)
+  double loss_scale = 65536;            // f16: initial dynamic loss scale
+  int64_t loss_scale_window = 1000;     // f16: overflow-free steps before the scale doubles
+  bool activation_checkpointing = false;  // recompute each block in the backward pass
   std::string device = "cpu";
   int64_t log_every = 10;
   int64_t eval_every = 0;               // 0: only at the end (when valid is set)
@@ -59,6 +64,8 @@ struct TrainSummary {
   double final_loss = 0;
   double final_valid_loss = -1;
   double tokens_per_second = 0;
+  int64_t skipped_steps = 0;   // f16 overflow steps (no update)
+  double loss_scale = 1;       // the final loss scale (f16)
   std::vector<double> losses;  // per step run in this process
 };
 

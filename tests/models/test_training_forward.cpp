@@ -1,0 +1,110 @@
+// Training-side forwards through the public API: document masks (packed documents see only
+// themselves, positions restart per document) and activation checkpointing (same gradients, and
+// the recomputation runs under the forward's autocast state).
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/core/grad_mode.h>
+
+#include "phi/config/model_config.h"
+#include "phi/models/checkpointing.h"
+#include "phi/models/transformer.h"
+
+namespace {
+
+// Relative error over the real logits (Phi-3-small's masked dummy tokens hold float's lowest value).
+double relative_error(const at::Tensor& ours, const at::Tensor& reference) {
+  auto real = reference.gt(-1e30);
+  auto a = ours.masked_fill(real.logical_not(), 0), b = reference.masked_fill(real.logical_not(), 0);
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+class SegmentTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SegmentTest, PackedDocumentsEqualEachDocumentAlone) {
+  at::NoGradGuard no_grad;
+  auto model = phi::Transformer::random(phi::preset_model_config(GetParam()), 5, at::kFloat, 0.1);
+  // Three documents of lengths 7, 12 and 5 packed into one row.
+  const std::vector<int64_t> lengths = {7, 12, 5};
+  const int64_t T = 24;
+  auto ids = at::randint(0, 400, {1, T}, at::kLong);
+  std::vector<int64_t> segment_ids;
+  for (size_t d = 0; d < lengths.size(); ++d) segment_ids.insert(segment_ids.end(), lengths[d], static_cast<int64_t>(d));
+  auto segments = at::tensor(segment_ids, at::kLong).unsqueeze(0);
+  auto packed = model.forward(ids, {}, segments);
+  auto unmasked = model.forward(ids);
+  int64_t start = 0;
+  for (auto n : lengths) {
+    auto alone = model.forward(ids.narrow(1, start, n));
+    EXPECT_LT(relative_error(packed.narrow(1, start, n), alone), 1e-5) << "document at " << start;
+    start += n;
+  }
+  // Without the mask the later documents see the earlier ones.
+  EXPECT_GT(relative_error(unmasked.narrow(1, 7, 12), model.forward(ids.narrow(1, 7, 12))), 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, SegmentTest, ::testing::Values("tiny-phi", "tiny-phi3", "tiny-phi3small"));
+
+std::map<std::string, at::Tensor> gradients(phi::Transformer& model, const at::Tensor& ids, bool checkpoint) {
+  for (auto& [name, p] : model.mutable_parameters()) {
+    p.requires_grad_(true);
+    p.mutable_grad() = at::Tensor();
+  }
+  model.set_activation_checkpointing(checkpoint);
+  auto logits = model.forward(ids);
+  auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).narrow(0, 0, ids.numel() - 1),
+                                     ids.reshape({-1}).narrow(0, 1, ids.numel() - 1));
+  loss.backward();
+  std::map<std::string, at::Tensor> out;
+  for (auto& [name, p] : model.mutable_parameters()) out[name] = p.grad().clone();
+  return out;
+}
+
+TEST(ActivationCheckpointing, GradientsEqualTheStoredActivationsOnes) {
+  for (const std::string preset : {"tiny-phi", "tiny-phi3"}) {
+    auto model = phi::Transformer::random(phi::preset_model_config(preset), 3, at::kFloat, 0.05);
+    auto ids = at::randint(0, 400, {2, 16}, at::kLong);
+    auto stored = gradients(model, ids, false);
+    auto recomputed = gradients(model, ids, true);
+    ASSERT_EQ(stored.size(), recomputed.size());
+    for (const auto& [name, g] : stored) {
+      ASSERT_TRUE(recomputed[name].defined()) << name;
+      EXPECT_TRUE(at::equal(g, recomputed[name])) << preset << " " << name;
+    }
+  }
+}
+
+TEST(ActivationCheckpointing, RecomputesUnderTheForwardsAutocastState) {
+  auto w = at::randn({8, 8}).requires_grad_(true);
+  auto x = at::randn({4, 8}).requires_grad_(true);
+  std::vector<std::pair<bool, at::ScalarType>> seen;
+  auto fn = [&](const at::Tensor& input) {
+    auto y = at::matmul(input, w);
+    seen.push_back({at::autocast::is_autocast_enabled(at::kCPU), y.scalar_type()});
+    return y.to(at::kFloat).tanh();
+  };
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  auto out = phi::checkpointed(fn, x);
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::clear_cache();
+  out.sum().backward();
+  ASSERT_EQ(seen.size(), 2u);  // the forward and the recomputation
+  EXPECT_TRUE(seen[1].first);
+  EXPECT_EQ(seen[1].second, at::kBFloat16);
+  EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU));  // restored after the backward
+  ASSERT_TRUE(w.grad().defined() && x.grad().defined());
+  // The same gradients as without checkpointing (same bf16 products).
+  auto w2 = w.detach().clone().requires_grad_(true);
+  auto x2 = x.detach().clone().requires_grad_(true);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  auto ref = at::matmul(x2, w2).to(at::kFloat).tanh();
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::clear_cache();
+  ref.sum().backward();
+  EXPECT_TRUE(at::allclose(w.grad(), w2.grad(), 1e-6, 1e-6));
+  EXPECT_TRUE(at::allclose(x.grad(), x2.grad(), 1e-6, 1e-6));
+}
+
+}  // namespace
