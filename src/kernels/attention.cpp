@@ -1,10 +1,14 @@
 #include "phi/kernels/attention.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "phi/core/error.h"
+#include "phi/kernels/cuda_kernels.h"
 
 namespace phi {
 
@@ -73,10 +77,41 @@ at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const a
   return out.to(q.scalar_type());
 }
 
+namespace {
+std::string& backend_setting() {
+  static std::string backend = [] {
+    const char* env = std::getenv("PHI_ATTENTION");
+    return std::string(env != nullptr && *env != 0 ? env : "aten");
+  }();
+  return backend;
+}
+}  // namespace
+
+void set_attention_backend(const std::string& name) {
+  if (name != "aten" && name != "fused") throw Error("attention backend must be aten or fused, got \"" + name + "\"");
+  backend_setting() = name;
+}
+const std::string& attention_backend() { return backend_setting(); }
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      const AttentionMaskSpec& mask) {
-  // The fused CUDA kernels (issue 5) are dispatched here once verified on a GPU; until then every
-  // device uses the ATen reference.
+  const bool plain = mask.sliding_window == 0 && mask.blocksparse == nullptr && !mask.segments.defined();
+  if (q.is_cuda() && plain) {
+    const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+    const int64_t D = q.size(3), Tq = q.size(2), Tk = k.size(2);
+    if (attention_backend() == "fused" && cuda_kernels_compiled() && half) {
+      if (mask.queries_are_rows && Tq == Tk && (D == 64 || D == 80 || D == 96 || D == 128)) {
+        return flash_attention_cuda(q, k, v, mask.no_padding ? at::Tensor() : mask.key_lengths, scale);
+      }
+      if (mask.queries_end_at_lengths && Tq <= 16 && D <= 128 && D % 8 == 0 && !at::GradMode::is_enabled()) {
+        return decode_attention_cuda(q, k, v, mask.key_lengths, scale);
+      }
+    }
+    if (mask.queries_are_rows && mask.no_padding && Tq == Tk) {
+      // The library's fused causal attention (FlashAttention / cuDNN / memory-efficient backends).
+      return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, /*enable_gqa=*/true);
+    }
+  }
   return attention_reference(q, k, v, scale, mask);
 }
 

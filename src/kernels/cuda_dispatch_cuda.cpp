@@ -1,40 +1,286 @@
 // Argument checks and dispatch from at::Tensor to the CUDA launchers (built with PHI_WITH_CUDA).
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#include <torch/csrc/autograd/custom_function.h>
 
-#include "kernels/cuda/rms_norm_launch.h"
+#include "kernels/cuda/launch.h"
 #include "phi/core/error.h"
 #include "phi/kernels/cuda_kernels.h"
 
 namespace phi {
 
+namespace {
+
+cuda::DType dtype_of(const at::Tensor& t, const char* what) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return cuda::DType::kFloat32;
+    case at::kBFloat16: return cuda::DType::kBFloat16;
+    case at::kHalf: return cuda::DType::kFloat16;
+    default: throw Error(std::string(what) + ": unsupported dtype " + c10::toString(t.scalar_type()));
+  }
+}
+
+void require_cuda(const char* what, std::initializer_list<const at::Tensor*> tensors) {
+  PHI_CHECK(cuda_kernels_runnable(), what, " needs a CUDA GPU");
+  for (const auto* t : tensors) {
+    if (t->defined()) PHI_CHECK(t->is_cuda(), what, " needs CUDA tensors");
+  }
+}
+
+void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+
+void check(int code, const char* what) { PHI_CHECK(code == 0, what, " failed: ", cuda::error_string(code)); }
+
+const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+cuda::AttentionShape attention_shape(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const char* what) {
+  PHI_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, what, ": q, k, v must be 4-d");
+  PHI_CHECK(k.sizes() == v.sizes(), what, ": k ", k.sizes(), " and v ", v.sizes(), " differ");
+  PHI_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), what, ": q ", q.sizes(), " and k ", k.sizes(), " disagree");
+  PHI_CHECK(q.size(1) % k.size(1) == 0, what, ": query heads ", q.size(1), " not a multiple of kv heads ", k.size(1));
+  PHI_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1, what, ": the head dim must be contiguous");
+  PHI_CHECK(q.scalar_type() == k.scalar_type() && k.scalar_type() == v.scalar_type(), what, ": dtypes differ");
+  for (const auto* t : {&q, &k, &v}) {
+    PHI_CHECK(reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 == 0 && t->stride(2) % 8 == 0 && t->stride(1) % 8 == 0 &&
+                  t->stride(0) % 8 == 0,
+              what, ": rows must be 16-byte aligned");
+  }
+  cuda::AttentionShape s{};
+  s.B = q.size(0);
+  s.Hq = q.size(1);
+  s.Hkv = k.size(1);
+  s.Tq = q.size(2);
+  s.Tk = k.size(2);
+  s.D = q.size(3);
+  s.q_sb = q.stride(0), s.q_sh = q.stride(1), s.q_st = q.stride(2);
+  s.k_sb = k.stride(0), s.k_sh = k.stride(1), s.k_st = k.stride(2);
+  s.v_sb = v.stride(0), s.v_sh = v.stride(1), s.v_st = v.stride(2);
+  return s;
+}
+
+at::Tensor lengths_on(const at::Tensor& key_lengths, const at::Tensor& q) {
+  if (!key_lengths.defined()) return {};
+  PHI_CHECK(key_lengths.dim() == 1 && key_lengths.size(0) == q.size(0), "key_lengths must be [B]");
+  return key_lengths.to(q.device(), at::kLong).contiguous();
+}
+
+}  // namespace
+
 bool cuda_kernels_compiled() { return true; }
 bool cuda_kernels_runnable() { return at::hasCUDA(); }
 
-at::Tensor rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  PHI_CHECK(cuda_kernels_runnable(), "rms_norm_cuda needs a CUDA GPU");
-  PHI_CHECK(x.is_cuda() && weight.is_cuda(), "rms_norm_cuda needs CUDA tensors");
-  PHI_CHECK(x.scalar_type() == weight.scalar_type(), "x and weight dtypes differ");
-  PHI_CHECK(weight.dim() == 1 && weight.size(0) == x.size(-1), "weight must be [", x.size(-1), "]");
-  cuda::RmsNormDType dtype;
-  switch (x.scalar_type()) {
-    case at::kFloat: dtype = cuda::RmsNormDType::kFloat32; break;
-    case at::kBFloat16: dtype = cuda::RmsNormDType::kBFloat16; break;
-    case at::kHalf: dtype = cuda::RmsNormDType::kFloat16; break;
-    default: throw Error(std::string("rms_norm_cuda: unsupported dtype ") + c10::toString(x.scalar_type()));
+AddNormResult add_norm_cuda(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                            const at::Tensor& bias, double eps, bool rms) {
+  require_cuda("add_norm_cuda", {&x, &residual, &weight, &bias});
+  const int64_t cols = x.size(-1);
+  PHI_CHECK(weight.dim() == 1 && weight.size(0) == cols, "weight must be [", cols, "]");
+  PHI_CHECK(!residual.defined() || residual.sizes() == x.sizes(), "residual must have the shape of x");
+  for (const auto* t : {&residual, &weight, &bias}) {
+    if (t->defined()) PHI_CHECK(t->scalar_type() == x.scalar_type(), "add_norm_cuda: dtypes differ");
   }
   auto xc = x.contiguous();
-  auto wc = weight.contiguous();
-  auto y = at::empty_like(xc);
-  const int64_t cols = x.size(-1);
+  auto rc = residual.defined() ? residual.contiguous() : at::Tensor();
+  AddNormResult r;
+  r.h = at::empty_like(xc);
+  r.y = at::empty_like(xc);
   const int64_t rows = cols == 0 ? 0 : xc.numel() / cols;
-  if (rows == 0) return y;
-  auto stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
-  int code = cuda::rms_norm_forward(dtype, xc.data_ptr(), wc.data_ptr(), y.data_ptr(), rows, cols,
-                                    static_cast<float>(eps), stream);
-  PHI_CHECK(code == 0, "rms_norm kernel launch failed: ", cuda::error_string(code));
+  auto stats = x.options().dtype(at::kFloat);
+  r.rstd = at::empty({rows}, stats);
+  if (!rms) r.mean = at::empty({rows}, stats);
+  if (rows == 0) return r;
+  check(cuda::add_norm_forward(dtype_of(x, "add_norm_cuda"), rms, xc.data_ptr(), ptr_or_null(rc),
+                               weight.contiguous().data_ptr(), bias.defined() ? bias.contiguous().data_ptr() : nullptr,
+                               r.h.data_ptr(), r.y.data_ptr(), rms ? nullptr : r.mean.data_ptr<float>(),
+                               r.rstd.data_ptr<float>(), rows, cols, static_cast<float>(eps), stream_of(x)),
+        "add_norm kernel");
+  return r;
+}
+
+AddNormGrads add_norm_backward_cuda(const at::Tensor& dy, const at::Tensor& dh_in, const at::Tensor& h,
+                                    const at::Tensor& weight, const AddNormResult& forward, bool rms) {
+  require_cuda("add_norm_backward_cuda", {&dy, &dh_in, &h, &weight});
+  const int64_t cols = h.size(-1);
+  const int64_t rows = cols == 0 ? 0 : h.numel() / cols;
+  auto dyc = dy.contiguous();
+  auto hc = h.contiguous();
+  auto dhc = dh_in.defined() ? dh_in.contiguous() : at::Tensor();
+  AddNormGrads g;
+  g.dh = at::empty_like(hc);
+  const int64_t splits = std::max<int64_t>(1, std::min<int64_t>(rows, 128));
+  auto f32 = h.options().dtype(at::kFloat);
+  auto dw_partial = at::empty({splits, cols}, f32);
+  auto db_partial = rms ? at::Tensor() : at::empty({splits, cols}, f32);
+  if (rows > 0) {
+    check(cuda::add_norm_backward(dtype_of(h, "add_norm_backward_cuda"), rms, dyc.data_ptr(), ptr_or_null(dhc),
+                                  hc.data_ptr(), weight.contiguous().data_ptr(),
+                                  rms ? nullptr : forward.mean.data_ptr<float>(), forward.rstd.data_ptr<float>(),
+                                  g.dh.data_ptr(), dw_partial.data_ptr<float>(),
+                                  rms ? nullptr : db_partial.data_ptr<float>(), splits, rows, cols, stream_of(h)),
+          "add_norm backward kernel");
+  }
+  g.dweight = dw_partial.sum(0);
+  if (!rms) g.dbias = db_partial.sum(0);
+  return g;
+}
+
+at::Tensor rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  return add_norm_cuda(x, {}, weight, {}, eps, true).y;
+}
+
+namespace {
+cuda::Activation to_launch(FusedActivation kind) {
+  switch (kind) {
+    case FusedActivation::kGeluNew: return cuda::Activation::kGeluNew;
+    case FusedActivation::kSwiGlu: return cuda::Activation::kSwiGlu;
+    case FusedActivation::kGeGelu: return cuda::Activation::kGeGelu;
+  }
+  return cuda::Activation::kGeluNew;
+}
+}  // namespace
+
+at::Tensor activation_cuda(const at::Tensor& x, FusedActivation kind, double limit) {
+  require_cuda("activation_cuda", {&x});
+  auto xc = x.contiguous();
+  const bool gated = kind != FusedActivation::kGeluNew;
+  const int64_t width = x.size(-1);
+  PHI_CHECK(!gated || width % 2 == 0, "gated activations need an even last dim, got ", width);
+  const int64_t inner = gated ? width / 2 : width;
+  auto sizes = x.sizes().vec();
+  sizes.back() = inner;
+  auto y = at::empty(sizes, x.options());
+  const int64_t rows = width == 0 ? 0 : xc.numel() / width;
+  check(cuda::activation_forward(dtype_of(x, "activation_cuda"), to_launch(kind), xc.data_ptr(), y.data_ptr(), rows,
+                                 inner, static_cast<float>(limit), stream_of(x)),
+        "activation kernel");
   return y;
+}
+
+at::Tensor activation_backward_cuda(const at::Tensor& x, const at::Tensor& dy, FusedActivation kind, double limit) {
+  require_cuda("activation_backward_cuda", {&x, &dy});
+  auto xc = x.contiguous();
+  auto dyc = dy.contiguous();
+  const int64_t width = x.size(-1);
+  const int64_t inner = dy.size(-1);
+  const int64_t rows = width == 0 ? 0 : xc.numel() / width;
+  PHI_CHECK(dy.numel() == rows * inner, "dy does not match x");
+  auto dx = at::empty_like(xc);
+  check(cuda::activation_backward(dtype_of(x, "activation_backward_cuda"), to_launch(kind), xc.data_ptr(), dyc.data_ptr(),
+                                  dx.data_ptr(), rows, inner, static_cast<float>(limit), stream_of(x)),
+        "activation backward kernel");
+  return dx;
+}
+
+at::Tensor rotary_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool inverse) {
+  require_cuda("rotary_cuda", {&x, &cos, &sin});
+  PHI_CHECK(x.dim() == 4 && x.stride(3) == 1, "rotary_cuda: x must be [B, H, T, D] with a contiguous last dim");
+  const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3), rot = cos.size(-1);
+  PHI_CHECK(rot % 2 == 0 && rot <= D, "rotary width ", rot, " does not fit head dim ", D);
+  auto c = cos.to(at::kFloat).expand({B, T, rot}).contiguous();
+  auto s = sin.to(at::kFloat).expand({B, T, rot}).contiguous();
+  auto out = at::empty({B, H, T, D}, x.options());
+  check(cuda::rotary(dtype_of(x, "rotary_cuda"), x.data_ptr(), x.stride(0), x.stride(1), x.stride(2),
+                     c.data_ptr<float>(), s.data_ptr<float>(), out.data_ptr(), B, H, T, D, rot, inverse ? -1.f : 1.f,
+                     stream_of(x)),
+        "rotary kernel");
+  return out;
+}
+
+FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                          const at::Tensor& key_lengths, double scale) {
+  require_cuda("flash_attention_forward_cuda", {&q, &k, &v});
+  auto s = attention_shape(q, k, v, "flash attention");
+  PHI_CHECK(q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf, "flash attention takes bf16 / f16");
+  PHI_CHECK(s.Tq == s.Tk, "flash attention (training) needs as many queries as keys");
+  PHI_CHECK(s.D == 64 || s.D == 80 || s.D == 96 || s.D == 128, "flash attention head dim ", s.D,
+            " is not one of 64, 80, 96, 128");
+  auto lengths = lengths_on(key_lengths, q);
+  FlashForward f;
+  f.out = at::empty({s.B, s.Hq, s.Tq, s.D}, q.options());
+  f.lse = at::empty({s.B, s.Hq, s.Tq}, q.options().dtype(at::kFloat));
+  check(cuda::flash_attention_forward(dtype_of(q, "flash attention"), s, q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                                      lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr,
+                                      static_cast<float>(scale), f.out.data_ptr(), f.lse.data_ptr<float>(),
+                                      stream_of(q)),
+        "flash attention forward");
+  return f;
+}
+
+FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                         const FlashForward& forward, const at::Tensor& d_out,
+                                         const at::Tensor& key_lengths, double scale) {
+  require_cuda("flash_attention_backward_cuda", {&q, &k, &v, &d_out});
+  auto s = attention_shape(q, k, v, "flash attention backward");
+  auto lengths = lengths_on(key_lengths, q);
+  auto d_o = d_out.to(q.scalar_type()).contiguous();
+  auto delta = (d_o.to(at::kFloat) * forward.out.to(at::kFloat)).sum(-1).contiguous();
+  auto dq = at::zeros({s.B, s.Hq, s.Tq, s.D}, q.options().dtype(at::kFloat));
+  FlashGrads g;
+  g.dk = at::empty({s.B, s.Hkv, s.Tk, s.D}, k.options());
+  g.dv = at::empty({s.B, s.Hkv, s.Tk, s.D}, v.options());
+  check(cuda::flash_attention_backward(dtype_of(q, "flash attention backward"), s, q.data_ptr(), k.data_ptr(),
+                                       v.data_ptr(), d_o.data_ptr(), forward.lse.data_ptr<float>(),
+                                       delta.data_ptr<float>(), lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr,
+                                       static_cast<float>(scale), dq.data_ptr<float>(), g.dk.data_ptr(), g.dv.data_ptr(),
+                                       stream_of(q)),
+        "flash attention backward");
+  g.dq = dq.to(q.scalar_type());
+  return g;
+}
+
+namespace {
+struct FlashFunction : torch::autograd::Function<FlashFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                            const at::Tensor& v, const at::Tensor& key_lengths, double scale) {
+    auto f = flash_attention_forward_cuda(q, k, v, key_lengths, scale);
+    ctx->save_for_backward({q, k, v, f.out, f.lse, key_lengths.defined() ? key_lengths : at::Tensor()});
+    ctx->saved_data["scale"] = scale;
+    return f.out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    FlashForward f{saved[3], saved[4]};
+    auto g = flash_attention_backward_cuda(saved[0], saved[1], saved[2], f, grads[0], saved[5],
+                                           ctx->saved_data["scale"].toDouble());
+    return {g.dq, g.dk, g.dv, at::Tensor(), at::Tensor()};
+  }
+};
+}  // namespace
+
+at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& key_lengths, double scale) {
+  return FlashFunction::apply(q, k, v, key_lengths, scale);
+}
+
+at::Tensor decode_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& key_lengths, double scale, int64_t splits) {
+  require_cuda("decode_attention_cuda", {&q, &k, &v});
+  auto s = attention_shape(q, k, v, "decode attention");
+  PHI_CHECK(s.D <= 128 && s.D % 8 == 0, "decode attention head dim ", s.D, " must be a multiple of 8, at most 128");
+  auto lengths = lengths_on(key_lengths, q);
+  if (splits <= 0) {
+    // Enough blocks to fill the device twice, each split at least 256 keys.
+    int sms = 132;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, q.device().index());
+    const int64_t rows = s.B * s.Hq * s.Tq;
+    splits = std::max<int64_t>(1, std::min<int64_t>((2 * sms + rows - 1) / std::max<int64_t>(rows, 1), (s.Tk + 255) / 256));
+  }
+  auto f32 = q.options().dtype(at::kFloat);
+  const int64_t rows = s.B * s.Hq * s.Tq;
+  auto o_partial = at::empty({splits, rows, s.D}, f32);
+  auto m_partial = at::empty({splits, rows}, f32);
+  auto l_partial = at::empty({splits, rows}, f32);
+  auto out = at::empty({s.B, s.Hq, s.Tq, s.D}, q.options());
+  check(cuda::decode_attention(dtype_of(q, "decode attention"), s, q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                               lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr, static_cast<float>(scale),
+                               splits, o_partial.data_ptr<float>(), m_partial.data_ptr<float>(),
+                               l_partial.data_ptr<float>(), out.data_ptr(), stream_of(q)),
+        "decode attention");
+  return out;
 }
 
 }  // namespace phi

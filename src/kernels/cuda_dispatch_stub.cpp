@@ -4,11 +4,40 @@
 
 namespace phi {
 
+namespace {
+[[noreturn]] void unavailable() {
+  throw Error("libphi was built without CUDA kernels", "", "rebuild with -DPHI_WITH_CUDA=ON");
+}
+}  // namespace
+
 bool cuda_kernels_compiled() { return false; }
 bool cuda_kernels_runnable() { return false; }
 
-at::Tensor rms_norm_cuda(const at::Tensor&, const at::Tensor&, double) {
-  throw Error("libphi was built without CUDA kernels", "", "rebuild with -DPHI_WITH_CUDA=ON");
+AddNormResult add_norm_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double, bool) {
+  unavailable();
+}
+AddNormGrads add_norm_backward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                    const AddNormResult&, bool) {
+  unavailable();
+}
+at::Tensor rms_norm_cuda(const at::Tensor&, const at::Tensor&, double) { unavailable(); }
+at::Tensor activation_cuda(const at::Tensor&, FusedActivation, double) { unavailable(); }
+at::Tensor activation_backward_cuda(const at::Tensor&, const at::Tensor&, FusedActivation, double) { unavailable(); }
+at::Tensor rotary_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, bool) { unavailable(); }
+FlashForward flash_attention_forward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                          double) {
+  unavailable();
+}
+FlashGrads flash_attention_backward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const FlashForward&,
+                                         const at::Tensor&, const at::Tensor&, double) {
+  unavailable();
+}
+at::Tensor flash_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double) {
+  unavailable();
+}
+at::Tensor decode_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
+                                 int64_t) {
+  unavailable();
 }
 
 }  // namespace phi

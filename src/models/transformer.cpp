@@ -170,7 +170,7 @@ at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& h) const {
 
 at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
                                         const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
-                                        const CacheStep* step, const at::Tensor& segments) const {
+                                        const CacheStep* step, const at::Tensor& segments, bool no_padding) const {
   const auto& layer = layers_[index];
   const int64_t B = h.size(0), T = h.size(1), D = config_.head_dim;
   const int64_t Hq = config_.n_heads, Hkv = config_.n_kv_heads;
@@ -186,6 +186,12 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
   mask.key_lengths = key_lengths;
   mask.sliding_window = config_.sliding_window;
   mask.segments = segments;
+  if (step != nullptr) {
+    mask.queries_end_at_lengths = step->all_full;
+  } else {
+    mask.queries_are_rows = true;
+    mask.no_padding = no_padding;
+  }
   if (config_.layer_is_blocksparse(index)) {
     layout.block_size = config_.blocksparse.block_size;
     layout.n_local_blocks = config_.blocksparse.n_local_blocks;
@@ -215,7 +221,7 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
 at::Tensor Transformer::block(int64_t i, const at::Tensor& x, const BlockInputs& in, const CacheStep* step) const {
   const auto& layer = layers_[i];
   auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
-  auto a = attention_block(i, h, in.positions, in.cos, in.sin, in.key_lengths, step, in.segments);
+  auto a = attention_block(i, h, in.positions, in.cos, in.sin, in.key_lengths, step, in.segments, in.no_padding);
   if (config_.block_style == BlockStyle::kParallel) return x + a + mlp(layer, h);
   auto y = x + a;
   return y + mlp(layer, norm(y, layer.mlp_norm_w, layer.mlp_norm_b));
@@ -223,7 +229,7 @@ at::Tensor Transformer::block(int64_t i, const at::Tensor& x, const BlockInputs&
 
 at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
                             const std::vector<bool>& long_rope, const CacheStep* step, const at::Tensor& segments,
-                            const at::Tensor& rope_positions) const {
+                            const at::Tensor& rope_positions, bool no_padding) const {
   PHI_CHECK(ids.dim() == 2, "token ids must be [batch, length], got ", ids.sizes());
   const int64_t min_id = ids.numel() ? ids.min().item<int64_t>() : 0;
   const int64_t max_id = ids.numel() ? ids.max().item<int64_t>() : 0;
@@ -247,7 +253,7 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, 
   }
   auto x = at::embedding(embed_, ids_dev);
   if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
-  const BlockInputs in{positions, cos, sin, key_lengths, segments};
+  const BlockInputs in{positions, cos, sin, key_lengths, segments, no_padding};
   const bool recompute = checkpoint_blocks_ && step == nullptr && at::GradMode::is_enabled();
   for (int64_t i = 0; i < config_.n_layers; ++i) {
     if (recompute) {
@@ -283,7 +289,8 @@ at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths
   at::Tensor key_lengths = lengths.defined() ? lengths.to(long_options) : at::full({B}, T, long_options);
   const int64_t longest = lengths.defined() && B > 0 ? key_lengths.max().item<int64_t>() : T;
   std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, longest));
-  auto logits = run(ids, positions, key_lengths, long_rope, nullptr, segments_dev, rope_positions);
+  auto logits = run(ids, positions, key_lengths, long_rope, nullptr, segments_dev, rope_positions,
+                    !lengths.defined());
   if (lengths.defined()) {
     auto valid = positions.lt(key_lengths.unsqueeze(1)).unsqueeze(-1);
     logits = logits.masked_fill(valid.logical_not(), 0.0f);
@@ -306,6 +313,7 @@ at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<
     step.slots = slots;
   }
   PHI_CHECK(static_cast<int64_t>(new_lengths.size()) == B, "new_lengths needs ", B, " entries");
+  step.all_full = std::all_of(new_lengths.begin(), new_lengths.end(), [T](int64_t n) { return n == T; });
   for (auto n : new_lengths) PHI_CHECK(n >= 0 && n <= T, "new length ", n, " outside [0, ", T, "]");
   auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
   std::vector<int64_t> starts;

@@ -1,33 +1,247 @@
-// CUDA kernels against their ATen references; skipped with a message when no GPU is present.
+// Every CUDA kernel against its ATen reference computed in float32 on fresh random inputs, with
+// the caching allocator poisoned (NaN) before each call so that an unwritten output element fails.
+// Tolerances (relative: ||out - ref|| / ||ref||): bf16 1e-2, f16 5e-3, float32 1e-5. Skipped with a
+// message when no GPU is present.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <ATen/core/grad_mode.h>
 
+#include "phi/config/model_config.h"
 #include "phi/core/error.h"
+#include "phi/kernels/attention.h"
 #include "phi/kernels/cuda_kernels.h"
 #include "phi/kernels/ops.h"
+#include "phi/models/transformer.h"
 
 namespace {
 
-TEST(CudaKernels, RmsNormMatchesReference) {
-  if (!phi::cuda_kernels_runnable()) {
-    GTEST_SKIP() << "no CUDA GPU present (kernels compiled: " << phi::cuda_kernels_compiled() << ")";
+#define REQUIRE_GPU()                                                                                   \
+  if (!phi::cuda_kernels_runnable()) {                                                                  \
+    GTEST_SKIP() << "no CUDA GPU present (kernels compiled: " << phi::cuda_kernels_compiled() << ")"; \
   }
-  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
-    auto x = at::randn({7, 3072}, at::device(at::kCUDA).dtype(dtype));
-    auto w = at::randn({3072}, at::device(at::kCUDA).dtype(dtype));
-    auto ref = phi::rms_norm(x.to(at::kFloat), w.to(at::kFloat), 1e-5);
-    auto out = phi::rms_norm_cuda(x, w, 1e-5).to(at::kFloat);
-    const double tolerance = dtype == at::kFloat ? 1e-5 : (dtype == at::kHalf ? 5e-3 : 1e-2);
-    EXPECT_LT(((out - ref).abs().max() / ref.abs().max()).item<double>(), tolerance) << dtype;
+
+double tolerance(at::ScalarType t) { return t == at::kFloat ? 1e-5 : (t == at::kHalf ? 5e-3 : 1e-2); }
+
+// ||out - ref|| / ||ref|| in float64; NaN (an unwritten or broken element) gives +inf.
+double rel(const at::Tensor& out, const at::Tensor& ref) {
+  auto o = out.to(at::kDouble).cpu(), r = ref.to(at::kDouble).cpu();
+  if (!at::isfinite(o).all().item<bool>()) return INFINITY;
+  return ((o - r).norm() / r.norm().clamp_min(1e-30)).item<double>();
+}
+
+// Fills freed blocks of the caching allocator with NaN so that fresh outputs start poisoned.
+void poison() {
+  for (int64_t n : {int64_t(1) << 16, int64_t(1) << 20, int64_t(1) << 24}) {
+    auto t = at::full({n}, NAN, at::device(at::kCUDA).dtype(at::kFloat));
   }
 }
 
-TEST(CudaKernels, WithoutGpuTheEntryPointSaysWhy) {
+at::TensorOptions on(at::ScalarType t) { return at::device(at::kCUDA).dtype(t); }
+
+TEST(CudaKernels, AddNormForwardAndBackward) {
+  REQUIRE_GPU();
+  for (bool rms : {true, false}) {
+    for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      for (bool with_residual : {false, true}) {
+        const int64_t rows = 37, cols = 3072;
+        auto x = at::randn({rows, cols}, on(dtype));
+        auto r = with_residual ? at::randn({rows, cols}, on(dtype)) : at::Tensor();
+        auto w = (1 + 0.1 * at::randn({cols}, on(at::kFloat))).to(dtype);
+        auto b = rms ? at::Tensor() : (0.1 * at::randn({cols}, on(at::kFloat))).to(dtype);
+        auto dy = at::randn({rows, cols}, on(dtype));
+        auto dh_in = with_residual ? at::randn({rows, cols}, on(dtype)) : at::Tensor();
+        poison();
+        auto f = phi::add_norm_cuda(x, r, w, b, 1e-5, rms);
+        poison();
+        auto g = phi::add_norm_backward_cuda(dy, dh_in, f.h, w, f, rms);
+        // Reference in float32 with autograd.
+        auto xf = x.to(at::kFloat).requires_grad_(true);
+        auto wf = w.to(at::kFloat).requires_grad_(true);
+        auto bf = rms ? at::Tensor() : b.to(at::kFloat).requires_grad_(true);
+        auto h = with_residual ? xf + r.to(at::kFloat) : xf * 1.0;
+        auto y = rms ? phi::rms_norm(h, wf, 1e-5) : phi::layer_norm(h, wf, bf, 1e-5);
+        auto loss = (y * dy.to(at::kFloat)).sum();
+        if (with_residual) loss = loss + (h * dh_in.to(at::kFloat)).sum();
+        loss.backward();
+        const double tol = tolerance(dtype);
+        const std::string what = std::string(rms ? "rms" : "layer") + " " + c10::toString(dtype) +
+                                 (with_residual ? " +residual" : "");
+        EXPECT_LT(rel(f.h, h), tol) << what;
+        EXPECT_LT(rel(f.y, y), tol) << what;
+        EXPECT_LT(rel(g.dh, xf.grad()), tol) << what;
+        EXPECT_LT(rel(g.dweight, wf.grad()), tol) << what;
+        if (!rms) EXPECT_LT(rel(g.dbias, bf.grad()), tol) << what;
+      }
+    }
+  }
+}
+
+TEST(CudaKernels, ActivationsForwardAndBackward) {
+  REQUIRE_GPU();
+  using phi::FusedActivation;
+  for (auto kind : {FusedActivation::kGeluNew, FusedActivation::kSwiGlu, FusedActivation::kGeGelu}) {
+    for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      const int64_t inner = 1000;
+      const bool gated = kind != FusedActivation::kGeluNew;
+      auto x = (3 * at::randn({19, gated ? 2 * inner : inner}, on(at::kFloat))).to(dtype);
+      auto dy = at::randn({19, inner}, on(dtype));
+      const double limit = 5.0;  // small enough that the clamps matter
+      poison();
+      auto y = phi::activation_cuda(x, kind, limit);
+      poison();
+      auto dx = phi::activation_backward_cuda(x, dy, kind, limit);
+      auto xf = x.to(at::kFloat).requires_grad_(true);
+      auto ref = kind == FusedActivation::kGeluNew ? phi::gelu_new(xf)
+                 : kind == FusedActivation::kSwiGlu ? phi::swiglu(xf)
+                                                    : phi::gegelu(xf, limit);
+      (ref * dy.to(at::kFloat)).sum().backward();
+      EXPECT_LT(rel(y, ref), tolerance(dtype)) << static_cast<int>(kind) << " " << dtype;
+      EXPECT_LT(rel(dx, xf.grad()), tolerance(dtype)) << static_cast<int>(kind) << " " << dtype;
+    }
+  }
+}
+
+TEST(CudaKernels, RotaryForwardAndInverse) {
+  REQUIRE_GPU();
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    for (int64_t rot : {int64_t(96), int64_t(32)}) {  // full and partial rotary (phi-2 style)
+      const int64_t B = 2, T = 50, H = 6, D = 96;
+      // q as the model makes it: a transposed view of [B, T, H, D].
+      auto q = at::randn({B, T, H, D}, on(dtype)).transpose(1, 2);
+      auto pos = at::arange(T, on(at::kFloat)).view({1, T, 1}).expand({B, T, rot / 2});
+      auto inv = at::pow(10000.0, -at::arange(0, rot, 2, on(at::kFloat)) / rot);
+      auto angles = at::cat({pos * inv, pos * inv}, -1);
+      auto cos = angles.cos(), sin = angles.sin();
+      poison();
+      auto out = phi::rotary_cuda(q, cos, sin);
+      auto qf = q.to(at::kFloat).requires_grad_(true);
+      auto ref = phi::apply_rotary(qf, cos, sin);
+      EXPECT_LT(rel(out, ref), tolerance(dtype)) << dtype << " rot " << rot;
+      auto g = at::randn({B, H, T, D}, on(dtype));
+      (ref * g.to(at::kFloat)).sum().backward();
+      poison();
+      auto back = phi::rotary_cuda(g, cos, sin, /*inverse=*/true);
+      EXPECT_LT(rel(back, qf.grad()), tolerance(dtype)) << dtype << " rot " << rot << " (inverse)";
+    }
+  }
+}
+
+struct AttentionCase {
+  int64_t B, Hq, Hkv, T, D;
+  bool padding;
+};
+
+phi::AttentionMaskSpec rows_mask(int64_t B, int64_t T, const at::Tensor& lengths) {
+  phi::AttentionMaskSpec m;
+  m.query_positions = at::arange(T, on(at::kLong)).unsqueeze(0).expand({B, T});
+  m.key_lengths = lengths;
+  return m;
+}
+
+TEST(CudaKernels, FlashAttentionForwardAndBackward) {
+  REQUIRE_GPU();
+  const std::vector<AttentionCase> cases = {
+      {2, 4, 4, 128, 64, false}, {2, 8, 2, 200, 80, true}, {1, 6, 3, 257, 96, true}, {2, 4, 1, 96, 128, false},
+      {1, 32, 32, 512, 96, false}};
+  for (const auto& c : cases) {
+    for (auto dtype : {at::kBFloat16, at::kHalf}) {
+      const std::string what = "B" + std::to_string(c.B) + " Hq" + std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) +
+                               " T" + std::to_string(c.T) + " D" + std::to_string(c.D) + (c.padding ? " padded " : " ") +
+                               c10::toString(dtype);
+      // q, k, v as strided views of one [B, T, (Hq + 2 Hkv), D] projection, like the model's.
+      auto qkv = at::randn({c.B, c.T, c.Hq + 2 * c.Hkv, c.D}, on(dtype));
+      auto q = qkv.narrow(2, 0, c.Hq).transpose(1, 2);
+      auto k = qkv.narrow(2, c.Hq, c.Hkv).transpose(1, 2);
+      auto v = qkv.narrow(2, c.Hq + c.Hkv, c.Hkv).transpose(1, 2);
+      at::Tensor lengths = at::full({c.B}, c.T, on(at::kLong));
+      if (c.padding) lengths[0] = c.T - 37;
+      const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
+      poison();
+      auto f = phi::flash_attention_forward_cuda(q, k, v, c.padding ? lengths : at::Tensor(), scale);
+      auto qf = q.to(at::kFloat).requires_grad_(true), kf = k.to(at::kFloat).requires_grad_(true),
+           vf = v.to(at::kFloat).requires_grad_(true);
+      auto mask = rows_mask(c.B, c.T, lengths);
+      auto ref = phi::attention_reference(qf, kf, vf, scale, mask);
+      EXPECT_LT(rel(f.out, ref), tolerance(dtype)) << what;
+      // logsumexp of the visible scaled scores.
+      {
+        at::NoGradGuard no_grad;
+        auto kr = kf.repeat_interleave(c.Hq / c.Hkv, 1);
+        auto scores = at::matmul(qf, kr.transpose(-1, -2)) * scale;
+        auto visible = phi::build_attention_mask(mask, c.Hq, c.T);
+        auto lse_ref = scores.masked_fill(visible.logical_not(), -INFINITY).logsumexp(-1);
+        EXPECT_LT(rel(f.lse, lse_ref), 1e-3) << what << " lse";
+      }
+      auto d_out = at::randn({c.B, c.Hq, c.T, c.D}, on(dtype));
+      (ref * d_out.to(at::kFloat)).sum().backward();
+      poison();
+      auto g = phi::flash_attention_backward_cuda(q, k, v, f, d_out, c.padding ? lengths : at::Tensor(), scale);
+      EXPECT_LT(rel(g.dq, qf.grad()), tolerance(dtype)) << what << " dq";
+      EXPECT_LT(rel(g.dk, kf.grad()), tolerance(dtype)) << what << " dk";
+      EXPECT_LT(rel(g.dv, vf.grad()), tolerance(dtype)) << what << " dv";
+    }
+  }
+}
+
+TEST(CudaKernels, DecodeAttentionOverACache) {
+  REQUIRE_GPU();
+  for (int64_t D : {int64_t(64), int64_t(80), int64_t(96), int64_t(128)}) {
+    for (int64_t Tq : {int64_t(1), int64_t(3)}) {
+      for (auto dtype : {at::kBFloat16, at::kHalf, at::kFloat}) {
+        const int64_t B = 3, Hq = 8, Hkv = 4, capacity = 1100;
+        auto lengths = at::tensor(std::vector<int64_t>{1037, 5, 600}, at::kLong).to(at::kCUDA);
+        auto q = at::randn({B, Hq, Tq, D}, on(dtype));
+        auto k = at::randn({B, Hkv, capacity, D}, on(dtype));
+        auto v = at::randn({B, Hkv, capacity, D}, on(dtype));
+        // Cache rows past each length hold garbage that must never be read into the result.
+        k.narrow(2, 1037, capacity - 1037).fill_(NAN);
+        v.narrow(2, 1037, capacity - 1037).fill_(NAN);
+        const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+        phi::AttentionMaskSpec mask;
+        mask.query_positions = lengths.unsqueeze(1) - Tq + at::arange(Tq, on(at::kLong)).unsqueeze(0);
+        mask.key_lengths = lengths;
+        auto ref = phi::attention_reference(q.to(at::kFloat), k.narrow(2, 0, 1037).to(at::kFloat),
+                                            v.narrow(2, 0, 1037).to(at::kFloat), scale, mask);
+        for (int64_t splits : {int64_t(0), int64_t(1), int64_t(7)}) {
+          poison();
+          auto out = phi::decode_attention_cuda(q, k, v, lengths, scale, splits);
+          EXPECT_LT(rel(out, ref), tolerance(dtype)) << "D" << D << " Tq" << Tq << " " << dtype << " splits " << splits;
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaKernels, ModelForwardWithFusedAttentionMatchesTheReference) {
+  REQUIRE_GPU();
+  at::NoGradGuard no_grad;
+  // Head dim 64 (a fused-kernel size), GQA.
+  auto config = phi::preset_model_config("tiny-phi3", {"hidden_size=256", "n_heads=4", "n_kv_heads=2"});
+  auto model = phi::Transformer::random(config, 3, at::kFloat, 0.05);
+  model.to(at::Device(at::kCUDA), at::kBFloat16);
+  auto ids = at::randint(0, config.vocab_size, {2, 70}, at::kLong);
+  phi::set_attention_backend("aten");
+  auto reference = model.forward(ids);
+  phi::set_attention_backend("fused");
+  auto fused = model.forward(ids);
+  auto cache = model.make_cache(2, 80, 80);
+  model.forward_cached(ids.narrow(1, 0, 69), {69, 69}, cache);
+  auto step = model.forward_cached(ids.narrow(1, 69, 1), {1, 1}, cache);
+  phi::set_attention_backend("aten");
+  EXPECT_LT(rel(fused, reference), 2e-2);
+  EXPECT_LT(rel(step, reference.narrow(1, 69, 1)), 2e-2);
+}
+
+TEST(CudaKernels, WithoutGpuTheEntryPointsSayWhy) {
   if (phi::cuda_kernels_runnable()) GTEST_SKIP() << "a GPU is present";
   auto x = at::randn({2, 8});
   EXPECT_THROW(phi::rms_norm_cuda(x, at::ones({8}), 1e-5), phi::Error);
+  EXPECT_THROW(phi::activation_cuda(x, phi::FusedActivation::kSwiGlu), phi::Error);
+  auto q = at::randn({1, 2, 4, 64});
+  EXPECT_THROW(phi::flash_attention_forward_cuda(q, q, q, {}, 0.125), phi::Error);
+  EXPECT_THROW(phi::set_attention_backend("magic"), phi::Error);
 }
 
 }  // namespace

@@ -27,6 +27,10 @@ struct AttentionMaskSpec {
   const BlockSparseLayout* blocksparse = nullptr;  // nullptr: dense causal
   at::Tensor segments;         // optional int64 [B, T] (Tq == Tk, training forward): key s is
                                // visible from query p only inside the same segment (document)
+  // Hints that let the fused / library kernels take over (they restate what the tensors say):
+  bool queries_are_rows = false;        // query i sits at position i (whole-sequence forward)
+  bool queries_end_at_lengths = false;  // query t of Tq sits at key_lengths[b] - Tq + t (decode)
+  bool no_padding = false;              // key_lengths[b] == Tk for every b
 };
 
 /// softmax(scale * q k^T + mask) v with GQA (query head h uses kv head h / (Hq / Hkv)).

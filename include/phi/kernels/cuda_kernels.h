@@ -1,8 +1,12 @@
 // Fused CUDA kernels behind plain C++ declarations (no CUDA headers here). Whether they were
 // compiled is a build option (PHI_WITH_CUDA); whether they can run depends on a GPU being present.
-// The ATen references in ops.h / attention.h stay the default path until each kernel has been
-// verified on a GPU (docs/perf.md).
+// Each has an ATen reference (ops.h, attention.h) that the CPU path and the tests use; the ATen
+// path stays the default until a kernel is verified on a GPU (docs/perf.md), and
+// set_attention_backend() / PHI_ATTENTION=fused selects the fused attention.
+// Every entry point throws phi::Error when CUDA is unavailable or an argument is out of range.
 #pragma once
+
+#include <string>
 
 #include <ATen/core/Tensor.h>
 
@@ -13,9 +17,59 @@ bool cuda_kernels_compiled();
 /// True when the kernels were compiled and a CUDA device is present.
 bool cuda_kernels_runnable();
 
-/// Fused RMSNorm (float32 statistics, weight applied after the cast back), x [..., H] contiguous
-/// float32/bfloat16/float16 on a CUDA device, weight [H] of the same dtype. Throws when CUDA is
-/// unavailable.
+// ---- norms ------------------------------------------------------------------------------------------
+/// h = x + residual (residual optional), y = RMSNorm(h) * weight (rms) or LayerNorm(h) * weight +
+/// bias; float32 statistics kept for the backward. x [..., H] float32 / bf16 / f16 on CUDA.
+struct AddNormResult {
+  at::Tensor y, h, mean, rstd;  // mean is empty for RMSNorm
+};
+AddNormResult add_norm_cuda(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                            const at::Tensor& bias, double eps, bool rms);
+/// Gradients of add_norm_cuda: dh = d y / d h (dy) + dh_in (the residual path's gradient, optional);
+/// dh is also the gradient of x and of residual. dweight / dbias in float32.
+struct AddNormGrads {
+  at::Tensor dh, dweight, dbias;
+};
+AddNormGrads add_norm_backward_cuda(const at::Tensor& dy, const at::Tensor& dh_in, const at::Tensor& h,
+                                    const at::Tensor& weight, const AddNormResult& forward, bool rms);
 at::Tensor rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// ---- elementwise ---------------------------------------------------------------------------------------
+enum class FusedActivation { kGeluNew, kSwiGlu, kGeGelu };
+/// gelu_new(x) [.., I]; swiglu / gegelu of x = [a | b] halves [.., 2I] -> [.., I].
+at::Tensor activation_cuda(const at::Tensor& x, FusedActivation kind, double limit = 0);
+at::Tensor activation_backward_cuda(const at::Tensor& x, const at::Tensor& dy, FusedActivation kind, double limit = 0);
+/// Rotary embedding of x [B, H, T, D] (last dim contiguous) with cos / sin float32 [B, T, rot];
+/// inverse = true applies the transpose (the backward). Returns a contiguous [B, H, T, D].
+at::Tensor rotary_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool inverse = false);
+
+// ---- attention -----------------------------------------------------------------------------------------
+/// Causal flash attention with key padding (key_lengths int64 [B] on the device, optional) and GQA:
+/// q [B, Hq, T, D], k / v [B, Hkv, T, D], bf16 / f16, D in {64, 80, 96, 128}.
+struct FlashForward {
+  at::Tensor out;  // [B, Hq, T, D] contiguous
+  at::Tensor lse;  // float32 [B, Hq, T]
+};
+FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                          const at::Tensor& key_lengths, double scale);
+struct FlashGrads {
+  at::Tensor dq, dk, dv;
+};
+FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                         const FlashForward& forward, const at::Tensor& d_out,
+                                         const at::Tensor& key_lengths, double scale);
+/// The same with autograd (gradients reach q, k and v).
+at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& key_lengths, double scale);
+/// Decode attention over a KV cache: q [B, Hq, Tq, D] (the last Tq positions of each sequence),
+/// k / v [B, Hkv, Tk, D] (cache rows, the first key_lengths[b] valid), split along the keys
+/// (splits = 0: chosen from the shape and the device). Returns [B, Hq, Tq, D].
+at::Tensor decode_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& key_lengths, double scale, int64_t splits = 0);
+
+/// "aten" (default) or "fused": which attention the dispatch point uses on CUDA where the fused
+/// kernels apply. Initialised from PHI_ATTENTION.
+void set_attention_backend(const std::string& name);
+const std::string& attention_backend();
 
 }  // namespace phi

@@ -92,18 +92,20 @@ class Transformer {
     std::vector<int64_t> slots;
     std::vector<int64_t> new_lengths;
     at::Tensor slot_index;  // int64 [n] on the model's device
+    bool all_full = false;  // every row's new_lengths == T (no padded queries)
   };
   at::Tensor attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
                              const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
-                             const CacheStep* step, const at::Tensor& segments) const;
+                             const CacheStep* step, const at::Tensor& segments, bool no_padding) const;
   /// long_rope: per row, whether LongRoPE's long factors apply. positions are absolute (masks);
   /// rope_positions (default: positions) rotate q and k.
   at::Tensor run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
                  const std::vector<bool>& long_rope, const CacheStep* step, const at::Tensor& segments = {},
-                 const at::Tensor& rope_positions = {}) const;
+                 const at::Tensor& rope_positions = {}, bool no_padding = false) const;
   /// What every block of one forward shares.
   struct BlockInputs {
     at::Tensor positions, cos, sin, key_lengths, segments;
+    bool no_padding = false;  // key_lengths are all T
   };
   /// Block `index` applied to the residual stream x.
   at::Tensor block(int64_t index, const at::Tensor& x, const BlockInputs& in, const CacheStep* step) const;

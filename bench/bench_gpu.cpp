@@ -1,0 +1,186 @@
+// GPU benchmarks (Google Benchmark, manual time: the device is synchronised around each timed
+// region). scripts/gpu_check.sh runs them and prints the table with ratios measured in the same run.
+//   attention/<impl>/<fwd|fwdbwd>/B/H/S/D   impl: phi (our flash kernels), flash (torch SDPA's
+//       FlashAttention backend), cudnn (torch SDPA's cuDNN backend); causal, bf16; TFLOP/s counter
+//       (causal forward = 2 B H S^2 D, forward+backward = 3.5x that).
+//   copy      device-to-device copy bandwidth (bytes read + written).
+//   decode/<backend>   Phi-3-mini shape, random bf16 weights, batch 1, 512-token prompt, 256 new
+//       tokens (greedy), tokens/s of the decode phase; weight_bytes for the bandwidth floor.
+//   train/phi-1.5      one training step (bf16 autocast, float32 master weights, AdamW, fused
+//       attention), batch 4 x 2048: tokens/s and model FLOP/s.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <functional>
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/cuda/CUDAFunctions.h>
+
+#include "phi/config/model_config.h"
+#include "phi/kernels/cuda_kernels.h"
+#include "phi/models/model_info.h"
+#include "phi/models/transformer.h"
+#include "phi/train/optimizer.h"
+
+namespace {
+
+double timed(const std::function<void()>& f) {
+  c10::cuda::device_synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  c10::cuda::device_synchronize();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void set_sdpa_backend(const std::string& impl) {
+  auto& ctx = at::globalContext();
+  ctx.setSDPUseFlash(impl == "flash");
+  ctx.setSDPUseCuDNN(impl == "cudnn");
+  ctx.setSDPUseMemEfficient(false);
+  ctx.setSDPUseMath(false);
+}
+
+void attention(benchmark::State& state, std::string impl, bool backward, int64_t B, int64_t H, int64_t S, int64_t D) {
+  auto opts = at::device(at::kCUDA).dtype(at::kBFloat16);
+  // Two input sets, alternated, so that repeated runs do not read one set from L2.
+  std::vector<std::array<at::Tensor, 3>> sets;
+  for (int i = 0; i < 2; ++i) {
+    sets.push_back({at::randn({B, H, S, D}, opts).requires_grad_(backward), at::randn({B, H, S, D}, opts).requires_grad_(backward),
+                    at::randn({B, H, S, D}, opts).requires_grad_(backward)});
+  }
+  auto grad = at::randn({B, H, S, D}, opts);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  if (impl != "phi") set_sdpa_backend(impl);
+  auto run = [&](int which) {
+    auto& [q, k, v] = sets[which];
+    at::Tensor out;
+    if (impl == "phi") {
+      out = phi::flash_attention_cuda(q, k, v, {}, scale);
+    } else {
+      out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, scale);
+    }
+    if (backward) out.backward(grad);
+  };
+  std::unique_ptr<at::NoGradGuard> no_grad;
+  if (!backward) no_grad = std::make_unique<at::NoGradGuard>();
+  for (int i = 0; i < 3; ++i) run(i % 2);  // warm-up
+  int it = 0;
+  for (auto _ : state) state.SetIterationTime(timed([&] { run(it++ % 2); }));
+  const double flops = 2.0 * B * H * static_cast<double>(S) * S * D * (backward ? 3.5 : 1.0);
+  state.counters["TFLOPs"] = benchmark::Counter(flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
+  set_sdpa_backend("flash");
+  at::globalContext().setSDPUseMemEfficient(true);
+  at::globalContext().setSDPUseCuDNN(true);
+  at::globalContext().setSDPUseMath(true);
+}
+
+void copy_bandwidth(benchmark::State& state) {
+  const int64_t n = int64_t(1) << 30;  // 1 GiB per buffer
+  auto a = at::randint(0, 255, {n}, at::device(at::kCUDA).dtype(at::kByte));
+  auto b = at::empty_like(a);
+  b.copy_(a);
+  for (auto _ : state) state.SetIterationTime(timed([&] { b.copy_(a); }));
+  state.counters["GBps"] = benchmark::Counter(2.0 * n / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Random weights straight on the device (N(0, 0.02) matrices, unit norms, zero biases).
+phi::Transformer random_on_gpu(const phi::ModelConfig& config, at::ScalarType dtype) {
+  phi::ParameterMap params;
+  auto opts = at::device(at::kCUDA).dtype(dtype);
+  for (const auto& [name, shape] : phi::expected_parameters(config)) {
+    const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    const bool norm = name.find("norm.") != std::string::npos;
+    params[name] = norm && !bias ? at::ones(shape, opts) : (bias ? at::zeros(shape, opts) : at::randn(shape, opts) * 0.02);
+  }
+  return phi::Transformer(config, std::move(params));
+}
+
+void decode(benchmark::State& state, std::string backend) {
+  at::NoGradGuard no_grad;
+  phi::set_attention_backend(backend);
+  auto config = phi::preset_model_config("phi-3-mini-4k");
+  auto model = random_on_gpu(config, at::kBFloat16);
+  const int64_t prompt = 512, steps = 256;
+  auto ids = at::randint(0, config.vocab_size, {1, prompt}, at::kLong);
+  double weight_bytes = 0;
+  for (const auto& [name, p] : model.parameters()) weight_bytes += static_cast<double>(p.numel() * p.element_size());
+  for (auto _ : state) {
+    auto cache = model.make_cache(1, prompt + steps, prompt + steps);
+    auto logits = model.forward_cached(ids, {prompt}, cache);
+    auto next = logits.select(1, prompt - 1).argmax(-1).unsqueeze(1).cpu();
+    state.SetIterationTime(timed([&] {
+      for (int64_t s = 0; s < steps; ++s) {
+        auto step = model.forward_cached(next, {1}, cache);
+        next = step.select(1, 0).argmax(-1).unsqueeze(1).cpu();
+      }
+    }));
+  }
+  state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(steps), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes"] = weight_bytes;
+  phi::set_attention_backend("aten");
+}
+
+void train_step(benchmark::State& state) {
+  phi::set_attention_backend("fused");
+  auto config = phi::preset_model_config("phi-1.5");
+  auto model = random_on_gpu(config, at::kFloat);  // float32 master weights
+  phi::OptimizerConfig oc;
+  oc.name = "adamw";
+  oc.lr = 1e-4;
+  phi::Optimizer optimizer(model.mutable_parameters(), oc);
+  const int64_t B = 4, S = 2048;
+  auto step = [&] {
+    auto ids = at::randint(0, config.vocab_size, {B, S + 1}, at::kLong);
+    at::Tensor loss;
+    {
+      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+      auto logits = model.forward(ids.narrow(1, 0, S));
+      loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), ids.narrow(1, 1, S).reshape({-1}).to(at::kCUDA));
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();
+    }
+    loss.backward();
+    optimizer.step(oc.lr);
+  };
+  step();  // warm-up (allocations, optimizer state)
+  for (auto _ : state) state.SetIterationTime(timed(step));
+  const double n = static_cast<double>(phi::model_info(config).n_parameters);
+  const double per_token = 6.0 * n + 6.0 * config.n_layers * S * config.hidden_size;  // + causal attention
+  state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(B * S), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["model_TFLOPs"] = benchmark::Counter(per_token * B * S / 1e12, benchmark::Counter::kIsIterationInvariantRate);
+  phi::set_attention_backend("aten");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (!phi::cuda_kernels_runnable()) {
+    std::fprintf(stderr, "bench_gpu: no CUDA GPU (or libphi built without its kernels)\n");
+    return 0;
+  }
+  const std::vector<std::array<int64_t, 4>> shapes = {{4, 32, 2048, 96}, {4, 32, 2048, 64}, {2, 32, 4096, 80}, {8, 32, 1024, 128}};
+  for (bool backward : {false, true}) {
+    for (const auto& s : shapes) {
+      for (const std::string impl : {"phi", "flash", "cudnn"}) {
+        const std::string name = "attention/" + impl + (backward ? "/fwdbwd/" : "/fwd/") + std::to_string(s[0]) + "/" +
+                                 std::to_string(s[1]) + "/" + std::to_string(s[2]) + "/" + std::to_string(s[3]);
+        benchmark::RegisterBenchmark(name.c_str(), attention, impl, backward, s[0], s[1], s[2], s[3])
+            ->UseManualTime()->Iterations(backward ? 10 : 20)->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  benchmark::RegisterBenchmark("copy", copy_bandwidth)->UseManualTime()->Iterations(20)->Unit(benchmark::kMillisecond);
+  for (const std::string backend : {"aten", "fused"}) {
+    benchmark::RegisterBenchmark(("decode/" + backend).c_str(), decode, backend)
+        ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RegisterBenchmark("train/phi-1.5", train_step)->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

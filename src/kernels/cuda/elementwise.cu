@@ -1,0 +1,131 @@
+// Fused elementwise kernels: the MLP activations (forward and backward) and the rotary embedding.
+// Activations: one thread per output element, float32 math, one rounding to the storage dtype.
+// x is [n, I] (gelu_new) or [n, 2I] as [a | b] halves (swiglu: silu(a) * b; gegelu: quick_gelu of a
+// clamped above at `limit`, times b clamped to [-limit, limit] plus 1, as Phi-3-small). The
+// backward recomputes the forward's intermediates from x (nothing else is stored).
+// Rotary: one block per (b, h, t) row; NeoX halves on the first `rot` dims, the rest copied.
+#include "kernels/cuda/common.cuh"
+
+namespace phi::cuda {
+namespace {
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+
+__device__ __forceinline__ float sigmoidf(float v) { return 1.f / (1.f + __expf(-v)); }
+
+template <typename T>
+__global__ void activation_forward_kernel(Activation kind, const T* __restrict__ x, T* __restrict__ y, int64_t rows,
+                                          int64_t inner, float limit) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= rows * inner) return;
+  const int64_t r = i / inner, c = i % inner;
+  if (kind == Activation::kGeluNew) {
+    const float v = to_float(x[i]);
+    const float t = tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v));
+    y[i] = from_float<T>(0.5f * v * (1.f + t));
+    return;
+  }
+  float a = to_float(x[r * 2 * inner + c]);
+  float b = to_float(x[r * 2 * inner + inner + c]);
+  if (kind == Activation::kSwiGlu) {
+    y[i] = from_float<T>(a * sigmoidf(a) * b);
+  } else {
+    if (!isinf(a)) a = fminf(a, limit);
+    if (!isinf(b)) b = fminf(fmaxf(b, -limit), limit);
+    y[i] = from_float<T>(a * sigmoidf(1.702f * a) * (b + 1.f));
+  }
+}
+
+template <typename T>
+__global__ void activation_backward_kernel(Activation kind, const T* __restrict__ x, const T* __restrict__ dy,
+                                           T* __restrict__ dx, int64_t rows, int64_t inner, float limit) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= rows * inner) return;
+  const int64_t r = i / inner, c = i % inner;
+  const float g = to_float(dy[i]);
+  if (kind == Activation::kGeluNew) {
+    const float v = to_float(x[i]);
+    const float t = tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v));
+    const float dt = (1.f - t * t) * kSqrt2OverPi * (1.f + 3.f * 0.044715f * v * v);
+    dx[i] = from_float<T>(g * (0.5f * (1.f + t) + 0.5f * v * dt));
+    return;
+  }
+  const int64_t ia = r * 2 * inner + c, ib = ia + inner;
+  const float a = to_float(x[ia]), b = to_float(x[ib]);
+  if (kind == Activation::kSwiGlu) {
+    const float s = sigmoidf(a);
+    dx[ia] = from_float<T>(g * b * s * (1.f + a * (1.f - s)));
+    dx[ib] = from_float<T>(g * a * s);
+  } else {
+    const bool a_passes = isinf(a) || a <= limit;  // clamp passes the gradient inside its range
+    const bool b_passes = isinf(b) || (b >= -limit && b <= limit);
+    const float ac = isinf(a) ? a : fminf(a, limit);
+    const float bc = isinf(b) ? b : fminf(fmaxf(b, -limit), limit);
+    const float s = sigmoidf(1.702f * ac);
+    const float qg = ac * s;
+    dx[ia] = from_float<T>(a_passes ? g * (bc + 1.f) * (s + 1.702f * ac * s * (1.f - s)) : 0.f);
+    dx[ib] = from_float<T>(b_passes ? g * qg : 0.f);
+  }
+}
+
+template <typename T>
+__global__ void rotary_kernel(const T* __restrict__ x, int64_t sb, int64_t sh, int64_t st, const float* __restrict__ cos,
+                              const float* __restrict__ sin, T* __restrict__ out, int64_t H, int64_t T_, int64_t D,
+                              int64_t rot, float sign) {
+  const int64_t row = blockIdx.x;  // (b, h, t)
+  const int64_t t = row % T_, h = (row / T_) % H, b = row / (T_ * H);
+  const T* xr = x + b * sb + h * sh + t * st;
+  T* orow = out + row * D;
+  const float* c = cos + (b * T_ + t) * rot;
+  const float* s = sin + (b * T_ + t) * rot;
+  const int64_t half = rot / 2;
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    const float v = to_float(xr[d]);
+    if (d >= rot) {
+      orow[d] = xr[d];
+    } else {
+      const float other = d < half ? -to_float(xr[d + half]) : to_float(xr[d - half]);
+      orow[d] = from_float<T>(v * c[d] + sign * other * s[d]);
+    }
+  }
+}
+
+}  // namespace
+
+int activation_forward(DType dtype, Activation kind, const void* x, void* y, int64_t rows, int64_t inner, float limit,
+                       void* stream) {
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t n = rows * inner;
+    if (n == 0) return 0;
+    activation_forward_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+        kind, static_cast<const T*>(x), static_cast<T*>(y), rows, inner, limit);
+    return static_cast<int>(cudaGetLastError());
+  });
+}
+
+int activation_backward(DType dtype, Activation kind, const void* x, const void* dy, void* dx, int64_t rows,
+                        int64_t inner, float limit, void* stream) {
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t n = rows * inner;
+    if (n == 0) return 0;
+    activation_backward_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+        kind, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dx), rows, inner, limit);
+    return static_cast<int>(cudaGetLastError());
+  });
+}
+
+int rotary(DType dtype, const void* x, int64_t sb, int64_t sh, int64_t st, const float* cos, const float* sin,
+           void* out, int64_t B, int64_t H, int64_t T, int64_t D, int64_t rot, float sign, void* stream) {
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using E = decltype(tag);
+    const int64_t rows = B * H * T;
+    if (rows == 0) return 0;
+    rotary_kernel<E><<<static_cast<unsigned>(rows), D >= 128 ? 128 : 64, 0, static_cast<cudaStream_t>(stream)>>>(
+        static_cast<const E*>(x), sb, sh, st, cos, sin, static_cast<E*>(out), H, T, D, rot, sign);
+    return static_cast<int>(cudaGetLastError());
+  });
+}
+
+}  // namespace phi::cuda
