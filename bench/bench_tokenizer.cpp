@@ -2,6 +2,7 @@
 // scripts/bench_tokenizer.sh, which measures tiktoken and sentencepiece on the same text in the
 // same run and prints the ratios.
 //   bench_tokenizer --text FILE --gpt2 DIR --spm DIR --tiktoken DIR [benchmark flags]
+#include <cstdint>
 #include <benchmark/benchmark.h>
 
 #include <fstream>

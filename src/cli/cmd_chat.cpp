@@ -1,5 +1,6 @@
 // phi chat --model DIR: an interactive chat that streams tokens, keeps the multi-turn history and
 // understands /reset, /system TEXT, /quit.
+#include <cstdint>
 #include <unistd.h>
 
 #include <chrono>

@@ -1,4 +1,5 @@
 // phi convert --from DIR --to DIR [--dtype bf16] [--max-shard-size 2GB]
+#include <cstdint>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>

@@ -1,5 +1,6 @@
 // phi init --preset NAME | --config FILE --output DIR [--seed N] [--dtype f32] [--set k=v]
 // Writes a freshly initialised model as a Hugging Face checkpoint directory.
+#include <cstdint>
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"

@@ -1,4 +1,5 @@
 // phi serve --model DIR [--host 127.0.0.1] [--port 8080] [--max-batch 8] [--context N] ...
+#include <cstdint>
 #include <csignal>
 
 #include <spdlog/spdlog.h>

@@ -2,6 +2,7 @@
 // loaded model, tokenizer, chat template and end tokens.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>

@@ -1,5 +1,6 @@
 #include "phi/config/model_config.h"
 
+#include <cstdint>
 #include <cmath>
 
 #include "phi/core/error.h"

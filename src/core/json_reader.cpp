@@ -1,5 +1,6 @@
 #include "phi/core/json_reader.h"
 
+#include <cstdint>
 #include <fcntl.h>
 #include <unistd.h>
 

@@ -1,5 +1,6 @@
 #include "phi/data/lego.h"
 
+#include <cstdint>
 #include <algorithm>
 #include <numeric>
 #include <random>

@@ -1,5 +1,6 @@
 #include "phi/data/textbook.h"
 
+#include <cstdint>
 #include <random>
 #include <vector>
 

@@ -1,5 +1,6 @@
 #include "phi/infer/jinja.h"
 
+#include <cstdint>
 #include <cctype>
 #include <functional>
 #include <vector>

@@ -1,5 +1,6 @@
 #include "infer/sequence.h"
 
+#include <cstdint>
 #include <algorithm>
 
 namespace phi {

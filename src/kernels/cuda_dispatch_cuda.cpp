@@ -233,10 +233,12 @@ FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& 
 
 namespace {
 struct FlashFunction : torch::autograd::Function<FlashFunction> {
+  // key_lengths is always a defined tensor here (autograd inputs must be): empty = no padding.
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
                             const at::Tensor& v, const at::Tensor& key_lengths, double scale) {
-    auto f = flash_attention_forward_cuda(q, k, v, key_lengths, scale);
-    ctx->save_for_backward({q, k, v, f.out, f.lse, key_lengths.defined() ? key_lengths : at::Tensor()});
+    const at::Tensor lengths = key_lengths.numel() > 0 ? key_lengths : at::Tensor();
+    auto f = flash_attention_forward_cuda(q, k, v, lengths, scale);
+    ctx->save_for_backward({q, k, v, f.out, f.lse, key_lengths});
     ctx->saved_data["scale"] = scale;
     return f.out;
   }
@@ -244,7 +246,8 @@ struct FlashFunction : torch::autograd::Function<FlashFunction> {
                                                  torch::autograd::variable_list grads) {
     auto saved = ctx->get_saved_variables();
     FlashForward f{saved[3], saved[4]};
-    auto g = flash_attention_backward_cuda(saved[0], saved[1], saved[2], f, grads[0], saved[5],
+    const at::Tensor lengths = saved[5].numel() > 0 ? saved[5] : at::Tensor();
+    auto g = flash_attention_backward_cuda(saved[0], saved[1], saved[2], f, grads[0], lengths,
                                            ctx->saved_data["scale"].toDouble());
     return {g.dq, g.dk, g.dv, at::Tensor(), at::Tensor()};
   }
@@ -253,7 +256,8 @@ struct FlashFunction : torch::autograd::Function<FlashFunction> {
 
 at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const at::Tensor& key_lengths, double scale) {
-  return FlashFunction::apply(q, k, v, key_lengths, scale);
+  auto lengths = key_lengths.defined() ? key_lengths : at::empty({0}, q.options().dtype(at::kLong));
+  return FlashFunction::apply(q, k, v, lengths, scale);
 }
 
 at::Tensor decode_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -1,4 +1,5 @@
 // SentencePiece models (Phi-3 mini / medium) through libsentencepiece.
+#include <cstdint>
 #include <sentencepiece_processor.h>
 
 #include "phi/core/error.h"

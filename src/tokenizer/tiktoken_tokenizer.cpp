@@ -1,5 +1,6 @@
 // tiktoken ranks files (cl100k_base for Phi-3-small): the rank of a token is both its merge priority
 // and its id.
+#include <cstdint>
 #include <fstream>
 
 #include "phi/core/error.h"

@@ -2,6 +2,7 @@
 // longest) before the model's own splitting, BOS/EOS, and decoding around them.
 #include "phi/tokenizer/tokenizer.h"
 
+#include <cstdint>
 #include <algorithm>
 
 #include "phi/core/error.h"

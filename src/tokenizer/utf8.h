@@ -1,6 +1,7 @@
 // UTF-8 helpers shared by the tokenizers.
 #pragma once
 
+#include <cstdint>
 #include <cstddef>
 #include <string>
 #include <string_view>

@@ -4,6 +4,7 @@
 // step.
 #pragma once
 
+#include <cstdint>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
