@@ -15,7 +15,8 @@ def load(name):
         return {}
 
 
-bench = {b["name"]: b for b in load("bench.json").get("benchmarks", [])}
+# Google Benchmark appends "/iterations:N/manual_time" to the registered names.
+bench = {b["name"].split("/iterations:")[0]: b for b in load("bench.json").get("benchmarks", [])}
 try:
     card = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                           text=True).stdout.strip()
