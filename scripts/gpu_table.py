@@ -48,14 +48,16 @@ for backend in ("aten", "fused"):
     else:
         print(f"| attention {backend} | - | - | - |")
 print()
-ours = bench.get("train/phi-1.5", {})
 hf = load("hf_train.json")
 print("| phi-1.5 training step, bf16 | tokens/s | MFU |")
 print("|---|---|---|")
-if ours:
-    print(f"| phi-engine (batch 4 x 2048, fused attention) | {ours['tokens_per_s']:.0f} | {ours['model_TFLOPs'] * 1e12 / PEAK_BF16:.1%} |")
-else:
-    print("| phi-engine | - | - |")
+for backend, label in (("fused", "our flash kernels"), ("aten", "torch SDPA attention")):
+    ours = bench.get(f"train/phi-1.5/{backend}", {})
+    if ours.get("tokens_per_s"):
+        print(f"| phi-engine, {label} (batch 4 x 2048) | {ours['tokens_per_s']:.0f} | "
+              f"{ours['model_TFLOPs'] * 1e12 / PEAK_BF16:.1%} |")
+    else:
+        print(f"| phi-engine, {label} | - {ours.get('error_message', '')[:80]} | - |")
 if hf.get("tokens_per_s"):
     note = f" (batch {hf['batch']}{', OOM at ' + str(hf['oom_at_batch']) if 'oom_at_batch' in hf else ''})"
     print(f"| transformers eager{note} | {hf['tokens_per_s']:.0f} | {hf['model_tflops'] * 1e12 / PEAK_BF16:.1%} |")

@@ -8,6 +8,7 @@
 #include "phi/core/error.h"
 #include "phi/kernels/attention.h"
 #include "phi/kernels/ops.h"
+#include "phi/kernels/lm_loss.h"
 #include "phi/models/checkpointing.h"
 #include "phi/models/rope.h"
 
@@ -203,7 +204,7 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
   if (step != nullptr) {
     auto& cache = *step->cache;
     cache.write(index, k, v, step->slots, step->new_lengths);
-    const int64_t n_keys = std::max<int64_t>(1, key_lengths.max().item<int64_t>());
+    const int64_t n_keys = step->n_keys;
     auto keys = cache.keys(index).narrow(2, 0, n_keys);
     auto values = cache.values(index).narrow(2, 0, n_keys);
     if (static_cast<int64_t>(step->slots.size()) != cache.batch_size()) {
@@ -229,7 +230,7 @@ at::Tensor Transformer::block(int64_t i, const at::Tensor& x, const BlockInputs&
 
 at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
                             const std::vector<bool>& long_rope, const CacheStep* step, const at::Tensor& segments,
-                            const at::Tensor& rope_positions, bool no_padding) const {
+                            const at::Tensor& rope_positions, bool no_padding, bool hidden_only) const {
   PHI_CHECK(ids.dim() == 2, "token ids must be [batch, length], got ", ids.sizes());
   const int64_t min_id = ids.numel() ? ids.min().item<int64_t>() : 0;
   const int64_t max_id = ids.numel() ? ids.max().item<int64_t>() : 0;
@@ -264,6 +265,7 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, 
   }
   if (step != nullptr) step->cache->advance(step->slots, step->new_lengths);
   x = norm(x, final_norm_w_, final_norm_b_);
+  if (hidden_only) return x;
   auto logits = optional_linear(x, lm_head_w_, lm_head_b_).to(at::kFloat);
   if (config_.logit_divisor != 1.0) logits = logits / config_.logit_divisor;
   if (masked_ids_.defined()) {
@@ -298,6 +300,29 @@ at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths
   return logits;
 }
 
+at::Tensor Transformer::loss(const at::Tensor& ids, const at::Tensor& targets, const at::Tensor& segments,
+                             int64_t chunk_rows) const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  PHI_CHECK(targets.sizes() == ids.sizes(), "targets must have the shape of ids ", ids.sizes(), ", got ", targets.sizes());
+  auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
+  auto positions = at::arange(T, long_options).unsqueeze(0).expand({B, T});
+  at::Tensor segments_dev, rope_positions;
+  if (segments.defined()) {
+    segments_dev = segments.to(long_options);
+    auto starts = segments_dev.ne(at::constant_pad_nd(segments_dev, {1, 0}, -1).narrow(1, 0, T));
+    rope_positions = positions - std::get<0>(at::cummax(at::where(starts, positions, at::zeros_like(positions)), 1));
+  }
+  auto key_lengths = at::full({B}, T, long_options);
+  std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, T));
+  auto hidden = run(ids, positions, key_lengths, long_rope, nullptr, segments_dev, rope_positions, true, true);
+  LmHead head;
+  head.weight = lm_head_w_;
+  head.bias = lm_head_b_;
+  head.logit_divisor = config_.logit_divisor;
+  head.masked_ids = masked_ids_;
+  return chunked_lm_loss(hidden.reshape({B * T, hidden.size(-1)}), head, targets.reshape({-1}), chunk_rows);
+}
+
 at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths,
                                        KVCache& cache, const std::vector<int64_t>& slots) const {
   const int64_t B = ids.size(0), T = ids.size(1);
@@ -314,6 +339,9 @@ at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<
   }
   PHI_CHECK(static_cast<int64_t>(new_lengths.size()) == B, "new_lengths needs ", B, " entries");
   step.all_full = std::all_of(new_lengths.begin(), new_lengths.end(), [T](int64_t n) { return n == T; });
+  for (size_t i = 0; i < step.slots.size(); ++i) {
+    step.n_keys = std::max(step.n_keys, cache.length(step.slots[i]) + new_lengths[i]);
+  }
   for (auto n : new_lengths) PHI_CHECK(n >= 0 && n <= T, "new length ", n, " outside [0, ", T, "]");
   auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
   std::vector<int64_t> starts;

@@ -1,6 +1,7 @@
 #include "phi/train/optimizer.h"
 
 #include <cmath>
+#include <map>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -33,6 +34,8 @@ OptimizerConfig optimizer_config_from_json(const nlohmann::json& j, const std::s
   c.momentum = r.optional<double>("momentum", c.momentum);
   c.nesterov = r.optional<bool>("nesterov", c.nesterov);
   c.clip_grad_norm = r.optional<double>("clip_grad_norm", c.clip_grad_norm);
+  c.fused = r.optional<std::string>("fused", c.fused);
+  if (c.fused != "auto" && c.fused != "on" && c.fused != "off") r.fail("fused", "must be auto, on or off");
   c.no_decay = r.optional<std::vector<std::string>>("no_decay", c.no_decay);
   c.freeze = r.optional<std::vector<std::string>>("freeze", c.freeze);
   if (r.has_value("lr_scale")) {
@@ -61,7 +64,7 @@ nlohmann::json optimizer_config_to_json(const OptimizerConfig& c) {
   return {{"name", c.name},         {"lr", c.lr},           {"beta1", c.beta1},       {"beta2", c.beta2},
           {"eps", c.eps},           {"weight_decay", c.weight_decay}, {"momentum", c.momentum},
           {"nesterov", c.nesterov}, {"clip_grad_norm", c.clip_grad_norm}, {"no_decay", c.no_decay},
-          {"freeze", c.freeze},     {"lr_scale", scales}};
+          {"freeze", c.freeze},     {"lr_scale", scales},     {"fused", c.fused}};
 }
 
 Optimizer::Optimizer(ParameterMap& parameters, OptimizerConfig config) : config_(std::move(config)) {
@@ -107,10 +110,12 @@ int64_t Optimizer::state_bytes_per_parameter() const {
 double Optimizer::step(double lr, double grad_scale) {
   at::NoGradGuard no_grad;
   // Global gradient norm (float64 accumulation for a reproducible sum order).
-  double total = 0;
+  // One read-back for all parameters (a device sync per parameter would stall a GPU step).
+  std::vector<at::Tensor> squares;
   for (const auto& s : slots_) {
-    if (s.param.grad().defined()) total += s.param.grad().to(at::kDouble).pow(2).sum().item<double>();
+    if (s.param.grad().defined()) squares.push_back(s.param.grad().to(at::kDouble).pow(2).sum());
   }
+  const double total = squares.empty() ? 0.0 : at::stack(squares).sum().item<double>();
   const double norm = std::sqrt(total) / grad_scale;
   if (!std::isfinite(norm)) {
     // Overflow (fp16 loss scaling) or a diverged step: no update, no state change.
@@ -122,6 +127,11 @@ double Optimizer::step(double lr, double grad_scale) {
   ++steps_;
   const double clip = config_.clip_grad_norm > 0 && norm > config_.clip_grad_norm ? config_.clip_grad_norm / (norm + 1e-6) : 1.0;
   const double factor = clip / grad_scale;
+  const bool on_cuda = !slots_.empty() && slots_.front().param.is_cuda();
+  if (config_.name == "adamw" && (config_.fused == "on" || (config_.fused == "auto" && on_cuda))) {
+    fused_adamw(lr, factor);
+    return norm;
+  }
   for (auto& s : slots_) {
     auto grad = s.param.mutable_grad();
     if (!grad.defined()) continue;
@@ -159,6 +169,37 @@ double Optimizer::step(double lr, double grad_scale) {
     grad.zero_();
   }
   return norm;
+}
+
+void Optimizer::fused_adamw(double lr, double grad_factor) {
+  // Groups of parameters sharing (weight decay, lr scale) go through one fused call each.
+  std::map<std::pair<double, double>, std::vector<Slot*>> groups;
+  for (auto& s : slots_) {
+    if (!s.param.grad().defined()) continue;
+    if (!s.exp_avg.defined()) {
+      s.exp_avg = at::zeros_like(s.param);
+      s.exp_avg_sq = at::zeros_like(s.param);
+    }
+    if (!s.step_count.defined()) s.step_count = at::zeros({}, s.param.options().dtype(at::kFloat));
+    s.step_count.fill_(static_cast<double>(steps_));  // bias corrections of this step
+    if (grad_factor != 1.0) s.param.mutable_grad().mul_(grad_factor);
+    groups[{s.weight_decay, s.lr_scale}].push_back(&s);
+  }
+  for (auto& [key, members] : groups) {
+    std::vector<at::Tensor> params, grads, m, v, steps;
+    for (auto* s : members) {
+      params.push_back(s->param);
+      grads.push_back(s->param.grad());
+      m.push_back(s->exp_avg);
+      v.push_back(s->exp_avg_sq);
+      steps.push_back(s->step_count);
+    }
+    at::_fused_adamw_(params, grads, m, v, {}, steps, lr * key.second, config_.beta1, config_.beta2, key.first,
+                      config_.eps, /*amsgrad=*/false, /*maximize=*/false);
+  }
+  for (auto& s : slots_) {
+    if (s.param.grad().defined()) s.param.mutable_grad().zero_();
+  }
 }
 
 NamedTensors Optimizer::state_tensors() const {

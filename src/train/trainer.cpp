@@ -271,15 +271,6 @@ void save_checkpoint(const TrainConfig& config, const Transformer& model, const 
   }
 }
 
-// Mean next-token loss over the targets the loss mask keeps (targets of -100 are ignored); a batch
-// whose targets are all masked contributes 0 rather than NaN.
-at::Tensor masked_loss(const at::Tensor& logits, const at::Tensor& targets) {
-  auto flat_targets = targets.reshape({-1});
-  auto sum = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), flat_targets, {}, at::Reduction::Sum, -100);
-  auto count = flat_targets.ne(-100).sum().clamp_min(1).to(sum.scalar_type());
-  return sum / count;
-}
-
 double evaluate(const Transformer& model, const TrainConfig& config) {
   at::NoGradGuard no_grad;
   TokenLoader loader({{config.valid, 1.0}}, config.seq_len, config.batch_size, 1234, {}, false, config.pack,
@@ -288,8 +279,7 @@ double evaluate(const Transformer& model, const TrainConfig& config) {
   double total = 0;
   for (int64_t i = 0; i < config.eval_batches; ++i) {
     auto batch = loader.next();
-    auto logits = model.forward(batch.inputs, {}, batch.segments);
-    total += masked_loss(logits, batch.targets.to(logits.device())).item<double>();
+    total += model.loss(batch.inputs, batch.targets, batch.segments).item<double>();
   }
   return total / static_cast<double>(config.eval_batches);
 }
@@ -394,8 +384,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
       at::Tensor loss;
       {
         AutocastScope autocast(device.type(), config.precision);
-        auto logits = model.forward(batch.inputs.to(device), {}, batch.segments);
-        loss = masked_loss(logits, batch.targets.to(device));
+        loss = model.loss(batch.inputs, batch.targets, batch.segments);
       }
       (loss * (scaler.scale / static_cast<double>(config.grad_accum))).backward();
       loss_value += loss.item<double>() / static_cast<double>(config.grad_accum);

@@ -108,3 +108,39 @@ TEST(ActivationCheckpointing, RecomputesUnderTheForwardsAutocastState) {
 }
 
 }  // namespace
+
+namespace {
+
+// The chunked head loss equals cross-entropy over the full logits, and so do its gradients.
+TEST(ChunkedLmLoss, EqualsFullLogitsCrossEntropyWithGradients) {
+  for (const std::string preset : {"tiny-phi", "tiny-phi3", "tiny-phi3small"}) {
+    auto model = phi::Transformer::random(phi::preset_model_config(preset), 11, at::kFloat, 0.05);
+    for (auto& [name, p] : model.mutable_parameters()) p.requires_grad_(true);
+    auto ids = at::randint(0, 400, {3, 21}, at::kLong);
+    auto targets = at::randint(0, 400, {3, 21}, at::kLong);
+    targets.narrow(1, 0, 5).fill_(-100);  // a prompt that is not trained on
+    auto reference = [&] {
+      auto logits = model.forward(ids);
+      auto flat = targets.reshape({-1});
+      auto sum = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), flat, {}, at::Reduction::Sum, -100);
+      return sum / flat.ne(-100).sum().to(at::kFloat);
+    }();
+    reference.backward();
+    std::map<std::string, at::Tensor> expected;
+    for (auto& [name, p] : model.mutable_parameters()) {
+      expected[name] = p.grad().clone();
+      p.mutable_grad() = at::Tensor();
+    }
+    auto chunked = model.loss(ids, targets, {}, /*chunk_rows=*/8);  // 63 rows in 8 chunks
+    EXPECT_NEAR(chunked.item<double>(), reference.item<double>(), 1e-5 * std::abs(reference.item<double>())) << preset;
+    chunked.backward();
+    for (auto& [name, p] : model.mutable_parameters()) {
+      ASSERT_TRUE(p.grad().defined()) << preset << " " << name;
+      const double err = (p.grad() - expected[name]).abs().max().item<double>() /
+                         std::max(expected[name].abs().max().item<double>(), 1e-12);
+      EXPECT_LT(err, 1e-4) << preset << " " << name;
+    }
+  }
+}
+
+}  // namespace

@@ -62,6 +62,12 @@ class Transformer {
   /// each document's first token. Logits float32 [B, T, V] with padding rows 0.
   at::Tensor forward(const at::Tensor& ids, const at::Tensor& lengths = {}, const at::Tensor& segments = {}) const;
 
+  /// Mean next-token cross-entropy of the whole-sequence forward against targets [B, T] (int64, -100
+  /// ignored) through the chunked head (kernels/lm_loss.h): the [B T, V] float32 logits are never
+  /// formed. segments as in forward().
+  at::Tensor loss(const at::Tensor& ids, const at::Tensor& targets, const at::Tensor& segments = {},
+                  int64_t chunk_rows = 4096) const;
+
   /// Recompute each block's activations in the backward pass instead of keeping them (activation
   /// checkpointing, per block); gradients are unchanged.
   void set_activation_checkpointing(bool on) { checkpoint_blocks_ = on; }
@@ -93,6 +99,7 @@ class Transformer {
     std::vector<int64_t> new_lengths;
     at::Tensor slot_index;  // int64 [n] on the model's device
     bool all_full = false;  // every row's new_lengths == T (no padded queries)
+    int64_t n_keys = 1;     // longest key length after the write (known on the host: no sync)
   };
   at::Tensor attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
                              const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
@@ -101,7 +108,7 @@ class Transformer {
   /// rope_positions (default: positions) rotate q and k.
   at::Tensor run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
                  const std::vector<bool>& long_rope, const CacheStep* step, const at::Tensor& segments = {},
-                 const at::Tensor& rope_positions = {}, bool no_padding = false) const;
+                 const at::Tensor& rope_positions = {}, bool no_padding = false, bool hidden_only = false) const;
   /// What every block of one forward shares.
   struct BlockInputs {
     at::Tensor positions, cos, sin, key_lengths, segments;

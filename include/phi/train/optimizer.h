@@ -31,6 +31,9 @@ struct OptimizerConfig {
   std::vector<std::string> freeze;
   /// Per-group learning-rate multipliers: name substring -> scale (first match wins).
   std::vector<std::pair<std::string, double>> lr_scale;
+  /// AdamW through ATen's fused multi-tensor kernel (one launch per parameter group) instead of the
+  /// per-parameter reference update: "auto" (on for CUDA parameters), "on", "off".
+  std::string fused = "auto";
 };
 
 OptimizerConfig optimizer_config_from_json(const nlohmann::json& j, const std::string& source);
@@ -67,7 +70,9 @@ class Optimizer {
     double weight_decay = 0;
     double lr_scale = 1;
     at::Tensor exp_avg, exp_avg_sq, momentum;
+    at::Tensor step_count;  // float32 scalar on the parameter's device (the fused kernel's step)
   };
+  void fused_adamw(double lr, double grad_factor);
   std::vector<Slot> slots_;
   std::vector<std::string> frozen_;
   int64_t frozen_count_ = 0;
