@@ -39,11 +39,12 @@ copy = bench.get("copy", {}).get("GBps")
 print()
 print("| decode Phi-3-mini bf16, batch 1, 512 prompt, 256 new | tokens/s | bandwidth floor | fraction |")
 print("|---|---|---|---|")
-for backend in ("aten", "fused"):
+for backend in ("aten", "fused", "graph"):
     d = bench.get(f"decode/{backend}", {})
     if d and copy:
         floor = copy * 1e9 / d["weight_bytes"]
-        print(f"| attention {backend} | {d['tokens_per_s']:.1f} | {floor:.1f} (copy {copy:.0f} GB/s, "
+        label = "CUDA graph + fused decode attention" if backend == "graph" else f"attention {backend}"
+        print(f"| {label} | {d['tokens_per_s']:.1f} | {floor:.1f} (copy {copy:.0f} GB/s, "
               f"{d['weight_bytes'] / 1e9:.2f} GB weights) | {d['tokens_per_s'] / floor:.2f} |")
     else:
         print(f"| attention {backend} | - | - | - |")

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <ATen/ATen.h>
+#include <ATen/TensorIndexing.h>
 #include <ATen/core/grad_mode.h>
 
 #include "phi/core/error.h"
@@ -358,6 +359,68 @@ at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<
   auto logits = run(ids, positions, key_lengths, long_rope, &step);
   auto valid = at::arange(T, long_options).unsqueeze(0).lt(new_len.unsqueeze(1)).unsqueeze(-1);
   return logits.masked_fill(valid.logical_not(), 0.0f);
+}
+
+at::Tensor Transformer::decode_step_static(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& inv_freq,
+                                           double mscale, KVCache& cache) const {
+  const int64_t n = ids.size(0), D = config_.head_dim, Hq = config_.n_heads, Hkv = config_.n_kv_heads;
+  PHI_CHECK(ids.dim() == 2 && ids.size(1) == 1 && positions.dim() == 1 && positions.size(0) == n,
+            "decode_step_static takes ids [n, 1] and positions [n]");
+  PHI_CHECK(n == cache.batch_size(), "decode_step_static runs every cache row: ", n, " != ", cache.batch_size());
+  auto pos = positions.view({n, 1});
+  auto freqs = pos.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [n, 1, r/2]
+  auto emb = at::cat({freqs, freqs}, -1);
+  auto cos = emb.cos(), sin = emb.sin();
+  if (mscale != 1.0) {
+    cos = cos * mscale;
+    sin = sin * mscale;
+  }
+  auto key_lengths = positions + 1;
+  auto rows = at::arange(n, positions.options());
+  auto x = at::embedding(embed_, ids);
+  if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    const auto& layer = layers_[i];
+    auto attend = [&](const at::Tensor& h) {
+      auto qkv = optional_linear(h, layer.qkv_w, layer.qkv_b);
+      auto q = qkv.narrow(-1, 0, Hq * D).view({n, 1, Hq, D}).transpose(1, 2);
+      auto k = qkv.narrow(-1, Hq * D, Hkv * D).view({n, 1, Hkv, D}).transpose(1, 2);
+      auto v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({n, 1, Hkv, D}).transpose(1, 2);
+      q = apply_rotary(q, cos, sin);
+      k = apply_rotary(k, cos, sin);
+      // keys[b, :, positions[b], :] = k[b, :, 0, :]
+      using at::indexing::Slice;
+      cache.keys(i).index_put_({rows, Slice(), positions}, k.select(2, 0).to(cache.keys(i).scalar_type()));
+      cache.values(i).index_put_({rows, Slice(), positions}, v.select(2, 0).to(cache.values(i).scalar_type()));
+      BlockSparseLayout layout;
+      AttentionMaskSpec mask;
+      mask.query_positions = pos;
+      mask.key_lengths = key_lengths;
+      mask.sliding_window = config_.sliding_window;
+      mask.queries_end_at_lengths = true;
+      if (config_.layer_is_blocksparse(i)) {
+        layout.block_size = config_.blocksparse.block_size;
+        layout.n_local_blocks = config_.blocksparse.n_local_blocks;
+        layout.vert_stride = config_.blocksparse.vert_stride;
+        layout.homo_head = config_.blocksparse.homo_head;
+        mask.blocksparse = &layout;
+      }
+      auto out = attention(q, cache.keys(i), cache.values(i), config_.resolved_attention_scale(), mask);
+      return optional_linear(out.transpose(1, 2).reshape({n, 1, Hq * D}), layer.out_w, layer.out_b);
+    };
+    auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
+    if (config_.block_style == BlockStyle::kParallel) {
+      x = x + attend(h) + mlp(layer, h);
+    } else {
+      x = x + attend(h);
+      x = x + mlp(layer, norm(x, layer.mlp_norm_w, layer.mlp_norm_b));
+    }
+  }
+  x = norm(x, final_norm_w_, final_norm_b_);
+  auto logits = optional_linear(x, lm_head_w_, lm_head_b_).to(at::kFloat);
+  if (config_.logit_divisor != 1.0) logits = logits / config_.logit_divisor;
+  if (masked_ids_.defined()) logits.index_fill_(-1, masked_ids_, std::numeric_limits<float>::lowest());
+  return logits;
 }
 
 KVCache Transformer::make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const {

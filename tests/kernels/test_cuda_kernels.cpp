@@ -10,6 +10,7 @@
 
 #include "phi/config/model_config.h"
 #include "phi/core/error.h"
+#include "phi/infer/decode_graph.h"
 #include "phi/kernels/attention.h"
 #include "phi/kernels/cuda_kernels.h"
 #include "phi/kernels/ops.h"
@@ -232,6 +233,34 @@ TEST(CudaKernels, ModelForwardWithFusedAttentionMatchesTheReference) {
   phi::set_attention_backend("aten");
   EXPECT_LT(rel(fused, reference), 2e-2);
   EXPECT_LT(rel(step, reference.narrow(1, 69, 1)), 2e-2);
+}
+
+TEST(CudaKernels, GraphDecodingEqualsCachedForward) {
+  REQUIRE_GPU();
+  at::NoGradGuard no_grad;
+  for (const std::string preset : {"tiny-phi3", "tiny-phi"}) {
+    auto config = phi::preset_model_config(preset, {"hidden_size=256", "n_heads=4"});
+    auto model = phi::Transformer::random(config, 5, at::kFloat, 0.05);
+    model.to(at::Device(at::kCUDA), at::kBFloat16);
+    for (const std::string backend : {"aten", "fused"}) {
+      phi::set_attention_backend(backend);
+      const int64_t prompt = 37, steps = 20;
+      auto ids = at::randint(0, config.vocab_size, {1, prompt + steps}, at::kLong);
+      auto reference_cache = model.make_cache(1, prompt + steps, prompt + steps);
+      auto graph_cache = model.make_cache(1, prompt + steps, prompt + steps);
+      model.forward_cached(ids.narrow(1, 0, prompt), {prompt}, reference_cache);
+      model.forward_cached(ids.narrow(1, 0, prompt), {prompt}, graph_cache);
+      phi::DecodeGraph graph(model, graph_cache);
+      for (int64_t t = prompt; t < prompt + steps; ++t) {
+        auto expected = model.forward_cached(ids.narrow(1, t, 1), {1}, reference_cache).view({1, -1});
+        poison();
+        auto got = graph.step({ids[0][t].item<int64_t>()});
+        EXPECT_LT(rel(got, expected), 2e-2) << preset << " " << backend << " step " << t;
+      }
+      EXPECT_EQ(graph_cache.length(0), prompt + steps);
+    }
+  }
+  phi::set_attention_backend("aten");
 }
 
 TEST(CudaKernels, WithoutGpuTheEntryPointsSayWhy) {

@@ -9,6 +9,7 @@
 
 #include "phi/config/model_config.h"
 #include "phi/models/checkpointing.h"
+#include "phi/models/rope.h"
 #include "phi/models/transformer.h"
 
 namespace {
@@ -139,6 +140,34 @@ TEST(ChunkedLmLoss, EqualsFullLogitsCrossEntropyWithGradients) {
       const double err = (p.grad() - expected[name]).abs().max().item<double>() /
                          std::max(expected[name].abs().max().item<double>(), 1e-12);
       EXPECT_LT(err, 1e-4) << preset << " " << name;
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The graph-capturable decode step (device inputs, no host reads) equals the cached forward.
+TEST(DecodeStepStatic, EqualsForwardCached) {
+  at::NoGradGuard no_grad;
+  for (const std::string preset : {"tiny-phi", "tiny-phi3", "tiny-phi3small"}) {
+    auto config = phi::preset_model_config(preset);
+    auto model = phi::Transformer::random(config, 2, at::kFloat, 0.1);
+    const int64_t prompt = 11, steps = 6, n = 2;
+    auto ids = at::randint(0, 400, {n, prompt + steps}, at::kLong);
+    auto a = model.make_cache(n, prompt + steps, prompt + steps);
+    auto b = model.make_cache(n, prompt + steps, prompt + steps);
+    model.forward_cached(ids.narrow(1, 0, prompt), {prompt, prompt}, a);
+    model.forward_cached(ids.narrow(1, 0, prompt), {prompt, prompt}, b);
+    auto inv_freq = phi::rope_inverse_frequencies(config, false).to(at::kFloat);
+    const double mscale = config.use_long_rope ? config.long_rope.short_mscale : 1.0;
+    for (int64_t t = prompt; t < prompt + steps; ++t) {
+      auto expected = model.forward_cached(ids.narrow(1, t, 1), {1, 1}, a);
+      auto positions = at::full({n}, t, at::kLong);
+      auto got = model.decode_step_static(ids.narrow(1, t, 1).contiguous(), positions, inv_freq, mscale, b);
+      b.advance({0, 1}, {1, 1});
+      EXPECT_LT(relative_error(got, expected), 1e-5) << preset << " step " << t;
     }
   }
 }

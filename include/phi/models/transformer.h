@@ -80,6 +80,15 @@ class Transformer {
   at::Tensor forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths, KVCache& cache,
                             const std::vector<int64_t>& slots = {}) const;
 
+  /// One decode step for cache rows 0..n-1 with every input on the device and no host reads, so
+  /// that it can be captured in a CUDA graph (infer/decode_graph.h): ids int64 [n, 1]; positions
+  /// int64 [n] (each row's current length: where the new K/V go); inv_freq float32 (rope.h's
+  /// rope_inverse_frequencies on the device) and mscale for the rotary tables. Attention covers keys
+  /// [0, positions] of the whole cache (the decode kernel with the fused backend). The caller
+  /// advances the cache's host lengths. Returns float32 logits [n, 1, V].
+  at::Tensor decode_step_static(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& inv_freq,
+                                double mscale, KVCache& cache) const;
+
   /// A KV cache for this model in its dtype and on its device.
   KVCache make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const;
 

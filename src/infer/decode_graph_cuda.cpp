@@ -1,0 +1,74 @@
+#include "phi/infer/decode_graph.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "phi/core/error.h"
+#include "phi/models/rope.h"
+
+namespace phi {
+
+struct DecodeGraph::Impl {
+  const Transformer* model;
+  KVCache* cache;
+  at::Tensor ids, positions, inv_freq, logits;
+  double mscale = 1.0;
+  at::cuda::CUDAGraph graph;
+};
+
+DecodeGraph::DecodeGraph(const Transformer& model, KVCache& cache) : impl_(std::make_unique<Impl>()) {
+  PHI_CHECK(model.device().is_cuda(), "DecodeGraph needs a model on a CUDA device");
+  auto& m = *impl_;
+  m.model = &model;
+  m.cache = &cache;
+  const int64_t n = cache.batch_size();
+  auto long_options = at::TensorOptions().dtype(at::kLong).device(model.device());
+  m.ids = at::zeros({n, 1}, long_options);
+  std::vector<int64_t> lengths;
+  for (int64_t r = 0; r < n; ++r) lengths.push_back(cache.length(r));
+  m.positions = at::tensor(lengths, at::kLong).to(model.device());
+  const bool long_factors = cache.long_rope(0);
+  m.inv_freq = rope_inverse_frequencies(model.config(), long_factors).to(model.device(), at::kFloat);
+  if (model.config().use_long_rope) {
+    m.mscale = long_factors ? model.config().long_rope.long_mscale : model.config().long_rope.short_mscale;
+  }
+  at::NoGradGuard no_grad;
+  c10::cuda::CUDAGuard device_guard(model.device());
+  auto stream = c10::cuda::getStreamFromPool(false, model.device().index());
+  {
+    c10::cuda::CUDAStreamGuard stream_guard(stream);
+    // A warm-up step (library handles, workspaces); it writes K/V at the current positions, which
+    // the first real step overwrites.
+    model.decode_step_static(m.ids, m.positions, m.inv_freq, m.mscale, cache);
+    stream.synchronize();
+    m.graph.capture_begin();
+    m.logits = model.decode_step_static(m.ids, m.positions, m.inv_freq, m.mscale, cache);
+    m.graph.capture_end();
+  }
+  stream.synchronize();
+}
+
+DecodeGraph::~DecodeGraph() = default;
+
+at::Tensor DecodeGraph::step(const std::vector<int64_t>& tokens) {
+  auto& m = *impl_;
+  const int64_t n = m.cache->batch_size();
+  PHI_CHECK(static_cast<int64_t>(tokens.size()) == n, "DecodeGraph::step needs ", n, " tokens");
+  std::vector<int64_t> lengths;
+  for (int64_t r = 0; r < n; ++r) {
+    lengths.push_back(m.cache->length(r));
+    PHI_CHECK(lengths.back() < m.cache->capacity(), "cache row ", r, " is full (", m.cache->capacity(), " positions)");
+  }
+  m.ids.copy_(at::tensor(tokens, at::kLong).view({n, 1}));
+  m.positions.copy_(at::tensor(lengths, at::kLong));
+  m.graph.replay();
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) rows[static_cast<size_t>(r)] = r;
+  m.cache->advance(rows, std::vector<int64_t>(static_cast<size_t>(n), 1));
+  return m.logits.view({n, m.logits.size(-1)});
+}
+
+}  // namespace phi

@@ -1,0 +1,16 @@
+// Built without PHI_WITH_CUDA: CUDA graphs are unavailable.
+#include "phi/infer/decode_graph.h"
+
+#include "phi/core/error.h"
+
+namespace phi {
+
+struct DecodeGraph::Impl {};
+
+DecodeGraph::DecodeGraph(const Transformer&, KVCache&) {
+  throw Error("CUDA-graph decoding needs libphi built with its CUDA kernels", "", "rebuild with -DPHI_WITH_CUDA=ON");
+}
+DecodeGraph::~DecodeGraph() = default;
+at::Tensor DecodeGraph::step(const std::vector<int64_t>&) { return {}; }
+
+}  // namespace phi
