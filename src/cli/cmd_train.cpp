@@ -44,48 +44,41 @@ std::string tokenized_source(const std::string& path, const TrainConfig& config,
   return out.string();
 }
 
+// One job for both commands; finetune checks init_from and tokenizes .jsonl sources first.
+int run_job(const TrainOptions& o, bool finetune) {
+  auto config = load_train_config(o.config, o.overrides);
+  if (finetune && config.init_from.empty()) {
+    throw Error("phi finetune starts from a trained model: the recipe has no model.init_from", o.config,
+                "set model.init_from to a model directory, or use phi train");
+  }
+  if (o.dry_run) {
+    std::cout << train_config_to_json(config).dump(2) << std::endl;
+    return 0;
+  }
+  if (finetune) {
+    for (size_t i = 0; i < config.sources.size(); ++i) {
+      config.sources[i].path = tokenized_source(config.sources[i].path, config, "source-" + std::to_string(i), o.resume);
+    }
+    if (!config.valid.empty()) config.valid = tokenized_source(config.valid, config, "valid", o.resume);
+  }
+  train(config, o.resume);
+  return 0;
+}
+
 }  // namespace
 
 void add_finetune_command(CLI::App& root, Runner& run) {
   auto o = std::make_shared<TrainOptions>();
   auto* cmd = root.add_subcommand("finetune", "Fine-tune a model (model.init_from) on chat / instruction JSONL or shards");
   add_options(cmd, o);
-  cmd->callback([&run, o]() {
-    run = [o]() {
-      auto config = load_train_config(o->config, o->overrides);
-      if (config.init_from.empty()) {
-        throw Error("phi finetune starts from a trained model: the recipe has no model.init_from", o->config,
-                    "set model.init_from to a model directory, or use phi train");
-      }
-      if (o->dry_run) {
-        std::cout << train_config_to_json(config).dump(2) << std::endl;
-        return 0;
-      }
-      for (size_t i = 0; i < config.sources.size(); ++i) {
-        config.sources[i].path = tokenized_source(config.sources[i].path, config, "source-" + std::to_string(i), o->resume);
-      }
-      if (!config.valid.empty()) config.valid = tokenized_source(config.valid, config, "valid", o->resume);
-      train(config, o->resume);
-      return 0;
-    };
-  });
+  cmd->callback([&run, o]() { run = [o]() { return run_job(*o, true); }; });
 }
 
 void add_train_command(CLI::App& root, Runner& run) {
   auto o = std::make_shared<TrainOptions>();
   auto* cmd = root.add_subcommand("train", "Train or fine-tune from a JSON recipe (configs/train/*.json)");
   add_options(cmd, o);
-  cmd->callback([&run, o]() {
-    run = [o]() {
-      auto config = load_train_config(o->config, o->overrides);
-      if (o->dry_run) {
-        std::cout << train_config_to_json(config).dump(2) << std::endl;
-        return 0;
-      }
-      train(config, o->resume);
-      return 0;
-    };
-  });
+  cmd->callback([&run, o]() { run = [o]() { return run_job(*o, false); }; });
 }
 
 }  // namespace phi::cli

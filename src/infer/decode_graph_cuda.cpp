@@ -11,6 +11,15 @@
 
 namespace phi {
 
+namespace {
+// Each cache row's current length (where its next token goes).
+std::vector<int64_t> row_lengths(const KVCache& cache) {
+  std::vector<int64_t> lengths;
+  for (int64_t r = 0; r < cache.batch_size(); ++r) lengths.push_back(cache.length(r));
+  return lengths;
+}
+}  // namespace
+
 struct DecodeGraph::Impl {
   const Transformer* model;
   KVCache* cache;
@@ -27,14 +36,10 @@ DecodeGraph::DecodeGraph(const Transformer& model, KVCache& cache) : impl_(std::
   const int64_t n = cache.batch_size();
   auto long_options = at::TensorOptions().dtype(at::kLong).device(model.device());
   m.ids = at::zeros({n, 1}, long_options);
-  std::vector<int64_t> lengths;
-  for (int64_t r = 0; r < n; ++r) lengths.push_back(cache.length(r));
-  m.positions = at::tensor(lengths, at::kLong).to(model.device());
+  m.positions = at::tensor(row_lengths(cache), at::kLong).to(model.device());
   const bool long_factors = cache.long_rope(0);
   m.inv_freq = rope_inverse_frequencies(model.config(), long_factors).to(model.device(), at::kFloat);
-  if (model.config().use_long_rope) {
-    m.mscale = long_factors ? model.config().long_rope.long_mscale : model.config().long_rope.short_mscale;
-  }
+  m.mscale = rope_magnitude_scale(model.config(), long_factors);
   at::NoGradGuard no_grad;
   c10::cuda::CUDAGuard device_guard(model.device());
   auto stream = c10::cuda::getStreamFromPool(false, model.device().index());
@@ -57,10 +62,10 @@ at::Tensor DecodeGraph::step(const std::vector<int64_t>& tokens) {
   auto& m = *impl_;
   const int64_t n = m.cache->batch_size();
   PHI_CHECK(static_cast<int64_t>(tokens.size()) == n, "DecodeGraph::step needs ", n, " tokens");
-  std::vector<int64_t> lengths;
+  const auto lengths = row_lengths(*m.cache);
   for (int64_t r = 0; r < n; ++r) {
-    lengths.push_back(m.cache->length(r));
-    PHI_CHECK(lengths.back() < m.cache->capacity(), "cache row ", r, " is full (", m.cache->capacity(), " positions)");
+    PHI_CHECK(lengths[static_cast<size_t>(r)] < m.cache->capacity(), "cache row ", r, " is full (", m.cache->capacity(),
+              " positions)");
   }
   m.ids.copy_(at::tensor(tokens, at::kLong).view({n, 1}));
   m.positions.copy_(at::tensor(lengths, at::kLong));

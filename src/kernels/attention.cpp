@@ -12,6 +12,13 @@
 
 namespace phi {
 
+at::Tensor positions_within_segments(const at::Tensor& segments) {
+  const int64_t T = segments.size(-1);
+  auto index = at::arange(T, segments.options().dtype(at::kLong)).view({1, -1}).expand_as(segments);
+  auto starts = segments.ne(at::constant_pad_nd(segments, {1, 0}, -1).narrow(1, 0, T));
+  return index - std::get<0>(at::cummax(at::where(starts, index, at::zeros_like(index)), 1));
+}
+
 at::Tensor build_attention_mask(const AttentionMaskSpec& spec, int64_t n_heads, int64_t n_keys) {
   const auto device = spec.query_positions.device();
   auto key_pos = at::arange(n_keys, at::TensorOptions().dtype(at::kLong).device(device));
@@ -27,10 +34,7 @@ at::Tensor build_attention_mask(const AttentionMaskSpec& spec, int64_t n_heads, 
     PHI_CHECK(spec.segments.size(-1) == n_keys && spec.segments.sizes() == spec.query_positions.sizes(),
               "segments must be [B, T] with as many keys as queries, got ", spec.segments.sizes());
     visible = visible.logical_and(spec.segments.unsqueeze(-1).eq(spec.segments.unsqueeze(1)));
-    // Each document's first index: positions restart there.
-    auto index = key_pos.view({1, -1}).expand_as(spec.segments);
-    auto starts = spec.segments.ne(at::constant_pad_nd(spec.segments, {1, 0}, -1).narrow(1, 0, n_keys));
-    auto doc_pos = index - std::get<0>(at::cummax(at::where(starts, index, at::zeros_like(index)), 1));
+    auto doc_pos = positions_within_segments(spec.segments);
     q_doc_pos = doc_pos.unsqueeze(-1);  // [B, T, 1]
     k_doc_pos = doc_pos.unsqueeze(1);   // [B, 1, T]
   }

@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "core/autocast_guard.h"
 #include "phi/core/error.h"
 
 namespace phi {
@@ -15,29 +16,6 @@ struct FunctionHolder : torch::CustomClassHolder {
   std::function<at::Tensor(const at::Tensor&)> fn;
   bool autocast_cpu = false, autocast_cuda = false;
   at::ScalarType autocast_cpu_dtype = at::kBFloat16, autocast_cuda_dtype = at::kBFloat16;
-};
-
-// Restores the autocast state of the forward pass while the backward recomputes.
-class AutocastState {
- public:
-  explicit AutocastState(const FunctionHolder& h)
-      : cpu_(at::autocast::is_autocast_enabled(at::kCPU)), cuda_(at::autocast::is_autocast_enabled(at::kCUDA)),
-        cpu_dtype_(at::autocast::get_autocast_dtype(at::kCPU)), cuda_dtype_(at::autocast::get_autocast_dtype(at::kCUDA)) {
-    at::autocast::set_autocast_enabled(at::kCPU, h.autocast_cpu);
-    at::autocast::set_autocast_enabled(at::kCUDA, h.autocast_cuda);
-    at::autocast::set_autocast_dtype(at::kCPU, h.autocast_cpu_dtype);
-    at::autocast::set_autocast_dtype(at::kCUDA, h.autocast_cuda_dtype);
-  }
-  ~AutocastState() {
-    at::autocast::set_autocast_enabled(at::kCPU, cpu_);
-    at::autocast::set_autocast_enabled(at::kCUDA, cuda_);
-    at::autocast::set_autocast_dtype(at::kCPU, cpu_dtype_);
-    at::autocast::set_autocast_dtype(at::kCUDA, cuda_dtype_);
-  }
-
- private:
-  bool cpu_, cuda_;
-  at::ScalarType cpu_dtype_, cuda_dtype_;
 };
 
 struct Checkpoint : torch::autograd::Function<Checkpoint> {
@@ -60,7 +38,9 @@ struct Checkpoint : torch::autograd::Function<Checkpoint> {
     at::Tensor out;
     {
       at::AutoGradMode grad_mode(true);
-      AutocastState autocast(*holder);
+      // The forward pass's autocast state, on both device types.
+      AutocastGuard cpu(at::kCPU, holder->autocast_cpu, holder->autocast_cpu_dtype);
+      AutocastGuard cuda(at::kCUDA, holder->autocast_cuda, holder->autocast_cuda_dtype);
       out = holder->fn(x);
     }
     // Gradients of the recomputed graph: parameters accumulate into .grad; x's gradient is

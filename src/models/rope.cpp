@@ -20,21 +20,27 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& config, bool long_factors
   return inv_freq;
 }
 
-std::pair<at::Tensor, at::Tensor> rope_cos_sin(const ModelConfig& config, const at::Tensor& positions,
-                                               bool long_factors) {
-  auto inv_freq = rope_inverse_frequencies(config, long_factors).to(positions.device());
+double rope_magnitude_scale(const ModelConfig& config, bool long_factors) {
+  if (!config.use_long_rope) return 1.0;
+  return long_factors ? config.long_rope.long_mscale : config.long_rope.short_mscale;
+}
+
+std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& positions, const at::Tensor& inv_freq, double mscale) {
   auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, r/2]
   auto emb = at::cat({freqs, freqs}, -1);
   auto cos = emb.cos();
   auto sin = emb.sin();
-  if (config.use_long_rope) {
-    const double mscale = long_factors ? config.long_rope.long_mscale : config.long_rope.short_mscale;
-    if (mscale != 1.0) {
-      cos = cos * mscale;
-      sin = sin * mscale;
-    }
+  if (mscale != 1.0) {
+    cos = cos * mscale;
+    sin = sin * mscale;
   }
   return {cos, sin};
+}
+
+std::pair<at::Tensor, at::Tensor> rope_cos_sin(const ModelConfig& config, const at::Tensor& positions,
+                                               bool long_factors) {
+  return rope_tables(positions, rope_inverse_frequencies(config, long_factors).to(positions.device()),
+                     rope_magnitude_scale(config, long_factors));
 }
 
 }  // namespace phi

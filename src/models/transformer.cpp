@@ -1,6 +1,7 @@
 #include "phi/models/transformer.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <ATen/TensorIndexing.h>
@@ -170,18 +171,47 @@ at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& h) const {
   return optional_linear(inner, layer.fc_out_w, layer.fc_out_b);
 }
 
-at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
-                                        const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
-                                        const CacheStep* step, const at::Tensor& segments, bool no_padding) const {
-  const auto& layer = layers_[index];
+std::array<at::Tensor, 3> Transformer::project_qkv(const Layer& layer, const at::Tensor& h, const at::Tensor& cos,
+                                                   const at::Tensor& sin) const {
   const int64_t B = h.size(0), T = h.size(1), D = config_.head_dim;
   const int64_t Hq = config_.n_heads, Hkv = config_.n_kv_heads;
   auto qkv = optional_linear(h, layer.qkv_w, layer.qkv_b);
   auto q = qkv.narrow(-1, 0, Hq * D).view({B, T, Hq, D}).transpose(1, 2);
   auto k = qkv.narrow(-1, Hq * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
   auto v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
-  q = apply_rotary(q, cos, sin);
-  k = apply_rotary(k, cos, sin);
+  return {apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v};
+}
+
+void Transformer::set_blocksparse(int64_t index, BlockSparseLayout& layout, AttentionMaskSpec& mask) const {
+  if (!config_.layer_is_blocksparse(index)) return;
+  layout.block_size = config_.blocksparse.block_size;
+  layout.n_local_blocks = config_.blocksparse.n_local_blocks;
+  layout.vert_stride = config_.blocksparse.vert_stride;
+  layout.homo_head = config_.blocksparse.homo_head;
+  mask.blocksparse = &layout;
+}
+
+at::Tensor Transformer::residual_block(const Layer& layer, const at::Tensor& x,
+                                       const std::function<at::Tensor(const at::Tensor&)>& attend) const {
+  auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
+  if (config_.block_style == BlockStyle::kParallel) return x + attend(h) + mlp(layer, h);
+  auto y = x + attend(h);
+  return y + mlp(layer, norm(y, layer.mlp_norm_w, layer.mlp_norm_b));
+}
+
+at::Tensor Transformer::head_logits(const at::Tensor& x) const {
+  auto logits = optional_linear(x, lm_head_w_, lm_head_b_).to(at::kFloat);
+  if (config_.logit_divisor != 1.0) logits = logits / config_.logit_divisor;
+  if (masked_ids_.defined()) logits.index_fill_(-1, masked_ids_, std::numeric_limits<float>::lowest());
+  return logits;
+}
+
+at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
+                                        const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
+                                        const CacheStep* step, const at::Tensor& segments, bool no_padding) const {
+  const auto& layer = layers_[index];
+  const int64_t B = h.size(0), T = h.size(1), Hq = config_.n_heads, D = config_.head_dim;
+  auto [q, k, v] = project_qkv(layer, h, cos, sin);
   BlockSparseLayout layout;
   AttentionMaskSpec mask;
   mask.query_positions = positions;
@@ -194,13 +224,7 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
     mask.queries_are_rows = true;
     mask.no_padding = no_padding;
   }
-  if (config_.layer_is_blocksparse(index)) {
-    layout.block_size = config_.blocksparse.block_size;
-    layout.n_local_blocks = config_.blocksparse.n_local_blocks;
-    layout.vert_stride = config_.blocksparse.vert_stride;
-    layout.homo_head = config_.blocksparse.homo_head;
-    mask.blocksparse = &layout;
-  }
+  set_blocksparse(index, layout, mask);
   at::Tensor out;
   if (step != nullptr) {
     auto& cache = *step->cache;
@@ -221,12 +245,9 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
 }
 
 at::Tensor Transformer::block(int64_t i, const at::Tensor& x, const BlockInputs& in, const CacheStep* step) const {
-  const auto& layer = layers_[i];
-  auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
-  auto a = attention_block(i, h, in.positions, in.cos, in.sin, in.key_lengths, step, in.segments, in.no_padding);
-  if (config_.block_style == BlockStyle::kParallel) return x + a + mlp(layer, h);
-  auto y = x + a;
-  return y + mlp(layer, norm(y, layer.mlp_norm_w, layer.mlp_norm_b));
+  return residual_block(layers_[i], x, [&](const at::Tensor& h) {
+    return attention_block(i, h, in.positions, in.cos, in.sin, in.key_lengths, step, in.segments, in.no_padding);
+  });
 }
 
 at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
@@ -266,36 +287,34 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, 
   }
   if (step != nullptr) step->cache->advance(step->slots, step->new_lengths);
   x = norm(x, final_norm_w_, final_norm_b_);
-  if (hidden_only) return x;
-  auto logits = optional_linear(x, lm_head_w_, lm_head_b_).to(at::kFloat);
-  if (config_.logit_divisor != 1.0) logits = logits / config_.logit_divisor;
-  if (masked_ids_.defined()) {
-    logits.index_fill_(-1, masked_ids_, std::numeric_limits<float>::lowest());
+  return hidden_only ? x : head_logits(x);
+}
+
+Transformer::SequenceInputs Transformer::sequence_inputs(const at::Tensor& ids, const at::Tensor& lengths,
+                                                        const at::Tensor& segments) const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
+  SequenceInputs in;
+  in.positions = at::arange(T, long_options).unsqueeze(0).expand({B, T});
+  in.key_lengths = lengths.defined() ? lengths.to(long_options) : at::full({B}, T, long_options);
+  if (segments.defined()) {
+    PHI_CHECK(segments.sizes() == ids.sizes(), "segments must have the shape of ids ", ids.sizes(), ", got ",
+              segments.sizes());
+    in.segments = segments.to(long_options);
+    in.rope_positions = positions_within_segments(in.segments);
   }
-  return logits;
+  return in;
 }
 
 at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths, const at::Tensor& segments) const {
   const int64_t B = ids.size(0), T = ids.size(1);
-  auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
-  auto positions = at::arange(T, long_options).unsqueeze(0).expand({B, T});
-  at::Tensor segments_dev, rope_positions;
-  if (segments.defined()) {
-    PHI_CHECK(segments.sizes() == ids.sizes(), "segments must have the shape of ids ", ids.sizes(), ", got ",
-              segments.sizes());
-    segments_dev = segments.to(long_options);
-    // Positions restart at each document's first token: position - (index of the segment's start).
-    auto starts = segments_dev.ne(at::constant_pad_nd(segments_dev, {1, 0}, -1).narrow(1, 0, T));
-    auto start_index = std::get<0>(at::cummax(at::where(starts, positions, at::zeros_like(positions)), 1));
-    rope_positions = positions - start_index;
-  }
-  at::Tensor key_lengths = lengths.defined() ? lengths.to(long_options) : at::full({B}, T, long_options);
-  const int64_t longest = lengths.defined() && B > 0 ? key_lengths.max().item<int64_t>() : T;
+  auto in = sequence_inputs(ids, lengths, segments);
+  const int64_t longest = lengths.defined() && B > 0 ? in.key_lengths.max().item<int64_t>() : T;
   std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, longest));
-  auto logits = run(ids, positions, key_lengths, long_rope, nullptr, segments_dev, rope_positions,
+  auto logits = run(ids, in.positions, in.key_lengths, long_rope, nullptr, in.segments, in.rope_positions,
                     !lengths.defined());
   if (lengths.defined()) {
-    auto valid = positions.lt(key_lengths.unsqueeze(1)).unsqueeze(-1);
+    auto valid = in.positions.lt(in.key_lengths.unsqueeze(1)).unsqueeze(-1);
     logits = logits.masked_fill(valid.logical_not(), 0.0f);
   }
   return logits;
@@ -305,17 +324,9 @@ at::Tensor Transformer::loss(const at::Tensor& ids, const at::Tensor& targets, c
                              int64_t chunk_rows) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   PHI_CHECK(targets.sizes() == ids.sizes(), "targets must have the shape of ids ", ids.sizes(), ", got ", targets.sizes());
-  auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
-  auto positions = at::arange(T, long_options).unsqueeze(0).expand({B, T});
-  at::Tensor segments_dev, rope_positions;
-  if (segments.defined()) {
-    segments_dev = segments.to(long_options);
-    auto starts = segments_dev.ne(at::constant_pad_nd(segments_dev, {1, 0}, -1).narrow(1, 0, T));
-    rope_positions = positions - std::get<0>(at::cummax(at::where(starts, positions, at::zeros_like(positions)), 1));
-  }
-  auto key_lengths = at::full({B}, T, long_options);
+  auto in = sequence_inputs(ids, {}, segments);
   std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, T));
-  auto hidden = run(ids, positions, key_lengths, long_rope, nullptr, segments_dev, rope_positions, true, true);
+  auto hidden = run(ids, in.positions, in.key_lengths, long_rope, nullptr, in.segments, in.rope_positions, true, true);
   LmHead head;
   head.weight = lm_head_w_;
   head.bias = lm_head_b_;
@@ -363,31 +374,20 @@ at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<
 
 at::Tensor Transformer::decode_step_static(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& inv_freq,
                                            double mscale, KVCache& cache) const {
-  const int64_t n = ids.size(0), D = config_.head_dim, Hq = config_.n_heads, Hkv = config_.n_kv_heads;
+  const int64_t n = ids.size(0), D = config_.head_dim, Hq = config_.n_heads;
   PHI_CHECK(ids.dim() == 2 && ids.size(1) == 1 && positions.dim() == 1 && positions.size(0) == n,
             "decode_step_static takes ids [n, 1] and positions [n]");
   PHI_CHECK(n == cache.batch_size(), "decode_step_static runs every cache row: ", n, " != ", cache.batch_size());
   auto pos = positions.view({n, 1});
-  auto freqs = pos.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [n, 1, r/2]
-  auto emb = at::cat({freqs, freqs}, -1);
-  auto cos = emb.cos(), sin = emb.sin();
-  if (mscale != 1.0) {
-    cos = cos * mscale;
-    sin = sin * mscale;
-  }
+  at::Tensor cos, sin;  // named (not a structured binding): the lambda below captures them
+  std::tie(cos, sin) = rope_tables(pos, inv_freq, mscale);
   auto key_lengths = positions + 1;
   auto rows = at::arange(n, positions.options());
   auto x = at::embedding(embed_, ids);
   if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
   for (int64_t i = 0; i < config_.n_layers; ++i) {
-    const auto& layer = layers_[i];
-    auto attend = [&](const at::Tensor& h) {
-      auto qkv = optional_linear(h, layer.qkv_w, layer.qkv_b);
-      auto q = qkv.narrow(-1, 0, Hq * D).view({n, 1, Hq, D}).transpose(1, 2);
-      auto k = qkv.narrow(-1, Hq * D, Hkv * D).view({n, 1, Hkv, D}).transpose(1, 2);
-      auto v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({n, 1, Hkv, D}).transpose(1, 2);
-      q = apply_rotary(q, cos, sin);
-      k = apply_rotary(k, cos, sin);
+    x = residual_block(layers_[i], x, [&](const at::Tensor& h) {
+      auto [q, k, v] = project_qkv(layers_[i], h, cos, sin);
       // keys[b, :, positions[b], :] = k[b, :, 0, :]
       using at::indexing::Slice;
       cache.keys(i).index_put_({rows, Slice(), positions}, k.select(2, 0).to(cache.keys(i).scalar_type()));
@@ -398,29 +398,12 @@ at::Tensor Transformer::decode_step_static(const at::Tensor& ids, const at::Tens
       mask.key_lengths = key_lengths;
       mask.sliding_window = config_.sliding_window;
       mask.queries_end_at_lengths = true;
-      if (config_.layer_is_blocksparse(i)) {
-        layout.block_size = config_.blocksparse.block_size;
-        layout.n_local_blocks = config_.blocksparse.n_local_blocks;
-        layout.vert_stride = config_.blocksparse.vert_stride;
-        layout.homo_head = config_.blocksparse.homo_head;
-        mask.blocksparse = &layout;
-      }
+      set_blocksparse(i, layout, mask);
       auto out = attention(q, cache.keys(i), cache.values(i), config_.resolved_attention_scale(), mask);
-      return optional_linear(out.transpose(1, 2).reshape({n, 1, Hq * D}), layer.out_w, layer.out_b);
-    };
-    auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
-    if (config_.block_style == BlockStyle::kParallel) {
-      x = x + attend(h) + mlp(layer, h);
-    } else {
-      x = x + attend(h);
-      x = x + mlp(layer, norm(x, layer.mlp_norm_w, layer.mlp_norm_b));
-    }
+      return optional_linear(out.transpose(1, 2).reshape({n, 1, Hq * D}), layers_[i].out_w, layers_[i].out_b);
+    });
   }
-  x = norm(x, final_norm_w_, final_norm_b_);
-  auto logits = optional_linear(x, lm_head_w_, lm_head_b_).to(at::kFloat);
-  if (config_.logit_divisor != 1.0) logits = logits / config_.logit_divisor;
-  if (masked_ids_.defined()) logits.index_fill_(-1, masked_ids_, std::numeric_limits<float>::lowest());
-  return logits;
+  return head_logits(norm(x, final_norm_w_, final_norm_b_));
 }
 
 KVCache Transformer::make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const {

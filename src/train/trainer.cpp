@@ -14,6 +14,7 @@
 #include <ATen/core/grad_mode.h>
 #include <spdlog/spdlog.h>
 
+#include "core/autocast_guard.h"
 #include "core/file_util.h"
 #include "phi/config/overrides.h"
 #include "phi/core/error.h"
@@ -192,6 +193,11 @@ void set_cuda_rng_state(const at::Tensor& state) {
   generator.set_state(state);
 }
 
+// The autocast compute dtype of a precision setting (f32: autocast stays off).
+at::ScalarType compute_dtype(const std::string& precision) {
+  return precision == "f16" ? at::kHalf : at::kBFloat16;
+}
+
 // Dynamic loss scaling for f16 (1 and inert otherwise): halve on overflow (the step is skipped),
 // double after `window` clean steps.
 struct LossScaler {
@@ -209,30 +215,6 @@ struct LossScaler {
       clean_steps = 0;
     }
   }
-};
-
-// Autocast for one forward: matrix products in the compute dtype, reductions in float32.
-class AutocastScope {
- public:
-  AutocastScope(c10::DeviceType device, const std::string& precision) : device_(device), on_(precision != "f32") {
-    if (!on_) return;
-    was_enabled_ = at::autocast::is_autocast_enabled(device_);
-    old_dtype_ = at::autocast::get_autocast_dtype(device_);
-    at::autocast::set_autocast_dtype(device_, precision == "bf16" ? at::kBFloat16 : at::kHalf);
-    at::autocast::set_autocast_enabled(device_, true);
-  }
-  ~AutocastScope() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(device_, was_enabled_);
-    at::autocast::set_autocast_dtype(device_, old_dtype_);
-    at::autocast::clear_cache();  // weights change in the update: never reuse their casts
-  }
-
- private:
-  c10::DeviceType device_;
-  bool on_;
-  bool was_enabled_ = false;
-  at::ScalarType old_dtype_ = at::kFloat;
 };
 
 void save_checkpoint(const TrainConfig& config, const Transformer& model, const Optimizer& optimizer,
@@ -275,7 +257,7 @@ double evaluate(const Transformer& model, const TrainConfig& config) {
   at::NoGradGuard no_grad;
   TokenLoader loader({{config.valid, 1.0}}, config.seq_len, config.batch_size, 1234, {}, false, config.pack,
                      config.document_masks);
-  AutocastScope autocast(model.device().type(), config.precision);
+  AutocastGuard autocast(model.device().type(), config.precision != "f32", compute_dtype(config.precision));
   double total = 0;
   for (int64_t i = 0; i < config.eval_batches; ++i) {
     auto batch = loader.next();
@@ -383,7 +365,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
       auto batch = loader.next();
       at::Tensor loss;
       {
-        AutocastScope autocast(device.type(), config.precision);
+        AutocastGuard autocast(device.type(), config.precision != "f32", compute_dtype(config.precision));
         loss = model.loss(batch.inputs, batch.targets, batch.segments);
       }
       (loss * (scaler.scale / static_cast<double>(config.grad_accum))).backward();

@@ -161,7 +161,7 @@ TEST(DecodeStepStatic, EqualsForwardCached) {
     model.forward_cached(ids.narrow(1, 0, prompt), {prompt, prompt}, a);
     model.forward_cached(ids.narrow(1, 0, prompt), {prompt, prompt}, b);
     auto inv_freq = phi::rope_inverse_frequencies(config, false).to(at::kFloat);
-    const double mscale = config.use_long_rope ? config.long_rope.short_mscale : 1.0;
+    const double mscale = phi::rope_magnitude_scale(config, false);
     for (int64_t t = prompt; t < prompt + steps; ++t) {
       auto expected = model.forward_cached(ids.narrow(1, t, 1), {1, 1}, a);
       auto positions = at::full({n}, t, at::kLong);

@@ -43,6 +43,10 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                double scale, const AttentionMaskSpec& mask);
 
+/// For segment ids [B, T] (non-decreasing along T): each token's index within its segment
+/// (positions restart at every segment's first token).
+at::Tensor positions_within_segments(const at::Tensor& segments);
+
 /// The boolean mask [B, H or 1, Tq, Tk] (true = visible) that the spec describes, for H query heads.
 at::Tensor build_attention_mask(const AttentionMaskSpec& mask, int64_t n_heads, int64_t n_keys);
 

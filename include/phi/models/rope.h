@@ -18,9 +18,16 @@ bool rope_uses_long_factors(const ModelConfig& config, int64_t total_length);
 /// Inverse frequencies [rotary_dim / 2] in float32 (LongRoPE factors applied).
 at::Tensor rope_inverse_frequencies(const ModelConfig& config, bool long_factors);
 
+/// LongRoPE's magnitude scale of the factor set (1 without LongRoPE).
+double rope_magnitude_scale(const ModelConfig& config, bool long_factors);
+
 /// cos and sin [B, T, rotary_dim] in float32 for int64 positions [B, T], magnitude-scaled for
 /// LongRoPE.
 std::pair<at::Tensor, at::Tensor> rope_cos_sin(const ModelConfig& config, const at::Tensor& positions,
                                                bool long_factors);
+
+/// The same tables from inverse frequencies already on the positions' device (device ops only:
+/// usable inside a CUDA graph capture).
+std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& positions, const at::Tensor& inv_freq, double mscale);
 
 }  // namespace phi

@@ -14,7 +14,9 @@
 // Biases and LayerNorm biases exist only where the config says so.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,6 +27,9 @@
 #include "phi/models/kv_cache.h"
 
 namespace phi {
+
+struct AttentionMaskSpec;
+struct BlockSparseLayout;
 
 using ParameterMap = std::map<std::string, at::Tensor>;
 
@@ -123,6 +128,23 @@ class Transformer {
     at::Tensor positions, cos, sin, key_lengths, segments;
     bool no_padding = false;  // key_lengths are all T
   };
+  /// Layer's q [n, Hq, T, D], k and v [n, Hkv, T, D] from h [n, T, H], q and k rotated.
+  std::array<at::Tensor, 3> project_qkv(const Layer& layer, const at::Tensor& h, const at::Tensor& cos,
+                                        const at::Tensor& sin) const;
+  /// Points mask.blocksparse at `layout` filled from the config when layer `index` is blocksparse.
+  void set_blocksparse(int64_t index, BlockSparseLayout& layout, AttentionMaskSpec& mask) const;
+  /// x plus attention plus MLP (parallel or sequential block); attend maps the normed input to the
+  /// attention output.
+  at::Tensor residual_block(const Layer& layer, const at::Tensor& x,
+                            const std::function<at::Tensor(const at::Tensor&)>& attend) const;
+  /// float32 logits of final-normed hidden states (divisor, masked ids applied).
+  at::Tensor head_logits(const at::Tensor& x) const;
+  /// The inputs of a whole-sequence forward: absolute positions, key lengths, segment ids on the
+  /// device and the rotary positions (restarting per segment; undefined without segments).
+  struct SequenceInputs {
+    at::Tensor positions, key_lengths, segments, rope_positions;
+  };
+  SequenceInputs sequence_inputs(const at::Tensor& ids, const at::Tensor& lengths, const at::Tensor& segments) const;
   /// Block `index` applied to the residual stream x.
   at::Tensor block(int64_t index, const at::Tensor& x, const BlockInputs& in, const CacheStep* step) const;
 
