@@ -12,6 +12,7 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <cstdio>
 #include <functional>
 
 #include <ATen/ATen.h>
@@ -128,12 +129,15 @@ void decode_body(benchmark::State& state, const std::string& backend) {
   for (const auto& [name, p] : model.parameters()) weight_bytes += static_cast<double>(p.numel() * p.element_size());
   const bool graph = backend == "graph";
   phi::set_attention_backend(graph ? "fused" : backend);
+  phi::set_elementwise_backend(graph ? "fused" : backend);
   for (auto _ : state) {
     auto cache = model.make_cache(1, prompt + steps + 1, prompt + steps + 1);
     auto logits = model.forward_cached(ids, {prompt}, cache);
     auto next = logits.select(1, prompt - 1).argmax(-1).unsqueeze(1).cpu();
     if (graph) {
       phi::DecodeGraph decoder(model, cache);  // captured once per sequence, outside the timing
+      state.counters["graph_nodes"] = static_cast<double>(decoder.nodes());
+      std::fprintf(stderr, "decode graph nodes per token:\n%s", decoder.node_summary().c_str());
       state.SetIterationTime(timed([&] {
         int64_t token = next.item<int64_t>();
         for (int64_t s = 0; s < steps; ++s) token = decoder.step({token}).argmax(-1).item<int64_t>();
@@ -154,11 +158,15 @@ void decode_body(benchmark::State& state, const std::string& backend) {
 void decode(benchmark::State& state, std::string backend) {
   guarded(state, [&] { decode_body(state, backend); });
   phi::set_attention_backend("aten");
+  phi::set_elementwise_backend("aten");
   c10::cuda::CUDACachingAllocator::emptyCache();
 }
 
+// backend: "fused" (our attention and elementwise kernels), "aten" (torch SDPA and ATen ops),
+// "sdpa+kernels" (torch SDPA attention, our elementwise kernels).
 void train_step_body(benchmark::State& state, const std::string& backend) {
-  phi::set_attention_backend(backend);
+  phi::set_attention_backend(backend == "fused" ? "fused" : "aten");
+  phi::set_elementwise_backend(backend == "aten" ? "aten" : "fused");
   auto config = phi::preset_model_config("phi-1.5");
   auto model = random_on_gpu(config, at::kFloat);  // float32 master weights
   phi::OptimizerConfig oc;
@@ -191,6 +199,7 @@ void train_step(benchmark::State& state, std::string backend) {
   guarded(state, [&] { train_step_body(state, backend); });
   c10::cuda::CUDACachingAllocator::emptyCache();
   phi::set_attention_backend("aten");
+  phi::set_elementwise_backend("aten");
 }
 
 }  // namespace
@@ -217,7 +226,7 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("decode/" + backend).c_str(), decode, backend)
         ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
   }
-  for (const std::string backend : {"fused", "aten"}) {
+  for (const std::string backend : {"fused", "sdpa+kernels", "aten"}) {
     benchmark::RegisterBenchmark(("train/phi-1.5/" + backend).c_str(), train_step, backend)
         ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
   }

@@ -48,7 +48,10 @@ for b in (batch, batch // 2, 1):
         per_token = 6 * n_params + 6 * cfg["n_layers"] * seq * cfg["hidden_size"]
         result.update(batch=b, tokens_per_s=b * seq / t, model_tflops=per_token * b * seq / t / 1e12)
         break
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        # Out of memory shows up as OutOfMemoryError, or as a cuBLAS workspace allocation failure.
+        if not isinstance(e, torch.OutOfMemoryError) and "ALLOC" not in str(e):
+            raise
         result["oom_at_batch"] = b
         opt.zero_grad(set_to_none=True)
         torch.cuda.empty_cache()

@@ -38,9 +38,29 @@ for p in f32 bf16 f16; do
     --set model.set='["vocab_size=512", "hidden_size=256", "n_heads=4", "n_kv_heads=4", "intermediate_size=512", "n_layers=4", "max_position_embeddings=512"]' \
     > "$OUT/train-$p.log" 2>&1 || tail -5 "$OUT/train-$p.log"
 done
+# Batch-1 generation through the CLI on CUDA with the captured decode step and without it (greedy,
+# fused kernels in both), from the bf16 model just trained.
+"$PY" -c "
+import json, sys
+lines = [l for l in open('$work/train.txt') if len(l) > 80][:3]
+open('$work/prompts.jsonl', 'w').write(''.join(json.dumps({'prompt': l[:60]}) + '\\n' for l in lines))"
+model=$(ls -d "$work"/run-bf16/checkpoints/step-*/model 2>/dev/null | tail -1)
+for g in graph eager; do
+  flag=""; [ $g = eager ] && flag=--no-cuda-graph
+  PHI_ATTENTION=fused PHI_KERNELS=fused "$BUILD/phi" generate --model "$model" --device cuda --dtype bf16 --batch-size 1 \
+    --input "$work/prompts.jsonl" --output "$work/gen-$g.jsonl" --max-new-tokens 64 --temperature 0 $flag \
+    > "$OUT/gen-$g.log" 2>&1 || tail -5 "$OUT/gen-$g.log"
+done
 "$PY" - "$work" > "$OUT/train_check.json" <<'PY'
 import json, sys
 out = {}
+try:
+    rows = {g: [json.loads(l) for l in open(f"{sys.argv[1]}/gen-{g}.jsonl")] for g in ("graph", "eager")}
+    ids = {g: [r.get("tokens") for r in rows[g]] for g in rows}
+    same = sum(a == b for a, b in zip(ids["graph"], ids["eager"]))
+    out["generate"] = {"prompts": len(ids["graph"]), "identical": same, "sample": rows["graph"][0].get("text", "")[:80]}
+except Exception as e:
+    out["generate"] = {"error": str(e)}
 for p in ("f32", "bf16", "f16"):
     try:
         rows = [json.loads(l) for l in open(f"{sys.argv[1]}/run-{p}/metrics.jsonl")]

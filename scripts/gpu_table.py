@@ -43,7 +43,10 @@ for backend in ("aten", "fused", "graph"):
     d = bench.get(f"decode/{backend}", {})
     if d and copy:
         floor = copy * 1e9 / d["weight_bytes"]
-        label = "CUDA graph + fused decode attention" if backend == "graph" else f"attention {backend}"
+        label = {"aten": "ATen ops, torch attention, eager", "fused": "fused kernels (attention, norms, rotary, act), eager",
+                 "graph": "fused kernels + CUDA graph"}[backend]
+        if d.get("graph_nodes"):
+            label += f" ({d['graph_nodes']:.0f} graph nodes per token)"
         print(f"| {label} | {d['tokens_per_s']:.1f} | {floor:.1f} (copy {copy:.0f} GB/s, "
               f"{d['weight_bytes'] / 1e9:.2f} GB weights) | {d['tokens_per_s'] / floor:.2f} |")
     else:
@@ -52,7 +55,8 @@ print()
 hf = load("hf_train.json")
 print("| phi-1.5 training step, bf16 | tokens/s | MFU |")
 print("|---|---|---|")
-for backend, label in (("fused", "our flash kernels"), ("aten", "torch SDPA attention")):
+for backend, label in (("fused", "our flash attention + fused elementwise"),
+                       ("sdpa+kernels", "torch SDPA + fused elementwise"), ("aten", "torch SDPA + ATen ops")):
     ours = bench.get(f"train/phi-1.5/{backend}", {})
     if ours.get("tokens_per_s"):
         print(f"| phi-engine, {label} (batch 4 x 2048) | {ours['tokens_per_s']:.0f} | "
@@ -68,8 +72,16 @@ print()
 train = load("train_check.json")
 print("| tiny recipe on CUDA, 150 steps | first loss | last loss | tokens/s | skipped steps |")
 print("|---|---|---|---|---|")
+gen = train.pop("generate", {})
 for p, r in train.items():
     if "error" in r:
         print(f"| {p} | error: {r['error'][:60]} | | | |")
     else:
         print(f"| {p} | {r['first']:.3f} | {r['last']:.3f} | {r['tokens_per_s']:.0f} | {r['skipped']} |")
+if gen:
+    print()
+    if "error" in gen:
+        print(f"phi generate on CUDA (batch 1, greedy, 64 tokens): error {gen['error'][:80]}")
+    else:
+        print(f"phi generate on CUDA (batch 1, greedy, 64 tokens): captured-step output identical to the eager "
+              f"step's for {gen['identical']} of {gen['prompts']} prompts; sample: {gen['sample']!r}")

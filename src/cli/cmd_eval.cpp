@@ -1,6 +1,8 @@
 // phi eval lego --model DIR --input heldout.jsonl: accuracy of every variable's resolved sign by
 // position in the chain, teacher-forced (the model sees the prompt and the gold answers before the
-// one it predicts), like the LEGO paper's per-position accuracy.
+// one it predicts), like the LEGO paper's per-position accuracy. An answer item that restates its
+// clause before the value ("b=-a=+1") counts only when both its signs are predicted right.
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
@@ -30,9 +32,6 @@ int run_lego_eval(const LegoEvalOptions& o) {
   at::NoGradGuard no_grad;
   auto model = load_model(o.model);
   auto tokenizer = load_tokenizer(o.model);
-  const auto plus = tokenizer->encode("+");
-  const auto minus = tokenizer->encode("-");
-  if (plus.size() != 1 || minus.size() != 1) throw Error("the tokenizer must encode \"+\" and \"-\" as single tokens", o.model);
   std::vector<int64_t> correct, total;
   int64_t examples_all_correct = 0, examples = 0;
   for_each_jsonl(o.input, [&](const nlohmann::json& j, const std::string& where) {
@@ -41,32 +40,59 @@ int run_lego_eval(const LegoEvalOptions& o) {
     }
     const std::string text = j["prompt"].get<std::string>() + j["answer"].get<std::string>();
     const size_t answer_start = j["prompt"].get<std::string>().size();
-    // Character positions of each answer's sign ("x=+1": the sign is 2 characters after the name).
-    std::vector<size_t> sign_positions;
+    // Character positions of the answer's signs ("x=+1": 2 characters after the name; an item that
+    // restates its clause, "x=-w=+1", has two) and the item (chain position) each belongs to.
+    std::vector<size_t> sign_positions, sign_items;
+    size_t item = 0;
     for (size_t p = answer_start; p + 2 < text.size(); ++p) {
-      if (text[p + 1] == '=' && (text[p + 2] == '+' || text[p + 2] == '-')) sign_positions.push_back(p + 2);
+      if (text[p] == ',') ++item;
+      if (text[p + 1] == '=' && (text[p + 2] == '+' || text[p + 2] == '-')) {
+        sign_positions.push_back(p + 2);
+        sign_items.push_back(item);
+      }
     }
-    // Token boundaries: encode the prefix up to each sign to find the sign token's index.
+    std::vector<bool> item_right(item + 1, true);
     auto ids = tokenizer->encode(text);
     if (static_cast<int64_t>(ids.size()) > model.config().max_position_embeddings) {
       throw Error("example is longer than the model's context", where);
     }
-    auto logits = model.forward(at::tensor(ids, at::kLong).unsqueeze(0))[0];
+    auto logprobs = at::log_softmax(model.forward(at::tensor(ids, at::kLong).unsqueeze(0))[0], -1);
     bool all = true;
     for (size_t k = 0; k < sign_positions.size(); ++k) {
-      const auto prefix = tokenizer->encode(text.substr(0, sign_positions[k]));
-      const int64_t at_index = static_cast<int64_t>(prefix.size()) - 1;  // predicts the next token
-      const float p_plus = logits[at_index][plus[0]].item<float>();
-      const float p_minus = logits[at_index][minus[0]].item<float>();
-      const bool predicted_plus = p_plus > p_minus;
-      const bool gold_plus = text[sign_positions[k]] == '+';
-      if (correct.size() <= k) {
+      // Score "+" against "-" whatever the tokenizer does with the sign (a character of its own, or
+      // merged with "=" by a BPE): the two prefixes ending in either sign share a token prefix and
+      // differ in their tails; compare the tails' log-probabilities under the teacher-forced prefix.
+      const size_t p = sign_positions[k];
+      const bool gold_plus = text[p] == '+';
+      const auto gold = tokenizer->encode(text.substr(0, p + 1));
+      const auto other = tokenizer->encode(text.substr(0, p) + (gold_plus ? "-" : "+"));
+      size_t common = 0;
+      while (common < gold.size() && common < other.size() && gold[common] == other[common]) ++common;
+      if (common == 0 || common == gold.size() || common == other.size()) {
+        throw Error("cannot tell the two signs apart in the tokenization", where);
+      }
+      // The whole text's logits serve when its tokens start with this prefix (true unless a merge
+      // crosses the sign); otherwise run the candidate itself.
+      const bool prefix_of_text = gold.size() <= ids.size() && std::equal(gold.begin(), gold.begin() + common, ids.begin());
+      auto tail_logprob = [&](const std::vector<int64_t>& seq) {
+        if (prefix_of_text && seq.size() == common + 1) return logprobs[common - 1][seq[common]].item<double>();
+        auto lp = at::log_softmax(model.forward(at::tensor(seq, at::kLong).unsqueeze(0))[0], -1);
+        double sum = 0;
+        for (size_t i = common; i < seq.size(); ++i) sum += lp[i - 1][seq[i]].item<double>();
+        return sum;
+      };
+      const bool right = tail_logprob(gold) > tail_logprob(other);
+      item_right[sign_items[k]] = item_right[sign_items[k]] && right;
+      all = all && right;
+    }
+    // A chain position counts as resolved when every sign of its item is.
+    for (size_t i = 0; i < item_right.size() && !sign_positions.empty(); ++i) {
+      if (correct.size() <= i) {
         correct.push_back(0);
         total.push_back(0);
       }
-      correct[k] += predicted_plus == gold_plus;
-      total[k] += 1;
-      all = all && predicted_plus == gold_plus;
+      correct[i] += item_right[i];
+      total[i] += 1;
     }
     examples_all_correct += all;
     ++examples;

@@ -33,6 +33,7 @@ struct GenerateOptions {
   std::string output;
   int64_t batch_size = 8;
   bool truncate = false;
+  bool no_cuda_graph = false;
   SamplingParams sampling;
 };
 
@@ -55,6 +56,7 @@ int run_generate(const GenerateOptions& o) {
   gen_options.max_batch_size = o.batch_size;
   gen_options.end_token_ids = loaded.end_token_ids;
   gen_options.truncate_prompt_left = o.truncate;
+  gen_options.cuda_graph = !o.no_cuda_graph;
   Generator generator(model, *tokenizer, gen_options);
 
   std::vector<GenerationRequest> requests;
@@ -146,6 +148,8 @@ void add_generate_command(CLI::App& root, Runner& run) {
   cmd->add_option("--output", o->output, "output JSONL (written atomically)")->required();
   cmd->add_option("--batch-size", o->batch_size, "sequences decoded together")->capture_default_str();
   cmd->add_flag("--truncate", o->truncate, "truncate prompts longer than the context from the left");
+  cmd->add_flag("--no-cuda-graph", o->no_cuda_graph,
+                "on CUDA, decode batch 1 by launching each step's kernels instead of replaying a captured step");
   add_sampling_options(cmd, o->sampling);
   cmd->callback([&run, o]() { run = [o]() { return run_generate(*o); }; });
 }

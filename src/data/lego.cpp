@@ -32,11 +32,15 @@ LegoExample make_lego_example(int64_t chain_length, uint64_t seed, int64_t index
     ex.variables.push_back(var);
     ex.values.push_back(value);
   }
+  const std::vector<std::string> chain_clauses = clauses;
   std::shuffle(clauses.begin(), clauses.end(), rng);
-  for (size_t i = 0; i < clauses.size(); ++i) ex.prompt += (i ? ";" : "") + clauses[i];
+  for (size_t i = 0; i < clauses.size(); ++i) ex.prompt += (i ? "; " : " ") + clauses[i];
   ex.prompt += "?";
+  // Chain order; each item restates its clause, then the value ("b=-a=-1"); the root's clause is
+  // its value.
   for (size_t i = 0; i < ex.variables.size(); ++i) {
-    ex.answer += (i ? "," : "") + ex.variables[i] + "=" + (ex.values[i] > 0 ? "+1" : "-1");
+    ex.answer += (i ? ", " : " ") + chain_clauses[i];
+    if (i > 0) ex.answer += std::string("=") + (ex.values[i] > 0 ? "+1" : "-1");
   }
   ex.answer += ".";
   return ex;

@@ -1,10 +1,15 @@
 #include "phi/infer/decode_graph.h"
 
+#include <algorithm>
+#include <map>
+#include <string>
+
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 
 #include "phi/core/error.h"
 #include "phi/models/rope.h"
@@ -18,6 +23,39 @@ std::vector<int64_t> row_lengths(const KVCache& cache) {
   for (int64_t r = 0; r < cache.batch_size(); ++r) lengths.push_back(cache.length(r));
   return lengths;
 }
+// "N x name" per kind of node, most frequent first (kernel names where the runtime knows them).
+std::string describe(cudaGraph_t graph, size_t count) {
+  std::vector<cudaGraphNode_t> nodes(count);
+  if (cudaGraphGetNodes(graph, nodes.data(), &count) != cudaSuccess) return "";
+  std::map<std::string, int> histogram;
+  for (auto node : nodes) {
+    cudaGraphNodeType type;
+    std::string name = "other";
+    if (cudaGraphNodeGetType(node, &type) == cudaSuccess) {
+      if (type == cudaGraphNodeTypeKernel) {
+        cudaKernelNodeParams params{};
+        const char* fn = nullptr;
+        name = "kernel (library)";
+        if (cudaGraphKernelNodeGetParams(node, &params) == cudaSuccess &&
+            cudaFuncGetName(&fn, params.func) == cudaSuccess && fn != nullptr) {
+          name = std::string(fn).substr(0, 90);
+        }
+      } else if (type == cudaGraphNodeTypeMemcpy) {
+        name = "memcpy";
+      } else if (type == cudaGraphNodeTypeMemset) {
+        name = "memset";
+      }
+    }
+    ++histogram[name];
+  }
+  cudaGetLastError();  // clear a failed name lookup
+  std::vector<std::pair<int, std::string>> sorted;
+  for (const auto& [name, n] : histogram) sorted.push_back({n, name});
+  std::sort(sorted.rbegin(), sorted.rend());
+  std::string out;
+  for (const auto& [n, name] : sorted) out += std::to_string(n) + " x " + name + "\n";
+  return out;
+}
 }  // namespace
 
 struct DecodeGraph::Impl {
@@ -25,6 +63,8 @@ struct DecodeGraph::Impl {
   KVCache* cache;
   at::Tensor ids, positions, inv_freq, logits;
   double mscale = 1.0;
+  int64_t nodes = 0;
+  std::string summary;
   at::cuda::CUDAGraph graph;
 };
 
@@ -51,12 +91,23 @@ DecodeGraph::DecodeGraph(const Transformer& model, KVCache& cache) : impl_(std::
     stream.synchronize();
     m.graph.capture_begin();
     m.logits = model.decode_step_static(m.ids, m.positions, m.inv_freq, m.mscale, cache);
+    cudaStreamCaptureStatus status;
+    cudaGraph_t captured = nullptr;
+    size_t count = 0;
+    if (cudaStreamGetCaptureInfo(stream.stream(), &status, nullptr, &captured) == cudaSuccess && captured != nullptr &&
+        cudaGraphGetNodes(captured, nullptr, &count) == cudaSuccess) {
+      m.nodes = static_cast<int64_t>(count);
+      m.summary = describe(captured, count);
+    }
     m.graph.capture_end();
   }
   stream.synchronize();
 }
 
 DecodeGraph::~DecodeGraph() = default;
+
+int64_t DecodeGraph::nodes() const { return impl_->nodes; }
+std::string DecodeGraph::node_summary() const { return impl_->summary; }
 
 at::Tensor DecodeGraph::step(const std::vector<int64_t>& tokens) {
   auto& m = *impl_;

@@ -12,5 +12,7 @@ DecodeGraph::DecodeGraph(const Transformer&, KVCache&) {
 }
 DecodeGraph::~DecodeGraph() = default;
 at::Tensor DecodeGraph::step(const std::vector<int64_t>&) { return {}; }
+int64_t DecodeGraph::nodes() const { return 0; }
+std::string DecodeGraph::node_summary() const { return ""; }
 
 }  // namespace phi

@@ -10,6 +10,8 @@
 
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
+#include "phi/infer/decode_graph.h"
+#include "phi/kernels/cuda_kernels.h"
 #include "infer/sequence.h"
 
 namespace phi {
@@ -147,6 +149,11 @@ void Generator::generate_chunk(const std::vector<GenerationRequest>& requests, s
   std::vector<at::Tensor> last(count);
   for (size_t i = 0; i < count; ++i) last[i] = logits[i][prompt_lengths[i] - 1];
 
+  // Batch-1 decoding on a GPU is launch-bound: capture the step once and replay it per token.
+  std::unique_ptr<DecodeGraph> graph;
+  if (count == 1 && options_.cuda_graph && model_.device().is_cuda() && cuda_kernels_compiled()) {
+    graph = std::make_unique<DecodeGraph>(model_, cache);
+  }
   auto finish = [&](size_t i, const std::string& reason) {
     auto tail = seqs[i]->finish(reason);
     if (!tail.empty() && on_token) on_token(first + i, SampledToken{-1, 0.f, {}}, tail);
@@ -174,6 +181,10 @@ void Generator::generate_chunk(const std::vector<GenerationRequest>& requests, s
       }
     }
     if (step_slots.empty()) break;
+    if (graph) {
+      last[0] = graph->step(step_ids)[0];
+      continue;
+    }
     auto step = model_.forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
                                       std::vector<int64_t>(step_slots.size(), 1), cache, step_slots);
     for (size_t k = 0; k < step_slots.size(); ++k) last[step_slots[k]] = step[k][0];

@@ -99,19 +99,23 @@ const std::string& attention_backend() { return backend_setting(); }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      const AttentionMaskSpec& mask) {
-  const bool plain = mask.sliding_window == 0 && mask.blocksparse == nullptr && !mask.segments.defined();
-  if (q.is_cuda() && plain) {
+  // A query at position p sees keys j <= p with p - j < window; keys sit at positions [0, Tk), so a
+  // window of at least Tk never hides one (Phi-3's 2047 over shorter sequences, its 128k variants).
+  const int64_t Tk = k.size(2);
+  const int64_t window = mask.sliding_window > 0 && Tk > mask.sliding_window ? mask.sliding_window : 0;
+  const bool structured = mask.blocksparse == nullptr && !mask.segments.defined();
+  if (q.is_cuda() && structured) {
     const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
-    const int64_t D = q.size(3), Tq = q.size(2), Tk = k.size(2);
+    const int64_t D = q.size(3), Tq = q.size(2);
     if (attention_backend() == "fused" && cuda_kernels_compiled() && half) {
-      if (mask.queries_are_rows && Tq == Tk && (D == 64 || D == 80 || D == 96 || D == 128)) {
+      if (window == 0 && mask.queries_are_rows && Tq == Tk && (D == 64 || D == 80 || D == 96 || D == 128)) {
         return flash_attention_cuda(q, k, v, mask.no_padding ? at::Tensor() : mask.key_lengths, scale);
       }
       if (mask.queries_end_at_lengths && Tq <= 16 && D <= 128 && D % 8 == 0 && !at::GradMode::is_enabled()) {
-        return decode_attention_cuda(q, k, v, mask.key_lengths, scale);
+        return decode_attention_cuda(q, k, v, mask.key_lengths, scale, 0, window);
       }
     }
-    if (mask.queries_are_rows && mask.no_padding && Tq == Tk) {
+    if (window == 0 && mask.queries_are_rows && mask.no_padding && Tq == Tk) {
       // The library's fused causal attention (FlashAttention / cuDNN / memory-efficient backends).
       return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, /*enable_gqa=*/true);
     }

@@ -189,6 +189,97 @@ at::Tensor rotary_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Ten
   return out;
 }
 
+bool gemv_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (!x.is_cuda() || !w.is_cuda() || w.dim() != 2 || !w.is_contiguous()) return false;
+  const auto t = w.scalar_type();
+  if ((t != at::kBFloat16 && t != at::kHalf) || x.scalar_type() != t) return false;
+  if (b.defined() && (!b.is_cuda() || b.scalar_type() != t || b.numel() != w.size(0))) return false;
+  const int64_t K = w.size(1);
+  return x.numel() == K && x.size(-1) == K && K % 8 == 0 && K <= 24576 && x.is_contiguous() &&
+         reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+}
+
+at::Tensor gemv_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  require_cuda("gemv_cuda", {&x, &w, &b});
+  PHI_CHECK(gemv_applies(x, w, b), "gemv_cuda: needs one row x [.., K] and a contiguous bf16 / f16 W [N, K] with K % 8 "
+            "== 0 and K <= 24576, got x ", x.sizes(), " W ", w.sizes());
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.size(0);
+  auto y = at::empty(sizes, x.options());
+  int sms = 132;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, x.device().index());
+  check(cuda::gemv(dtype_of(w, "gemv_cuda"), w.data_ptr(), x.data_ptr(), b.defined() ? b.contiguous().data_ptr() : nullptr,
+                   y.data_ptr(), w.size(0), w.size(1), sms, stream_of(x)),
+        "gemv kernel");
+  return y;
+}
+
+void kv_append_cuda(const at::Tensor& k, const at::Tensor& v, const at::Tensor& cos, const at::Tensor& sin,
+                    at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& positions) {
+  require_cuda("kv_append_cuda", {&k, &v, &cos, &sin, &k_cache, &v_cache, &positions});
+  PHI_CHECK(k.dim() == 4 && k.size(2) == 1 && k.sizes() == v.sizes() && k.stride(3) == 1 && v.stride(3) == 1,
+            "kv_append_cuda: k and v must be [B, H, 1, D] with a contiguous last dim, got ", k.sizes(), " and ", v.sizes());
+  PHI_CHECK(k_cache.dim() == 4 && k_cache.sizes() == v_cache.sizes() && k_cache.strides() == v_cache.strides() &&
+                k_cache.stride(3) == 1 && k_cache.size(0) == k.size(0) && k_cache.size(1) == k.size(1) &&
+                k_cache.size(3) == k.size(3),
+            "kv_append_cuda: caches ", k_cache.sizes(), " do not match k ", k.sizes());
+  PHI_CHECK(k.scalar_type() == k_cache.scalar_type() && v.scalar_type() == v_cache.scalar_type() &&
+                k.scalar_type() == v.scalar_type(),
+            "kv_append_cuda: dtypes differ");
+  const int64_t B = k.size(0), H = k.size(1), D = k.size(3), rot = cos.size(-1);
+  PHI_CHECK(rot % 2 == 0 && rot <= D, "rotary width ", rot, " does not fit head dim ", D);
+  PHI_CHECK(positions.dim() == 1 && positions.size(0) == B && positions.scalar_type() == at::kLong,
+            "kv_append_cuda: positions must be int64 [", B, "]");
+  auto c = cos.to(at::kFloat).reshape({B, rot}).contiguous();
+  auto s = sin.to(at::kFloat).reshape({B, rot}).contiguous();
+  check(cuda::kv_append(dtype_of(k, "kv_append_cuda"), k.data_ptr(), k.stride(0), k.stride(1), v.data_ptr(), v.stride(0),
+                        v.stride(1), c.data_ptr<float>(), s.data_ptr<float>(), rot, k_cache.data_ptr(),
+                        v_cache.data_ptr(), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+                        positions.contiguous().data_ptr<int64_t>(), B, H, D, stream_of(k)),
+        "kv append kernel");
+}
+
+namespace {
+struct ActivationFunction : torch::autograd::Function<ActivationFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, int64_t kind, double limit) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["kind"] = kind;
+    ctx->saved_data["limit"] = limit;
+    return activation_cuda(x, static_cast<FusedActivation>(kind), limit);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto x = ctx->get_saved_variables()[0];
+    auto dx = activation_backward_cuda(x, grads[0].to(x.scalar_type()),
+                                       static_cast<FusedActivation>(ctx->saved_data["kind"].toInt()),
+                                       ctx->saved_data["limit"].toDouble());
+    return {dx.view(x.sizes()), at::Tensor(), at::Tensor()};
+  }
+};
+
+// cos / sin are constants of the positions: no gradient.
+struct RotaryFunction : torch::autograd::Function<RotaryFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
+                            const at::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return rotary_cuda(x, cos, sin, false);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    return {rotary_cuda(grads[0].contiguous(), saved[0], saved[1], true), at::Tensor(), at::Tensor()};
+  }
+};
+}  // namespace
+
+at::Tensor activation_autograd_cuda(const at::Tensor& x, FusedActivation kind, double limit) {
+  return ActivationFunction::apply(x, static_cast<int64_t>(kind), limit);
+}
+
+at::Tensor rotary_autograd_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  return RotaryFunction::apply(x, cos, sin);
+}
+
 FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           const at::Tensor& key_lengths, double scale) {
   require_cuda("flash_attention_forward_cuda", {&q, &k, &v});
@@ -261,9 +352,11 @@ at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const 
 }
 
 at::Tensor decode_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 const at::Tensor& key_lengths, double scale, int64_t splits) {
+                                 const at::Tensor& key_lengths, double scale, int64_t splits, int64_t window) {
   require_cuda("decode_attention_cuda", {&q, &k, &v});
   auto s = attention_shape(q, k, v, "decode attention");
+  PHI_CHECK(window >= 0, "decode attention window must be >= 0, got ", window);
+  s.window = window;
   PHI_CHECK(s.D <= 128 && s.D % 8 == 0, "decode attention head dim ", s.D, " must be a multiple of 8, at most 128");
   auto lengths = lengths_on(key_lengths, q);
   if (splits <= 0) {

@@ -24,6 +24,14 @@ at::Tensor rms_norm_cuda(const at::Tensor&, const at::Tensor&, double) { unavail
 at::Tensor activation_cuda(const at::Tensor&, FusedActivation, double) { unavailable(); }
 at::Tensor activation_backward_cuda(const at::Tensor&, const at::Tensor&, FusedActivation, double) { unavailable(); }
 at::Tensor rotary_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, bool) { unavailable(); }
+at::Tensor gemv_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&) { unavailable(); }
+bool gemv_applies(const at::Tensor&, const at::Tensor&, const at::Tensor&) { return false; }
+void kv_append_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&,
+                    at::Tensor&, const at::Tensor&) {
+  unavailable();
+}
+at::Tensor activation_autograd_cuda(const at::Tensor&, FusedActivation, double) { unavailable(); }
+at::Tensor rotary_autograd_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&) { unavailable(); }
 FlashForward flash_attention_forward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                           double) {
   unavailable();
@@ -36,7 +44,7 @@ at::Tensor flash_attention_cuda(const at::Tensor&, const at::Tensor&, const at::
   unavailable();
 }
 at::Tensor decode_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
-                                 int64_t) {
+                                 int64_t, int64_t) {
   unavailable();
 }
 

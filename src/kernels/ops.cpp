@@ -1,34 +1,102 @@
 #include "phi/kernels/ops.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "phi/core/error.h"
+#include "phi/kernels/cuda_kernels.h"
 
 namespace phi {
 
+namespace {
+std::string& elementwise_setting() {
+  static std::string backend = [] {
+    const char* env = std::getenv("PHI_KERNELS");
+    return std::string(env != nullptr && *env != 0 ? env : "aten");
+  }();
+  return backend;
+}
+
+// The fused kernels take CUDA float32 / bf16 / f16 tensors.
+bool fused(const at::Tensor& x) {
+  if (!x.is_cuda() || elementwise_setting() != "fused" || !cuda_kernels_compiled()) return false;
+  const auto t = x.scalar_type();
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
+}
+
+bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const auto* t : tensors) {
+    if (t->defined() && t->requires_grad()) return true;
+  }
+  return false;
+}
+
+// The norm kernels are forward-only here (inference) and need one dtype for x and the parameters.
+bool fused_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!fused(x) || needs_grad({&x, &residual, &weight, &bias})) return false;
+  for (const auto* t : {&residual, &weight, &bias}) {
+    if (t->defined() && (t->scalar_type() != x.scalar_type() || !t->is_cuda())) return false;
+  }
+  return !residual.defined() || residual.sizes() == x.sizes();
+}
+
+at::Tensor activation(const at::Tensor& x, FusedActivation kind, double limit) {
+  return needs_grad({&x}) ? activation_autograd_cuda(x, kind, limit) : activation_cuda(x, kind, limit);
+}
+}  // namespace
+
+void set_elementwise_backend(const std::string& name) {
+  if (name != "aten" && name != "fused") throw Error("elementwise backend must be aten or fused, got \"" + name + "\"");
+  elementwise_setting() = name;
+}
+const std::string& elementwise_backend() { return elementwise_setting(); }
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (fused(x) && !needs_grad({&x, &weight, &bias}) && gemv_applies(x, weight, bias)) return gemv_cuda(x, weight, bias);
+  return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+}
+
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                       double eps) {
+  if (fused_norm(x, {}, weight, bias)) return add_norm_cuda(x, {}, weight, bias, eps, false).y;
   return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
 }
 
+std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                           const at::Tensor& bias, double eps, bool rms) {
+  if (fused_norm(x, residual, weight, bias)) {
+    auto r = add_norm_cuda(x, residual, weight, bias, eps, rms);
+    return {r.h, r.y};
+  }
+  auto h = x + residual;
+  return {h, rms ? rms_norm(h, weight, eps) : layer_norm(h, weight, bias, eps)};
+}
+
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (fused_norm(x, {}, weight, {})) return rms_norm_cuda(x, weight, eps);
   auto xf = x.to(at::kFloat);
   auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
 }
 
 at::Tensor gelu_new(const at::Tensor& x) {
+  if (fused(x)) return activation(x, FusedActivation::kGeluNew, 0);
   return at::gelu(x, "tanh");
 }
 
 at::Tensor swiglu(const at::Tensor& gate_up) {
+  if (fused(gate_up)) return activation(gate_up, FusedActivation::kSwiGlu, 0);
   auto halves = gate_up.chunk(2, -1);
   return at::silu(halves[0]) * halves[1];
 }
 
 at::Tensor gegelu(const at::Tensor& gelu_linear, double limit) {
+  if (fused(gelu_linear)) return activation(gelu_linear, FusedActivation::kGeGelu, limit);
   auto halves = gelu_linear.chunk(2, -1);
   auto a = halves[0];
   auto b = halves[1];
@@ -41,6 +109,9 @@ at::Tensor gegelu(const at::Tensor& gelu_linear, double limit) {
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t r = cos.size(-1);
   PHI_CHECK(r <= x.size(-1) && r % 2 == 0, "rotary width ", r, " does not fit head dim ", x.size(-1));
+  if (fused(x) && x.dim() == 4 && x.stride(-1) == 1 && cos.is_cuda() && sin.is_cuda()) {
+    return needs_grad({&x}) ? rotary_autograd_cuda(x, cos, sin) : rotary_cuda(x, cos, sin);
+  }
   auto c = cos.unsqueeze(1).to(x.scalar_type());  // [B, 1, T, r]
   auto s = sin.unsqueeze(1).to(x.scalar_type());
   auto x_rot = x.narrow(-1, 0, r);

@@ -9,6 +9,7 @@
 
 #include "phi/core/error.h"
 #include "phi/kernels/attention.h"
+#include "phi/kernels/cuda_kernels.h"
 #include "phi/kernels/ops.h"
 #include "phi/kernels/lm_loss.h"
 #include "phi/models/checkpointing.h"
@@ -20,9 +21,7 @@ namespace {
 std::string layer_name(int64_t i, const std::string& rest) {
   return "layers." + std::to_string(i) + "." + rest;
 }
-at::Tensor optional_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
-}
+at::Tensor optional_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) { return linear(x, w, b); }
 }  // namespace
 
 at::Tensor pad_token_ids(const std::vector<const std::vector<int64_t>*>& sequences, std::vector<int64_t>& lengths) {
@@ -172,14 +171,14 @@ at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& h) const {
 }
 
 std::array<at::Tensor, 3> Transformer::project_qkv(const Layer& layer, const at::Tensor& h, const at::Tensor& cos,
-                                                   const at::Tensor& sin) const {
+                                                   const at::Tensor& sin, bool rotate_k) const {
   const int64_t B = h.size(0), T = h.size(1), D = config_.head_dim;
   const int64_t Hq = config_.n_heads, Hkv = config_.n_kv_heads;
   auto qkv = optional_linear(h, layer.qkv_w, layer.qkv_b);
   auto q = qkv.narrow(-1, 0, Hq * D).view({B, T, Hq, D}).transpose(1, 2);
   auto k = qkv.narrow(-1, Hq * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
   auto v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
-  return {apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v};
+  return {apply_rotary(q, cos, sin), rotate_k ? apply_rotary(k, cos, sin) : k, v};
 }
 
 void Transformer::set_blocksparse(int64_t index, BlockSparseLayout& layout, AttentionMaskSpec& mask) const {
@@ -195,8 +194,9 @@ at::Tensor Transformer::residual_block(const Layer& layer, const at::Tensor& x,
                                        const std::function<at::Tensor(const at::Tensor&)>& attend) const {
   auto h = norm(x, layer.attn_norm_w, layer.attn_norm_b);
   if (config_.block_style == BlockStyle::kParallel) return x + attend(h) + mlp(layer, h);
-  auto y = x + attend(h);
-  return y + mlp(layer, norm(y, layer.mlp_norm_w, layer.mlp_norm_b));
+  auto [y, y_normed] = add_norm(x, attend(h), layer.mlp_norm_w, layer.mlp_norm_b, config_.norm_eps,
+                               config_.norm == NormKind::kRmsNorm);
+  return y + mlp(layer, y_normed);
 }
 
 at::Tensor Transformer::head_logits(const at::Tensor& x) const {
@@ -383,15 +383,22 @@ at::Tensor Transformer::decode_step_static(const at::Tensor& ids, const at::Tens
   std::tie(cos, sin) = rope_tables(pos, inv_freq, mscale);
   auto key_lengths = positions + 1;
   auto rows = at::arange(n, positions.options());
+  const bool fused_kv_append = ids.is_cuda() && elementwise_backend() == "fused" && cuda_kernels_compiled();
   auto x = at::embedding(embed_, ids);
   if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
   for (int64_t i = 0; i < config_.n_layers; ++i) {
     x = residual_block(layers_[i], x, [&](const at::Tensor& h) {
-      auto [q, k, v] = project_qkv(layers_[i], h, cos, sin);
-      // keys[b, :, positions[b], :] = k[b, :, 0, :]
-      using at::indexing::Slice;
-      cache.keys(i).index_put_({rows, Slice(), positions}, k.select(2, 0).to(cache.keys(i).scalar_type()));
-      cache.values(i).index_put_({rows, Slice(), positions}, v.select(2, 0).to(cache.values(i).scalar_type()));
+      // keys[b, :, positions[b], :] = k[b, :, 0, :] (rotated), values likewise: one fused kernel on
+      // CUDA (k's rotary included), else ATen indexing.
+      const bool fused_append = fused_kv_append && h.scalar_type() == cache.keys(i).scalar_type();
+      auto [q, k, v] = project_qkv(layers_[i], h, cos, sin, /*rotate_k=*/!fused_append);
+      if (fused_append) {
+        kv_append_cuda(k, v, cos, sin, cache.keys(i), cache.values(i), positions);
+      } else {
+        using at::indexing::Slice;
+        cache.keys(i).index_put_({rows, Slice(), positions}, k.select(2, 0).to(cache.keys(i).scalar_type()));
+        cache.values(i).index_put_({rows, Slice(), positions}, v.select(2, 0).to(cache.values(i).scalar_type()));
+      }
       BlockSparseLayout layout;
       AttentionMaskSpec mask;
       mask.query_positions = pos;

@@ -61,6 +61,18 @@ def test_seed_reproduces_sampling_and_batching_does_not_change_it(tmp_path):
     assert alone["tokens"][:4] == a[1]["tokens"][:4]
 
 
+def test_batch_one_decoding_with_and_without_the_captured_step(tmp_path):
+    """`--no-cuda-graph` is accepted everywhere; on a CPU model both runs take the eager step and
+    must agree token for token (on CUDA the GPU check compares the captured step with the eager one)."""
+    _, model_dir = build_model(tmp_path, "phi3")
+    lines = [{"prompt_ids": [5, 6, 7, 8]}, {"prompt_ids": [900, 901]}]
+    flags = ("--temperature", "0", "--max-new-tokens", "12", "--ignore-eos", "--batch-size", "1")
+    graph = phi_generate(model_dir, tmp_path, lines, *flags, name="graph")
+    eager = phi_generate(model_dir, tmp_path, lines, *flags, "--no-cuda-graph", name="eager")
+    assert [r["tokens"] for r in graph] == [r["tokens"] for r in eager]
+    assert all(len(r["tokens"]) == 12 for r in graph)
+
+
 def test_stop_string_ends_generation_and_is_excluded(tmp_path):
     _, model_dir = build_model(tmp_path, "phi2")
     base = phi_generate(model_dir, tmp_path, [{"prompt": "def f(x):", "temperature": 0, "max_new_tokens": 40,

@@ -2,6 +2,9 @@
 // the caching allocator poisoned (NaN) before each call so that an unwritten output element fails.
 // Tolerances (relative: ||out - ref|| / ||ref||): bf16 1e-2, f16 5e-3, float32 1e-5. Skipped with a
 // message when no GPU is present.
+#include <map>
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -141,6 +144,61 @@ phi::AttentionMaskSpec rows_mask(int64_t B, int64_t T, const at::Tensor& lengths
   return m;
 }
 
+TEST(CudaKernels, GemvEqualsLinearForOneRow) {
+  REQUIRE_GPU();
+  for (auto dtype : {at::kBFloat16, at::kHalf}) {
+    // Row lengths around the kernel's unrolled / tail split; N not a multiple of the block's rows.
+    for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1000, 3072}, {37, 72}, {5, 8}, {32064, 3072}, {3072, 8192}, {40, 17920}}) {
+      for (bool with_bias : {false, true}) {
+        auto w = at::randn({N, K}, on(dtype)) * 0.05;
+        auto x = at::randn({1, 1, K}, on(dtype));
+        auto b = with_bias ? at::randn({N}, on(dtype)) : at::Tensor();
+        ASSERT_TRUE(phi::gemv_applies(x, w, b));
+        auto ref = at::linear(x.to(at::kFloat), w.to(at::kFloat), with_bias ? b.to(at::kFloat) : at::Tensor());
+        poison();
+        auto y = phi::gemv_cuda(x, w, b);
+        EXPECT_EQ(y.sizes(), ref.sizes());
+        EXPECT_LT(rel(y, ref), tolerance(dtype)) << dtype << " N" << N << " K" << K << " bias " << with_bias;
+      }
+    }
+  }
+  // Shapes it does not take fall back to at::linear through phi::linear.
+  auto w = at::randn({16, 12}, on(at::kBFloat16));
+  EXPECT_FALSE(phi::gemv_applies(at::randn({1, 12}, on(at::kBFloat16)), w, {}));    // K % 8 != 0
+  EXPECT_FALSE(phi::gemv_applies(at::randn({2, 16}, on(at::kBFloat16)), at::randn({4, 16}, on(at::kBFloat16)), {}));  // 2 rows
+  auto unaligned = at::randn({20}, on(at::kBFloat16)).narrow(0, 1, 16);  // 2-byte offset
+  EXPECT_FALSE(phi::gemv_applies(unaligned, at::randn({4, 16}, on(at::kBFloat16)), {}));
+}
+
+TEST(CudaKernels, KvCacheAppendRotatesKeysAndWritesOneRowPerSequence) {
+  REQUIRE_GPU();
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    for (int64_t rot : {int64_t(0), int64_t(32), int64_t(96)}) {
+      const int64_t B = 3, H = 4, D = 96, C = 50;
+      auto opts = at::device(at::kCUDA).dtype(dtype);
+      // k and v as the model makes them: views into one projection [B, 1, 2 * H * D].
+      auto kv = at::randn({B, 1, 2 * H * D}, opts);
+      auto k = kv.narrow(-1, 0, H * D).view({B, 1, H, D}).transpose(1, 2);
+      auto v = kv.narrow(-1, H * D, H * D).view({B, 1, H, D}).transpose(1, 2);
+      auto k_cache = at::randn({B, H, C, D}, opts), v_cache = at::randn({B, H, C, D}, opts);
+      auto k_before = k_cache.clone(), v_before = v_cache.clone();
+      auto positions = at::tensor({7, 0, 49}, at::kLong).cuda();
+      auto cos = at::randn({B, 1, rot}, opts.dtype(at::kFloat)), sin = at::randn({B, 1, rot}, opts.dtype(at::kFloat));
+      phi::kv_append_cuda(k, v, cos, sin, k_cache, v_cache, positions);
+      auto k_ref = rot > 0 ? phi::apply_rotary(k.to(at::kFloat), cos, sin) : k.to(at::kFloat);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t p = positions[b].item<int64_t>();
+        EXPECT_LT(rel(k_cache[b].select(1, p), k_ref[b].select(1, 0)), tolerance(dtype)) << dtype << " rot " << rot;
+        EXPECT_TRUE(at::equal(v_cache[b].select(1, p), v[b].select(1, 0)));
+        // every other row untouched
+        k_cache[b].select(1, p).copy_(k_before[b].select(1, p));
+        v_cache[b].select(1, p).copy_(v_before[b].select(1, p));
+      }
+      EXPECT_TRUE(at::equal(k_cache, k_before) && at::equal(v_cache, v_before)) << dtype << " rot " << rot;
+    }
+  }
+}
+
 TEST(CudaKernels, FlashAttentionForwardAndBackward) {
   REQUIRE_GPU();
   const std::vector<AttentionCase> cases = {
@@ -210,6 +268,19 @@ TEST(CudaKernels, DecodeAttentionOverACache) {
           auto out = phi::decode_attention_cuda(q, k, v, lengths, scale, splits);
           EXPECT_LT(rel(out, ref), tolerance(dtype)) << "D" << D << " Tq" << Tq << " " << dtype << " splits " << splits;
         }
+        // Phi-3's sliding window: only the last `window` keys up to each query (and a window wider
+        // than every sequence changes nothing).
+        for (int64_t window : {int64_t(300), int64_t(2)}) {
+          mask.sliding_window = window;
+          auto windowed = phi::attention_reference(q.to(at::kFloat), k.narrow(2, 0, 1037).to(at::kFloat),
+                                                   v.narrow(2, 0, 1037).to(at::kFloat), scale, mask);
+          for (int64_t splits : {int64_t(0), int64_t(7)}) {
+            poison();
+            auto out = phi::decode_attention_cuda(q, k, v, lengths, scale, splits, window);
+            EXPECT_LT(rel(out, windowed), tolerance(dtype)) << "D" << D << " Tq" << Tq << " window " << window;
+          }
+        }
+        mask.sliding_window = 0;
       }
     }
   }
@@ -233,6 +304,66 @@ TEST(CudaKernels, ModelForwardWithFusedAttentionMatchesTheReference) {
   phi::set_attention_backend("aten");
   EXPECT_LT(rel(fused, reference), 2e-2);
   EXPECT_LT(rel(step, reference.narrow(1, 69, 1)), 2e-2);
+  // Sliding windows: one narrower than the sequence (the decode kernel skips the keys before it),
+  // one wider (no key is hidden, the unwindowed kernels run).
+  for (const std::string window : {"sliding_window=24", "sliding_window=2047"}) {
+    auto windowed_config = phi::preset_model_config("tiny-phi3", {"hidden_size=256", "n_heads=4", "n_kv_heads=2", window});
+    auto windowed = phi::Transformer::random(windowed_config, 3, at::kFloat, 0.05);
+    windowed.to(at::Device(at::kCUDA), at::kBFloat16);
+    auto expected = windowed.forward(ids);
+    phi::set_attention_backend("fused");
+    auto got = windowed.forward(ids);
+    auto windowed_cache = windowed.make_cache(2, 80, 80);
+    windowed.forward_cached(ids.narrow(1, 0, 69), {69, 69}, windowed_cache);
+    auto windowed_step = windowed.forward_cached(ids.narrow(1, 69, 1), {1, 1}, windowed_cache);
+    phi::set_attention_backend("aten");
+    EXPECT_LT(rel(got, expected), 2e-2) << window;
+    EXPECT_LT(rel(windowed_step, expected.narrow(1, 69, 1)), 2e-2) << window;
+  }
+}
+
+// The norms, activations and rotary of ops.h dispatched to the fused kernels (PHI_KERNELS=fused)
+// inside whole models of the three families: bf16 forward and cached decode against the ATen path,
+// and float32 gradients of every parameter (activation and rotary backward kernels under autograd).
+TEST(CudaKernels, ModelWithFusedElementwiseKernelsMatchesTheReference) {
+  REQUIRE_GPU();
+  for (const std::string preset : {"tiny-phi3", "tiny-phi", "tiny-phi3small"}) {
+    auto config = phi::preset_model_config(preset, {"hidden_size=256", "n_heads=4", "n_kv_heads=2"});
+    auto ids = at::randint(0, config.vocab_size, {2, 70}, at::kLong);
+    {
+      at::NoGradGuard no_grad;
+      auto model = phi::Transformer::random(config, 7, at::kFloat, 0.05);
+      model.to(at::Device(at::kCUDA), at::kBFloat16);
+      phi::set_elementwise_backend("aten");
+      auto reference = model.forward(ids);
+      phi::set_elementwise_backend("fused");
+      poison();
+      auto fused = model.forward(ids);
+      auto cache = model.make_cache(2, 80, 80);
+      model.forward_cached(ids.narrow(1, 0, 69), {69, 69}, cache);
+      auto step = model.forward_cached(ids.narrow(1, 69, 1), {1, 1}, cache);
+      phi::set_elementwise_backend("aten");
+      EXPECT_LT(rel(fused, reference), 2e-2) << preset;
+      EXPECT_LT(rel(step, reference.narrow(1, 69, 1)), 2e-2) << preset;
+    }
+    auto model = phi::Transformer::random(config, 7, at::kFloat, 0.05);
+    model.to(at::Device(at::kCUDA), at::kFloat);
+    for (auto& item : model.mutable_parameters()) item.second.requires_grad_(true);
+    auto gradients = [&](const std::string& backend) {
+      phi::set_elementwise_backend(backend);
+      for (auto& item : model.mutable_parameters()) item.second.mutable_grad() = at::Tensor();
+      model.loss(ids.narrow(1, 0, 69), ids.narrow(1, 1, 69)).backward();
+      std::map<std::string, at::Tensor> g;
+      for (auto& item : model.mutable_parameters()) g[item.first] = item.second.grad().clone();
+      return g;
+    };
+    auto reference = gradients("aten");
+    auto fused = gradients("fused");
+    phi::set_elementwise_backend("aten");
+    for (const auto& [name, g] : reference) {
+      EXPECT_LT(rel(fused.at(name), g), 1e-4) << preset << " " << name;
+    }
+  }
 }
 
 TEST(CudaKernels, GraphDecodingEqualsCachedForward) {
@@ -244,6 +375,7 @@ TEST(CudaKernels, GraphDecodingEqualsCachedForward) {
     model.to(at::Device(at::kCUDA), at::kBFloat16);
     for (const std::string backend : {"aten", "fused"}) {
       phi::set_attention_backend(backend);
+      phi::set_elementwise_backend(backend);
       const int64_t prompt = 37, steps = 20;
       auto ids = at::randint(0, config.vocab_size, {1, prompt + steps}, at::kLong);
       auto reference_cache = model.make_cache(1, prompt + steps, prompt + steps);
@@ -261,6 +393,7 @@ TEST(CudaKernels, GraphDecodingEqualsCachedForward) {
     }
   }
   phi::set_attention_backend("aten");
+  phi::set_elementwise_backend("aten");
 }
 
 TEST(CudaKernels, WithoutGpuTheEntryPointsSayWhy) {
@@ -271,6 +404,13 @@ TEST(CudaKernels, WithoutGpuTheEntryPointsSayWhy) {
   auto q = at::randn({1, 2, 4, 64});
   EXPECT_THROW(phi::flash_attention_forward_cuda(q, q, q, {}, 0.125), phi::Error);
   EXPECT_THROW(phi::set_attention_backend("magic"), phi::Error);
+  EXPECT_THROW(phi::set_elementwise_backend("magic"), phi::Error);
+  EXPECT_FALSE(phi::gemv_applies(at::randn({1, 16}), at::randn({4, 16}), {}));
+  // On CPU tensors the fused setting changes nothing: the ATen references run.
+  phi::set_elementwise_backend("fused");
+  auto gate_up = at::randn({3, 16});
+  EXPECT_TRUE(at::equal(phi::swiglu(gate_up), at::silu(gate_up.narrow(1, 0, 8)) * gate_up.narrow(1, 8, 8)));
+  phi::set_elementwise_backend("aten");
 }
 
 }  // namespace

@@ -293,8 +293,9 @@ def test_masked_datasets_train_on_answers_and_assistant_turns(workspace, tmp_pat
 
 
 def test_lego_pipeline(tmp_path):
-    """LEGO end to end through the CLI: generate train and held-out splits, a character tokenizer,
-    masked shards, a short training run, and the per-position evaluation."""
+    """LEGO end to end through the CLI (the short version of scripts/lego.sh): generate train and
+    held-out splits, the recipe's 259-token BPE (bytes plus the "=+" / "=-" merges), masked shards, a
+    short training run, and the per-position evaluation over the merged sign tokens."""
     run_phi("data", "synth", "lego", "--output", tmp_path / "train.jsonl", "--count", "2000", "--length", "4", "--seed", "1")
     run_phi("data", "synth", "lego", "--output", tmp_path / "heldout.jsonl", "--count", "50", "--length", "4", "--seed", "9")
     train_lines = (tmp_path / "train.jsonl").read_text().splitlines()
@@ -302,7 +303,8 @@ def test_lego_pipeline(tmp_path):
     assert not set(json.loads(l)["prompt"] for l in held) & set(json.loads(l)["prompt"] for l in train_lines[:2000])
     example = json.loads(train_lines[0])
     # The answer resolves every variable: check it against the clauses independently.
-    clauses = dict(c.split("=") for c in example["prompt"].rstrip("?").split(";"))
+    assert example["prompt"].startswith(" ") and "; " in example["prompt"]
+    clauses = dict(c.strip().split("=") for c in example["prompt"].rstrip("?").split(";"))
     values = {}
     while len(values) < len(clauses):
         for var, rhs in clauses.items():
@@ -312,10 +314,22 @@ def test_lego_pipeline(tmp_path):
                 values[var] = sign
             elif source in values:
                 values[var] = sign * values[source]
-    expected = ",".join(f"{v}={'+' if values[v] > 0 else '-'}1" for v in [a.split("=")[0] for a in example["answer"].rstrip(".").split(",")])
+    items = [a.strip().split("=") for a in example["answer"].rstrip(".").split(",")]
+    order = [item[0] for item in items]
+    assert sorted(order) == sorted(clauses)
+    # Each item restates its clause, then the value (the root's clause is its value).
+    assert all(f"{item[0]}={item[1]}" in example["prompt"] for item in items)
+    expected = ",".join(f" {v}={clauses[v]}" + ("" if clauses[v][1:] == "1" else f"={'+' if values[v] > 0 else '-'}1")
+                        for v in order)
     assert example["answer"] == expected + "."
-    run_phi("tokenizer", "train", "--kind", "bpe", "--vocab-size", "257", "--input", tmp_path / "train.jsonl",
+    assert order[0] == next(v for v, rhs in clauses.items() if rhs[1:] == "1")
+    assert all(clauses[order[i]][1:] == order[i - 1] for i in range(1, len(order)))
+    run_phi("tokenizer", "train", "--kind", "bpe", "--vocab-size", "285", "--input", tmp_path / "train.jsonl",
             "--output", tmp_path / "tok")
+    # The recipe's tokenizer: bytes, the two signs merged with "=", and a space merged with each letter
+    # (the byte-level alphabet writes the space as "Ġ").
+    merges = [l for l in (tmp_path / "tok" / "merges.txt").read_text().splitlines() if not l.startswith("#")]
+    assert sorted(merges) == ["= +", "= -"] + [f"Ġ {c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     run_phi("data", "tokenize", "--tokenizer", tmp_path / "tok", "--input", tmp_path / "train.jsonl", "--output", tmp_path / "data")
     from phitest import REPO
     run_phi("train", "--config", REPO / "configs" / "train" / "lego-tiny.json", "--set", f"run.dir={tmp_path / 'run'}",

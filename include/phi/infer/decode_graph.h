@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -27,6 +28,11 @@ class DecodeGraph {
   /// Appends tokens[i] to cache row i (at its current length) and returns float32 logits [n, V]:
   /// the graph's output buffer, overwritten by the next step.
   at::Tensor step(const std::vector<int64_t>& tokens);
+
+  /// Operations (kernels, copies, memsets) the captured step holds: one launch each per token.
+  int64_t nodes() const;
+  /// One line per kind of node ("N x kernel name"), most frequent first: where a step's time goes.
+  std::string node_summary() const;
 
  private:
   struct Impl;

@@ -36,6 +36,7 @@ struct GeneratorOptions {
   int64_t max_batch_size = 16;          // sequences decoded together
   std::vector<int64_t> end_token_ids;   // the model's end tokens (generation_config.json)
   bool truncate_prompt_left = false;    // a prompt longer than the context: error, or keep its end
+  bool cuda_graph = true;               // a single sequence on a CUDA model: replay a captured step
 };
 
 class Generator {

@@ -42,6 +42,19 @@ at::Tensor activation_backward_cuda(const at::Tensor& x, const at::Tensor& dy, F
 /// Rotary embedding of x [B, H, T, D] (last dim contiguous) with cos / sin float32 [B, T, rot];
 /// inverse = true applies the transpose (the backward). Returns a contiguous [B, H, T, D].
 at::Tensor rotary_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool inverse = false);
+/// y = x W^T (+ b) for a single row x (numel == K; any leading shape of ones) with a bandwidth-bound
+/// GEMV: W [N, K] bf16 / f16, K a multiple of 8 and at most 24576. Returns x's shape with N last.
+at::Tensor gemv_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+/// True when gemv_cuda takes these arguments (device, dtypes, one row, K, alignment).
+bool gemv_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+/// One decode step's KV-cache append: k_cache[b, :, positions[b]] = rotary(k[b, :, 0]) and
+/// v_cache[b, :, positions[b]] = v[b, :, 0]; k, v [B, H, 1, D] (last dim contiguous), caches
+/// [B, H, C, D], cos / sin float32 [B, 1, rot] (rot <= D), positions int64 [B] on the device.
+void kv_append_cuda(const at::Tensor& k, const at::Tensor& v, const at::Tensor& cos, const at::Tensor& sin,
+                    at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& positions);
+/// activation_cuda / rotary_cuda with autograd (the gradient reaches x through the backward kernels).
+at::Tensor activation_autograd_cuda(const at::Tensor& x, FusedActivation kind, double limit = 0);
+at::Tensor rotary_autograd_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 // ---- attention -----------------------------------------------------------------------------------------
 /// Causal flash attention with key padding (key_lengths int64 [B] on the device, optional) and GQA:
@@ -63,13 +76,18 @@ at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const 
                                 const at::Tensor& key_lengths, double scale);
 /// Decode attention over a KV cache: q [B, Hq, Tq, D] (the last Tq positions of each sequence),
 /// k / v [B, Hkv, Tk, D] (cache rows, the first key_lengths[b] valid), split along the keys
-/// (splits = 0: chosen from the shape and the device). Returns [B, Hq, Tq, D].
+/// (splits = 0: chosen from the shape and the device); window > 0: a query at position p sees only
+/// the keys p - window < j <= p (Phi-3's sliding window). Returns [B, Hq, Tq, D].
 at::Tensor decode_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 const at::Tensor& key_lengths, double scale, int64_t splits = 0);
+                                 const at::Tensor& key_lengths, double scale, int64_t splits = 0, int64_t window = 0);
 
 /// "aten" (default) or "fused": which attention the dispatch point uses on CUDA where the fused
 /// kernels apply. Initialised from PHI_ATTENTION.
 void set_attention_backend(const std::string& name);
 const std::string& attention_backend();
+/// "aten" or "fused": whether ops.h's norms, activations and rotary run the fused kernels on CUDA
+/// tensors (norms only where no gradient is needed). Initialised from PHI_KERNELS (default aten).
+void set_elementwise_backend(const std::string& name);
+const std::string& elementwise_backend();
 
 }  // namespace phi

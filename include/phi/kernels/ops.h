@@ -1,17 +1,27 @@
 // Elementwise and normalisation ops of the phi family with plain tensor signatures. Each is the ATen
-// reference used by the CPU path and the tests; fused CUDA versions dispatch from the same calls.
+// reference used by the CPU path and the tests; on CUDA tensors the fused kernels (cuda_kernels.h)
+// run from the same calls when the elementwise backend is "fused" (PHI_KERNELS=fused).
 #pragma once
+
+#include <utility>
 
 #include <ATen/core/Tensor.h>
 
 namespace phi {
 
+/// x W^T + b (b optional): at::linear, or on CUDA a single-row x (batch-1 decode) through the
+/// bandwidth-bound GEMV kernel when no gradient is needed.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 /// LayerNorm over the last dimension with weight and bias.
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                       double eps);
 /// Phi-3 RMSNorm: x * rsqrt(mean(x^2) + eps) computed in float32, cast back to x's dtype, then
 /// multiplied by weight.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+/// h = x + residual and its norm (RMSNorm when rms, else LayerNorm with bias): {h, norm(h)}, one
+/// fused kernel on CUDA.
+std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                           const at::Tensor& bias, double eps, bool rms);
 /// gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 at::Tensor gelu_new(const at::Tensor& x);
 /// SwiGLU on [gate | up] halves of the last dimension: silu(gate) * up.

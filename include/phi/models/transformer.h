@@ -128,9 +128,9 @@ class Transformer {
     at::Tensor positions, cos, sin, key_lengths, segments;
     bool no_padding = false;  // key_lengths are all T
   };
-  /// Layer's q [n, Hq, T, D], k and v [n, Hkv, T, D] from h [n, T, H], q and k rotated.
+  /// Layer's q [n, Hq, T, D], k and v [n, Hkv, T, D] from h [n, T, H], q and k rotated (k only when rotate_k).
   std::array<at::Tensor, 3> project_qkv(const Layer& layer, const at::Tensor& h, const at::Tensor& cos,
-                                        const at::Tensor& sin) const;
+                                        const at::Tensor& sin, bool rotate_k = true) const;
   /// Points mask.blocksparse at `layout` filled from the config when layer `index` is blocksparse.
   void set_blocksparse(int64_t index, BlockSparseLayout& layout, AttentionMaskSpec& mask) const;
   /// x plus attention plus MLP (parallel or sequential block); attend maps the normed input to the

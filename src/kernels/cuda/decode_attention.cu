@@ -4,7 +4,8 @@
 // key row), keeps a running max and sum (online softmax) in float32, and accumulates p * V with one
 // thread per head dimension (coalesced rows of V). Each split writes its unnormalised output with
 // its max and sum; a combine kernel rescales and sums the splits. GQA: query head h reads kv head
-// h / (Hq / Hkv). Causal among the Tq new queries: query t sits at key_lengths[b] - Tq + t.
+// h / (Hq / Hkv). Causal among the Tq new queries: query t sits at key_lengths[b] - Tq + t; with a
+// sliding window it sees only the last `window` keys up to itself (chunks before them are skipped).
 // Limits: D <= 128 and a multiple of 8; bf16 / f16 / float32.
 #include <cfloat>
 
@@ -28,10 +29,11 @@ __global__ void decode_split_kernel(AttentionShape s, const T* __restrict__ q, c
   const int64_t split = blockIdx.y;
   const int64_t kvh = h / (s.Hq / s.Hkv);
   const int64_t len = key_lengths ? key_lengths[b] : s.Tk;
-  const int64_t visible = len - s.Tq + t + 1;  // keys [0, visible)
+  const int64_t visible = len - s.Tq + t + 1;  // keys [first, visible)
+  const int64_t first = s.window > 0 ? max(static_cast<int64_t>(0), visible - s.window) : 0;
   const int64_t chunk = (s.Tk + splits - 1) / splits;
-  const int64_t begin = split * chunk;
-  const int64_t end = min(begin + chunk, visible);
+  const int64_t begin = max(split * chunk, first);
+  const int64_t end = min(split * chunk + chunk, visible);  // this split's keys only
   const T* qr = q + b * s.q_sb + h * s.q_sh + t * s.q_st;
   for (int64_t d = threadIdx.x; d < s.D; d += blockDim.x) q_s[d] = to_float(qr[d]) * scale;
   __syncthreads();

@@ -90,7 +90,46 @@ __global__ void rotary_kernel(const T* __restrict__ x, int64_t sb, int64_t sh, i
   }
 }
 
+// One block per (b, h): k's row rotated (first `rot` dims, rot may be 0) and v's row copied into the
+// caches at position positions[b].
+template <typename T>
+__global__ void kv_append_kernel(const T* __restrict__ k, int64_t k_sb, int64_t k_sh, const T* __restrict__ v,
+                                 int64_t v_sb, int64_t v_sh, const float* __restrict__ cos,
+                                 const float* __restrict__ sin, T* __restrict__ k_cache, T* __restrict__ v_cache,
+                                 int64_t c_sb, int64_t c_sh, int64_t c_st, const int64_t* __restrict__ positions,
+                                 int64_t H, int64_t D, int64_t rot) {
+  const int64_t b = blockIdx.x / H, h = blockIdx.x % H;
+  const T* kr = k + b * k_sb + h * k_sh;
+  const T* vr = v + b * v_sb + h * v_sh;
+  const int64_t at = b * c_sb + h * c_sh + positions[b] * c_st;
+  const float* c = cos + b * rot;
+  const float* s = sin + b * rot;
+  const int64_t half = rot / 2;
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    if (d >= rot) {
+      k_cache[at + d] = kr[d];
+    } else {
+      const float other = d < half ? -to_float(kr[d + half]) : to_float(kr[d - half]);
+      k_cache[at + d] = from_float<T>(to_float(kr[d]) * c[d] + other * s[d]);
+    }
+    v_cache[at + d] = vr[d];
+  }
+}
+
 }  // namespace
+
+int kv_append(DType dtype, const void* k, int64_t k_sb, int64_t k_sh, const void* v, int64_t v_sb, int64_t v_sh,
+              const float* cos, const float* sin, int64_t rot, void* k_cache, void* v_cache, int64_t c_sb,
+              int64_t c_sh, int64_t c_st, const int64_t* positions, int64_t B, int64_t H, int64_t D, void* stream) {
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using E = decltype(tag);
+    if (B * H == 0) return 0;
+    kv_append_kernel<E><<<static_cast<unsigned>(B * H), D >= 128 ? 128 : 64, 0, static_cast<cudaStream_t>(stream)>>>(
+        static_cast<const E*>(k), k_sb, k_sh, static_cast<const E*>(v), v_sb, v_sh, cos, sin, static_cast<E*>(k_cache),
+        static_cast<E*>(v_cache), c_sb, c_sh, c_st, positions, H, D, rot);
+    return static_cast<int>(cudaGetLastError());
+  });
+}
 
 int activation_forward(DType dtype, Activation kind, const void* x, void* y, int64_t rows, int64_t inner, float limit,
                        void* stream) {

@@ -41,11 +41,26 @@ int activation_backward(DType dtype, Activation kind, const void* x, const void*
 int rotary(DType dtype, const void* x, int64_t sb, int64_t sh, int64_t st, const float* cos, const float* sin,
            void* out, int64_t B, int64_t H, int64_t T, int64_t D, int64_t rot, float sign, void* stream);
 
+// Decode's KV-cache append: k_cache[b, h, positions[b], :] = rotary(k[b, h, :]) (first `rot` dims;
+// rot = 0: none), v_cache[b, h, positions[b], :] = v[b, h, :]. k, v rows with strides (sb, sh, 1);
+// caches [B, H, C, D] with strides (c_sb, c_sh, c_st, 1); cos, sin float32 [B, rot]; positions int64 [B].
+int kv_append(DType dtype, const void* k, int64_t k_sb, int64_t k_sh, const void* v, int64_t v_sb, int64_t v_sh,
+              const float* cos, const float* sin, int64_t rot, void* k_cache, void* v_cache, int64_t c_sb,
+              int64_t c_sh, int64_t c_st, const int64_t* positions, int64_t B, int64_t H, int64_t D, void* stream);
+
+// ---- gemv.cu ------------------------------------------------------------------------------------------
+// y[N] = W[N, K] x[K] (+ bias[N]; may be null), bf16 / f16 only, K % 8 == 0 and K <= 24576, 16-byte
+// aligned W and x. sms: the device's multiprocessor count (sizes the grid).
+int gemv(DType dtype, const void* w, const void* x, const void* bias, void* y, int64_t N, int64_t K, int sms,
+         void* stream);
+
 // ---- attention (flash_attention.cu, decode_attention.cu) -------------------------------------------
 struct AttentionShape {
   int64_t B, Hq, Hkv, Tq, Tk, D;
   // strides (elements) of q [B, Hq, Tq, D], k / v [B, Hkv, Tk, D]; the last dim is contiguous
   int64_t q_sb, q_sh, q_st, k_sb, k_sh, k_st, v_sb, v_sh, v_st;
+  // Sliding window (decode only): a query at position p sees keys p - window < j <= p; 0 = no window.
+  int64_t window;
 };
 // Causal (query i sees keys j <= i) flash attention forward with key padding (key_lengths int64
 // [B], or null = Tk) and GQA; Tq == Tk. o [B, Hq, Tq, D] contiguous, lse float32 [B, Hq, Tq] (natural
