@@ -280,10 +280,23 @@ at::Tensor rotary_autograd_cuda(const at::Tensor& x, const at::Tensor& cos, cons
   return RotaryFunction::apply(x, cos, sin);
 }
 
+namespace {
+void apply_mask(cuda::AttentionShape& s, const FlashMask& mask) {
+  PHI_CHECK(mask.window >= 0 && mask.local_blocks >= 0 && mask.vert_stride >= 0 && mask.head_step >= 0,
+            "flash attention mask values must be >= 0");
+  PHI_CHECK(mask.vert_stride == 0 || mask.local_blocks > 0, "a block-sparse pattern needs local_blocks >= 1");
+  s.window = mask.window;
+  s.bs_local = mask.local_blocks;
+  s.bs_vert = mask.vert_stride;
+  s.bs_head_step = mask.head_step;
+}
+}  // namespace
+
 FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                          const at::Tensor& key_lengths, double scale) {
+                                          const at::Tensor& key_lengths, double scale, const FlashMask& mask) {
   require_cuda("flash_attention_forward_cuda", {&q, &k, &v});
   auto s = attention_shape(q, k, v, "flash attention");
+  apply_mask(s, mask);
   PHI_CHECK(q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf, "flash attention takes bf16 / f16");
   PHI_CHECK(s.Tq == s.Tk, "flash attention (training) needs as many queries as keys");
   PHI_CHECK(s.D == 64 || s.D == 80 || s.D == 96 || s.D == 128, "flash attention head dim ", s.D,
@@ -302,9 +315,10 @@ FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor&
 
 FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const FlashForward& forward, const at::Tensor& d_out,
-                                         const at::Tensor& key_lengths, double scale) {
+                                         const at::Tensor& key_lengths, double scale, const FlashMask& mask) {
   require_cuda("flash_attention_backward_cuda", {&q, &k, &v, &d_out});
   auto s = attention_shape(q, k, v, "flash attention backward");
+  apply_mask(s, mask);
   auto lengths = lengths_on(key_lengths, q);
   auto d_o = d_out.to(q.scalar_type()).contiguous();
   auto delta = (d_o.to(at::kFloat) * forward.out.to(at::kFloat)).sum(-1).contiguous();

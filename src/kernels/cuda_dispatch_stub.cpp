@@ -33,11 +33,11 @@ void kv_append_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, con
 at::Tensor activation_autograd_cuda(const at::Tensor&, FusedActivation, double) { unavailable(); }
 at::Tensor rotary_autograd_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&) { unavailable(); }
 FlashForward flash_attention_forward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                          double) {
+                                          double, const FlashMask&) {
   unavailable();
 }
 FlashGrads flash_attention_backward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const FlashForward&,
-                                         const at::Tensor&, const at::Tensor&, double) {
+                                         const at::Tensor&, const at::Tensor&, double, const FlashMask&) {
   unavailable();
 }
 at::Tensor flash_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double) {

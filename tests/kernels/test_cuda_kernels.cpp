@@ -2,6 +2,7 @@
 // the caching allocator poisoned (NaN) before each call so that an unwritten output element fails.
 // Tolerances (relative: ||out - ref|| / ||ref||): bf16 1e-2, f16 5e-3, float32 1e-5. Skipped with a
 // message when no GPU is present.
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -240,6 +241,55 @@ TEST(CudaKernels, FlashAttentionForwardAndBackward) {
       EXPECT_LT(rel(g.dq, qf.grad()), tolerance(dtype)) << what << " dq";
       EXPECT_LT(rel(g.dk, kf.grad()), tolerance(dtype)) << what << " dk";
       EXPECT_LT(rel(g.dv, vf.grad()), tolerance(dtype)) << what << " dv";
+    }
+  }
+}
+
+// The flash kernels' optional masks against the reference mask: Phi-3's sliding window and
+// Phi-3-small's block-sparse pattern at 64-token blocks (per-head and shared patterns), forward
+// and backward, GQA, a sequence length that ends inside a tile.
+TEST(CudaKernels, FlashAttentionWithSlidingWindowAndBlockSparsePattern) {
+  REQUIRE_GPU();
+  const int64_t B = 2, Hq = 4, Hkv = 2, T = 333;
+  for (int64_t D : {int64_t(64), int64_t(96)}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      phi::BlockSparseLayout layout;
+      layout.block_size = 64;
+      layout.n_local_blocks = 2;
+      layout.vert_stride = 3;
+      layout.homo_head = variant == 3;
+      phi::FlashMask flash_mask;
+      auto mask = rows_mask(B, T, at::full({B}, T, on(at::kLong)));
+      std::string what = "D" + std::to_string(D);
+      if (variant < 2) {
+        flash_mask.window = variant == 0 ? 100 : 64;
+        mask.sliding_window = flash_mask.window;
+        what += " window " + std::to_string(flash_mask.window);
+      } else {
+        flash_mask.local_blocks = layout.n_local_blocks;
+        flash_mask.vert_stride = layout.vert_stride;
+        flash_mask.head_step = layout.homo_head ? 0 : std::max<int64_t>(1, layout.vert_stride / Hq);
+        mask.blocksparse = &layout;
+        what += layout.homo_head ? " blocksparse shared" : " blocksparse per head";
+      }
+      auto qkv = at::randn({B, T, Hq + 2 * Hkv, D}, on(at::kBFloat16));
+      auto q = qkv.narrow(2, 0, Hq).transpose(1, 2);
+      auto k = qkv.narrow(2, Hq, Hkv).transpose(1, 2);
+      auto v = qkv.narrow(2, Hq + Hkv, Hkv).transpose(1, 2);
+      const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+      poison();
+      auto f = phi::flash_attention_forward_cuda(q, k, v, {}, scale, flash_mask);
+      auto qf = q.to(at::kFloat).requires_grad_(true), kf = k.to(at::kFloat).requires_grad_(true),
+           vf = v.to(at::kFloat).requires_grad_(true);
+      auto ref = phi::attention_reference(qf, kf, vf, scale, mask);
+      EXPECT_LT(rel(f.out, ref), tolerance(at::kBFloat16)) << what;
+      auto d_out = at::randn({B, Hq, T, D}, on(at::kBFloat16));
+      (ref * d_out.to(at::kFloat)).sum().backward();
+      poison();
+      auto g = phi::flash_attention_backward_cuda(q, k, v, f, d_out, {}, scale, flash_mask);
+      EXPECT_LT(rel(g.dq, qf.grad()), tolerance(at::kBFloat16)) << what << " dq";
+      EXPECT_LT(rel(g.dk, kf.grad()), tolerance(at::kBFloat16)) << what << " dk";
+      EXPECT_LT(rel(g.dv, vf.grad()), tolerance(at::kBFloat16)) << what << " dv";
     }
   }
 }

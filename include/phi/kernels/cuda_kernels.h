@@ -59,18 +59,26 @@ at::Tensor rotary_autograd_cuda(const at::Tensor& x, const at::Tensor& cos, cons
 // ---- attention -----------------------------------------------------------------------------------------
 /// Causal flash attention with key padding (key_lengths int64 [B] on the device, optional) and GQA:
 /// q [B, Hq, T, D], k / v [B, Hkv, T, D], bf16 / f16, D in {64, 80, 96, 128}.
+/// Optional masks of the flash kernels: Phi-3's sliding window (0: none) and Phi-3-small's
+/// block-sparse pattern at 64-token blocks (vert_stride 0: dense; see BlockSparseLayout, with
+/// head_step = homo_head ? 0 : max(1, vert_stride / n_heads)). Checked on a GPU by the GPU tests
+/// before the attention dispatch uses them.
+struct FlashMask {
+  int64_t window = 0;
+  int64_t local_blocks = 0, vert_stride = 0, head_step = 0;
+};
 struct FlashForward {
   at::Tensor out;  // [B, Hq, T, D] contiguous
   at::Tensor lse;  // float32 [B, Hq, T]
 };
 FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                          const at::Tensor& key_lengths, double scale);
+                                          const at::Tensor& key_lengths, double scale, const FlashMask& mask = {});
 struct FlashGrads {
   at::Tensor dq, dk, dv;
 };
 FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const FlashForward& forward, const at::Tensor& d_out,
-                                         const at::Tensor& key_lengths, double scale);
+                                         const at::Tensor& key_lengths, double scale, const FlashMask& mask = {});
 /// The same with autograd (gradients reach q, k and v).
 at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const at::Tensor& key_lengths, double scale);

@@ -1,5 +1,7 @@
-// Flash attention (causal, key padding, GQA) forward and backward on the tensor cores through WMMA
-// 16x16x16 bf16 / f16 fragments with float32 accumulation.
+// Flash attention (causal, key padding, GQA, optional sliding window and Phi-3-small's block-sparse
+// pattern at 64-token blocks) forward and backward on the tensor cores through WMMA 16x16x16 bf16 /
+// f16 fragments with float32 accumulation. Tiles outside the window or the block pattern are
+// skipped (the pattern is decided per 64 x 64 tile, which is its block size).
 //
 // Forward: grid (ceil(Tq / 64), B * Hq), 4 warps; a block owns 64 query rows, a warp 16 of them.
 // The Q tile stays in registers as WMMA fragments; K and V tiles of 64 keys are staged in shared
@@ -45,6 +47,13 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t stride, 
     if (row0 + r < valid) value = *reinterpret_cast<const uint4*>(src + (row0 + r) * stride + c);
     *reinterpret_cast<uint4*>(dst + r * LD + c) = value;
   }
+}
+
+// Whether the 64 x 64 tile (query block qb, key block kb) can hold a visible pair for query head h
+// under the block-sparse pattern (always, when dense).
+__device__ __forceinline__ bool tile_in_pattern(const AttentionShape& s, int64_t h, int64_t qb, int64_t kb) {
+  if (s.bs_vert == 0) return true;
+  return qb - kb < s.bs_local || (kb + h * s.bs_head_step + 1) % s.bs_vert == 0;
 }
 
 template <typename T, int D>
@@ -94,7 +103,10 @@ __global__ void __launch_bounds__(128) flash_forward_kernel(AttentionShape s, co
 
   const int64_t kv_end = min(q0 + kBr, len);
   const int64_t n_tiles = kv_end > 0 ? (kv_end + kBc - 1) / kBc : 0;
-  for (int64_t tile = 0; tile < n_tiles; ++tile) {
+  // With a sliding window the block's first row sees nothing before q0 - window + 1.
+  const int64_t first_tile = s.window > 0 ? max(static_cast<int64_t>(0), q0 - s.window + 1) / kBc : 0;
+  for (int64_t tile = first_tile; tile < n_tiles; ++tile) {
+    if (!tile_in_pattern(s, h, qb, tile)) continue;  // the same for the whole block
     const int64_t j0 = tile * kBc;
     __syncthreads();  // every warp is done with the previous K / V tile
     load_tile<T, D, L::LD>(Ks, kbase, s.k_st, j0, min(len, s.Tk));
@@ -118,7 +130,7 @@ __global__ void __launch_bounds__(128) flash_forward_kernel(AttentionShape s, co
 #pragma unroll
     for (int c = 0; c < 32; ++c) {
       const int64_t j = j0 + half * 32 + c;
-      const bool visible = j <= i && j < len;
+      const bool visible = j <= i && j < len && (s.window == 0 || i - j < s.window);
       sv[c] = visible ? Sw[r * L::LDS + half * 32 + c] * scale_log2 : -INFINITY;
       mx = fmaxf(mx, sv[c]);
     }
@@ -230,7 +242,10 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(AttentionShape s, c
     const float* lse_row = lse + (b * s.Hq + hq) * s.Tq;
     const float* delta_row = delta + (b * s.Hq + hq) * s.Tq;
     float* dqbase = dq + (b * s.Hq + hq) * s.Tq * D;
-    for (int64_t qt = j0 / 64; qt < n_qtiles; ++qt) {  // causal: queries i >= j0 only
+    // Causal: queries i >= j0 only; a sliding window ends them at j0 + 63 + window - 1.
+    const int64_t qt_end = s.window > 0 ? min(n_qtiles, (j0 + 63 + s.window - 1) / 64 + 1) : n_qtiles;
+    for (int64_t qt = j0 / 64; qt < qt_end; ++qt) {
+      if (!tile_in_pattern(s, hq, qt, kb)) continue;  // the same for the whole block
       const int64_t i0 = qt * 64;
       __syncthreads();
       load_tile<T, D, L::LD>(Qs, qbase, s.q_st, i0, s.Tq);
@@ -267,7 +282,7 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(AttentionShape s, c
         for (int c = 0; c < 32; ++c) {
           const int col = half * 32 + c;
           const int64_t i = i0 + col;
-          const bool visible = j <= i && j < len && i < s.Tq;
+          const bool visible = j <= i && j < len && i < s.Tq && (s.window == 0 || i - j < s.window);
           const float p = visible ? exp2f(St[r * L::LDS + col] * scale_log2 - lse_s[col] * kLog2e) : 0.f;
           const float ds = p * (dPt[r * L::LDS + col] - delta_s[col]);
           Pt[r * L::LDP + col] = from_float<T>(p);

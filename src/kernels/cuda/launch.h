@@ -59,8 +59,12 @@ struct AttentionShape {
   int64_t B, Hq, Hkv, Tq, Tk, D;
   // strides (elements) of q [B, Hq, Tq, D], k / v [B, Hkv, Tk, D]; the last dim is contiguous
   int64_t q_sb, q_sh, q_st, k_sb, k_sh, k_st, v_sb, v_sh, v_st;
-  // Sliding window (decode only): a query at position p sees keys p - window < j <= p; 0 = no window.
+  // Sliding window: a query at position p sees keys p - window < j <= p; 0 = no window.
   int64_t window;
+  // Phi-3-small's block-sparse pattern at 64-token blocks (flash kernels only): key block kb is
+  // visible from query block qb for query head h iff qb - kb < bs_local or (kb + h * bs_head_step
+  // + 1) % bs_vert == 0; bs_vert = 0: dense. Invisible tiles are skipped.
+  int64_t bs_local, bs_vert, bs_head_step;
 };
 // Causal (query i sees keys j <= i) flash attention forward with key padding (key_lengths int64
 // [B], or null = Tk) and GQA; Tq == Tk. o [B, Hq, Tq, D] contiguous, lse float32 [B, Hq, Tq] (natural
