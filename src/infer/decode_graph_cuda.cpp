@@ -74,6 +74,11 @@ DecodeGraph::DecodeGraph(const Transformer& model, KVCache& cache) : impl_(std::
   m.model = &model;
   m.cache = &cache;
   const int64_t n = cache.batch_size();
+  for (int64_t r = 0; r < n; ++r) {
+    // The capture writes K/V at each row's current length: it needs one free position.
+    PHI_CHECK(cache.length(r) < cache.capacity(), "DecodeGraph: cache row ", r, " is full (", cache.capacity(),
+              " positions)");
+  }
   auto long_options = at::TensorOptions().dtype(at::kLong).device(model.device());
   m.ids = at::zeros({n, 1}, long_options);
   m.positions = at::tensor(row_lengths(cache), at::kLong).to(model.device());

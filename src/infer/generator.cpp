@@ -151,7 +151,9 @@ void Generator::generate_chunk(const std::vector<GenerationRequest>& requests, s
 
   // Batch-1 decoding on a GPU is launch-bound: capture the step once and replay it per token.
   std::unique_ptr<DecodeGraph> graph;
-  if (count == 1 && options_.cuda_graph && model_.device().is_cuda() && cuda_kernels_compiled()) {
+  // (Only when a decode step will run: the first token comes from the prefill's logits.)
+  if (count == 1 && options_.cuda_graph && model_.device().is_cuda() && cuda_kernels_compiled() &&
+      seqs[0]->max_new_tokens() > 1) {
     graph = std::make_unique<DecodeGraph>(model_, cache);
   }
   auto finish = [&](size_t i, const std::string& reason) {
