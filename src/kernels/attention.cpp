@@ -1,7 +1,6 @@
 #include "phi/kernels/attention.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -9,6 +8,7 @@
 
 #include "phi/core/error.h"
 #include "phi/kernels/cuda_kernels.h"
+#include "kernels/backend_setting.h"
 
 namespace phi {
 
@@ -82,20 +82,14 @@ at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const a
 }
 
 namespace {
-std::string& backend_setting() {
-  static std::string backend = [] {
-    const char* env = std::getenv("PHI_ATTENTION");
-    return std::string(env != nullptr && *env != 0 ? env : "aten");
-  }();
-  return backend;
+BackendSetting& backend_setting() {
+  static BackendSetting setting("PHI_ATTENTION", "attention backend");
+  return setting;
 }
 }  // namespace
 
-void set_attention_backend(const std::string& name) {
-  if (name != "aten" && name != "fused") throw Error("attention backend must be aten or fused, got \"" + name + "\"");
-  backend_setting() = name;
-}
-const std::string& attention_backend() { return backend_setting(); }
+void set_attention_backend(const std::string& name) { backend_setting().set(name); }
+const std::string& attention_backend() { return backend_setting().get(); }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      const AttentionMaskSpec& mask) {

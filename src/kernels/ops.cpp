@@ -1,7 +1,6 @@
 #include "phi/kernels/ops.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -9,21 +8,19 @@
 
 #include "phi/core/error.h"
 #include "phi/kernels/cuda_kernels.h"
+#include "kernels/backend_setting.h"
 
 namespace phi {
 
 namespace {
-std::string& elementwise_setting() {
-  static std::string backend = [] {
-    const char* env = std::getenv("PHI_KERNELS");
-    return std::string(env != nullptr && *env != 0 ? env : "aten");
-  }();
-  return backend;
+BackendSetting& elementwise_setting() {
+  static BackendSetting setting("PHI_KERNELS", "elementwise backend");
+  return setting;
 }
 
 // The fused kernels take CUDA float32 / bf16 / f16 tensors.
 bool fused(const at::Tensor& x) {
-  if (!x.is_cuda() || elementwise_setting() != "fused" || !cuda_kernels_compiled()) return false;
+  if (!x.is_cuda() || elementwise_setting().get() != "fused" || !cuda_kernels_compiled()) return false;
   const auto t = x.scalar_type();
   return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
 }
@@ -50,11 +47,8 @@ at::Tensor activation(const at::Tensor& x, FusedActivation kind, double limit) {
 }
 }  // namespace
 
-void set_elementwise_backend(const std::string& name) {
-  if (name != "aten" && name != "fused") throw Error("elementwise backend must be aten or fused, got \"" + name + "\"");
-  elementwise_setting() = name;
-}
-const std::string& elementwise_backend() { return elementwise_setting(); }
+void set_elementwise_backend(const std::string& name) { elementwise_setting().set(name); }
+const std::string& elementwise_backend() { return elementwise_setting().get(); }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (fused(x) && !needs_grad({&x, &weight, &bias}) && gemv_applies(x, weight, bias)) return gemv_cuda(x, weight, bias);
@@ -120,6 +114,18 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
   auto out = x_rot * c + rotated * s;
   if (r == x.size(-1)) return out;
   return at::cat({out, x.narrow(-1, r, x.size(-1) - r)}, -1);
+}
+
+void append_kv_step(const at::Tensor& k, const at::Tensor& v, const at::Tensor& cos, const at::Tensor& sin,
+                    at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& positions) {
+  if (fused(k) && !needs_grad({&k, &v}) && k.scalar_type() == k_cache.scalar_type() && k_cache.is_cuda()) {
+    kv_append_cuda(k, v, cos, sin, k_cache, v_cache, positions);
+    return;
+  }
+  const int64_t n = k.size(0), H = k.size(1), D = k.size(3);
+  auto index = positions.view({n, 1, 1, 1}).expand({n, H, 1, D});
+  k_cache.scatter_(2, index, apply_rotary(k, cos, sin).to(k_cache.scalar_type()));
+  v_cache.scatter_(2, index, v.to(v_cache.scalar_type()));
 }
 
 }  // namespace phi

@@ -4,12 +4,10 @@
 #include <tuple>
 
 #include <ATen/ATen.h>
-#include <ATen/TensorIndexing.h>
 #include <ATen/core/grad_mode.h>
 
 #include "phi/core/error.h"
 #include "phi/kernels/attention.h"
-#include "phi/kernels/cuda_kernels.h"
 #include "phi/kernels/ops.h"
 #include "phi/kernels/lm_loss.h"
 #include "phi/models/checkpointing.h"
@@ -181,13 +179,20 @@ std::array<at::Tensor, 3> Transformer::project_qkv(const Layer& layer, const at:
   return {apply_rotary(q, cos, sin), rotate_k ? apply_rotary(k, cos, sin) : k, v};
 }
 
-void Transformer::set_blocksparse(int64_t index, BlockSparseLayout& layout, AttentionMaskSpec& mask) const {
-  if (!config_.layer_is_blocksparse(index)) return;
-  layout.block_size = config_.blocksparse.block_size;
-  layout.n_local_blocks = config_.blocksparse.n_local_blocks;
-  layout.vert_stride = config_.blocksparse.vert_stride;
-  layout.homo_head = config_.blocksparse.homo_head;
-  mask.blocksparse = &layout;
+AttentionMaskSpec Transformer::attention_mask(int64_t index, const at::Tensor& positions, const at::Tensor& key_lengths,
+                                             BlockSparseLayout& layout) const {
+  AttentionMaskSpec mask;
+  mask.query_positions = positions;
+  mask.key_lengths = key_lengths;
+  mask.sliding_window = config_.sliding_window;
+  if (config_.layer_is_blocksparse(index)) {
+    layout.block_size = config_.blocksparse.block_size;
+    layout.n_local_blocks = config_.blocksparse.n_local_blocks;
+    layout.vert_stride = config_.blocksparse.vert_stride;
+    layout.homo_head = config_.blocksparse.homo_head;
+    mask.blocksparse = &layout;
+  }
+  return mask;
 }
 
 at::Tensor Transformer::residual_block(const Layer& layer, const at::Tensor& x,
@@ -213,10 +218,7 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
   const int64_t B = h.size(0), T = h.size(1), Hq = config_.n_heads, D = config_.head_dim;
   auto [q, k, v] = project_qkv(layer, h, cos, sin);
   BlockSparseLayout layout;
-  AttentionMaskSpec mask;
-  mask.query_positions = positions;
-  mask.key_lengths = key_lengths;
-  mask.sliding_window = config_.sliding_window;
+  auto mask = attention_mask(index, positions, key_lengths, layout);
   mask.segments = segments;
   if (step != nullptr) {
     mask.queries_end_at_lengths = step->all_full;
@@ -224,7 +226,6 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
     mask.queries_are_rows = true;
     mask.no_padding = no_padding;
   }
-  set_blocksparse(index, layout, mask);
   at::Tensor out;
   if (step != nullptr) {
     auto& cache = *step->cache;
@@ -382,30 +383,15 @@ at::Tensor Transformer::decode_step_static(const at::Tensor& ids, const at::Tens
   at::Tensor cos, sin;  // named (not a structured binding): the lambda below captures them
   std::tie(cos, sin) = rope_tables(pos, inv_freq, mscale);
   auto key_lengths = positions + 1;
-  auto rows = at::arange(n, positions.options());
-  const bool fused_kv_append = ids.is_cuda() && elementwise_backend() == "fused" && cuda_kernels_compiled();
   auto x = at::embedding(embed_, ids);
   if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
   for (int64_t i = 0; i < config_.n_layers; ++i) {
     x = residual_block(layers_[i], x, [&](const at::Tensor& h) {
-      // keys[b, :, positions[b], :] = k[b, :, 0, :] (rotated), values likewise: one fused kernel on
-      // CUDA (k's rotary included), else ATen indexing.
-      const bool fused_append = fused_kv_append && h.scalar_type() == cache.keys(i).scalar_type();
-      auto [q, k, v] = project_qkv(layers_[i], h, cos, sin, /*rotate_k=*/!fused_append);
-      if (fused_append) {
-        kv_append_cuda(k, v, cos, sin, cache.keys(i), cache.values(i), positions);
-      } else {
-        using at::indexing::Slice;
-        cache.keys(i).index_put_({rows, Slice(), positions}, k.select(2, 0).to(cache.keys(i).scalar_type()));
-        cache.values(i).index_put_({rows, Slice(), positions}, v.select(2, 0).to(cache.values(i).scalar_type()));
-      }
+      auto [q, k, v] = project_qkv(layers_[i], h, cos, sin, /*rotate_k=*/false);
+      append_kv_step(k, v, cos, sin, cache.keys(i), cache.values(i), positions);  // k rotated there
       BlockSparseLayout layout;
-      AttentionMaskSpec mask;
-      mask.query_positions = pos;
-      mask.key_lengths = key_lengths;
-      mask.sliding_window = config_.sliding_window;
+      auto mask = attention_mask(i, pos, key_lengths, layout);
       mask.queries_end_at_lengths = true;
-      set_blocksparse(i, layout, mask);
       auto out = attention(q, cache.keys(i), cache.values(i), config_.resolved_attention_scale(), mask);
       return optional_linear(out.transpose(1, 2).reshape({n, 1, Hq * D}), layers_[i].out_w, layers_[i].out_b);
     });

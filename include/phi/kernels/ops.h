@@ -29,6 +29,12 @@ at::Tensor swiglu(const at::Tensor& gate_up);
 /// Phi-3-small gegelu on [gelu | linear] halves: quick_gelu(min(a, L)) * (clamp(b, -L, L) + 1);
 /// infinities pass the clamps untouched, as in the reference code.
 at::Tensor gegelu(const at::Tensor& gelu_linear, double limit);
+/// One decode step's KV-cache write: k_cache[b, :, positions[b]] = rotary(k[b, :, 0]) and
+/// v_cache[b, :, positions[b]] = v[b, :, 0], with k [n, H, 1, D] not yet rotated, v alike, cos / sin
+/// [n, 1, r], caches [n, H, C, D], positions int64 [n] on the caches' device. Graph-capturable (no
+/// host reads); one fused kernel on CUDA.
+void append_kv_step(const at::Tensor& k, const at::Tensor& v, const at::Tensor& cos, const at::Tensor& sin,
+                    at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& positions);
 /// Rotates the first cos.size(-1) dims of x [B, H, T, D] ("rotate half" layout); cos and sin are
 /// [B, T, r] in x's dtype or float32. The remaining dims pass through.
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);

@@ -131,8 +131,11 @@ class Transformer {
   /// Layer's q [n, Hq, T, D], k and v [n, Hkv, T, D] from h [n, T, H], q and k rotated (k only when rotate_k).
   std::array<at::Tensor, 3> project_qkv(const Layer& layer, const at::Tensor& h, const at::Tensor& cos,
                                         const at::Tensor& sin, bool rotate_k = true) const;
-  /// Points mask.blocksparse at `layout` filled from the config when layer `index` is blocksparse.
-  void set_blocksparse(int64_t index, BlockSparseLayout& layout, AttentionMaskSpec& mask) const;
+  /// Layer `index`'s mask over these query positions and key lengths: the config's sliding window,
+  /// and its block-sparse pattern (filled into `layout`, which must outlive the mask) when the layer
+  /// is block-sparse. Callers add the segments and the hints.
+  AttentionMaskSpec attention_mask(int64_t index, const at::Tensor& positions, const at::Tensor& key_lengths,
+                                   BlockSparseLayout& layout) const;
   /// x plus attention plus MLP (parallel or sequential block); attend maps the normed input to the
   /// attention output.
   at::Tensor residual_block(const Layer& layer, const at::Tensor& x,
