@@ -23,6 +23,8 @@ struct ServeOptions {
   InferenceModelOptions model;
   int64_t max_batch = 8;
   int64_t context = 2048;
+  int64_t page_size = 16;
+  int64_t cache_tokens = 0;
 #ifdef PHI_WITH_SERVER
   ServerOptions server;
 #endif
@@ -47,10 +49,13 @@ int run_serve(const ServeOptions& o) {
   SchedulerOptions scheduling;
   scheduling.max_batch_size = o.max_batch;
   scheduling.slot_capacity = std::min(o.context, model.config().max_position_embeddings);
+  scheduling.page_size = o.page_size;
+  scheduling.cache_tokens = o.cache_tokens;
   scheduling.end_token_ids = loaded.end_token_ids;
   Scheduler scheduler(model, *tokenizer, scheduling);
-  spdlog::info("{} slots x {} tokens, KV cache {:.1f} MiB, chat template {}", scheduling.max_batch_size,
-               scheduler.options().slot_capacity, scheduler.cache_bytes() / 1048576.0, chat.name());
+  spdlog::info("up to {} sequences of {} tokens; paged KV cache: {} tokens ({} pages of {}), {:.1f} MiB; chat template {}",
+               scheduling.max_batch_size, scheduler.options().slot_capacity, scheduler.options().cache_tokens,
+               scheduler.cache_pages(), scheduling.page_size, scheduler.cache_bytes() / 1048576.0, chat.name());
   Server server(scheduler, *tokenizer, chat, o.server);
   g_server = &server;
   std::signal(SIGINT, stop_server);
@@ -68,9 +73,14 @@ void add_serve_command(CLI::App& root, Runner& run) {
   auto o = std::make_shared<ServeOptions>();
   auto* cmd = root.add_subcommand("serve", "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)");
   o->model.add_options(cmd);
-  cmd->add_option("--max-batch", o->max_batch, "requests decoded together (KV-cache slots)")->capture_default_str();
-  cmd->add_option("--context", o->context, "tokens per request (prompt + completion), at most the model's")
-      ->capture_default_str();
+  cmd->add_option("--max-batch", o->max_batch, "requests decoded together")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--context", o->context, "tokens per request (prompt + completion), at most the model's and the cache's")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--page-size", o->page_size, "tokens per KV-cache page")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-cache-tokens", o->cache_tokens,
+                  "tokens the paged KV cache holds for all requests together (0: max-batch x context); "
+                  "requests beyond it wait, or the latest are preempted and recomputed")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
 #ifdef PHI_WITH_SERVER
   cmd->add_option("--host", o->server.host, "address to bind")->capture_default_str();
   cmd->add_option("--port", o->server.port, "port (0: any free port)")->capture_default_str();

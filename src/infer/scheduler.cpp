@@ -1,5 +1,7 @@
 #include "phi/infer/scheduler.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <spdlog/spdlog.h>
@@ -47,20 +49,35 @@ struct Scheduler::Pending {
   int64_t max_new = 0;
   SamplingParams params;
   std::shared_ptr<RequestHandle> handle;
+  uint64_t arrival = 0;                      // submission order: later ones are preempted first
+  std::unique_ptr<ActiveSequence> resumed;   // set for a preempted request: its state so far
+  /// The tokens its prefill feeds: the prompt, or for a preempted request the prompt and every
+  /// token sampled (the last one was not fed yet).
+  const std::vector<int64_t>& tokens() const { return resumed ? resumed->history() : prompt; }
 };
 
 struct Scheduler::Slot {
   std::unique_ptr<ActiveSequence> sequence;
   std::shared_ptr<RequestHandle> handle;
   at::Tensor last_logits;
+  uint64_t arrival = 0;
 };
 
 Scheduler::Scheduler(const Transformer& model, const Tokenizer& tokenizer, SchedulerOptions options)
     : model_(model), tokenizer_(tokenizer), options_(std::move(options)) {
-  PHI_CHECK(options_.max_batch_size > 0 && options_.slot_capacity > 0, "scheduler needs slots and capacity");
+  PHI_CHECK(options_.max_batch_size > 0 && options_.slot_capacity > 0 && options_.page_size > 0 &&
+                options_.cache_tokens >= 0,
+            "scheduler needs sequences, a context, a page size > 0 and cache_tokens >= 0");
   options_.slot_capacity = std::min(options_.slot_capacity, model_.config().max_position_embeddings);
-  cache_ = std::make_unique<KVCache>(model_.config(), options_.max_batch_size, options_.slot_capacity,
-                                     options_.slot_capacity, model_.dtype(), model_.device());
+  const int64_t tokens = options_.cache_tokens > 0 ? options_.cache_tokens
+                                                   : options_.max_batch_size * options_.slot_capacity;
+  const int64_t pages = (tokens + options_.page_size - 1) / options_.page_size;
+  options_.cache_tokens = pages * options_.page_size;
+  // A request must fit the cache on its own: the context is at most the whole cache.
+  options_.slot_capacity = std::min(options_.slot_capacity, options_.cache_tokens);
+  cache_ = std::make_unique<PagedKVCache>(model_.config(), options_.max_batch_size, pages, options_.page_size,
+                                          model_.dtype(), model_.device());
+  free_pages_ = cache_->free_pages();
   worker_ = std::thread([this] { loop(); });
 }
 
@@ -74,6 +91,7 @@ Scheduler::~Scheduler() {
 }
 
 int64_t Scheduler::cache_bytes() const { return cache_->bytes(); }
+int64_t Scheduler::cache_pages() const { return cache_->n_pages(); }
 
 std::shared_ptr<RequestHandle> Scheduler::submit(std::vector<int64_t> prompt, const SamplingParams& params) {
   params.validate();
@@ -92,6 +110,7 @@ std::shared_ptr<RequestHandle> Scheduler::submit(std::vector<int64_t> prompt, co
   auto handle = pending->handle;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    pending->arrival = arrivals_++;
     queue_.push_back(std::move(pending));
     ++load_;
   }
@@ -102,63 +121,83 @@ std::shared_ptr<RequestHandle> Scheduler::submit(std::vector<int64_t> prompt, co
 void Scheduler::loop() {
   at::NoGradGuard no_grad;
   std::vector<Slot> slots(static_cast<size_t>(options_.max_batch_size));
-  auto free_slot = [&](size_t s) {
-    slots[s] = Slot{};
-    --load_;
+  auto active = [&] {
+    int64_t n = 0;
+    for (const auto& s : slots) n += s.sequence ? 1 : 0;
+    return n;
   };
-  auto end_request = [&](size_t s, const std::string& reason) {
-    auto& slot = slots[s];
-    auto tail = slot.sequence->finish(reason);
-    if (!tail.empty()) slot.handle->push({SampledToken{-1, 0.f, {}}, tail, false, {}, {}});
+  auto free_slot = [&](size_t s) {
+    cache_->release(static_cast<int64_t>(s));
+    slots[s] = Slot{};
+  };
+  auto finish = [&](ActiveSequence& sequence, RequestHandle& handle, const std::string& reason) {
+    auto tail = sequence.finish(reason);
+    if (!tail.empty()) handle.push({SampledToken{-1, 0.f, {}}, tail, false, {}, {}});
     StreamEvent done;
     done.token.id = -1;
     done.done = true;
-    done.output = slot.sequence->output();
-    slot.handle->push(std::move(done));
+    done.output = sequence.output();
+    handle.push(std::move(done));
+    --load_;
+  };
+  auto end_request = [&](size_t s, const std::string& reason) {
+    finish(*slots[s].sequence, *slots[s].handle, reason);
     free_slot(s);
   };
   while (true) {
-    // Admit waiting requests into free slots.
+    // Admit waiting requests (first come, first served) into free slots while their prompts' pages
+    // fit with a page of room for every running sequence.
     std::vector<std::unique_ptr<Pending>> admitted;
     std::vector<size_t> admitted_slots;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      auto any_active = [&] {
-        for (const auto& s : slots) {
-          if (s.sequence) return true;
-        }
-        return false;
-      };
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || any_active(); });
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || active() > 0; });
       if (stopping_) break;
-      for (size_t s = 0; s < slots.size() && !queue_.empty(); ++s) {
-        if (slots[s].sequence) continue;
-        admitted.push_back(std::move(queue_.front()));
+      int64_t running = active(), free = cache_->free_pages();
+      size_t s = 0;
+      while (!queue_.empty()) {
+        auto& next = queue_.front();
+        if (next->resumed && next->handle->cancelled()) {  // preempted, then abandoned: end it here
+          finish(*next->resumed, *next->handle, "cancelled");
+          queue_.pop_front();
+          continue;
+        }
+        while (s < slots.size() && slots[s].sequence) ++s;
+        if (s == slots.size()) break;
+        const int64_t need = cache_->pages_for(static_cast<int64_t>(next->tokens().size()));
+        if (need + running > free) break;
+        free -= need;
+        ++running;
+        admitted.push_back(std::move(next));
         queue_.pop_front();
-        admitted_slots.push_back(s);
+        admitted_slots.push_back(s++);
       }
     }
     try {
       if (!admitted.empty()) {
         std::vector<const std::vector<int64_t>*> prompts;
-        for (const auto& p : admitted) prompts.push_back(&p->prompt);
+        for (const auto& p : admitted) prompts.push_back(&p->tokens());
         std::vector<int64_t> lengths, slot_ids;
         auto ids = pad_token_ids(prompts, lengths);
         for (size_t k = 0; k < admitted.size(); ++k) {
           slot_ids.push_back(static_cast<int64_t>(admitted_slots[k]));
-          cache_->reset_slot(slot_ids.back(), lengths[k] + admitted[k]->max_new);
+          // LongRoPE's factor set follows the planned length, the same after a preemption.
+          cache_->reset_slot(slot_ids.back(), static_cast<int64_t>(admitted[k]->prompt.size()) + admitted[k]->max_new);
         }
         auto logits = model_.forward_cached(ids, lengths, *cache_, slot_ids);
         for (size_t k = 0; k < admitted.size(); ++k) {
+          auto& pending = *admitted[k];
           auto& slot = slots[admitted_slots[k]];
-          slot.handle = admitted[k]->handle;
-          slot.sequence = std::make_unique<ActiveSequence>(tokenizer_, admitted[k]->prompt, admitted[k]->max_new,
-                                                           admitted[k]->params, options_.end_token_ids);
+          slot.handle = pending.handle;
+          slot.arrival = pending.arrival;
+          slot.sequence = pending.resumed ? std::move(pending.resumed)
+                                          : std::make_unique<ActiveSequence>(tokenizer_, pending.prompt, pending.max_new,
+                                                                             pending.params, options_.end_token_ids);
           slot.last_logits = logits[k][lengths[k] - 1];
         }
       }
-      // One decode step for every active slot.
-      std::vector<int64_t> step_slots, step_ids;
+      // Sample one token for every active slot; the ones that go on are fed in one decode step.
+      std::vector<int64_t> step_slots;
       for (size_t s = 0; s < slots.size(); ++s) {
         auto& slot = slots[s];
         if (!slot.sequence) continue;
@@ -176,15 +215,42 @@ void Scheduler::loop() {
           end_request(s, slot.sequence->pending_finish());
         } else {
           step_slots.push_back(static_cast<int64_t>(s));
-          step_ids.push_back(slot.sequence->last_token());
         }
+      }
+      // Preempt the latest requests while the step needs more pages than are free.
+      auto pages_wanted = [&] {
+        int64_t n = 0;
+        for (auto s : step_slots) n += cache_->pages_needed(s, 1);
+        return n;
+      };
+      while (!step_slots.empty() && pages_wanted() > cache_->free_pages()) {
+        auto victim = std::max_element(step_slots.begin(), step_slots.end(), [&](int64_t a, int64_t b) {
+          return slots[a].arrival < slots[b].arrival;
+        });
+        auto& slot = slots[*victim];
+        auto pending = std::make_unique<Pending>();
+        pending->prompt = slot.sequence->prompt();
+        pending->max_new = slot.sequence->max_new_tokens();
+        pending->handle = slot.handle;
+        pending->arrival = slot.arrival;
+        pending->resumed = std::move(slot.sequence);
+        free_slot(static_cast<size_t>(*victim));
+        step_slots.erase(victim);
+        ++preemptions_;
+        std::lock_guard<std::mutex> lock(mutex_);
+        // The queue's head is older than any request still waiting; keep it ordered by arrival.
+        auto at = std::find_if(queue_.begin(), queue_.end(), [&](const auto& p) { return p->arrival > pending->arrival; });
+        queue_.insert(at, std::move(pending));
       }
       if (!step_slots.empty()) {
         peak_batch_ = std::max<int64_t>(peak_batch_, static_cast<int64_t>(step_slots.size()));
+        std::vector<int64_t> step_ids;
+        for (auto s : step_slots) step_ids.push_back(slots[s].sequence->last_token());
         auto logits = model_.forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
                                             std::vector<int64_t>(step_slots.size(), 1), *cache_, step_slots);
         for (size_t k = 0; k < step_slots.size(); ++k) slots[step_slots[k]].last_logits = logits[k][0];
       }
+      free_pages_ = cache_->free_pages();
     } catch (const std::exception& e) {
       // A failure fails every request in flight; the server keeps running.
       spdlog::error("scheduler step failed: {}", e.what());
@@ -196,13 +262,15 @@ void Scheduler::loop() {
         --load_;
       };
       for (size_t k = 0; k < admitted.size(); ++k) {
-        if (slots[admitted_slots[k]].handle != admitted[k]->handle) fail(admitted[k]->handle);  // never placed
+        if (admitted[k] && slots[admitted_slots[k]].handle != admitted[k]->handle) fail(admitted[k]->handle);  // never placed
       }
-      for (auto& slot : slots) {
-        if (!slot.sequence) continue;
-        fail(slot.handle);
-        slot = Slot{};
+      for (size_t s = 0; s < slots.size(); ++s) {
+        if (!slots[s].sequence) continue;
+        fail(slots[s].handle);
+        free_slot(s);
       }
+      for (int64_t s : admitted_slots) cache_->release(s);
+      free_pages_ = cache_->free_pages();
     }
   }
   // Shutting down: end whatever is still queued or running.

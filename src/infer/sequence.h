@@ -29,6 +29,8 @@ class ActiveSequence {
   int64_t last_token() const { return history_.back(); }
   int64_t max_new_tokens() const { return max_new_; }
   const std::vector<int64_t>& prompt() const { return prompt_; }
+  /// The prompt followed by every token sampled so far.
+  const std::vector<int64_t>& history() const { return history_; }
   const GenerationOutput& output() const { return output_; }
   GenerationOutput& output() { return output_; }
 

@@ -118,3 +118,26 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 }
 
 }  // namespace phi
+
+namespace phi {
+
+std::pair<at::Tensor, at::Tensor> gather_pages(const PagedKV& kv, int64_t n_keys) {
+  const int64_t B = kv.page_table.size(0), page = kv.page_size;
+  const int64_t Hkv = kv.key_pool.size(2), D = kv.key_pool.size(3);
+  PHI_CHECK(kv.page_table.dim() == 2 && kv.page_table.size(1) * page >= n_keys, "page table ",
+            kv.page_table.sizes(), " of ", page, "-token pages does not cover ", n_keys, " keys");
+  auto offsets = at::arange(page, kv.page_table.options().dtype(at::kLong));
+  auto rows = (kv.page_table.to(at::kLong).unsqueeze(-1) * page + offsets).view({B, -1}).narrow(1, 0, n_keys);
+  auto read = [&](const at::Tensor& pool) {
+    return pool.view({-1, Hkv, D}).index_select(0, rows.reshape({-1})).view({B, n_keys, Hkv, D}).transpose(1, 2);
+  };
+  return {read(kv.key_pool), read(kv.value_pool)};
+}
+
+at::Tensor paged_attention(const at::Tensor& q, const PagedKV& kv, int64_t n_keys, double scale,
+                           const AttentionMaskSpec& mask) {
+  auto [keys, values] = gather_pages(kv, n_keys);
+  return attention(q, keys, values, scale, mask);
+}
+
+}  // namespace phi

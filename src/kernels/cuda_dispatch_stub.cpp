@@ -1,5 +1,6 @@
 // Built when PHI_WITH_CUDA is off: the CUDA entry points exist and say why they cannot run.
 #include "phi/core/error.h"
+#include "phi/kernels/attention.h"
 #include "phi/kernels/cuda_kernels.h"
 
 namespace phi {
@@ -45,6 +46,10 @@ at::Tensor flash_attention_cuda(const at::Tensor&, const at::Tensor&, const at::
 }
 at::Tensor decode_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
                                  int64_t, int64_t) {
+  unavailable();
+}
+at::Tensor paged_decode_attention_cuda(const at::Tensor&, const PagedKV&, const at::Tensor&, int64_t, double, int64_t,
+                                       int64_t) {
   unavailable();
 }
 

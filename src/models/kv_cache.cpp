@@ -1,8 +1,12 @@
 #include "phi/models/kv_cache.h"
 
+#include <algorithm>
+#include <limits>
+
 #include <ATen/ATen.h>
 
 #include "phi/core/error.h"
+#include "phi/kernels/attention.h"
 #include "phi/models/rope.h"
 
 namespace phi {
@@ -29,6 +33,29 @@ int64_t KVCache::bytes() const {
   for (const auto& t : keys_) total += t.numel() * t.element_size();
   for (const auto& t : values_) total += t.numel() * t.element_size();
   return total;
+}
+
+void KVCache::prepare(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths, int64_t) {
+  PHI_CHECK(slots.size() == new_lengths.size(), "cache step: ", slots.size(), " slots, ", new_lengths.size(), " lengths");
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const int64_t needed = host_lengths_[slots[i]] + new_lengths[i];
+    if (needed > capacity_) {
+      throw Error("sequence in slot " + std::to_string(slots[i]) + " needs " + std::to_string(needed) +
+                      " positions, more than the KV cache capacity " + std::to_string(capacity_),
+                  "", "shorten the prompt or the number of new tokens");
+    }
+  }
+}
+
+at::Tensor KVCache::attend(int64_t layer, const at::Tensor& q, const std::vector<int64_t>& slots,
+                           const at::Tensor& slot_index, int64_t n_keys, double scale, const AttentionMaskSpec& mask) {
+  auto keys = keys_[layer].narrow(2, 0, n_keys);
+  auto values = values_[layer].narrow(2, 0, n_keys);
+  if (static_cast<int64_t>(slots.size()) != batch_size_) {
+    keys = keys.index_select(0, slot_index);
+    values = values.index_select(0, slot_index);
+  }
+  return attention(q, keys, values, scale, mask);
 }
 
 void KVCache::write(int64_t layer, const at::Tensor& k, const at::Tensor& v, const std::vector<int64_t>& slots,
@@ -65,5 +92,117 @@ void KVCache::reset_slot(int64_t slot, int64_t planned_length) {
 }
 
 void KVCache::reset() { std::fill(host_lengths_.begin(), host_lengths_.end(), 0); }
+
+// ---- PagedKVCache ----------------------------------------------------------------------------------
+
+PagedKVCache::PagedKVCache(const ModelConfig& config, int64_t max_sequences, int64_t n_pages, int64_t page_size,
+                           c10::ScalarType dtype, c10::Device device)
+    : config_(&config), n_pages_(n_pages), page_size_(page_size) {
+  PHI_CHECK(max_sequences > 0 && n_pages > 0 && page_size > 0, "paged KV cache needs sequences, pages and a page ",
+            "size > 0, got ", max_sequences, ", ", n_pages, " and ", page_size);
+  PHI_CHECK(n_pages <= std::numeric_limits<int32_t>::max(), "too many pages: ", n_pages);
+  slots_.resize(static_cast<size_t>(max_sequences));
+  for (auto& slot : slots_) slot.long_rope = rope_uses_long_factors(config, 0);
+  for (int64_t p = n_pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));  // page 0 on top
+  // Zeros: rows past a sequence's keys are read (and masked) by whole-page reads; they must be finite.
+  auto options = at::TensorOptions().dtype(dtype).device(device);
+  for (int64_t i = 0; i < config.n_layers; ++i) {
+    keys_.push_back(at::zeros({n_pages, page_size, config.n_kv_heads, config.head_dim}, options));
+    values_.push_back(at::zeros({n_pages, page_size, config.n_kv_heads, config.head_dim}, options));
+  }
+}
+
+int64_t PagedKVCache::bytes() const {
+  int64_t total = 0;
+  for (const auto& t : keys_) total += t.numel() * t.element_size();
+  for (const auto& t : values_) total += t.numel() * t.element_size();
+  return total;
+}
+
+int64_t PagedKVCache::pages_needed(int64_t slot, int64_t extra) const {
+  const auto& s = slots_[slot];
+  return std::max<int64_t>(0, pages_for(s.length + extra) - static_cast<int64_t>(s.pages.size()));
+}
+
+void PagedKVCache::prepare(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths, int64_t T) {
+  PHI_CHECK(slots.size() == new_lengths.size(), "cache step: ", slots.size(), " slots, ", new_lengths.size(), " lengths");
+  int64_t needed = 0;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    PHI_CHECK(slots[i] >= 0 && slots[i] < batch_size(), "slot ", slots[i], " outside [0, ", batch_size(), ")");
+    PHI_CHECK(new_lengths[i] >= 0 && new_lengths[i] <= T, "new length ", new_lengths[i], " outside [0, ", T, "]");
+    needed += pages_needed(slots[i], new_lengths[i]);
+  }
+  if (needed > free_pages()) {
+    throw Error("the paged KV cache has " + std::to_string(free_pages()) + " free pages of " +
+                    std::to_string(page_size_) + " tokens; this step needs " + std::to_string(needed),
+                "", "release finished sequences or give the cache more pages");
+  }
+  std::vector<int64_t> rows, sources;
+  int64_t widest = 1;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    auto& s = slots_[slots[i]];
+    for (int64_t p = pages_needed(slots[i], new_lengths[i]); p > 0; --p) {
+      s.pages.push_back(free_.back());
+      free_.pop_back();
+    }
+    for (int64_t t = 0; t < new_lengths[i]; ++t) {
+      const int64_t position = s.length + t;
+      rows.push_back(static_cast<int64_t>(s.pages[position / page_size_]) * page_size_ + position % page_size_);
+      sources.push_back(static_cast<int64_t>(i) * T + t);
+    }
+    widest = std::max<int64_t>(widest, static_cast<int64_t>(s.pages.size()));
+  }
+  std::vector<int32_t> table(slots.size() * static_cast<size_t>(widest), 0);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const auto& pages = slots_[slots[i]].pages;
+    std::copy(pages.begin(), pages.end(), table.begin() + static_cast<int64_t>(i) * widest);
+  }
+  const auto device = keys_.front().device();
+  step_rows_ = at::tensor(rows, at::kLong).to(device);
+  step_sources_ = at::tensor(sources, at::kLong).to(device);
+  step_all_rows_ = static_cast<int64_t>(sources.size()) == static_cast<int64_t>(slots.size()) * T;
+  step_table_ = at::tensor(table, at::kInt).view({static_cast<int64_t>(slots.size()), widest}).to(device);
+}
+
+void PagedKVCache::write(int64_t layer, const at::Tensor& k, const at::Tensor& v, const std::vector<int64_t>& slots,
+                         const std::vector<int64_t>& new_lengths) {
+  PHI_CHECK(static_cast<int64_t>(slots.size()) == k.size(0) && step_table_.defined() &&
+                step_table_.size(0) == k.size(0),
+            "paged cache write of ", k.size(0), " rows without a matching prepare()");
+  if (step_rows_.numel() == 0) return;
+  const int64_t Hkv = k.size(1), D = k.size(3);
+  auto put = [&](at::Tensor& pool, const at::Tensor& x) {
+    auto rows = x.transpose(1, 2).reshape({-1, Hkv, D});  // [n * T, Hkv, D]
+    if (!step_all_rows_) rows = rows.index_select(0, step_sources_);
+    pool.view({-1, Hkv, D}).index_copy_(0, step_rows_, rows.to(pool.scalar_type()));
+  };
+  put(keys_[layer], k);
+  put(values_[layer], v);
+}
+
+at::Tensor PagedKVCache::attend(int64_t layer, const at::Tensor& q, const std::vector<int64_t>& slots,
+                                const at::Tensor&, int64_t n_keys, double scale, const AttentionMaskSpec& mask) {
+  PHI_CHECK(step_table_.defined() && step_table_.size(0) == static_cast<int64_t>(slots.size()),
+            "paged cache read of ", slots.size(), " sequences without a matching prepare()");
+  PagedKV kv{keys_[layer], values_[layer], step_table_, page_size_};
+  return paged_attention(q, kv, n_keys, scale, mask);
+}
+
+void PagedKVCache::advance(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths) {
+  for (size_t i = 0; i < slots.size(); ++i) slots_[slots[i]].length += new_lengths[i];
+}
+
+void PagedKVCache::release(int64_t slot) {
+  PHI_CHECK(slot >= 0 && slot < batch_size(), "slot ", slot, " outside [0, ", batch_size(), ")");
+  auto& s = slots_[slot];
+  for (auto it = s.pages.rbegin(); it != s.pages.rend(); ++it) free_.push_back(*it);
+  s.pages.clear();
+  s.length = 0;
+}
+
+void PagedKVCache::reset_slot(int64_t slot, int64_t planned_length) {
+  release(slot);
+  slots_[slot].long_rope = rope_uses_long_factors(*config_, planned_length);
+}
 
 }  // namespace phi

@@ -228,16 +228,9 @@ at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, cons
   }
   at::Tensor out;
   if (step != nullptr) {
-    auto& cache = *step->cache;
-    cache.write(index, k, v, step->slots, step->new_lengths);
-    const int64_t n_keys = step->n_keys;
-    auto keys = cache.keys(index).narrow(2, 0, n_keys);
-    auto values = cache.values(index).narrow(2, 0, n_keys);
-    if (static_cast<int64_t>(step->slots.size()) != cache.batch_size()) {
-      keys = keys.index_select(0, step->slot_index);
-      values = values.index_select(0, step->slot_index);
-    }
-    out = attention(q, keys, values, config_.resolved_attention_scale(), mask);
+    step->cache->write(index, k, v, step->slots, step->new_lengths);
+    out = step->cache->attend(index, q, step->slots, step->slot_index, step->n_keys, config_.resolved_attention_scale(),
+                              mask);
   } else {
     out = attention(q, k, v, config_.resolved_attention_scale(), mask);
   }
@@ -337,7 +330,7 @@ at::Tensor Transformer::loss(const at::Tensor& ids, const at::Tensor& targets, c
 }
 
 at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths,
-                                       KVCache& cache, const std::vector<int64_t>& slots) const {
+                                       KVStore& cache, const std::vector<int64_t>& slots) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   CacheStep step;
   step.cache = &cache;
@@ -356,6 +349,7 @@ at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<
     step.n_keys = std::max(step.n_keys, cache.length(step.slots[i]) + new_lengths[i]);
   }
   for (auto n : new_lengths) PHI_CHECK(n >= 0 && n <= T, "new length ", n, " outside [0, ", T, "]");
+  cache.prepare(step.slots, new_lengths, T);
   auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
   std::vector<int64_t> starts;
   std::vector<bool> long_rope;
@@ -401,6 +395,10 @@ at::Tensor Transformer::decode_step_static(const at::Tensor& ids, const at::Tens
 
 KVCache Transformer::make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const {
   return KVCache(config_, batch_size, capacity, planned_length, dtype(), device());
+}
+
+PagedKVCache Transformer::make_paged_cache(int64_t max_sequences, int64_t n_pages, int64_t page_size) const {
+  return PagedKVCache(config_, max_sequences, n_pages, page_size, dtype(), device());
 }
 
 }  // namespace phi

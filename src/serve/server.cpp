@@ -157,15 +157,21 @@ struct Server::Impl {
     return body;
   }
 
+  // One token's text; ids of a padded embedding that the tokenizer does not know read as "" (as
+  // StreamDecoder and transformers' fast tokenizers do).
+  std::string token_text(int64_t id) const {
+    return id >= 0 && id < tokenizer.vocab_size() ? tokenizer.decode({id}) : std::string();
+  }
+
   // Completion logprobs (legacy format) for tokens [0, n).
   Json completion_logprobs(const std::vector<SampledToken>& tokens) const {
     Json out = {{"tokens", Json::array()}, {"token_logprobs", Json::array()}, {"top_logprobs", Json::array()},
                 {"text_offset", Json::array()}};
     for (const auto& t : tokens) {
-      out["tokens"].push_back(tokenizer.decode({t.id}));
+      out["tokens"].push_back(token_text(t.id));
       out["token_logprobs"].push_back(t.logprob);
       Json top = Json::object();
-      for (const auto& [id, lp] : t.top) top[tokenizer.decode({id})] = lp;
+      for (const auto& [id, lp] : t.top) top[token_text(id)] = lp;
       out["top_logprobs"].push_back(top);
       out["text_offset"].push_back(0);
     }
@@ -176,8 +182,8 @@ struct Server::Impl {
     Json content = Json::array();
     for (const auto& t : tokens) {
       Json top = Json::array();
-      for (const auto& [id, lp] : t.top) top.push_back({{"token", tokenizer.decode({id})}, {"logprob", lp}, {"bytes", nullptr}});
-      content.push_back({{"token", tokenizer.decode({t.id})}, {"logprob", t.logprob}, {"bytes", nullptr}, {"top_logprobs", top}});
+      for (const auto& [id, lp] : t.top) top.push_back({{"token", token_text(id)}, {"logprob", lp}, {"bytes", nullptr}});
+      content.push_back({{"token", token_text(t.id)}, {"logprob", t.logprob}, {"bytes", nullptr}, {"top_logprobs", top}});
     }
     return {{"content", content}};
   }
@@ -348,7 +354,14 @@ struct Server::Impl {
     http.new_task_queue = [threads = options.threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http.set_payload_max_length(static_cast<size_t>(options.max_request_bytes));
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(Json{{"status", "ok"}, {"load", scheduler.load()}, {"peak_batch", scheduler.peak_batch()}}.dump(), "application/json");
+      res.set_content(Json{{"status", "ok"},
+                           {"load", scheduler.load()},
+                           {"peak_batch", scheduler.peak_batch()},
+                           {"preemptions", scheduler.preemptions()},
+                           {"kv_cache_pages", scheduler.cache_pages()},
+                           {"kv_cache_free_pages", scheduler.free_pages()}}
+                          .dump(),
+                      "application/json");
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       Json model = {{"id", options.model_name}, {"object", "model"}, {"created", now_seconds()}, {"owned_by", "phi-engine"}};

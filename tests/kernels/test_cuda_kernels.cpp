@@ -336,6 +336,66 @@ TEST(CudaKernels, DecodeAttentionOverACache) {
   }
 }
 
+// The paged cache's decode kernel: sequences scattered over shuffled pages of a pool whose every
+// other row (free pages, rows past a sequence's length, the table's padding) is NaN, against the
+// reference attention of each sequence's keys gathered densely.
+TEST(CudaKernels, PagedDecodeAttentionReadsThroughThePageTable) {
+  REQUIRE_GPU();
+  const int64_t page = 16, n_pages = 200, B = 3, Hq = 8, Hkv = 4;
+  const std::vector<int64_t> lengths = {1037, 5, 600};
+  const int64_t longest = 1037, width = (longest + page - 1) / page;
+  auto order = at::randperm(n_pages, at::kLong);
+  std::vector<int32_t> table(B * width, n_pages - 1);  // padding: a page no sequence holds (NaN)
+  std::vector<std::vector<int64_t>> rows(B);
+  int64_t next = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t p = 0; p < (lengths[b] + page - 1) / page; ++p) table[b * width + p] = static_cast<int32_t>(order[next++].item<int64_t>());
+    for (int64_t j = 0; j < lengths[b]; ++j) rows[b].push_back(table[b * width + j / page] * page + j % page);
+  }
+  ASSERT_LT(next, n_pages);
+  auto table_gpu = at::tensor(table, at::kInt).view({B, width}).to(at::kCUDA);
+  auto lengths_gpu = at::tensor(lengths, at::kLong).to(at::kCUDA);
+  for (int64_t D : {int64_t(64), int64_t(80), int64_t(96), int64_t(128)}) {
+    for (int64_t Tq : {int64_t(1), int64_t(3)}) {
+      for (auto dtype : {at::kBFloat16, at::kHalf, at::kFloat}) {
+        auto k_pool = at::full({n_pages, page, Hkv, D}, NAN, on(dtype));
+        auto v_pool = at::full({n_pages, page, Hkv, D}, NAN, on(dtype));
+        auto q = at::randn({B, Hq, Tq, D}, on(dtype));
+        std::vector<at::Tensor> keys, values;
+        for (int64_t b = 0; b < B; ++b) {
+          keys.push_back(at::randn({lengths[b], Hkv, D}, on(dtype)));
+          values.push_back(at::randn({lengths[b], Hkv, D}, on(dtype)));
+          auto index = at::tensor(rows[b], at::kLong).to(at::kCUDA);
+          k_pool.view({-1, Hkv, D}).index_copy_(0, index, keys[b]);
+          v_pool.view({-1, Hkv, D}).index_copy_(0, index, values[b]);
+        }
+        const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+        for (int64_t window : {int64_t(0), int64_t(300)}) {
+          std::vector<at::Tensor> expected;
+          for (int64_t b = 0; b < B; ++b) {
+            phi::AttentionMaskSpec mask;
+            auto len = at::full({1}, lengths[b], on(at::kLong));
+            mask.query_positions = (len - Tq + at::arange(Tq, on(at::kLong))).unsqueeze(0);
+            mask.key_lengths = len;
+            mask.sliding_window = window;
+            expected.push_back(phi::attention_reference(q.narrow(0, b, 1).to(at::kFloat),
+                                                        keys[b].transpose(0, 1).unsqueeze(0).to(at::kFloat),
+                                                        values[b].transpose(0, 1).unsqueeze(0).to(at::kFloat), scale, mask));
+          }
+          auto ref = at::cat(expected);
+          for (int64_t splits : {int64_t(0), int64_t(1), int64_t(7)}) {
+            poison();
+            auto out = phi::paged_decode_attention_cuda(q, phi::PagedKV{k_pool, v_pool, table_gpu, page}, lengths_gpu,
+                                                        longest, scale, splits, window);
+            EXPECT_LT(rel(out, ref), tolerance(dtype))
+                << "D" << D << " Tq" << Tq << " " << dtype << " splits " << splits << " window " << window;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaKernels, ModelForwardWithFusedAttentionMatchesTheReference) {
   REQUIRE_GPU();
   at::NoGradGuard no_grad;

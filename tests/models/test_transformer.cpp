@@ -1,5 +1,7 @@
 // The decoder through its public API: KV-cache decoding equals the full forward, batches of
 // unequal lengths equal the sequences run alone, for every family's tiny preset.
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -103,6 +105,63 @@ TEST_P(DecoderTest, BatchedDecodeWithDifferentPromptLengthsEqualsSingleDecodes) 
   }
 }
 
+// The paged cache against the dense one through the same steps: a batched prefill of unequal
+// prompts, decode steps over changing subsets of the slots, and a slot released and refilled while
+// the others go on, so that sequences hold interleaved, recycled pages. With and without a sliding
+// window narrower than the sequences.
+TEST_P(DecoderTest, PagedCacheEqualsDenseCacheAcrossInterleavedSequences) {
+  at::NoGradGuard no_grad;
+  for (int64_t window : {0, 5}) {
+    auto config = tiny(GetParam().preset, GetParam().long_rope);
+    config.sliding_window = window;
+    auto model = phi::Transformer::random(config, 11, at::kFloat, 0.1);
+    const int64_t capacity = 40, page = 4;
+    std::vector<int64_t> prompts = {3, 11, 7};
+    auto ids = at::randint(0, 400, {3, capacity}, at::kLong);
+    auto dense = model.make_cache(3, capacity, capacity);
+    auto paged = model.make_paged_cache(3, 30, page);
+    for (int64_t s = 0; s < 3; ++s) paged.reset_slot(s, capacity);
+    auto a = model.forward_cached(ids.narrow(1, 0, 11), prompts, dense);
+    auto b = model.forward_cached(ids.narrow(1, 0, 11), prompts, paged);
+    EXPECT_LT(relative_error(b, a), 1e-5) << "prefill, window " << window;
+    std::vector<int64_t> lengths = prompts;
+    for (int64_t step = 0; step < 14; ++step) {
+      if (step == 6) {  // slot 1 ends; a new 9-token prompt takes it
+        dense.reset_slot(1, capacity);
+        paged.reset_slot(1, capacity);
+        EXPECT_TRUE(paged.pages(1).empty());
+        auto fresh = ids[1].narrow(0, 20, 9).unsqueeze(0);
+        a = model.forward_cached(fresh, {9}, dense, {1});
+        b = model.forward_cached(fresh, {9}, paged, {1});
+        EXPECT_LT(relative_error(b, a), 1e-5) << "refill, window " << window;
+        lengths[1] = 9;
+      }
+      std::vector<int64_t> slots;
+      for (int64_t s = 0; s < 3; ++s) {
+        if ((step + s) % 3 != 0) slots.push_back(s);
+      }
+      std::vector<at::Tensor> next;
+      for (auto s : slots) next.push_back(ids[s].narrow(0, lengths[s] % capacity, 1));
+      const std::vector<int64_t> ones(slots.size(), 1);
+      a = model.forward_cached(at::stack(next), ones, dense, slots);
+      b = model.forward_cached(at::stack(next), ones, paged, slots);
+      EXPECT_LT(relative_error(b, a), 1e-5) << "step " << step << ", window " << window;
+      for (auto s : slots) ++lengths[s];
+    }
+    int64_t held = 0;
+    for (int64_t s = 0; s < 3; ++s) {
+      EXPECT_EQ(paged.length(s), dense.length(s));
+      EXPECT_EQ(static_cast<int64_t>(paged.pages(s).size()), paged.pages_for(paged.length(s)));
+      held += static_cast<int64_t>(paged.pages(s).size());
+    }
+    EXPECT_EQ(held + paged.free_pages(), paged.n_pages());
+    // Slot 1's second sequence reused the pages its first one returned: its pages are not one run.
+    const auto& pages = paged.pages(1);
+    EXPECT_FALSE(std::is_sorted(pages.begin(), pages.end()) && pages.back() - pages.front() + 1 ==
+                                                                   static_cast<int32_t>(pages.size()));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, DecoderTest,
                          ::testing::Values(Case{"tiny-phi", false}, Case{"tiny-phi3", false},
                                            Case{"tiny-phi3", true}, Case{"tiny-phi3small", false},
@@ -131,6 +190,26 @@ TEST(Transformer, CacheOverflowIsAnError) {
   auto model = phi::Transformer::random(phi::preset_model_config("tiny-phi3"), 1, at::kFloat);
   auto cache = model.make_cache(1, 4, 4);
   EXPECT_THROW(model.forward_cached(at::zeros({1, 5}, at::kLong), {5}, cache), phi::Error);
+}
+
+TEST(Transformer, PagedCacheOutOfPagesIsAnErrorThatTakesNothing) {
+  at::NoGradGuard no_grad;
+  auto model = phi::Transformer::random(phi::preset_model_config("tiny-phi3"), 1, at::kFloat);
+  auto cache = model.make_paged_cache(2, 3, 4);  // 12 tokens in all
+  model.forward_cached(at::zeros({1, 5}, at::kLong), {5}, cache, {0});
+  EXPECT_EQ(cache.free_pages(), 1);
+  try {
+    model.forward_cached(at::zeros({1, 6}, at::kLong), {6}, cache, {1});
+    FAIL() << "no error";
+  } catch (const phi::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("1 free pages of 4 tokens; this step needs 2"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cache.free_pages(), 1);
+  EXPECT_EQ(cache.length(1), 0);
+  EXPECT_TRUE(cache.pages(1).empty());
+  cache.release(0);
+  EXPECT_EQ(cache.free_pages(), 3);
+  EXPECT_EQ(cache.length(0), 0);
 }
 
 TEST(Transformer, MissingParameterIsAnError) {

@@ -25,11 +25,11 @@ def model_dir(tmp_path_factory):
     return random_model_with_tokenizer(tmp_path_factory.mktemp("served"), "phi3", max_position_embeddings=512)[1]
 
 
-@pytest.fixture(scope="module")
-def server(model_dir):
+def start_server(model_dir, *extra):
+    """Starts `phi serve` on a free port; returns (process, base URL)."""
     proc = subprocess.Popen([PHI_BIN, "serve", "--model", str(model_dir), "--port", "0", "--max-batch", "16",
                              "--context", "512", "--max-tokens-limit", "256", "--max-request-bytes", "65536",
-                             "--model-name", "phi-test"],
+                             "--model-name", "phi-test", *extra],
                             stderr=subprocess.PIPE, text=True)
     port = None
     deadline = time.time() + 60
@@ -46,8 +46,10 @@ def server(model_dir):
     if port is None:
         proc.kill()
         pytest.fail("server did not start:\n" + "".join(lines))
-    base = f"http://127.0.0.1:{port}"
-    yield base
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_server(proc):
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -55,6 +57,13 @@ def server(model_dir):
         proc.kill()
         pytest.fail("server did not stop on SIGTERM")
     assert proc.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    proc, base = start_server(model_dir)
+    yield base
+    stop_server(proc)
 
 
 @pytest.fixture
@@ -118,24 +127,75 @@ def test_stop_sequences(client):
         assert text == base[: base.index(stop)]
 
 
-def test_sixteen_concurrent_requests_are_batched(client, server):
-    prompts = [f"Request number {i} says" for i in range(16)]
+PROMPTS = [f"Request number {i} says" for i in range(16)]
 
-    def one(i, temperature=0.0):
-        r = client.completions.create(model="phi-test", prompt=prompts[i], max_tokens=24, temperature=temperature,
-                                      seed=100 + i, extra_body={"ignore_eos": True})
-        assert r.usage.completion_tokens == 24
+
+def complete(client, i, temperature=0.0):
+    """Request i: greedy, or sampled (seeded, top 4; a flat distribution over the whole vocabulary
+    would turn float noise into different draws) with the top 3 log-probabilities."""
+    extra = {"ignore_eos": True} if temperature == 0.0 else {"ignore_eos": True, "top_k": 4}
+    r = client.completions.create(model="phi-test", prompt=PROMPTS[i], max_tokens=24, temperature=temperature,
+                                  seed=100 + i, logprobs=None if temperature == 0.0 else 3, extra_body=extra)
+    assert r.usage.completion_tokens == 24
+    if temperature == 0.0:
         return r.choices[0].text
+    assert len(r.choices[0].logprobs.tokens) == 24
+    return r.choices[0].text, r.choices[0].logprobs.token_logprobs
 
+
+def sixteen_at_once(client):
+    """16 concurrent greedy requests, then 16 concurrent sampled ones."""
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(one, range(16)))
-        sampled = list(pool.map(lambda i: one(i, 0.8), range(16)))
-    assert len(results) == 16 and len(sampled) == 16
+        greedy = list(pool.map(lambda i: complete(client, i), range(16)))
+        sampled = list(pool.map(lambda i: complete(client, i, 0.8), range(16)))
+    return greedy, sampled
+
+
+@pytest.fixture(scope="module")
+def sixteen(server):
+    return sixteen_at_once(openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0, timeout=120))
+
+
+def test_sixteen_concurrent_requests_are_batched(client, server, sixteen):
+    greedy, sampled = sixteen
+    assert len(greedy) == 16 and len(sampled) == 16
     with urllib.request.urlopen(server + "/health") as r:
-        assert json.loads(r.read())["peak_batch"] > 1, "concurrent requests were not decoded together"
+        health = json.loads(r.read())
+    assert health["peak_batch"] > 1, "concurrent requests were not decoded together"
+    assert health["preemptions"] == 0 and health["kv_cache_free_pages"] == health["kv_cache_pages"]
     # Greedy output does not depend on what else is in the batch.
     for i in (0, 7, 15):
-        assert one(i) == results[i]
+        assert complete(client, i) == greedy[i]
+
+
+def test_small_paged_cache_preempts_and_gives_the_same_outputs(model_dir, sixteen):
+    # 128 tokens of KV cache in 8-token pages for 16 requests of about 30 tokens each: requests wait
+    # for pages and the latest running ones are preempted and recomputed; every output (greedy and
+    # seeded sampling) must equal the one from the server whose cache holds them all.
+    proc, base = start_server(model_dir, "--kv-cache-tokens", "128", "--page-size", "8")
+    try:
+        small = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
+        greedy, sampled = sixteen_at_once(small)
+        with urllib.request.urlopen(base + "/health") as r:
+            health = json.loads(r.read())
+        assert health["kv_cache_pages"] == 16
+        assert health["preemptions"] > 0, "the small cache never preempted a request"
+        assert health["kv_cache_free_pages"] == 16 and health["load"] == 0
+        assert greedy == sixteen[0]
+        assert [text for text, _ in sampled] == [text for text, _ in sixteen[1]]
+        for (_, ours), (_, reference) in zip(sampled, sixteen[1]):
+            assert max(abs(a - b) for a, b in zip(ours, reference)) < 1e-4
+        status, body = post(base, "/v1/completions", {"prompt": "word " * 200})
+        assert status == 400 and "this server's context is 128" in body["error"]["message"]
+    finally:
+        stop_server(proc)
+
+
+@pytest.mark.parametrize("flag,value", [("--page-size", "0"), ("--kv-cache-tokens", "-5"), ("--max-batch", "0")])
+def test_bad_cache_flags_are_refused(model_dir, flag, value):
+    run = subprocess.run([PHI_BIN, "serve", "--model", str(model_dir), "--port", "0", flag, value],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and flag in run.stderr
 
 
 def post(server, path, body, content_type="application/json"):

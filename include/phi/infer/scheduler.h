@@ -1,7 +1,14 @@
-// Continuous batching for the server: requests arrive at any time, take a free KV-cache slot, are
-// prefilled, and then share one decode step per iteration with every other active request. Each
-// request's tokens stream back through its handle; a cancelled handle frees its slot at the next
-// step.
+// Continuous batching for the server: requests arrive at any time, take a free sequence slot and
+// pages of the paged KV cache, are prefilled, and then share one decode step per iteration with
+// every other active request. Each request's tokens stream back through its handle; a cancelled
+// handle frees its slot and pages at the next step.
+//
+// Memory follows the tokens cached, not the slots: a request is admitted (first come, first
+// served) when its prompt's pages fit with one page of room left for every running sequence; when
+// a decode step needs more pages than are free, the most recently submitted running requests are
+// preempted: their pages go back to the pool and they wait at the head of the queue, to be
+// prefilled again from their prompt and the tokens generated so far (recomputation, as vLLM does).
+// A preempted request keeps its sampler, so its output is the one it would have had uninterrupted.
 #pragma once
 
 #include <cstdint>
@@ -49,8 +56,11 @@ class RequestHandle {
 };
 
 struct SchedulerOptions {
-  int64_t max_batch_size = 8;          // KV-cache slots
-  int64_t slot_capacity = 2048;        // tokens per slot (prompt + completion)
+  int64_t max_batch_size = 8;          // sequences decoded together
+  int64_t slot_capacity = 2048;        // tokens per request (prompt + completion)
+  int64_t page_size = 16;              // tokens per KV-cache page
+  int64_t cache_tokens = 0;            // tokens the KV cache holds in all (rounded up to whole
+                                       // pages); 0: max_batch_size * slot_capacity
   std::vector<int64_t> end_token_ids;
 };
 
@@ -71,6 +81,11 @@ class Scheduler {
   const SchedulerOptions& options() const { return options_; }
   /// Bytes of the KV cache.
   int64_t cache_bytes() const;
+  /// Pages of the KV cache, and how many are free right now.
+  int64_t cache_pages() const;
+  int64_t free_pages() const { return free_pages_; }
+  /// Requests preempted so far (pages taken back to let older requests go on).
+  int64_t preemptions() const { return preemptions_; }
 
  private:
   struct Pending;
@@ -80,12 +95,15 @@ class Scheduler {
   const Transformer& model_;
   const Tokenizer& tokenizer_;
   SchedulerOptions options_;
-  std::unique_ptr<KVCache> cache_;
+  std::unique_ptr<PagedKVCache> cache_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::unique_ptr<Pending>> queue_;
   std::atomic<int64_t> load_{0};
   std::atomic<int64_t> peak_batch_{0};
+  std::atomic<int64_t> preemptions_{0};
+  std::atomic<int64_t> free_pages_{0};
+  uint64_t arrivals_ = 0;  // under mutex_
   bool stopping_ = false;
   std::thread worker_;
 };

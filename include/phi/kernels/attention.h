@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 #include <ATen/core/Tensor.h>
 
@@ -38,6 +39,24 @@ struct AttentionMaskSpec {
 /// returns [B, Hq, Tq, D] in q's dtype.
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      const AttentionMaskSpec& mask);
+
+/// Keys and values stored in fixed-size pages (PagedKVCache): pools [n_pages, page_size, Hkv, D];
+/// page_table int32 [B, pages] lists each sequence's pages in order: key j of sequence b is row
+/// j % page_size of page page_table[b][j / page_size]. Entries past a sequence's keys may name
+/// any page (their keys are masked by the lengths).
+struct PagedKV {
+  at::Tensor key_pool, value_pool, page_table;
+  int64_t page_size = 16;
+};
+
+/// attention() over paged keys [0, n_keys) of each sequence: the paged decode kernel where the
+/// fused backend takes the step, else the pages gathered into [B, Hkv, n_keys, D] (gather_pages)
+/// and attention().
+at::Tensor paged_attention(const at::Tensor& q, const PagedKV& kv, int64_t n_keys, double scale,
+                           const AttentionMaskSpec& mask);
+
+/// The reference read of a paged cache: keys and values [B, Hkv, n_keys, D].
+std::pair<at::Tensor, at::Tensor> gather_pages(const PagedKV& kv, int64_t n_keys);
 
 /// The ATen reference (float32 math, no repeated K/V materialised).
 at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

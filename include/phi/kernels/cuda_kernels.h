@@ -20,6 +20,8 @@ bool cuda_kernels_runnable();
 // ---- norms ------------------------------------------------------------------------------------------
 /// h = x + residual (residual optional), y = RMSNorm(h) * weight (rms) or LayerNorm(h) * weight +
 /// bias; float32 statistics kept for the backward. x [..., H] float32 / bf16 / f16 on CUDA.
+struct PagedKV;  // attention.h
+
 struct AddNormResult {
   at::Tensor y, h, mean, rstd;  // mean is empty for RMSNorm
 };
@@ -88,6 +90,11 @@ at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const 
 /// the keys p - window < j <= p (Phi-3's sliding window). Returns [B, Hq, Tq, D].
 at::Tensor decode_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& key_lengths, double scale, int64_t splits = 0, int64_t window = 0);
+/// The same over a paged cache (attention.h's PagedKV, contiguous pools): keys [0, key_lengths[b])
+/// of sequence b through its page-table row; n_keys: the longest length (sizes the key splits).
+/// Written and compiled; not dispatched until a GPU run has checked it against gather_pages.
+at::Tensor paged_decode_attention_cuda(const at::Tensor& q, const PagedKV& kv, const at::Tensor& key_lengths,
+                                       int64_t n_keys, double scale, int64_t splits = 0, int64_t window = 0);
 
 /// "aten" (default) or "fused": which attention the dispatch point uses on CUDA where the fused
 /// kernels apply. Initialised from PHI_ATTENTION.

@@ -82,7 +82,7 @@ class Transformer {
   /// (all slots in order when `slots` is empty) at the slot's length; new_lengths[i] <= T says how
   /// many of the T tokens are real (prefill of unequal prompts). Returns float32 logits [n, T, V]
   /// (positions past new_lengths[i] are 0).
-  at::Tensor forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths, KVCache& cache,
+  at::Tensor forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths, KVStore& cache,
                             const std::vector<int64_t>& slots = {}) const;
 
   /// One decode step for cache rows 0..n-1 with every input on the device and no host reads, so
@@ -96,6 +96,9 @@ class Transformer {
 
   /// A KV cache for this model in its dtype and on its device.
   KVCache make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const;
+  /// A paged KV cache for this model in its dtype and on its device: `max_sequences` slots sharing
+  /// `n_pages` pages of `page_size` tokens.
+  PagedKVCache make_paged_cache(int64_t max_sequences, int64_t n_pages, int64_t page_size) const;
 
  private:
   struct Layer {
@@ -108,7 +111,7 @@ class Transformer {
   /// Attention for layer `index`; with a cache, new K/V are written first and all cached keys read.
   /// What a cached forward needs besides the activations.
   struct CacheStep {
-    KVCache* cache = nullptr;
+    KVStore* cache = nullptr;
     std::vector<int64_t> slots;
     std::vector<int64_t> new_lengths;
     at::Tensor slot_index;  // int64 [n] on the model's device

@@ -4,7 +4,8 @@
 // key row), keeps a running max and sum (online softmax) in float32, and accumulates p * V with one
 // thread per head dimension (coalesced rows of V). Each split writes its unnormalised output with
 // its max and sum; a combine kernel rescales and sums the splits. GQA: query head h reads kv head
-// h / (Hq / Hkv). Causal among the Tq new queries: query t sits at key_lengths[b] - Tq + t; with a
+// h / (Hq / Hkv). Paged caches: each thread resolves its key's row through the page table and the
+// tile's rows are kept in shared memory for the P V pass. Causal among the Tq new queries: query t sits at key_lengths[b] - Tq + t; with a
 // sliding window it sees only the last `window` keys up to itself (chunks before them are skipped).
 // Limits: D <= 128 and a multiple of 8; bf16 / f16 / float32.
 #include <cfloat>
@@ -18,11 +19,12 @@ constexpr int kThreads = 128;
 
 template <typename T>
 __global__ void decode_split_kernel(AttentionShape s, const T* __restrict__ q, const T* __restrict__ k,
-                                    const T* __restrict__ v, const int64_t* __restrict__ key_lengths, float scale,
-                                    int64_t splits, float* __restrict__ o_partial, float* __restrict__ m_partial,
+                                    const T* __restrict__ v, const int64_t* __restrict__ key_lengths,
+                                    PageTable paging, float scale, int64_t splits, float* __restrict__ o_partial, float* __restrict__ m_partial,
                                     float* __restrict__ l_partial) {
   __shared__ float q_s[256];
   __shared__ float p_s[kThreads];
+  __shared__ int64_t row_s[kThreads];  // the tile's key rows (paged: through the page table)
   __shared__ float scratch[33];
   const int64_t row = blockIdx.x;  // (b, h, t)
   const int64_t t = row % s.Tq, h = (row / s.Tq) % s.Hq, b = row / (s.Tq * s.Hq);
@@ -37,6 +39,7 @@ __global__ void decode_split_kernel(AttentionShape s, const T* __restrict__ q, c
   const T* qr = q + b * s.q_sb + h * s.q_sh + t * s.q_st;
   for (int64_t d = threadIdx.x; d < s.D; d += blockDim.x) q_s[d] = to_float(qr[d]) * scale;
   __syncthreads();
+  const int32_t* page_row = paging.pages ? paging.pages + b * paging.stride : nullptr;
   const T* kb = k + b * s.k_sb + kvh * s.k_sh;
   const T* vb = v + b * s.v_sb + kvh * s.v_sh;
   float m = -FLT_MAX, l = 0.f, acc = 0.f;  // acc: this thread's output dimension (threadIdx.x < D)
@@ -45,7 +48,10 @@ __global__ void decode_split_kernel(AttentionShape s, const T* __restrict__ q, c
     const int64_t j = tile + threadIdx.x;
     float score = -FLT_MAX;
     if (j < end) {
-      const T* kr = kb + j * s.k_st;
+      const int64_t key_row =
+          page_row ? static_cast<int64_t>(page_row[j / paging.page_size]) * paging.page_size + j % paging.page_size : j;
+      row_s[threadIdx.x] = key_row;
+      const T* kr = kb + key_row * s.k_st;
       float dot = 0.f;
       for (int64_t d = 0; d < s.D; d += 8) {
         const uint4 packed = *reinterpret_cast<const uint4*>(kr + d);
@@ -81,7 +87,7 @@ __global__ void decode_split_kernel(AttentionShape s, const T* __restrict__ q, c
     if (threadIdx.x < s.D) {
       float part = 0.f;
       const int64_t n = end - tile < kThreads ? end - tile : static_cast<int64_t>(kThreads);
-      for (int64_t i = 0; i < n; ++i) part += p_s[i] * to_float(vb[(tile + i) * s.v_st + threadIdx.x]);
+      for (int64_t i = 0; i < n; ++i) part += p_s[i] * to_float(vb[row_s[i] * s.v_st + threadIdx.x]);
       acc = acc * alpha + part;
     }
     __syncthreads();
@@ -120,8 +126,9 @@ __global__ void decode_combine_kernel(AttentionShape s, int64_t splits, const fl
 }  // namespace
 
 int decode_attention(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
-                     const int64_t* key_lengths, float scale, int64_t splits, float* o_partial, float* m_partial,
-                     float* l_partial, void* o, void* stream) {
+                     const int64_t* key_lengths, const PageTable& paging, float scale, int64_t splits,
+                     float* o_partial, float* m_partial, float* l_partial, void* o, void* stream) {
+  if (paging.pages != nullptr && paging.page_size <= 0) return static_cast<int>(cudaErrorInvalidValue);
   if (s.D > 128 || s.D % 8 != 0) return static_cast<int>(cudaErrorInvalidValue);
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -130,7 +137,7 @@ int decode_attention(DType dtype, const AttentionShape& s, const void* q, const 
     if (rows == 0) return 0;
     dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(splits));
     decode_split_kernel<T><<<grid, kThreads, 0, st>>>(s, static_cast<const T*>(q), static_cast<const T*>(k),
-                                                      static_cast<const T*>(v), key_lengths, scale, splits, o_partial,
+                                                      static_cast<const T*>(v), key_lengths, paging, scale, splits, o_partial,
                                                       m_partial, l_partial);
     int code = static_cast<int>(cudaGetLastError());
     if (code != 0) return code;

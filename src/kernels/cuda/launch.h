@@ -81,8 +81,16 @@ int flash_attention_backward(DType dtype, const AttentionShape& s, const void* q
 // inside them), keys [0, key_lengths[b]) of the cache. Split along the key axis into `splits`
 // chunks whose partial results (o_partial float32 [splits, B, Hq, Tq, D], m/l float32 [splits, B,
 // Hq, Tq]) are combined into o [B, Hq, Tq, D] contiguous.
+// Paged keys (PagedKVCache): `pages` null reads key j of sequence b at row j of k / v (strides as
+// in the shape); otherwise at row pages[b * stride + j / page_size] * page_size + j % page_size of
+// pools whose rows are k_st apart (the shape's k_sb / v_sb are then 0).
+struct PageTable {
+  const int32_t* pages = nullptr;
+  int64_t stride = 0;
+  int64_t page_size = 1;
+};
 int decode_attention(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
-                     const int64_t* key_lengths, float scale, int64_t splits, float* o_partial, float* m_partial,
-                     float* l_partial, void* o, void* stream);
+                     const int64_t* key_lengths, const PageTable& paging, float scale, int64_t splits,
+                     float* o_partial, float* m_partial, float* l_partial, void* o, void* stream);
 
 }  // namespace phi::cuda
