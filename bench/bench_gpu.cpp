@@ -6,6 +6,11 @@
 //   copy      device-to-device copy bandwidth (bytes read + written).
 //   decode/<backend>   Phi-3-mini shape, random bf16 weights, batch 1, 512-token prompt, 256 new
 //       tokens (greedy), tokens/s of the decode phase; weight_bytes for the bandwidth floor.
+//   gemv/<phi|cublas>/<matrix>   the batch-1 linear layers of Phi-3-mini (bf16), 100 calls back to
+//       back: bytes of W read per second, our GEMV kernel against at::linear (cuBLAS).
+//   decode_batch/<dense|paged>   Phi-3-mini bf16, 16 sequences of 512-token prompts, 64 decode steps
+//       with the fused attention backend, over the fixed-slot cache or the paged cache (16-token
+//       pages, read through paged_attention()): tokens/s.
 //   train/phi-1.5/<backend>   one training step (bf16 autocast, float32 master weights, AdamW),
 //       batch 4 x 2048, attention through our flash kernels (fused) or torch SDPA (aten): tokens/s
 //       and model FLOP/s.
@@ -14,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <memory>
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -162,6 +168,65 @@ void decode(benchmark::State& state, std::string backend) {
   c10::cuda::CUDACachingAllocator::emptyCache();
 }
 
+// Phi-3-mini's single-row matrices: [N, K].
+const std::vector<std::pair<std::string, std::array<int64_t, 2>>> kGemvShapes = {
+    {"qkv", {9216, 3072}}, {"o", {3072, 3072}}, {"gate_up", {16384, 3072}}, {"down", {3072, 8192}}, {"lm_head", {32064, 3072}}};
+
+void gemv(benchmark::State& state, std::string impl, int64_t N, int64_t K) {
+  guarded(state, [&] {
+    at::NoGradGuard no_grad;
+    auto opts = at::device(at::kCUDA).dtype(at::kBFloat16);
+    auto w = at::randn({N, K}, opts) * 0.02;
+    auto x = at::randn({1, K}, opts);
+    const int calls = 100;
+    auto run = [&] {
+      for (int i = 0; i < calls; ++i) {
+        if (impl == "phi") {
+          phi::gemv_cuda(x, w, {});
+        } else {
+          at::linear(x, w);
+        }
+      }
+    };
+    run();  // warm-up
+    for (auto _ : state) state.SetIterationTime(timed(run));
+    state.counters["GBps"] = benchmark::Counter(static_cast<double>(calls) * N * K * 2 / 1e9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+  });
+}
+
+void decode_batch(benchmark::State& state, std::string cache_kind) {
+  guarded(state, [&] {
+    at::NoGradGuard no_grad;
+    phi::set_attention_backend("fused");
+    auto config = phi::preset_model_config("phi-3-mini-4k");
+    auto model = random_on_gpu(config, at::kBFloat16);
+    const int64_t B = 16, prompt = 512, steps = 64, total = prompt + steps + 1;
+    auto ids = at::randint(0, config.vocab_size, {B, prompt}, at::kLong);
+    for (auto _ : state) {
+      std::unique_ptr<phi::KVStore> cache;
+      if (cache_kind == "paged") {
+        auto paged = std::make_unique<phi::PagedKVCache>(model.make_paged_cache(B, B * ((total + 15) / 16), 16));
+        for (int64_t b = 0; b < B; ++b) paged->reset_slot(b, total);
+        cache = std::move(paged);
+      } else {
+        cache = std::make_unique<phi::KVCache>(model.make_cache(B, total, total));
+      }
+      auto logits = model.forward_cached(ids, std::vector<int64_t>(B, prompt), *cache);
+      auto next = logits.select(1, prompt - 1).argmax(-1).unsqueeze(1).cpu();
+      state.SetIterationTime(timed([&] {
+        for (int64_t s = 0; s < steps; ++s) {
+          auto step = model.forward_cached(next, std::vector<int64_t>(B, 1), *cache);
+          next = step.select(1, 0).argmax(-1).unsqueeze(1).cpu();
+        }
+      }));
+    }
+    state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(B * steps), benchmark::Counter::kIsIterationInvariantRate);
+  });
+  phi::set_attention_backend("aten");
+  c10::cuda::CUDACachingAllocator::emptyCache();
+}
+
 // backend: "fused" (our attention and elementwise kernels), "aten" (torch SDPA and ATen ops),
 // "sdpa+kernels" (torch SDPA attention, our elementwise kernels).
 void train_step_body(benchmark::State& state, const std::string& backend) {
@@ -224,6 +289,16 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("copy", copy_bandwidth)->UseManualTime()->Iterations(20)->Unit(benchmark::kMillisecond);
   for (const std::string backend : {"aten", "fused", "graph"}) {
     benchmark::RegisterBenchmark(("decode/" + backend).c_str(), decode, backend)
+        ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+  }
+  for (const auto& [name, shape] : kGemvShapes) {
+    for (const std::string impl : {"phi", "cublas"}) {
+      benchmark::RegisterBenchmark(("gemv/" + impl + "/" + name).c_str(), gemv, impl, shape[0], shape[1])
+          ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+    }
+  }
+  for (const std::string kind : {"dense", "paged"}) {
+    benchmark::RegisterBenchmark(("decode_batch/" + kind).c_str(), decode_batch, kind)
         ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
   }
   for (const std::string backend : {"fused", "sdpa+kernels", "aten"}) {

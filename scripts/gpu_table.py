@@ -51,6 +51,27 @@ for backend in ("aten", "fused", "graph"):
               f"{d['weight_bytes'] / 1e9:.2f} GB weights) | {d['tokens_per_s'] / floor:.2f} |")
     else:
         print(f"| attention {backend} | - | - | - |")
+graph = bench.get("decode/graph", {})
+gemv_ms = {}
+print()
+print("| batch-1 GEMV, Phi-3-mini bf16 [N, K] | phi GB/s | cuBLAS GB/s | phi / copy |")
+print("|---|---|---|---|")
+for name, (n, k) in (("qkv", (9216, 3072)), ("o", (3072, 3072)), ("gate_up", (16384, 3072)), ("down", (3072, 8192)),
+                     ("lm_head", (32064, 3072))):
+    ours, cublas = (bench.get(f"gemv/{impl}/{name}", {}).get("GBps") for impl in ("phi", "cublas"))
+    if ours:
+        gemv_ms[name] = n * k * 2 / (ours * 1e9) * 1e3
+    print(f"| {name} [{n}, {k}] | {ours or 0:.0f} | {cublas or 0:.0f} | {(ours or 0) / copy if copy else 0:.2f} |")
+if len(gemv_ms) == 5 and graph.get("tokens_per_s"):
+    per_token = 32 * (gemv_ms["qkv"] + gemv_ms["o"] + gemv_ms["gate_up"] + gemv_ms["down"]) + gemv_ms["lm_head"]
+    step = 1e3 / graph["tokens_per_s"]
+    print(f"\nDecode step gap: the 129 GEMVs of one token take {per_token:.2f} ms at these rates, of the captured "
+          f"step's {step:.2f} ms ({per_token / step:.0%}); everything else (norms, rotary, cache append, attention, "
+          f"activation, launch gaps): {step - per_token:.2f} ms.")
+dense, paged = (bench.get(f"decode_batch/{kind}", {}).get("tokens_per_s") for kind in ("dense", "paged"))
+print(f"\nBatched decode (16 x 512-token prompts, 64 steps, fused attention): fixed-slot cache "
+      f"{dense or 0:.0f} tokens/s, paged cache read through gather_pages {paged or 0:.0f} tokens/s "
+      f"(paged / dense {(paged or 0) / dense if dense else 0:.2f}).")
 print()
 hf = load("hf_train.json")
 print("| phi-1.5 training step, bf16 | tokens/s | MFU |")
