@@ -27,14 +27,16 @@ passed = log.count("[       OK ]")
 failed = log.count("[  FAILED  ]") // 2 if "FAILED" in log else 0
 print(f"\ncard: {card}; build {build_s} s; GPU tests (CudaKernels.*): {'pass' if gtest_rc == 0 else 'FAIL'} "
       f"({passed} ok, {failed} failed)\n")
-print("| attention (causal, bf16) B,H,S,D | phi TFLOP/s | SDPA flash | SDPA cuDNN | phi / cuDNN |")
-print("|---|---|---|---|---|")
+print("| attention (causal, bf16) B,H,S,D | phi TFLOP/s | phi mma.sync fwd | SDPA flash | SDPA cuDNN | phi / cuDNN | mma / cuDNN |")
+print("|---|---|---|---|---|---|---|")
 for mode in ("fwd", "fwdbwd"):
     for shape in ("4/32/2048/96", "4/32/2048/64", "2/32/4096/80", "8/32/1024/128"):
-        vals = [bench.get(f"attention/{impl}/{mode}/{shape}", {}).get("TFLOPs") for impl in ("phi", "flash", "cudnn")]
+        vals = [bench.get(f"attention/{impl}/{mode}/{shape}", {}).get("TFLOPs")
+                for impl in ("phi", "phi-mma", "flash", "cudnn")]
         fmt = ["-" if v is None else f"{v:.0f}" for v in vals]
-        ratio = f"{vals[0] / vals[2]:.2f}" if vals[0] and vals[2] else "-"
-        print(f"| {mode} {shape.replace('/', ',')} | {fmt[0]} | {fmt[1]} | {fmt[2]} | {ratio} |")
+        ratio = f"{vals[0] / vals[3]:.2f}" if vals[0] and vals[3] else "-"
+        ratio_mma = f"{vals[1] / vals[3]:.2f}" if vals[1] and vals[3] else "-"
+        print(f"| {mode} {shape.replace('/', ',')} | {fmt[0]} | {fmt[1]} | {fmt[2]} | {fmt[3]} | {ratio} | {ratio_mma} |")
 copy = bench.get("copy", {}).get("GBps")
 print()
 print("| decode Phi-3-mini bf16, batch 1, 512 prompt, 256 new | tokens/s | bandwidth floor | fraction |")

@@ -294,7 +294,8 @@ void apply_mask(cuda::AttentionShape& s, const FlashMask& mask) {
 }  // namespace
 
 FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                          const at::Tensor& key_lengths, double scale, const FlashMask& mask) {
+                                          const at::Tensor& key_lengths, double scale, const FlashMask& mask,
+                                          FlashKernel kernel) {
   require_cuda("flash_attention_forward_cuda", {&q, &k, &v});
   auto s = attention_shape(q, k, v, "flash attention");
   apply_mask(s, mask);
@@ -306,10 +307,10 @@ FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor&
   FlashForward f;
   f.out = at::empty({s.B, s.Hq, s.Tq, s.D}, q.options());
   f.lse = at::empty({s.B, s.Hq, s.Tq}, q.options().dtype(at::kFloat));
-  check(cuda::flash_attention_forward(dtype_of(q, "flash attention"), s, q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                                      lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr,
-                                      static_cast<float>(scale), f.out.data_ptr(), f.lse.data_ptr<float>(),
-                                      stream_of(q)),
+  auto launch = kernel == FlashKernel::kMma ? cuda::flash_attention_forward_mma : cuda::flash_attention_forward;
+  check(launch(dtype_of(q, "flash attention"), s, q.data_ptr(), k.data_ptr(), v.data_ptr(),
+               lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr, static_cast<float>(scale), f.out.data_ptr(),
+               f.lse.data_ptr<float>(), stream_of(q)),
         "flash attention forward");
   return f;
 }

@@ -34,7 +34,7 @@ void kv_append_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, con
 at::Tensor activation_autograd_cuda(const at::Tensor&, FusedActivation, double) { unavailable(); }
 at::Tensor rotary_autograd_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&) { unavailable(); }
 FlashForward flash_attention_forward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                          double, const FlashMask&) {
+                                          double, const FlashMask&, FlashKernel) {
   unavailable();
 }
 FlashGrads flash_attention_backward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const FlashForward&,

@@ -226,14 +226,21 @@ TEST(CudaKernels, FlashAttentionForwardAndBackward) {
       auto ref = phi::attention_reference(qf, kf, vf, scale, mask);
       EXPECT_LT(rel(f.out, ref), tolerance(dtype)) << what;
       // logsumexp of the visible scaled scores.
+      at::Tensor lse_ref;
       {
         at::NoGradGuard no_grad;
         auto kr = kf.repeat_interleave(c.Hq / c.Hkv, 1);
         auto scores = at::matmul(qf, kr.transpose(-1, -2)) * scale;
         auto visible = phi::build_attention_mask(mask, c.Hq, c.T);
-        auto lse_ref = scores.masked_fill(visible.logical_not(), -INFINITY).logsumexp(-1);
+        lse_ref = scores.masked_fill(visible.logical_not(), -INFINITY).logsumexp(-1);
         EXPECT_LT(rel(f.lse, lse_ref), 1e-3) << what << " lse";
       }
+      // The mma.sync forward: the same output and logsumexp.
+      poison();
+      auto fm = phi::flash_attention_forward_cuda(q, k, v, c.padding ? lengths : at::Tensor(), scale, {},
+                                                  phi::FlashKernel::kMma);
+      EXPECT_LT(rel(fm.out, ref), tolerance(dtype)) << what << " mma";
+      EXPECT_LT(rel(fm.lse, lse_ref), 1e-3) << what << " mma lse";
       auto d_out = at::randn({c.B, c.Hq, c.T, c.D}, on(dtype));
       (ref * d_out.to(at::kFloat)).sum().backward();
       poison();
@@ -283,6 +290,9 @@ TEST(CudaKernels, FlashAttentionWithSlidingWindowAndBlockSparsePattern) {
            vf = v.to(at::kFloat).requires_grad_(true);
       auto ref = phi::attention_reference(qf, kf, vf, scale, mask);
       EXPECT_LT(rel(f.out, ref), tolerance(at::kBFloat16)) << what;
+      poison();
+      auto fm = phi::flash_attention_forward_cuda(q, k, v, {}, scale, flash_mask, phi::FlashKernel::kMma);
+      EXPECT_LT(rel(fm.out, ref), tolerance(at::kBFloat16)) << what << " mma";
       auto d_out = at::randn({B, Hq, T, D}, on(at::kBFloat16));
       (ref * d_out.to(at::kFloat)).sum().backward();
       poison();

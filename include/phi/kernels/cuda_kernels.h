@@ -73,8 +73,13 @@ struct FlashForward {
   at::Tensor out;  // [B, Hq, T, D] contiguous
   at::Tensor lse;  // float32 [B, Hq, T]
 };
+/// Which forward kernel: WMMA with scores staged in shared memory (verified, dispatched), or
+/// mma.sync with register-resident scores (FlashAttention-2's layout; compiled, GPU test written,
+/// not dispatched until it has passed on a GPU).
+enum class FlashKernel { kWmma, kMma };
 FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                          const at::Tensor& key_lengths, double scale, const FlashMask& mask = {});
+                                          const at::Tensor& key_lengths, double scale, const FlashMask& mask = {},
+                                          FlashKernel kernel = FlashKernel::kWmma);
 struct FlashGrads {
   at::Tensor dq, dk, dv;
 };

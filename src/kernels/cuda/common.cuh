@@ -51,6 +51,13 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   return scratch[32];
 }
 
+// Whether the 64 x 64 attention tile (query block qb, key block kb) can hold a visible pair for
+// query head h under the block-sparse pattern (always, when dense).
+__device__ __forceinline__ bool tile_in_pattern(const AttentionShape& s, int64_t h, int64_t qb, int64_t kb) {
+  if (s.bs_vert == 0) return true;
+  return qb - kb < s.bs_local || (kb + h * s.bs_head_step + 1) % s.bs_vert == 0;
+}
+
 // Runs f.template operator()<T>() for the dtype (float / bf16 / half).
 template <typename F>
 int dispatch_dtype(DType dtype, F&& f) {

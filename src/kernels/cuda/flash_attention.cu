@@ -49,13 +49,6 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t stride, 
   }
 }
 
-// Whether the 64 x 64 tile (query block qb, key block kb) can hold a visible pair for query head h
-// under the block-sparse pattern (always, when dense).
-__device__ __forceinline__ bool tile_in_pattern(const AttentionShape& s, int64_t h, int64_t qb, int64_t kb) {
-  if (s.bs_vert == 0) return true;
-  return qb - kb < s.bs_local || (kb + h * s.bs_head_step + 1) % s.bs_vert == 0;
-}
-
 template <typename T, int D>
 struct FwdLayout {
   static constexpr int LD = D + 8, LDS = kBc + 4, LDP = kBc + 8, LDO = D + 4;

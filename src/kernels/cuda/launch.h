@@ -71,6 +71,9 @@ struct AttentionShape {
 // log of the row's sum of exp(scale * s)). D in {64, 80, 96, 128}; bf16 / f16.
 int flash_attention_forward(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
                             const int64_t* key_lengths, float scale, void* o, float* lse, void* stream);
+// The same forward on mma.sync m16n8k16 with register-resident scores (flash_forward_mma.cu).
+int flash_attention_forward_mma(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
+                                const int64_t* key_lengths, float scale, void* o, float* lse, void* stream);
 // Backward: dq_accum float32 [B, Hq, Tq, D] (zeroed by the caller), dk / dv [B, Hkv, Tk, D]
 // contiguous in the input dtype; o, d_o contiguous [B, Hq, Tq, D]; delta float32 [B, Hq, Tq] =
 // rowsum(dO * O) (the caller computes it).

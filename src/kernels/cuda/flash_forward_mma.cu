@@ -1,0 +1,306 @@
+// Flash attention forward on mma.sync m16n8k16 (FlashAttention-2's register layout), the same
+// contract as flash_attention.cu's forward (causal, key padding, GQA, sliding window, Phi-3-small's
+// block-sparse pattern at 64-token tiles; o contiguous, lse in natural log).
+//
+// Grid (ceil(Tq / 64), B * Hq), 4 warps; a warp owns 16 query rows. Q is loaded once (cp.async, then
+// ldmatrix into A fragments kept in registers). K and V tiles of 64 keys stream through a two-stage
+// cp.async pipeline in shared memory (rows padded by 8 elements: ldmatrix without bank conflicts).
+// Per tile a warp computes S = Q K^T into 8 accumulator fragments (16 x 64 floats in registers),
+// masks and exponentiates them (online softmax in base 2 with the scale folded in), and reuses the
+// accumulators as the A operand of P V directly (the m16n8 C layout of two adjacent key tiles is
+// the m16k16 A layout), with V read through ldmatrix.trans. Scores and probabilities never touch
+// shared memory; each thread keeps partial row sums that are reduced once at the end.
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4): A regs {a0a1, a2a3, a4a5,
+// a6a7} = rows {g, g+8, g, g+8} x cols {2t.., 2t.., 8+2t.., 8+2t..}; B regs {b0b1, b2b3} = k rows
+// {2t.., 8+2t..} x col g; C = rows {g, g, g+8, g+8} x cols {2t, 2t+1, 2t, 2t+1}.
+#include <cfloat>
+#include <type_traits>
+
+#include "kernels/cuda/common.cuh"
+
+namespace phi::cuda {
+namespace {
+
+constexpr int kRows = 64, kKeys = 64, kThreads = 128;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, bypassing L1; zero-filled when !valid (src is then not read).
+__device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void wait_async() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(p)));
+}
+
+// c += a b (16 x 8 x 16, float32 accumulators).
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats as one register of two 16-bit values (lo in the low half: the lower column).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+}
+
+template <typename T, int D>
+struct MmaLayout {
+  static constexpr int LD = D + 8;                         // padded row (elements)
+  static constexpr int kTile = kRows * LD;                 // elements per 64-row tile
+  static constexpr size_t bytes = 5 * kTile * sizeof(T);   // Q, K x 2 stages, V x 2 stages
+};
+
+// Rows row0 .. row0 + 63 of a [rows, D] matrix (row stride `stride`) into a padded shared tile;
+// rows at or past `valid` are zero.
+template <typename T, int D>
+__device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t stride, int64_t row0, int64_t valid) {
+  constexpr int kVec = D / 8, LD = MmaLayout<T, D>::LD;
+  for (int idx = threadIdx.x; idx < kRows * kVec; idx += kThreads) {
+    const int r = idx / kVec, c = (idx % kVec) * 8;
+    const bool ok = row0 + r < valid;
+    copy16_async(dst + r * LD + c, ok ? src + (row0 + r) * stride + c : src, ok);
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionShape s, const T* __restrict__ q,
+                                                                     const T* __restrict__ k, const T* __restrict__ v,
+                                                                     const int64_t* __restrict__ key_lengths,
+                                                                     float scale_log2, T* __restrict__ o,
+                                                                     float* __restrict__ lse) {
+  using L = MmaLayout<T, D>;
+  constexpr int LD = L::LD;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* Qs = reinterpret_cast<T*>(smem);
+  T* Ks = Qs + L::kTile;      // stages 0, 1
+  T* Vs = Ks + 2 * L::kTile;  // stages 0, 1
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+  const int mi = lane / 8, mr = lane % 8;  // ldmatrix: the 8x8 matrix and the row this lane addresses
+
+  const int64_t qb = gridDim.x - 1 - blockIdx.x;  // the longest rows first
+  const int64_t bh = blockIdx.y, b = bh / s.Hq, h = bh % s.Hq, kvh = h / (s.Hq / s.Hkv);
+  const int64_t q0 = qb * kRows;
+  const int64_t len = key_lengths ? min(key_lengths[b], s.Tk) : s.Tk;
+  const T* qbase = q + b * s.q_sb + h * s.q_sh;
+  const T* kbase = k + b * s.k_sb + kvh * s.k_sh;
+  const T* vbase = v + b * s.v_sb + kvh * s.v_sh;
+
+  const int64_t kv_end = min(q0 + kRows, len);
+  const int64_t n_tiles = kv_end > 0 ? (kv_end + kKeys - 1) / kKeys : 0;
+  const int64_t first_tile = s.window > 0 ? max(static_cast<int64_t>(0), q0 - s.window + 1) / kKeys : 0;
+  auto next_tile = [&](int64_t tile) {
+    while (tile < n_tiles && !tile_in_pattern(s, h, qb, tile)) ++tile;
+    return tile;
+  };
+
+  int64_t tile = next_tile(first_tile);
+  load_tile_async<T, D>(Qs, qbase, s.q_st, q0, s.Tq);
+  if (tile < n_tiles) {
+    load_tile_async<T, D>(Ks, kbase, s.k_st, tile * kKeys, len);
+    load_tile_async<T, D>(Vs, vbase, s.v_st, tile * kKeys, len);
+  }
+  commit_async();
+  wait_async<0>();
+  __syncthreads();
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    ldmatrix_x4(qf[kk], Qs + (warp * 16 + mr + (mi & 1) * 8) * LD + kk * 16 + (mi & 2) * 4);
+  }
+
+  const int64_t row_lo = q0 + warp * 16 + g, row_hi = row_lo + 8;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float acc[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+
+  int stage = 0;
+  while (tile < n_tiles) {
+    const int64_t following = next_tile(tile + 1);
+    if (following < n_tiles) {
+      load_tile_async<T, D>(Ks + (stage ^ 1) * L::kTile, kbase, s.k_st, following * kKeys, len);
+      load_tile_async<T, D>(Vs + (stage ^ 1) * L::kTile, vbase, s.v_st, following * kKeys, len);
+    }
+    commit_async();
+    wait_async<1>();  // this tile's group has landed
+    __syncthreads();
+    const T* Kt = Ks + stage * L::kTile;
+    const T* Vt = Vs + stage * L::kTile;
+
+    // S = Q K^T: 16 x 64 per warp as 8 n8 fragments.
+    float sc[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; ++n) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        uint32_t kf[4];  // keys np*16 + {0..7, 0..7, 8..15, 8..15} x dims kk*16 + {0..7, 8..15, 0..7, 8..15}
+        ldmatrix_x4(kf, Kt + (np * 16 + mr + (mi & 2) * 4) * LD + kk * 16 + (mi & 1) * 8);
+        mma16816<T>(sc[2 * np], qf[kk], kf[0], kf[1]);
+        mma16816<T>(sc[2 * np + 1], qf[kk], kf[2], kf[3]);
+      }
+    }
+
+    // Mask (only tiles that reach the diagonal, the padding or a window) and online softmax.
+    const int64_t j0 = tile * kKeys;
+    const bool masked = j0 + kKeys - 1 > q0 + warp * 16 || j0 + kKeys > len || s.window > 0;
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = sc[n][e] * scale_log2;
+        if (masked) {
+          const int64_t row = e < 2 ? row_lo : row_hi, j = j0 + n * 8 + 2 * t4 + (e & 1);
+          if (j > row || j >= len || (s.window > 0 && row - j >= s.window)) x = -INFINITY;
+        }
+        sc[n][e] = x;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], x);
+      }
+    }
+    float alpha[2], base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float m_new = fmaxf(m[r], tile_max[r]);
+      base[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet stays at 0
+      alpha[r] = exp2f(m[r] - base[r]);           // 0 while m is -inf
+      m[r] = m_new;
+    }
+    float row_sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = exp2f(sc[n][e] - base[e / 2]);
+        sc[n][e] = p;
+        row_sum[e / 2] += p;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + row_sum[r];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      acc[n][0] *= alpha[0];
+      acc[n][1] *= alpha[0];
+      acc[n][2] *= alpha[1];
+      acc[n][3] *= alpha[1];
+    }
+
+    // O += P V: the score fragments of keys 16kc .. 16kc + 15 are P's A fragment.
+#pragma unroll
+    for (int kc = 0; kc < 4; ++kc) {
+      const uint32_t pa[4] = {pack2<T>(sc[2 * kc][0], sc[2 * kc][1]), pack2<T>(sc[2 * kc][2], sc[2 * kc][3]),
+                              pack2<T>(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
+                              pack2<T>(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t vf[4];  // keys kc*16 + {0..7, 8..15, 0..7, 8..15} x dims dp*16 + {0..7, 0..7, 8..15, 8..15}
+        ldmatrix_x4_trans(vf, Vt + (kc * 16 + mr + (mi & 1) * 8) * LD + dp * 16 + (mi & 2) * 4);
+        mma16816<T>(acc[2 * dp], pa, vf[0], vf[1]);
+        mma16816<T>(acc[2 * dp + 1], pa, vf[2], vf[3]);
+      }
+    }
+    __syncthreads();  // every warp is done with this stage before the next refill
+    stage ^= 1;
+    tile = following;
+  }
+  wait_async<0>();
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t row = r == 0 ? row_lo : row_hi;
+    if (row >= s.Tq) continue;
+    const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
+    T* orow = o + ((b * s.Hq + h) * s.Tq + row) * D + 2 * t4;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      *reinterpret_cast<uint32_t*>(orow + n * 8) = pack2<T>(acc[n][2 * r] * inv, acc[n][2 * r + 1] * inv);
+    }
+    if (t4 == 0) lse[(b * s.Hq + h) * s.Tq + row] = l[r] > 0.f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+  }
+}
+
+template <typename T, int D>
+int launch(const AttentionShape& s, const void* q, const void* k, const void* v, const int64_t* key_lengths, float scale,
+           void* o, float* lse, cudaStream_t stream) {
+  const size_t bytes = MmaLayout<T, D>::bytes;
+  auto kernel = flash_forward_mma_kernel<T, D>;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (e != cudaSuccess) return static_cast<int>(e);
+  dim3 grid(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.Hq));
+  kernel<<<grid, kThreads, bytes, stream>>>(s, static_cast<const T*>(q), static_cast<const T*>(k),
+                                            static_cast<const T*>(v), key_lengths, scale * 1.4426950408889634f,
+                                            static_cast<T*>(o), lse);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int launch_for_dim(const AttentionShape& s, const void* q, const void* k, const void* v, const int64_t* key_lengths,
+                   float scale, void* o, float* lse, cudaStream_t stream) {
+  switch (s.D) {
+    case 64: return launch<T, 64>(s, q, k, v, key_lengths, scale, o, lse, stream);
+    case 80: return launch<T, 80>(s, q, k, v, key_lengths, scale, o, lse, stream);
+    case 96: return launch<T, 96>(s, q, k, v, key_lengths, scale, o, lse, stream);
+    case 128: return launch<T, 128>(s, q, k, v, key_lengths, scale, o, lse, stream);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+}  // namespace
+
+int flash_attention_forward_mma(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
+                                const int64_t* key_lengths, float scale, void* o, float* lse, void* stream) {
+  if (dtype == DType::kFloat32 || s.Tq != s.Tk || s.Hq % s.Hkv != 0) return static_cast<int>(cudaErrorInvalidValue);
+  if (s.B * s.Hq == 0 || s.Tq == 0) return 0;
+  auto st = static_cast<cudaStream_t>(stream);
+  return dtype == DType::kBFloat16 ? launch_for_dim<__nv_bfloat16>(s, q, k, v, key_lengths, scale, o, lse, st)
+                                   : launch_for_dim<__half>(s, q, k, v, key_lengths, scale, o, lse, st);
+}
+
+}  // namespace phi::cuda
