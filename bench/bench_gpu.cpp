@@ -1,7 +1,7 @@
 // GPU benchmarks (Google Benchmark, manual time: the device is synchronised around each timed
 // region). scripts/gpu_check.sh runs them and prints the table with ratios measured in the same run.
 //   attention/<impl>/<fwd|fwdbwd>/B/H/S/D   impl: phi (our flash kernels), phi-mma (the mma.sync
-//       forward, fwd only), flash (torch SDPA's
+//       kernels, called directly), flash (torch SDPA's
 //       FlashAttention backend), cudnn (torch SDPA's cuDNN backend); causal, bf16; TFLOP/s counter
 //       (causal forward = 2 B H S^2 D, forward+backward = 3.5x that).
 //   copy      device-to-device copy bandwidth (bytes read + written).
@@ -84,7 +84,11 @@ void attention_body(benchmark::State& state, const std::string& impl, bool backw
     if (impl == "phi") {
       out = phi::flash_attention_cuda(q, k, v, {}, scale);
     } else if (impl == "phi-mma") {
-      out = phi::flash_attention_forward_cuda(q, k, v, {}, scale, {}, phi::FlashKernel::kMma).out;
+      // The mma.sync kernels called directly (not dispatched through autograd yet).
+      auto f = phi::flash_attention_forward_cuda(q.detach(), k.detach(), v.detach(), {}, scale, {}, phi::FlashKernel::kMma);
+      if (backward) phi::flash_attention_backward_cuda(q.detach(), k.detach(), v.detach(), f, grad, {}, scale, {},
+                                                       phi::FlashKernel::kMma);
+      return;
     } else {
       out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, scale);
     }
@@ -282,7 +286,6 @@ int main(int argc, char** argv) {
   for (bool backward : {false, true}) {
     for (const auto& s : shapes) {
       for (const std::string impl : {"phi", "phi-mma", "flash", "cudnn"}) {
-        if (impl == "phi-mma" && backward) continue;  // forward only
         const std::string name = "attention/" + impl + (backward ? "/fwdbwd/" : "/fwd/") + std::to_string(s[0]) + "/" +
                                  std::to_string(s[1]) + "/" + std::to_string(s[2]) + "/" + std::to_string(s[3]);
         benchmark::RegisterBenchmark(name.c_str(), attention, impl, backward, s[0], s[1], s[2], s[3])

@@ -27,7 +27,7 @@ passed = log.count("[       OK ]")
 failed = log.count("[  FAILED  ]") // 2 if "FAILED" in log else 0
 print(f"\ncard: {card}; build {build_s} s; GPU tests (CudaKernels.*): {'pass' if gtest_rc == 0 else 'FAIL'} "
       f"({passed} ok, {failed} failed)\n")
-print("| attention (causal, bf16) B,H,S,D | phi TFLOP/s | phi mma.sync fwd | SDPA flash | SDPA cuDNN | phi / cuDNN | mma / cuDNN |")
+print("| attention (causal, bf16) B,H,S,D | phi TFLOP/s | phi mma.sync | SDPA flash | SDPA cuDNN | phi / cuDNN | mma / cuDNN |")
 print("|---|---|---|---|---|---|---|")
 for mode in ("fwd", "fwdbwd"):
     for shape in ("4/32/2048/96", "4/32/2048/64", "2/32/4096/80", "8/32/1024/128"):

@@ -317,7 +317,8 @@ FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor&
 
 FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const FlashForward& forward, const at::Tensor& d_out,
-                                         const at::Tensor& key_lengths, double scale, const FlashMask& mask) {
+                                         const at::Tensor& key_lengths, double scale, const FlashMask& mask,
+                                         FlashKernel kernel) {
   require_cuda("flash_attention_backward_cuda", {&q, &k, &v, &d_out});
   auto s = attention_shape(q, k, v, "flash attention backward");
   apply_mask(s, mask);
@@ -328,11 +329,11 @@ FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& 
   FlashGrads g;
   g.dk = at::empty({s.B, s.Hkv, s.Tk, s.D}, k.options());
   g.dv = at::empty({s.B, s.Hkv, s.Tk, s.D}, v.options());
-  check(cuda::flash_attention_backward(dtype_of(q, "flash attention backward"), s, q.data_ptr(), k.data_ptr(),
-                                       v.data_ptr(), d_o.data_ptr(), forward.lse.data_ptr<float>(),
-                                       delta.data_ptr<float>(), lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr,
-                                       static_cast<float>(scale), dq.data_ptr<float>(), g.dk.data_ptr(), g.dv.data_ptr(),
-                                       stream_of(q)),
+  auto launch = kernel == FlashKernel::kMma ? cuda::flash_attention_backward_mma : cuda::flash_attention_backward;
+  check(launch(dtype_of(q, "flash attention backward"), s, q.data_ptr(), k.data_ptr(), v.data_ptr(), d_o.data_ptr(),
+               forward.lse.data_ptr<float>(), delta.data_ptr<float>(),
+               lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr, static_cast<float>(scale),
+               dq.data_ptr<float>(), g.dk.data_ptr(), g.dv.data_ptr(), stream_of(q)),
         "flash attention backward");
   g.dq = dq.to(q.scalar_type());
   return g;

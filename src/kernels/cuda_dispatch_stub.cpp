@@ -38,7 +38,7 @@ FlashForward flash_attention_forward_cuda(const at::Tensor&, const at::Tensor&, 
   unavailable();
 }
 FlashGrads flash_attention_backward_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const FlashForward&,
-                                         const at::Tensor&, const at::Tensor&, double, const FlashMask&) {
+                                         const at::Tensor&, const at::Tensor&, double, const FlashMask&, FlashKernel) {
   unavailable();
 }
 at::Tensor flash_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double) {

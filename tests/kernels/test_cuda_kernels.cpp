@@ -248,6 +248,12 @@ TEST(CudaKernels, FlashAttentionForwardAndBackward) {
       EXPECT_LT(rel(g.dq, qf.grad()), tolerance(dtype)) << what << " dq";
       EXPECT_LT(rel(g.dk, kf.grad()), tolerance(dtype)) << what << " dk";
       EXPECT_LT(rel(g.dv, vf.grad()), tolerance(dtype)) << what << " dv";
+      poison();
+      auto gm = phi::flash_attention_backward_cuda(q, k, v, fm, d_out, c.padding ? lengths : at::Tensor(), scale, {},
+                                                   phi::FlashKernel::kMma);
+      EXPECT_LT(rel(gm.dq, qf.grad()), tolerance(dtype)) << what << " mma dq";
+      EXPECT_LT(rel(gm.dk, kf.grad()), tolerance(dtype)) << what << " mma dk";
+      EXPECT_LT(rel(gm.dv, vf.grad()), tolerance(dtype)) << what << " mma dv";
     }
   }
 }
@@ -300,6 +306,11 @@ TEST(CudaKernels, FlashAttentionWithSlidingWindowAndBlockSparsePattern) {
       EXPECT_LT(rel(g.dq, qf.grad()), tolerance(at::kBFloat16)) << what << " dq";
       EXPECT_LT(rel(g.dk, kf.grad()), tolerance(at::kBFloat16)) << what << " dk";
       EXPECT_LT(rel(g.dv, vf.grad()), tolerance(at::kBFloat16)) << what << " dv";
+      poison();
+      auto gm = phi::flash_attention_backward_cuda(q, k, v, fm, d_out, {}, scale, flash_mask, phi::FlashKernel::kMma);
+      EXPECT_LT(rel(gm.dq, qf.grad()), tolerance(at::kBFloat16)) << what << " mma dq";
+      EXPECT_LT(rel(gm.dk, kf.grad()), tolerance(at::kBFloat16)) << what << " mma dk";
+      EXPECT_LT(rel(gm.dv, vf.grad()), tolerance(at::kBFloat16)) << what << " mma dv";
     }
   }
 }

@@ -73,9 +73,9 @@ struct FlashForward {
   at::Tensor out;  // [B, Hq, T, D] contiguous
   at::Tensor lse;  // float32 [B, Hq, T]
 };
-/// Which forward kernel: WMMA with scores staged in shared memory (verified, dispatched), or
-/// mma.sync with register-resident scores (FlashAttention-2's layout; compiled, GPU test written,
-/// not dispatched until it has passed on a GPU).
+/// Which flash kernels: WMMA with scores staged in shared memory (verified, dispatched), or
+/// mma.sync with register-resident scores (FlashAttention-2's layout, forward and backward;
+/// compiled, GPU tests written, not dispatched until they have passed on a GPU).
 enum class FlashKernel { kWmma, kMma };
 FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           const at::Tensor& key_lengths, double scale, const FlashMask& mask = {},
@@ -85,7 +85,8 @@ struct FlashGrads {
 };
 FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const FlashForward& forward, const at::Tensor& d_out,
-                                         const at::Tensor& key_lengths, double scale, const FlashMask& mask = {});
+                                         const at::Tensor& key_lengths, double scale, const FlashMask& mask = {},
+                                         FlashKernel kernel = FlashKernel::kWmma);
 /// The same with autograd (gradients reach q, k and v).
 at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const at::Tensor& key_lengths, double scale);

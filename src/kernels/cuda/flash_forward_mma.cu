@@ -9,15 +9,11 @@
 // masks and exponentiates them (online softmax in base 2 with the scale folded in), and reuses the
 // accumulators as the A operand of P V directly (the m16n8 C layout of two adjacent key tiles is
 // the m16k16 A layout), with V read through ldmatrix.trans. Scores and probabilities never touch
-// shared memory; each thread keeps partial row sums that are reduced once at the end.
-//
-// Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4): A regs {a0a1, a2a3, a4a5,
-// a6a7} = rows {g, g+8, g, g+8} x cols {2t.., 2t.., 8+2t.., 8+2t..}; B regs {b0b1, b2b3} = k rows
-// {2t.., 8+2t..} x col g; C = rows {g, g, g+8, g+8} x cols {2t, 2t+1, 2t, 2t+1}.
+// shared memory; each thread keeps partial row sums that are reduced once at the end. Fragment
+// layouts: mma.cuh.
 #include <cfloat>
-#include <type_traits>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/mma.cuh"
 
 namespace phi::cuda {
 namespace {
@@ -25,80 +21,12 @@ namespace {
 constexpr int kRows = 64, kKeys = 64, kThreads = 128;
 constexpr float kLn2 = 0.6931471805599453f;
 
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared, bypassing L1; zero-filled when !valid (src is then not read).
-__device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void wait_async() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(p)));
-}
-
-// c += a b (16 x 8 x 16, float32 accumulators).
-template <typename T>
-__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-// Two floats as one register of two 16-bit values (lo in the low half: the lower column).
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  } else {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-}
-
 template <typename T, int D>
 struct MmaLayout {
   static constexpr int LD = D + 8;                         // padded row (elements)
   static constexpr int kTile = kRows * LD;                 // elements per 64-row tile
   static constexpr size_t bytes = 5 * kTile * sizeof(T);   // Q, K x 2 stages, V x 2 stages
 };
-
-// Rows row0 .. row0 + 63 of a [rows, D] matrix (row stride `stride`) into a padded shared tile;
-// rows at or past `valid` are zero.
-template <typename T, int D>
-__device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t stride, int64_t row0, int64_t valid) {
-  constexpr int kVec = D / 8, LD = MmaLayout<T, D>::LD;
-  for (int idx = threadIdx.x; idx < kRows * kVec; idx += kThreads) {
-    const int r = idx / kVec, c = (idx % kVec) * 8;
-    const bool ok = row0 + r < valid;
-    copy16_async(dst + r * LD + c, ok ? src + (row0 + r) * stride + c : src, ok);
-  }
-}
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionShape s, const T* __restrict__ q,
@@ -132,10 +60,10 @@ __global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionSh
   };
 
   int64_t tile = next_tile(first_tile);
-  load_tile_async<T, D>(Qs, qbase, s.q_st, q0, s.Tq);
+  load_tile_async<T, D, LD, kThreads>(Qs, qbase, s.q_st, q0, s.Tq);
   if (tile < n_tiles) {
-    load_tile_async<T, D>(Ks, kbase, s.k_st, tile * kKeys, len);
-    load_tile_async<T, D>(Vs, vbase, s.v_st, tile * kKeys, len);
+    load_tile_async<T, D, LD, kThreads>(Ks, kbase, s.k_st, tile * kKeys, len);
+    load_tile_async<T, D, LD, kThreads>(Vs, vbase, s.v_st, tile * kKeys, len);
   }
   commit_async();
   wait_async<0>();
@@ -156,8 +84,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionSh
   while (tile < n_tiles) {
     const int64_t following = next_tile(tile + 1);
     if (following < n_tiles) {
-      load_tile_async<T, D>(Ks + (stage ^ 1) * L::kTile, kbase, s.k_st, following * kKeys, len);
-      load_tile_async<T, D>(Vs + (stage ^ 1) * L::kTile, vbase, s.v_st, following * kKeys, len);
+      load_tile_async<T, D, LD, kThreads>(Ks + (stage ^ 1) * L::kTile, kbase, s.k_st, following * kKeys, len);
+      load_tile_async<T, D, LD, kThreads>(Vs + (stage ^ 1) * L::kTile, vbase, s.v_st, following * kKeys, len);
     }
     commit_async();
     wait_async<1>();  // this tile's group has landed

@@ -80,6 +80,10 @@ int flash_attention_forward_mma(DType dtype, const AttentionShape& s, const void
 int flash_attention_backward(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
                              const void* d_o, const float* lse, const float* delta, const int64_t* key_lengths,
                              float scale, float* dq_accum, void* dk, void* dv, void* stream);
+// The same backward on mma.sync m16n8k16 (flash_backward_mma.cu).
+int flash_attention_backward_mma(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
+                                 const void* d_o, const float* lse, const float* delta, const int64_t* key_lengths,
+                                 float scale, float* dq_accum, void* dk, void* dv, void* stream);
 // Decode: Tq new queries per sequence at positions key_lengths[b] - Tq .. key_lengths[b] - 1 (causal
 // inside them), keys [0, key_lengths[b]) of the cache. Split along the key axis into `splits`
 // chunks whose partial results (o_partial float32 [splits, B, Hq, Tq, D], m/l float32 [splits, B,
