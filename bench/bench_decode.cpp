@@ -1,9 +1,13 @@
 // CPU decode throughput of a randomly initialised Phi-3-shaped model: prefill a prompt, then
-// decode one token per sequence per step over the KV cache, at batch 1 and batch 8. Reported as
-// tokens/s (generated tokens of all sequences per second). scripts/bench_decode.sh runs the same
-// model through transformers in the same run for the ratio.
+// decode one token per sequence per step over the KV cache, at batch 1 and batch 8 (decode/N, the
+// fixed-slot cache), and at batch 8 over the server's paged cache (decode_paged/8, 16-token pages
+// read through the reference gather). Reported as tokens/s (generated tokens of all sequences per
+// second). scripts/bench_decode.sh runs the same model through transformers in the same run for
+// the ratio.
 //   bench_decode --config FILE [--prompt 128] [--steps 64] [benchmark flags]
 #include <benchmark/benchmark.h>
+
+#include <memory>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -19,15 +23,24 @@ std::unique_ptr<phi::Transformer> g_model;
 int64_t g_prompt = 128;
 int64_t g_steps = 64;
 
-void decode(benchmark::State& state) {
+void run_decode(benchmark::State& state, bool paged) {
   at::NoGradGuard no_grad;
   const int64_t batch = state.range(0);
   const auto& model = *g_model;
   const int64_t vocab = model.config().vocab_size;
   auto prompt = at::randint(0, vocab, {batch, g_prompt}, at::kLong);
+  const int64_t total = g_prompt + g_steps, page = 16;
   for (auto _ : state) {
     state.PauseTiming();
-    auto cache = model.make_cache(batch, g_prompt + g_steps, g_prompt + g_steps);
+    std::unique_ptr<phi::KVStore> store;
+    if (paged) {
+      auto cache = std::make_unique<phi::PagedKVCache>(model.make_paged_cache(batch, batch * ((total + page - 1) / page), page));
+      for (int64_t b = 0; b < batch; ++b) cache->reset_slot(b, total);
+      store = std::move(cache);
+    } else {
+      store = std::make_unique<phi::KVCache>(model.make_cache(batch, total, total));
+    }
+    auto& cache = *store;
     auto logits = model.forward_cached(prompt, std::vector<int64_t>(batch, g_prompt), cache);
     auto next = logits.select(1, g_prompt - 1).argmax(-1).unsqueeze(1);
     state.ResumeTiming();
@@ -40,6 +53,9 @@ void decode(benchmark::State& state) {
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(batch * g_steps), benchmark::Counter::kIsIterationInvariantRate);
 }
+
+void decode(benchmark::State& state) { run_decode(state, false); }
+void decode_paged(benchmark::State& state) { run_decode(state, true); }
 
 }  // namespace
 
@@ -58,6 +74,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "model: %lld parameters, %d threads\n",
                static_cast<long long>(phi::model_info(config).n_parameters), at::get_num_threads());
   benchmark::RegisterBenchmark("decode", decode)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+  benchmark::RegisterBenchmark("decode_paged", decode_paged)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
   int n = static_cast<int>(rest.size());
   benchmark::Initialize(&n, rest.data());
   benchmark::RunSpecifiedBenchmarks();
