@@ -12,6 +12,10 @@
 //   decode_batch/<dense|paged>   Phi-3-mini bf16, 16 sequences of 512-token prompts, 64 decode steps
 //       with the fused attention backend, over the fixed-slot cache or the paged cache (16-token
 //       pages, read through paged_attention()): tokens/s.
+//   bench_gpu --profile decode|train   runs no benchmark: one eager decode step of Phi-3-mini (fused
+//       kernels, batch 1, after a 512-token prompt and warm-up steps) or one phi-1.5 training step
+//       (SDPA + fused elementwise, batch 4 x 2048) inside an NVTX range "phi_profile", for
+//       scripts/gpu_profile.sh (Nsight Compute times each kernel of the range).
 //   train/phi-1.5/<backend>   one training step (bf16 autocast, float32 master weights, AdamW),
 //       batch 4 x 2048, attention through our flash kernels (fused) or torch SDPA (aten): tokens/s
 //       and model FLOP/s.
@@ -28,6 +32,7 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <nvtx3/nvToolsExt.h>
 
 #include "phi/config/model_config.h"
 #include "phi/infer/decode_graph.h"
@@ -274,12 +279,66 @@ void train_step(benchmark::State& state, std::string backend) {
   phi::set_elementwise_backend("aten");
 }
 
+// One eager decode step or one training step inside an NVTX range (bench_gpu --profile WHAT).
+void profile_step(const std::string& what) {
+  if (what == "decode") {
+    at::NoGradGuard no_grad;
+    phi::set_attention_backend("fused");
+    phi::set_elementwise_backend("fused");
+    auto config = phi::preset_model_config("phi-3-mini-4k");
+    auto model = random_on_gpu(config, at::kBFloat16);
+    auto cache = model.make_cache(1, 600, 600);
+    auto logits = model.forward_cached(at::randint(0, config.vocab_size, {1, 512}, at::kLong), {512}, cache);
+    auto next = logits.select(1, 511).argmax(-1).unsqueeze(1).cpu();
+    for (int i = 0; i < 4; ++i) next = model.forward_cached(next, {1}, cache).select(1, 0).argmax(-1).unsqueeze(1).cpu();
+    c10::cuda::device_synchronize();
+    nvtxRangePushA("phi_profile");
+    next = model.forward_cached(next, {1}, cache).select(1, 0).argmax(-1).unsqueeze(1).cpu();
+    c10::cuda::device_synchronize();
+    nvtxRangePop();
+    phi::set_attention_backend("aten");
+    phi::set_elementwise_backend("aten");
+    return;
+  }
+  phi::set_elementwise_backend("fused");
+  auto config = phi::preset_model_config("phi-1.5");
+  auto model = random_on_gpu(config, at::kFloat);
+  phi::OptimizerConfig oc;
+  oc.name = "adamw";
+  oc.lr = 1e-4;
+  phi::Optimizer optimizer(model.mutable_parameters(), oc);
+  auto step = [&] {
+    auto ids = at::randint(0, config.vocab_size, {4, 2049}, at::kLong);
+    at::Tensor loss;
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    loss = model.loss(ids.narrow(1, 0, 2048), ids.narrow(1, 1, 2048));
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+    loss.backward();
+    optimizer.step(oc.lr);
+  };
+  step();
+  step();
+  c10::cuda::device_synchronize();
+  nvtxRangePushA("phi_profile");
+  step();
+  c10::cuda::device_synchronize();
+  nvtxRangePop();
+  phi::set_elementwise_backend("aten");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
+  const bool profile = argc > 1 && std::string(argv[1]) == "--profile";
+  if (!profile) benchmark::Initialize(&argc, argv);
   if (!phi::cuda_kernels_runnable()) {
     std::fprintf(stderr, "bench_gpu: no CUDA GPU (or libphi built without its kernels)\n");
+    return 0;
+  }
+  if (profile) {
+    profile_step(argc > 2 ? argv[2] : "decode");
     return 0;
   }
   const std::vector<std::array<int64_t, 4>> shapes = {{4, 32, 2048, 96}, {4, 32, 2048, 64}, {2, 32, 4096, 80}, {8, 32, 1024, 128}};
