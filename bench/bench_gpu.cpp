@@ -17,7 +17,8 @@
 //       (SDPA + fused elementwise, batch 4 x 2048) inside an NVTX range "phi_profile", for
 //       scripts/gpu_profile.sh (Nsight Compute times each kernel of the range).
 //   train/phi-1.5/<backend>   one training step (bf16 autocast, float32 master weights, AdamW),
-//       batch 4 x 2048, attention through our flash kernels (fused) or torch SDPA (aten): tokens/s
+//       batch 4 x 2048, attention through our flash kernels (fused: WMMA, fused-mma: the mma.sync
+//       kernels) or torch SDPA (aten): tokens/s
 //       and model FLOP/s.
 #include <benchmark/benchmark.h>
 
@@ -242,7 +243,8 @@ void decode_batch(benchmark::State& state, std::string cache_kind) {
 // backend: "fused" (our attention and elementwise kernels), "aten" (torch SDPA and ATen ops),
 // "sdpa+kernels" (torch SDPA attention, our elementwise kernels).
 void train_step_body(benchmark::State& state, const std::string& backend) {
-  phi::set_attention_backend(backend == "fused" ? "fused" : "aten");
+  phi::set_attention_backend(backend == "fused" || backend == "fused-mma" ? "fused" : "aten");
+  phi::set_flash_kernel(backend == "fused-mma" ? "mma" : "wmma");
   phi::set_elementwise_backend(backend == "aten" ? "aten" : "fused");
   auto config = phi::preset_model_config("phi-1.5");
   auto model = random_on_gpu(config, at::kFloat);  // float32 master weights
@@ -277,6 +279,7 @@ void train_step(benchmark::State& state, std::string backend) {
   c10::cuda::CUDACachingAllocator::emptyCache();
   phi::set_attention_backend("aten");
   phi::set_elementwise_backend("aten");
+  phi::set_flash_kernel("wmma");
 }
 
 // One eager decode step or one training step inside an NVTX range (bench_gpu --profile WHAT).
@@ -367,7 +370,7 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("decode_batch/" + kind).c_str(), decode_batch, kind)
         ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
   }
-  for (const std::string backend : {"fused", "sdpa+kernels", "aten"}) {
+  for (const std::string backend : {"fused", "fused-mma", "sdpa+kernels", "aten"}) {
     benchmark::RegisterBenchmark(("train/phi-1.5/" + backend).c_str(), train_step, backend)
         ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
   }

@@ -79,6 +79,7 @@ hf = load("hf_train.json")
 print("| phi-1.5 training step, bf16 | tokens/s | MFU |")
 print("|---|---|---|")
 for backend, label in (("fused", "our flash attention + fused elementwise"),
+                       ("fused-mma", "our mma.sync flash attention + fused elementwise"),
                        ("sdpa+kernels", "torch SDPA + fused elementwise"), ("aten", "torch SDPA + ATen ops")):
     ours = bench.get(f"train/phi-1.5/{backend}", {})
     if ours.get("tokens_per_s"):

@@ -91,6 +91,16 @@ BackendSetting& backend_setting() {
 void set_attention_backend(const std::string& name) { backend_setting().set(name); }
 const std::string& attention_backend() { return backend_setting().get(); }
 
+namespace {
+BackendSetting& flash_kernel_setting() {
+  static BackendSetting setting("PHI_FLASH_KERNEL", "flash kernel", "wmma", "mma");
+  return setting;
+}
+}  // namespace
+
+void set_flash_kernel(const std::string& name) { flash_kernel_setting().set(name); }
+const std::string& flash_kernel() { return flash_kernel_setting().get(); }
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      const AttentionMaskSpec& mask) {
   // A query at position p sees keys j <= p with p - j < window; keys sit at positions [0, Tk), so a

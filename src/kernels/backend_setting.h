@@ -1,5 +1,6 @@
-// A kernel-backend switch, "aten" or "fused", initialised from an environment variable and
-// settable at run time: PHI_ATTENTION (attention.cpp) and PHI_KERNELS (ops.cpp).
+// A kernel-backend switch, initialised from an environment variable and settable at run time:
+// PHI_ATTENTION (attention.cpp) and PHI_KERNELS (ops.cpp), "aten" or "fused"; PHI_FLASH_KERNEL
+// (attention.cpp), "wmma" or "mma". The first choice is the default.
 #pragma once
 
 #include <cstdlib>
@@ -11,19 +12,23 @@ namespace phi {
 
 class BackendSetting {
  public:
-  /// `what` names the switch in errors ("attention backend").
-  BackendSetting(const char* env_var, const char* what) : what_(what) {
+  /// `what` names the switch in errors ("attention backend"); `first` (the default) and `second`
+  /// are the accepted values.
+  BackendSetting(const char* env_var, const char* what, const char* first = "aten", const char* second = "fused")
+      : what_(what), first_(first), second_(second) {
     const char* env = std::getenv(env_var);
-    value_ = env != nullptr && *env != 0 ? env : "aten";
+    value_ = env != nullptr && *env != 0 ? env : first_;
   }
   const std::string& get() const { return value_; }
   void set(const std::string& name) {
-    if (name != "aten" && name != "fused") throw Error(what_ + " must be aten or fused, got \"" + name + "\"");
+    if (name != first_ && name != second_) {
+      throw Error(what_ + " must be " + first_ + " or " + second_ + ", got \"" + name + "\"");
+    }
     value_ = name;
   }
 
  private:
-  std::string what_;
+  std::string what_, first_, second_;
   std::string value_;
 };
 

@@ -345,9 +345,11 @@ struct FlashFunction : torch::autograd::Function<FlashFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
                             const at::Tensor& v, const at::Tensor& key_lengths, double scale) {
     const at::Tensor lengths = key_lengths.numel() > 0 ? key_lengths : at::Tensor();
-    auto f = flash_attention_forward_cuda(q, k, v, lengths, scale);
+    const bool mma = flash_kernel() == "mma";
+    auto f = flash_attention_forward_cuda(q, k, v, lengths, scale, {}, mma ? FlashKernel::kMma : FlashKernel::kWmma);
     ctx->save_for_backward({q, k, v, f.out, f.lse, key_lengths});
     ctx->saved_data["scale"] = scale;
+    ctx->saved_data["mma"] = mma;
     return f.out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -356,7 +358,8 @@ struct FlashFunction : torch::autograd::Function<FlashFunction> {
     FlashForward f{saved[3], saved[4]};
     const at::Tensor lengths = saved[5].numel() > 0 ? saved[5] : at::Tensor();
     auto g = flash_attention_backward_cuda(saved[0], saved[1], saved[2], f, grads[0], lengths,
-                                           ctx->saved_data["scale"].toDouble());
+                                           ctx->saved_data["scale"].toDouble(), {},
+                                           ctx->saved_data["mma"].toBool() ? FlashKernel::kMma : FlashKernel::kWmma);
     return {g.dq, g.dk, g.dv, at::Tensor(), at::Tensor()};
   }
 };

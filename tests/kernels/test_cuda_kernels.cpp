@@ -524,6 +524,12 @@ TEST(CudaKernels, WithoutGpuTheEntryPointsSayWhy) {
   EXPECT_THROW(phi::flash_attention_forward_cuda(q, q, q, {}, 0.125), phi::Error);
   EXPECT_THROW(phi::set_attention_backend("magic"), phi::Error);
   EXPECT_THROW(phi::set_elementwise_backend("magic"), phi::Error);
+  EXPECT_THROW(phi::set_flash_kernel("fused"), phi::Error);
+  EXPECT_EQ(phi::flash_kernel(), "wmma");
+  phi::set_flash_kernel("mma");
+  EXPECT_EQ(phi::flash_kernel(), "mma");
+  phi::set_flash_kernel("wmma");
+  EXPECT_THROW(phi::paged_decode_attention_cuda(q, phi::PagedKV{}, {}, 4, 0.125), phi::Error);
   EXPECT_FALSE(phi::gemv_applies(at::randn({1, 16}), at::randn({4, 16}), {}));
   // On CPU tensors the fused setting changes nothing: the ATen references run.
   phi::set_elementwise_backend("fused");

@@ -110,5 +110,10 @@ const std::string& attention_backend();
 /// tensors (norms only where no gradient is needed). Initialised from PHI_KERNELS (default aten).
 void set_elementwise_backend(const std::string& name);
 const std::string& elementwise_backend();
+/// "wmma" (default) or "mma": which flash kernels the fused attention backend's training and prefill
+/// path runs (flash_attention_cuda). Initialised from PHI_FLASH_KERNEL. The mma.sync kernels are
+/// not verified on a GPU yet.
+void set_flash_kernel(const std::string& name);
+const std::string& flash_kernel();
 
 }  // namespace phi
