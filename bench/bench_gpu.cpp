@@ -9,6 +9,9 @@
 //       tokens (greedy), tokens/s of the decode phase; weight_bytes for the bandwidth floor.
 //   gemv/<phi|cublas>/<matrix>   the batch-1 linear layers of Phi-3-mini (bf16), 100 calls back to
 //       back: bytes of W read per second, our GEMV kernel against at::linear (cuBLAS).
+//   decode_attention/b1/768/splits<n>   Phi-3-mini's decode attention (32 heads of 96) over 768 keys
+//       at n key splits (0: the launcher's choice); decode_attention/b16/2048/paged/<kernel|gather>:
+//       16 sequences of 2048 keys in a paged cache, read by the paged kernel or gathered first.
 //   decode_batch/<dense|paged>   Phi-3-mini bf16, 16 sequences of 512-token prompts, 64 decode steps
 //       with the fused attention backend, over the fixed-slot cache or the paged cache (16-token
 //       pages, read through paged_attention()): tokens/s.
@@ -23,6 +26,7 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -38,6 +42,7 @@
 
 #include "phi/config/model_config.h"
 #include "phi/infer/decode_graph.h"
+#include "phi/kernels/attention.h"
 #include "phi/kernels/cuda_kernels.h"
 #include "phi/models/model_info.h"
 #include "phi/models/transformer.h"
@@ -180,6 +185,51 @@ void decode(benchmark::State& state, std::string backend) {
   phi::set_attention_backend("aten");
   phi::set_elementwise_backend("aten");
   c10::cuda::CUDACachingAllocator::emptyCache();
+}
+
+// Decode attention of Phi-3-mini's shape (32 heads of 96, bf16) over `keys` cached keys per
+// sequence: batch-1 at a given number of key splits (0: the launcher's choice), or the batch-16
+// paged cache read by the paged kernel or gathered first (paged/<kernel|gather>).
+void decode_attention_bench(benchmark::State& state, std::string mode, int64_t batch, int64_t keys, int64_t splits) {
+  guarded(state, [&] {
+    at::NoGradGuard no_grad;
+    const int64_t H = 32, D = 96, page = 16;
+    auto opts = at::device(at::kCUDA).dtype(at::kBFloat16);
+    auto q = at::randn({batch, H, 1, D}, opts);
+    auto lengths = at::full({batch}, keys, at::device(at::kCUDA).dtype(at::kLong));
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    std::function<void()> step;
+    at::Tensor k, v;
+    phi::PagedKV kv;
+    if (mode == "dense") {
+      k = at::randn({batch, H, keys, D}, opts);
+      v = at::randn({batch, H, keys, D}, opts);
+      step = [&] { phi::decode_attention_cuda(q, k, v, lengths, scale, splits); };
+    } else {
+      const int64_t per_seq = (keys + page - 1) / page, pages = batch * per_seq;
+      kv = phi::PagedKV{at::randn({pages, page, H, D}, opts), at::randn({pages, page, H, D}, opts),
+                        at::randperm(pages, at::device(at::kCUDA).dtype(at::kInt)).view({batch, per_seq}), page};
+      if (mode == "paged/kernel") {
+        step = [&] { phi::paged_decode_attention_cuda(q, kv, lengths, keys, scale); };
+      } else {
+        step = [&] {
+          auto [kg, vg] = phi::gather_pages(kv, keys);
+          phi::decode_attention_cuda(q, kg, vg, lengths, scale);
+        };
+      }
+    }
+    const int calls = 100;
+    auto run = [&] {
+      for (int i = 0; i < calls; ++i) step();
+    };
+    run();
+    for (auto _ : state) state.SetIterationTime(timed(run));
+    state.counters["us_per_call"] = benchmark::Counter(static_cast<double>(calls) * 1e-6,
+                                                       benchmark::Counter::kIsIterationInvariantRate |
+                                                           benchmark::Counter::kInvert);
+    state.counters["kv_GBps"] = benchmark::Counter(static_cast<double>(calls) * batch * keys * H * D * 2 * 2 / 1e9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+  });
 }
 
 // Phi-3-mini's single-row matrices: [N, K].
@@ -351,6 +401,7 @@ int main(int argc, char** argv) {
   const char* set = std::getenv("PHI_BENCH_SET");
   const bool unverified = set != nullptr && std::string(set) == "unverified";
   auto wanted = [&](const std::string& name) { return (name.find("mma") != std::string::npos) == unverified; };
+  // (decode_attention/b16/.../paged/* is registered in the unverified set explicitly below.)
   const std::vector<std::array<int64_t, 4>> shapes = {{4, 32, 2048, 96}, {4, 32, 2048, 64}, {2, 32, 4096, 80}, {8, 32, 1024, 128}};
   for (bool backward : {false, true}) {
     for (const auto& s : shapes) {
@@ -377,6 +428,20 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(("gemv/" + impl + "/" + name).c_str(), gemv, impl, shape[0], shape[1])
           ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
     }
+  }
+  if (!unverified) {
+    for (int64_t splits : {0, 1, 2, 3, 4, 6, 8, 12, 16}) {
+      benchmark::RegisterBenchmark(("decode_attention/b1/768/splits" + std::to_string(splits)).c_str(),
+                                   decode_attention_bench, std::string("dense"), int64_t(1), int64_t(768), splits)
+          ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+    }
+  }
+  // The paged kernel is unverified: both paged rows run in the unverified process, side by side.
+  for (const std::string mode : {"paged/kernel", "paged/gather"}) {
+    if (!unverified) break;
+    benchmark::RegisterBenchmark(("decode_attention/b16/2048/" + mode).c_str(), decode_attention_bench, mode,
+                                 int64_t(16), int64_t(2048), int64_t(0))
+        ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
   }
   for (const std::string kind : {"dense", "paged"}) {
     if (unverified) break;

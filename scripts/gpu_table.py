@@ -77,6 +77,14 @@ if len(gemv_ms) == 5 and graph.get("tokens_per_s"):
     print(f"\nDecode step gap: the 129 GEMVs of one token take {per_token:.2f} ms at these rates, of the captured "
           f"step's {step:.2f} ms ({per_token / step:.0%}); everything else (norms, rotary, cache append, attention, "
           f"activation, launch gaps): {step - per_token:.2f} ms.")
+splits = [(n, bench.get(f"decode_attention/b1/768/splits{n}", {}).get("us_per_call")) for n in (0, 1, 2, 3, 4, 6, 8, 12, 16)]
+if any(us for _, us in splits):
+    print("\nDecode attention, Phi-3-mini shape, batch 1, 768 keys, us per call by key splits (0: launcher's choice): "
+          + ", ".join(f"{n}: {us:.1f}" for n, us in splits if us))
+pk, pg = (bench.get(f"decode_attention/b16/2048/paged/{m}", {}) for m in ("kernel", "gather"))
+if pk.get("us_per_call") or pg.get("us_per_call"):
+    print(f"Paged decode attention, 16 x 2048 keys: paged kernel {pk.get('us_per_call', 0):.1f} us "
+          f"({pk.get('kv_GBps', 0):.0f} GB/s of K/V), gather + decode kernel {pg.get('us_per_call', 0):.1f} us")
 dense, paged = (bench.get(f"decode_batch/{kind}", {}).get("tokens_per_s") for kind in ("dense", "paged"))
 print(f"\nBatched decode (16 x 512-token prompts, 64 steps, fused attention): fixed-slot cache "
       f"{dense or 0:.0f} tokens/s, paged cache read through gather_pages {paged or 0:.0f} tokens/s "
