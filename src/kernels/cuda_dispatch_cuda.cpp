@@ -273,6 +273,49 @@ struct RotaryFunction : torch::autograd::Function<RotaryFunction> {
 };
 }  // namespace
 
+namespace {
+// add_norm_cuda with autograd: outputs h and y; the backward kernel takes both incoming gradients.
+// residual and bias arrive as (possibly empty) defined tensors: autograd inputs must be.
+struct AddNormFunction : torch::autograd::Function<AddNormFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                                                const at::Tensor& residual, const at::Tensor& weight,
+                                                const at::Tensor& bias, double eps, bool rms) {
+    const bool has_residual = residual.numel() > 0, has_bias = bias.numel() > 0;
+    auto r = add_norm_cuda(x, has_residual ? residual : at::Tensor(), weight, has_bias ? bias : at::Tensor(), eps, rms);
+    ctx->save_for_backward({r.h, weight, r.mean.defined() ? r.mean : at::empty({0}), r.rstd});
+    ctx->saved_data["rms"] = rms;
+    ctx->saved_data["has_residual"] = has_residual;
+    ctx->saved_data["has_bias"] = has_bias;
+    return {r.h, r.y};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const bool rms = ctx->saved_data["rms"].toBool();
+    const auto& h = saved[0];
+    const auto& weight = saved[1];
+    AddNormResult forward;
+    forward.mean = saved[2];
+    forward.rstd = saved[3];
+    auto dy = grads[1].defined() ? grads[1] : at::zeros_like(h);
+    auto g = add_norm_backward_cuda(dy, grads[0], h, weight, forward, rms);
+    const bool has_residual = ctx->saved_data["has_residual"].toBool();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    return {g.dh, has_residual ? g.dh : at::Tensor(), g.dweight.to(weight.scalar_type()),
+            has_bias ? g.dbias.to(weight.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> add_norm_autograd_cuda(const at::Tensor& x, const at::Tensor& residual,
+                                                         const at::Tensor& weight, const at::Tensor& bias, double eps,
+                                                         bool rms) {
+  auto empty = at::empty({0}, x.options());
+  auto out = AddNormFunction::apply(x, residual.defined() ? residual : empty, weight, bias.defined() ? bias : empty, eps,
+                                    rms);
+  return {out[0], out[1]};
+}
+
 at::Tensor activation_autograd_cuda(const at::Tensor& x, FusedActivation kind, double limit) {
   return ActivationFunction::apply(x, static_cast<int64_t>(kind), limit);
 }

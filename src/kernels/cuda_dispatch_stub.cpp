@@ -22,6 +22,10 @@ AddNormGrads add_norm_backward_cuda(const at::Tensor&, const at::Tensor&, const 
   unavailable();
 }
 at::Tensor rms_norm_cuda(const at::Tensor&, const at::Tensor&, double) { unavailable(); }
+std::pair<at::Tensor, at::Tensor> add_norm_autograd_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                         const at::Tensor&, double, bool) {
+  unavailable();
+}
 at::Tensor activation_cuda(const at::Tensor&, FusedActivation, double) { unavailable(); }
 at::Tensor activation_backward_cuda(const at::Tensor&, const at::Tensor&, FusedActivation, double) { unavailable(); }
 at::Tensor rotary_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, bool) { unavailable(); }

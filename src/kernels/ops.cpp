@@ -42,6 +42,18 @@ bool fused_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tenso
   return !residual.defined() || residual.sizes() == x.sizes();
 }
 
+// The norm kernels with autograd (training): x and the parameters of one dtype; the residual branch
+// is cast to x's dtype first (under autocast the stream is float32 and the branch bf16, as in
+// x + residual).
+bool fused_norm_autograd(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                         const at::Tensor& bias) {
+  if (!fused(x) || !needs_grad({&x, &residual, &weight, &bias})) return false;
+  for (const auto* t : {&weight, &bias}) {
+    if (t->defined() && (t->scalar_type() != x.scalar_type() || !t->is_cuda())) return false;
+  }
+  return !residual.defined() || (residual.is_cuda() && residual.sizes() == x.sizes());
+}
+
 at::Tensor activation(const at::Tensor& x, FusedActivation kind, double limit) {
   return needs_grad({&x}) ? activation_autograd_cuda(x, kind, limit) : activation_cuda(x, kind, limit);
 }
@@ -67,12 +79,16 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
     auto r = add_norm_cuda(x, residual, weight, bias, eps, rms);
     return {r.h, r.y};
   }
+  if (fused_norm_autograd(x, residual, weight, bias)) {
+    return add_norm_autograd_cuda(x, residual.to(x.scalar_type()), weight, bias, eps, rms);
+  }
   auto h = x + residual;
   return {h, rms ? rms_norm(h, weight, eps) : layer_norm(h, weight, bias, eps)};
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   if (fused_norm(x, {}, weight, {})) return rms_norm_cuda(x, weight, eps);
+  if (fused_norm_autograd(x, {}, weight, {})) return add_norm_autograd_cuda(x, {}, weight, {}, eps, true).second;
   auto xf = x.to(at::kFloat);
   auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
 #include <ATen/core/Tensor.h>
 
@@ -35,6 +36,11 @@ struct AddNormGrads {
 AddNormGrads add_norm_backward_cuda(const at::Tensor& dy, const at::Tensor& dh_in, const at::Tensor& h,
                                     const at::Tensor& weight, const AddNormResult& forward, bool rms);
 at::Tensor rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps);
+/// add_norm_cuda with autograd: {h, y}; gradients reach x, residual, weight and bias (one dtype for
+/// all of them).
+std::pair<at::Tensor, at::Tensor> add_norm_autograd_cuda(const at::Tensor& x, const at::Tensor& residual,
+                                                         const at::Tensor& weight, const at::Tensor& bias, double eps,
+                                                         bool rms);
 
 // ---- elementwise ---------------------------------------------------------------------------------------
 enum class FusedActivation { kGeluNew, kSwiGlu, kGeGelu };
