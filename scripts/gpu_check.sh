@@ -61,9 +61,16 @@ for g in graph eager; do
     --input "$work/prompts.jsonl" --output "$work/gen-$g.jsonl" --max-new-tokens 64 --temperature 0 $flag \
     > "$OUT/gen-$g.log" 2>&1 || tail -5 "$OUT/gen-$g.log"
 done
+# The server on CUDA: paged KV cache, a cache that holds every request and one that preempts.
+"$PY" scripts/gpu_serve_check.py "$BUILD/phi" "$model" "$work/prompts.jsonl" > "$work/serve.json" 2> "$OUT/serve.log" \
+  || tail -5 "$OUT/serve.log"
 "$PY" - "$work" > "$OUT/train_check.json" <<'PY'
 import json, sys
 out = {}
+try:
+    out["serve"] = json.load(open(f"{sys.argv[1]}/serve.json"))
+except Exception as e:
+    out["serve"] = {"error": str(e)}
 try:
     rows = {g: [json.loads(l) for l in open(f"{sys.argv[1]}/gen-{g}.jsonl")] for g in ("graph", "eager")}
     ids = {g: [r.get("tokens") for r in rows[g]] for g in rows}

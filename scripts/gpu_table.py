@@ -112,6 +112,7 @@ train = load("train_check.json")
 print("| tiny recipe on CUDA, 150 steps | first loss | last loss | tokens/s | skipped steps |")
 print("|---|---|---|---|---|")
 gen = train.pop("generate", {})
+serve = train.pop("serve", {})
 for p, r in train.items():
     if "error" in r:
         print(f"| {p} | error: {r['error'][:60]} | | | |")
@@ -124,3 +125,12 @@ if gen:
     else:
         print(f"phi generate on CUDA (batch 1, greedy, 64 tokens): captured-step output identical to the eager "
               f"step's for {gen['identical']} of {gen['prompts']} prompts; sample: {gen['sample']!r}")
+if serve:
+    print()
+    if "error" in serve:
+        print(f"phi serve on CUDA (paged KV cache): error {serve['error'][:100]}")
+    else:
+        print(f"phi serve on CUDA (bf16, fused kernels, paged KV cache; 8 concurrent greedy requests): a 96-token "
+              f"cache preempted {serve['preemptions']} times and gave the same text as a cache that holds them all "
+              f"for {serve['identical']} of {serve['requests']} requests; pages free afterwards "
+              f"{serve['free_pages_after']} of {serve['pages']}")
