@@ -187,6 +187,34 @@ def test_small_paged_cache_preempts_and_gives_the_same_outputs(model_dir, sixtee
             assert max(abs(a - b) for a, b in zip(ours, reference)) < 1e-4
         status, body = post(base, "/v1/completions", {"prompt": "word " * 200})
         assert status == 400 and "this server's context is 128" in body["error"]["message"]
+        # Six long streams whose clients go away after their first chunk, while the cache is far too
+        # small for them: requests are cancelled running, waiting and preempted; all pages come back.
+        host, port = base.replace("http://", "").split(":")
+        socks = []
+        for i in range(6):
+            payload = json.dumps({"prompt": PROMPTS[i], "max_tokens": 100, "stream": True, "ignore_eos": True}).encode()
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+            socks.append(sock)
+        for sock in socks:
+            sock.settimeout(60)
+            received = b""
+            while b"data:" not in received:
+                chunk = sock.recv(4096)
+                assert chunk, "the server closed a stream before sending data"
+                received += chunk
+            sock.close()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with urllib.request.urlopen(base + "/health") as r:
+                health = json.loads(r.read())
+            if health["load"] == 0 and health["kv_cache_free_pages"] == 16:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"cancelled requests still hold the cache: {health}")
+        assert complete(small, 3) == sixteen[0][3]  # and the server still serves
     finally:
         stop_server(proc)
 
