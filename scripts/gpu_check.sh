@@ -32,6 +32,12 @@ for t in $("$BUILD/tests/phi_tests" --gtest_list_tests --gtest_filter='CudaKerne
   grep -q "^\[  SKIPPED \]" "$OUT/unverified-$t.log" && rc=skipped
   echo "$t $rc" >> "$OUT/gpu_unverified.log"
   grep -B2 -A4 "Failure\|error" "$OUT/unverified-$t.log" | head -30
+  if [ "$rc" != 0 ] && [ "$rc" != skipped ] && command -v compute-sanitizer > /dev/null; then
+    # A failing new kernel: its first out-of-bounds or misaligned accesses, if any.
+    timeout 180 compute-sanitizer --tool memcheck --print-limit 4 "$BUILD/tests/phi_tests" --gtest_filter="CudaKernels.$t" \
+      > "$OUT/sanitizer-$t.log" 2>&1
+    grep -E "Invalid|Misaligned|Address|at 0x|by thread|ERROR SUMMARY" "$OUT/sanitizer-$t.log" | head -16
+  fi
 done
 grep -E "^\[  (FAILED|     OK|  PASSED|  SKIPPED) " "$OUT/gpu_tests.log" | head -20
 grep -B3 -A3 "Failure" "$OUT/gpu_tests.log" | head -60

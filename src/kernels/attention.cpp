@@ -1,6 +1,7 @@
 #include "phi/kernels/attention.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -9,6 +10,7 @@
 #include "phi/core/error.h"
 #include "phi/kernels/cuda_kernels.h"
 #include "kernels/backend_setting.h"
+#include "kernels/verified.h"
 
 namespace phi {
 
@@ -101,25 +103,57 @@ BackendSetting& flash_kernel_setting() {
 void set_flash_kernel(const std::string& name) { flash_kernel_setting().set(name); }
 const std::string& flash_kernel() { return flash_kernel_setting().get(); }
 
+std::optional<FlashMask> flash_mask_for(const AttentionMaskSpec& mask, int64_t window, int64_t n_heads) {
+  if (mask.segments.defined()) return std::nullopt;
+  FlashMask flash;
+  flash.window = window;
+  if (mask.blocksparse != nullptr) {
+    const auto& bs = *mask.blocksparse;
+    if (bs.block_size != 64 || bs.vert_stride <= 0 || bs.n_local_blocks <= 0) return std::nullopt;
+    flash.local_blocks = bs.n_local_blocks;
+    flash.vert_stride = bs.vert_stride;
+    flash.head_step = bs.homo_head ? 0 : std::max<int64_t>(1, bs.vert_stride / n_heads);
+  }
+  return flash;
+}
+
+namespace {
+// A query at position p sees keys j <= p with p - j < window; keys sit at positions [0, Tk), so a
+// window of at least Tk never hides one (Phi-3's 2047 over shorter sequences, its 128k variants).
+int64_t effective_window(const AttentionMaskSpec& mask, int64_t Tk) {
+  return mask.sliding_window > 0 && Tk > mask.sliding_window ? mask.sliding_window : 0;
+}
+
+bool fused_half(const at::Tensor& q) {
+  const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+  return q.is_cuda() && half && attention_backend() == "fused" && cuda_kernels_compiled();
+}
+
+// Whether the decode kernel takes this step: a few new queries per sequence at the end of each
+// sequence's keys, no block-sparse pattern or segments, no gradient.
+bool decode_kernel_applies(const at::Tensor& q, const AttentionMaskSpec& mask) {
+  const int64_t D = q.size(3);
+  return fused_half(q) && mask.blocksparse == nullptr && !mask.segments.defined() && mask.queries_end_at_lengths &&
+         q.size(2) <= 16 && D <= 128 && D % 8 == 0 && !at::GradMode::is_enabled();
+}
+}  // namespace
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
                      const AttentionMaskSpec& mask) {
-  // A query at position p sees keys j <= p with p - j < window; keys sit at positions [0, Tk), so a
-  // window of at least Tk never hides one (Phi-3's 2047 over shorter sequences, its 128k variants).
-  const int64_t Tk = k.size(2);
-  const int64_t window = mask.sliding_window > 0 && Tk > mask.sliding_window ? mask.sliding_window : 0;
+  const int64_t Tk = k.size(2), Tq = q.size(2), D = q.size(3);
+  const int64_t window = effective_window(mask, Tk);
   const bool structured = mask.blocksparse == nullptr && !mask.segments.defined();
-  if (q.is_cuda() && structured) {
-    const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
-    const int64_t D = q.size(3), Tq = q.size(2);
-    if (attention_backend() == "fused" && cuda_kernels_compiled() && half) {
-      if (window == 0 && mask.queries_are_rows && Tq == Tk && (D == 64 || D == 80 || D == 96 || D == 128)) {
-        return flash_attention_cuda(q, k, v, mask.no_padding ? at::Tensor() : mask.key_lengths, scale);
-      }
-      if (mask.queries_end_at_lengths && Tq <= 16 && D <= 128 && D % 8 == 0 && !at::GradMode::is_enabled()) {
-        return decode_attention_cuda(q, k, v, mask.key_lengths, scale, 0, window);
+  if (q.is_cuda()) {
+    const bool whole_sequence = mask.queries_are_rows && Tq == Tk;
+    if (fused_half(q) && whole_sequence && (D == 64 || D == 80 || D == 96 || D == 128)) {
+      const at::Tensor lengths = mask.no_padding ? at::Tensor() : mask.key_lengths;
+      if (window == 0 && structured) return flash_attention_cuda(q, k, v, lengths, scale);
+      if (verified::kFlashMasks) {
+        if (auto flash = flash_mask_for(mask, window, q.size(1))) return flash_attention_cuda(q, k, v, lengths, scale, *flash);
       }
     }
-    if (window == 0 && mask.queries_are_rows && mask.no_padding && Tq == Tk) {
+    if (decode_kernel_applies(q, mask)) return decode_attention_cuda(q, k, v, mask.key_lengths, scale, 0, window);
+    if (structured && window == 0 && whole_sequence && mask.no_padding) {
       // The library's fused causal attention (FlashAttention / cuDNN / memory-efficient backends).
       return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, /*enable_gqa=*/true);
     }
@@ -146,6 +180,9 @@ std::pair<at::Tensor, at::Tensor> gather_pages(const PagedKV& kv, int64_t n_keys
 
 at::Tensor paged_attention(const at::Tensor& q, const PagedKV& kv, int64_t n_keys, double scale,
                            const AttentionMaskSpec& mask) {
+  if (verified::kPagedDecode && decode_kernel_applies(q, mask)) {
+    return paged_decode_attention_cuda(q, kv, mask.key_lengths, n_keys, scale, 0, effective_window(mask, n_keys));
+  }
   auto [keys, values] = gather_pages(kv, n_keys);
   return attention(q, keys, values, scale, mask);
 }

@@ -386,13 +386,16 @@ namespace {
 struct FlashFunction : torch::autograd::Function<FlashFunction> {
   // key_lengths is always a defined tensor here (autograd inputs must be): empty = no padding.
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
-                            const at::Tensor& v, const at::Tensor& key_lengths, double scale) {
+                            const at::Tensor& v, const at::Tensor& key_lengths, double scale, int64_t window,
+                            int64_t local_blocks, int64_t vert_stride, int64_t head_step) {
     const at::Tensor lengths = key_lengths.numel() > 0 ? key_lengths : at::Tensor();
     const bool mma = flash_kernel() == "mma";
-    auto f = flash_attention_forward_cuda(q, k, v, lengths, scale, {}, mma ? FlashKernel::kMma : FlashKernel::kWmma);
+    const FlashMask mask{window, local_blocks, vert_stride, head_step};
+    auto f = flash_attention_forward_cuda(q, k, v, lengths, scale, mask, mma ? FlashKernel::kMma : FlashKernel::kWmma);
     ctx->save_for_backward({q, k, v, f.out, f.lse, key_lengths});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["mma"] = mma;
+    ctx->saved_data["mask"] = std::vector<int64_t>{window, local_blocks, vert_stride, head_step};
     return f.out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -400,18 +403,19 @@ struct FlashFunction : torch::autograd::Function<FlashFunction> {
     auto saved = ctx->get_saved_variables();
     FlashForward f{saved[3], saved[4]};
     const at::Tensor lengths = saved[5].numel() > 0 ? saved[5] : at::Tensor();
+    const auto m = ctx->saved_data["mask"].toIntVector();
     auto g = flash_attention_backward_cuda(saved[0], saved[1], saved[2], f, grads[0], lengths,
-                                           ctx->saved_data["scale"].toDouble(), {},
+                                           ctx->saved_data["scale"].toDouble(), FlashMask{m[0], m[1], m[2], m[3]},
                                            ctx->saved_data["mma"].toBool() ? FlashKernel::kMma : FlashKernel::kWmma);
-    return {g.dq, g.dk, g.dv, at::Tensor(), at::Tensor()};
+    return {g.dq, g.dk, g.dv, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 }  // namespace
 
 at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                const at::Tensor& key_lengths, double scale) {
+                                const at::Tensor& key_lengths, double scale, const FlashMask& mask) {
   auto lengths = key_lengths.defined() ? key_lengths : at::empty({0}, q.options().dtype(at::kLong));
-  return FlashFunction::apply(q, k, v, lengths, scale);
+  return FlashFunction::apply(q, k, v, lengths, scale, mask.window, mask.local_blocks, mask.vert_stride, mask.head_step);
 }
 
 namespace {

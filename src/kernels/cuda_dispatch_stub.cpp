@@ -45,7 +45,8 @@ FlashGrads flash_attention_backward_cuda(const at::Tensor&, const at::Tensor&, c
                                          const at::Tensor&, const at::Tensor&, double, const FlashMask&, FlashKernel) {
   unavailable();
 }
-at::Tensor flash_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double) {
+at::Tensor flash_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
+                                const FlashMask&) {
   unavailable();
 }
 at::Tensor decode_attention_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double,

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "phi/kernels/attention.h"
+#include "phi/kernels/cuda_kernels.h"
 
 namespace {
 
@@ -88,3 +89,52 @@ TEST(Attention, Bf16InputsAccumulateInFloat32) {
 }
 
 }  // namespace
+
+// The flash kernels' mask parameters (flash_mask_for) against the reference mask: the kernels see
+// key j from query i of head h iff j <= i, i - j < window (when set) and the 64 x 64 tile is in the
+// pattern (tile_in_pattern in kernels/cuda/common.cuh); that rule, evaluated here on the CPU,
+// must give build_attention_mask's mask for Phi-3-small's layouts, per head and shared.
+TEST(Attention, FlashMaskParametersDescribeTheReferenceMask) {
+  const int64_t T = 333;
+  for (int64_t heads : {int64_t(4), int64_t(32)}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      phi::BlockSparseLayout layout;
+      layout.block_size = 64;
+      layout.n_local_blocks = variant == 3 ? 1 : 2;
+      layout.vert_stride = variant == 2 ? 8 : 3;
+      layout.homo_head = variant == 1;
+      phi::AttentionMaskSpec spec;
+      spec.query_positions = at::arange(T, at::kLong).unsqueeze(0);
+      spec.key_lengths = at::full({1}, T, at::kLong);
+      spec.blocksparse = variant == 0 ? nullptr : &layout;
+      const int64_t window = variant == 0 ? 100 : 0;
+      spec.sliding_window = window;
+      auto flash = phi::flash_mask_for(spec, window, heads);
+      ASSERT_TRUE(flash.has_value());
+      auto reference = phi::build_attention_mask(spec, heads, T).expand({1, heads, T, T})[0];
+      auto ours = at::zeros({heads, T, T}, at::kBool);
+      auto acc = ours.accessor<bool, 3>();
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t i = 0; i < T; ++i) {
+          for (int64_t j = 0; j <= i; ++j) {
+            const int64_t qb = i / 64, kb = j / 64;
+            const bool in_window = flash->window == 0 || i - j < flash->window;
+            const bool in_pattern = flash->vert_stride == 0 || qb - kb < flash->local_blocks ||
+                                    (kb + h * flash->head_step + 1) % flash->vert_stride == 0;
+            acc[h][i][j] = in_window && in_pattern;
+          }
+        }
+      }
+      EXPECT_TRUE(at::equal(ours, reference)) << "heads " << heads << " variant " << variant;
+    }
+  }
+  // What the kernels cannot express: another block size, document segments.
+  phi::BlockSparseLayout other;
+  other.block_size = 32;
+  phi::AttentionMaskSpec spec;
+  spec.blocksparse = &other;
+  EXPECT_FALSE(phi::flash_mask_for(spec, 0, 4).has_value());
+  spec.blocksparse = nullptr;
+  spec.segments = at::zeros({1, 4}, at::kLong);
+  EXPECT_FALSE(phi::flash_mask_for(spec, 0, 4).has_value());
+}

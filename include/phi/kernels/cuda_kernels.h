@@ -6,6 +6,7 @@
 // Every entry point throws phi::Error when CUDA is unavailable or an argument is out of range.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -75,6 +76,11 @@ struct FlashMask {
   int64_t window = 0;
   int64_t local_blocks = 0, vert_stride = 0, head_step = 0;
 };
+struct AttentionMaskSpec;  // attention.h
+/// The flash kernels' form of an attention mask: `window` (the effective sliding window, 0: none)
+/// and Phi-3-small's block-sparse pattern when its blocks are 64 tokens; nothing when the kernels
+/// cannot express the spec (segments, another block size). Defined with or without CUDA.
+std::optional<FlashMask> flash_mask_for(const AttentionMaskSpec& mask, int64_t window, int64_t n_heads);
 struct FlashForward {
   at::Tensor out;  // [B, Hq, T, D] contiguous
   at::Tensor lse;  // float32 [B, Hq, T]
@@ -93,9 +99,9 @@ FlashGrads flash_attention_backward_cuda(const at::Tensor& q, const at::Tensor& 
                                          const FlashForward& forward, const at::Tensor& d_out,
                                          const at::Tensor& key_lengths, double scale, const FlashMask& mask = {},
                                          FlashKernel kernel = FlashKernel::kWmma);
-/// The same with autograd (gradients reach q, k and v).
+/// The same with autograd (gradients reach q, k and v); the kernels are PHI_FLASH_KERNEL's.
 at::Tensor flash_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                const at::Tensor& key_lengths, double scale);
+                                const at::Tensor& key_lengths, double scale, const FlashMask& mask = {});
 /// Decode attention over a KV cache: q [B, Hq, Tq, D] (the last Tq positions of each sequence),
 /// k / v [B, Hkv, Tk, D] (cache rows, the first key_lengths[b] valid), split along the keys
 /// (splits = 0: chosen from the shape and the device); window > 0: a query at position p sees only
