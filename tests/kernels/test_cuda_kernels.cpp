@@ -446,6 +446,43 @@ TEST(CudaKernels, ModelForwardWithFusedAttentionMatchesTheReference) {
 // The norms, activations and rotary of ops.h dispatched to the fused kernels (PHI_KERNELS=fused)
 // inside whole models of the three families: bf16 forward and cached decode against the ATen path,
 // and float32 gradients of every parameter (activation and rotary backward kernels under autograd).
+// The server's paged cache on CUDA (bf16, page pools written with index_copy_, pages read through
+// paged_attention) against the fixed-slot cache, with the ATen and the fused attention: unequal
+// prompts, then decode steps over changing subsets of the sequences.
+TEST(CudaKernels, PagedCacheOnCudaEqualsTheFixedSlotCache) {
+  REQUIRE_GPU();
+  at::NoGradGuard no_grad;
+  for (const std::string backend : {"aten", "fused"}) {
+    auto config = phi::preset_model_config("tiny-phi3", {"hidden_size=256", "n_heads=4", "n_kv_heads=2", "sliding_window=24"});
+    auto model = phi::Transformer::random(config, 5, at::kFloat, 0.05);
+    model.to(at::Device(at::kCUDA), at::kBFloat16);
+    phi::set_attention_backend(backend);
+    auto ids = at::randint(0, config.vocab_size, {3, 80}, at::kLong);
+    auto dense = model.make_cache(3, 80, 80);
+    auto paged = model.make_paged_cache(3, 20, 16);
+    for (int64_t s = 0; s < 3; ++s) paged.reset_slot(s, 80);
+    const std::vector<int64_t> prompts = {40, 7, 23};
+    auto a = model.forward_cached(ids.narrow(1, 0, 40), prompts, dense);
+    auto b = model.forward_cached(ids.narrow(1, 0, 40), prompts, paged);
+    EXPECT_LT(rel(b, a), 1e-2) << backend << " prefill";
+    std::vector<int64_t> lengths = prompts;
+    for (int64_t step = 0; step < 12; ++step) {
+      std::vector<int64_t> slots;
+      for (int64_t s = 0; s < 3; ++s) {
+        if ((step + s) % 4 != 0) slots.push_back(s);
+      }
+      std::vector<at::Tensor> next;
+      for (auto s : slots) next.push_back(ids[s].narrow(0, lengths[s], 1));
+      const std::vector<int64_t> ones(slots.size(), 1);
+      a = model.forward_cached(at::stack(next), ones, dense, slots);
+      b = model.forward_cached(at::stack(next), ones, paged, slots);
+      EXPECT_LT(rel(b, a), 1e-2) << backend << " step " << step;
+      for (auto s : slots) ++lengths[s];
+    }
+  }
+  phi::set_attention_backend("aten");
+}
+
 TEST(CudaKernels, ModelWithFusedElementwiseKernelsMatchesTheReference) {
   REQUIRE_GPU();
   for (const std::string preset : {"tiny-phi3", "tiny-phi", "tiny-phi3small"}) {
