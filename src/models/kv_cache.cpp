@@ -106,10 +106,45 @@ PagedKVCache::PagedKVCache(const ModelConfig& config, int64_t max_sequences, int
   for (int64_t p = n_pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));  // page 0 on top
   // Zeros: rows past a sequence's keys are read (and masked) by whole-page reads; they must be finite.
   auto options = at::TensorOptions().dtype(dtype).device(device);
-  for (int64_t i = 0; i < config.n_layers; ++i) {
-    keys_.push_back(at::zeros({n_pages, page_size, config.n_kv_heads, config.head_dim}, options));
-    values_.push_back(at::zeros({n_pages, page_size, config.n_kv_heads, config.head_dim}, options));
+  for (int64_t i = 0; i < config.n_layers; ++i) {  // one more page: the scratch page
+    keys_.push_back(at::zeros({n_pages + 1, page_size, config.n_kv_heads, config.head_dim}, options));
+    values_.push_back(at::zeros({n_pages + 1, page_size, config.n_kv_heads, config.head_dim}, options));
   }
+}
+
+void PagedKVCache::allocate(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths) {
+  PHI_CHECK(slots.size() == new_lengths.size(), "cache step: ", slots.size(), " slots, ", new_lengths.size(), " lengths");
+  int64_t needed = 0;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    PHI_CHECK(slots[i] >= 0 && slots[i] < batch_size(), "slot ", slots[i], " outside [0, ", batch_size(), ")");
+    PHI_CHECK(new_lengths[i] >= 0, "new length ", new_lengths[i], " < 0");
+    needed += pages_needed(slots[i], new_lengths[i]);
+  }
+  if (needed > free_pages()) {
+    throw Error("the paged KV cache has " + std::to_string(free_pages()) + " free pages of " +
+                    std::to_string(page_size_) + " tokens; this step needs " + std::to_string(needed),
+                "", "release finished sequences or give the cache more pages");
+  }
+  for (size_t i = 0; i < slots.size(); ++i) {
+    auto& s = slots_[slots[i]];
+    for (int64_t p = pages_needed(slots[i], new_lengths[i]); p > 0; --p) {
+      s.pages.push_back(free_.back());
+      free_.pop_back();
+    }
+  }
+}
+
+at::Tensor PagedKVCache::page_table(const std::vector<int64_t>& rows, int64_t width) const {
+  auto table = at::full({static_cast<int64_t>(rows.size()), width}, scratch_page(), at::kInt);
+  auto acc = table.accessor<int32_t, 2>();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0) continue;
+    const auto& pages = slots_[rows[i]].pages;
+    PHI_CHECK(static_cast<int64_t>(pages.size()) <= width, "slot ", rows[i], " holds ", pages.size(),
+              " pages, more than the table's ", width);
+    for (size_t p = 0; p < pages.size(); ++p) acc[static_cast<int64_t>(i)][static_cast<int64_t>(p)] = pages[p];
+  }
+  return table;
 }
 
 int64_t PagedKVCache::bytes() const {
@@ -125,26 +160,12 @@ int64_t PagedKVCache::pages_needed(int64_t slot, int64_t extra) const {
 }
 
 void PagedKVCache::prepare(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths, int64_t T) {
-  PHI_CHECK(slots.size() == new_lengths.size(), "cache step: ", slots.size(), " slots, ", new_lengths.size(), " lengths");
-  int64_t needed = 0;
-  for (size_t i = 0; i < slots.size(); ++i) {
-    PHI_CHECK(slots[i] >= 0 && slots[i] < batch_size(), "slot ", slots[i], " outside [0, ", batch_size(), ")");
-    PHI_CHECK(new_lengths[i] >= 0 && new_lengths[i] <= T, "new length ", new_lengths[i], " outside [0, ", T, "]");
-    needed += pages_needed(slots[i], new_lengths[i]);
-  }
-  if (needed > free_pages()) {
-    throw Error("the paged KV cache has " + std::to_string(free_pages()) + " free pages of " +
-                    std::to_string(page_size_) + " tokens; this step needs " + std::to_string(needed),
-                "", "release finished sequences or give the cache more pages");
-  }
+  for (auto n : new_lengths) PHI_CHECK(n >= 0 && n <= T, "new length ", n, " outside [0, ", T, "]");
+  allocate(slots, new_lengths);
   std::vector<int64_t> rows, sources;
   int64_t widest = 1;
   for (size_t i = 0; i < slots.size(); ++i) {
-    auto& s = slots_[slots[i]];
-    for (int64_t p = pages_needed(slots[i], new_lengths[i]); p > 0; --p) {
-      s.pages.push_back(free_.back());
-      free_.pop_back();
-    }
+    const auto& s = slots_[slots[i]];
     for (int64_t t = 0; t < new_lengths[i]; ++t) {
       const int64_t position = s.length + t;
       rows.push_back(static_cast<int64_t>(s.pages[position / page_size_]) * page_size_ + position % page_size_);
@@ -152,16 +173,11 @@ void PagedKVCache::prepare(const std::vector<int64_t>& slots, const std::vector<
     }
     widest = std::max<int64_t>(widest, static_cast<int64_t>(s.pages.size()));
   }
-  std::vector<int32_t> table(slots.size() * static_cast<size_t>(widest), 0);
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const auto& pages = slots_[slots[i]].pages;
-    std::copy(pages.begin(), pages.end(), table.begin() + static_cast<int64_t>(i) * widest);
-  }
   const auto device = keys_.front().device();
   step_rows_ = at::tensor(rows, at::kLong).to(device);
   step_sources_ = at::tensor(sources, at::kLong).to(device);
   step_all_rows_ = static_cast<int64_t>(sources.size()) == static_cast<int64_t>(slots.size()) * T;
-  step_table_ = at::tensor(table, at::kInt).view({static_cast<int64_t>(slots.size()), widest}).to(device);
+  step_table_ = page_table(slots, widest).to(device);
 }
 
 void PagedKVCache::write(int64_t layer, const at::Tensor& k, const at::Tensor& v, const std::vector<int64_t>& slots,

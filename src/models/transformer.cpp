@@ -393,6 +393,39 @@ at::Tensor Transformer::decode_step_static(const at::Tensor& ids, const at::Tens
   return head_logits(norm(x, final_norm_w_, final_norm_b_));
 }
 
+at::Tensor Transformer::decode_step_paged(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& page_table,
+                                          const at::Tensor& inv_freq, double mscale, PagedKVCache& cache) const {
+  const int64_t n = ids.size(0), D = config_.head_dim, Hq = config_.n_heads, Hkv = config_.n_kv_heads;
+  PHI_CHECK(ids.dim() == 2 && ids.size(1) == 1 && positions.dim() == 1 && positions.size(0) == n &&
+                page_table.dim() == 2 && page_table.size(0) == n && page_table.scalar_type() == at::kInt,
+            "decode_step_paged takes ids [n, 1], positions [n] and an int32 page table [n, W]");
+  const int64_t page = cache.page_size(), n_keys = page_table.size(1) * page;
+  auto pos = positions.view({n, 1});
+  at::Tensor cos, sin;  // named (not a structured binding): the lambda below captures them
+  std::tie(cos, sin) = rope_tables(pos, inv_freq, mscale);
+  auto key_lengths = positions + 1;
+  // The pool row of each new token: its page from the table, its offset in the page.
+  auto rows = page_table.gather(1, at::div(pos, page, "floor")).view({n}).to(at::kLong) * page + positions.remainder(page);
+  auto x = at::embedding(embed_, ids);
+  if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    x = residual_block(layers_[i], x, [&](const at::Tensor& h) {
+      auto [q, k, v] = project_qkv(layers_[i], h, cos, sin);
+      auto& key_pool = cache.key_pool(i);
+      auto& value_pool = cache.value_pool(i);
+      key_pool.view({-1, Hkv, D}).index_copy_(0, rows, k.reshape({n, Hkv, D}).to(key_pool.scalar_type()));
+      value_pool.view({-1, Hkv, D}).index_copy_(0, rows, v.reshape({n, Hkv, D}).to(value_pool.scalar_type()));
+      BlockSparseLayout layout;
+      auto mask = attention_mask(i, pos, key_lengths, layout);
+      mask.queries_end_at_lengths = true;
+      auto out = paged_attention(q, PagedKV{key_pool, value_pool, page_table, page}, n_keys,
+                                 config_.resolved_attention_scale(), mask);
+      return optional_linear(out.transpose(1, 2).reshape({n, 1, Hq * D}), layers_[i].out_w, layers_[i].out_b);
+    });
+  }
+  return head_logits(norm(x, final_norm_w_, final_norm_b_));
+}
+
 KVCache Transformer::make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const {
   return KVCache(config_, batch_size, capacity, planned_length, dtype(), device());
 }

@@ -9,6 +9,7 @@
 
 #include "phi/config/model_config.h"
 #include "phi/core/error.h"
+#include "phi/models/rope.h"
 #include "phi/models/transformer.h"
 
 namespace {
@@ -159,6 +160,49 @@ TEST_P(DecoderTest, PagedCacheEqualsDenseCacheAcrossInterleavedSequences) {
     const auto& pages = paged.pages(1);
     EXPECT_FALSE(std::is_sorted(pages.begin(), pages.end()) && pages.back() - pages.front() + 1 ==
                                                                    static_cast<int32_t>(pages.size()));
+  }
+}
+
+// The fixed-shape paged step (what a CUDA graph captures) against forward_cached: three sequences
+// of different lengths in a four-row step whose last row is padding (scratch page, position 0),
+// a page table wider than any sequence needs, several steps, with and without a sliding window.
+TEST_P(DecoderTest, FixedShapePagedStepEqualsCachedForward) {
+  at::NoGradGuard no_grad;
+  for (int64_t window : {0, 5}) {
+    auto config = tiny(GetParam().preset, GetParam().long_rope);
+    config.sliding_window = window;
+    auto model = phi::Transformer::random(config, 13, at::kFloat, 0.1);
+    const int64_t capacity = 40, page = 4, width = 12;
+    const std::vector<int64_t> prompts = {3, 11, 7};
+    auto ids = at::randint(0, 400, {3, capacity}, at::kLong);
+    auto reference = model.make_paged_cache(3, 40, page);
+    auto ours = model.make_paged_cache(3, 40, page);
+    for (int64_t s = 0; s < 3; ++s) {
+      reference.reset_slot(s, capacity);
+      ours.reset_slot(s, capacity);
+    }
+    model.forward_cached(ids.narrow(1, 0, 11), prompts, reference);
+    model.forward_cached(ids.narrow(1, 0, 11), prompts, ours);
+    const bool long_factors = ours.long_rope(0);
+    auto inv_freq = phi::rope_inverse_frequencies(config, long_factors).to(at::kFloat);
+    const double mscale = phi::rope_magnitude_scale(config, long_factors);
+    std::vector<int64_t> lengths = prompts;
+    const std::vector<int64_t> slots = {0, 1, 2};
+    for (int64_t step = 0; step < 6; ++step) {
+      std::vector<int64_t> tokens;
+      for (auto s : slots) tokens.push_back(ids[s][lengths[s]].item<int64_t>());
+      auto expected = model.forward_cached(at::tensor(tokens, at::kLong).unsqueeze(1), {1, 1, 1}, reference, slots);
+      ours.allocate(slots, {1, 1, 1});
+      tokens.push_back(0);
+      std::vector<int64_t> positions = {lengths[0], lengths[1], lengths[2], 0};
+      auto table = ours.page_table({0, 1, 2, -1}, width);
+      auto got = model.decode_step_paged(at::tensor(tokens, at::kLong).unsqueeze(1), at::tensor(positions, at::kLong),
+                                         table, inv_freq, mscale, ours);
+      ours.advance(slots, {1, 1, 1});
+      EXPECT_LT(relative_error(got.narrow(0, 0, 3), expected), 1e-5) << "step " << step << ", window " << window;
+      for (auto s : slots) ++lengths[s];
+    }
+    EXPECT_EQ(ours.free_pages(), reference.free_pages());
   }
 }
 

@@ -108,9 +108,18 @@ class PagedKVCache : public KVStore {
   /// Pages a sequence of `tokens` tokens occupies.
   int64_t pages_for(int64_t tokens) const { return (tokens + page_size_ - 1) / page_size_; }
 
-  /// Pool of `layer`: [n_pages, page_size, Hkv, D].
+  /// Pool of `layer`: [n_pages + 1, page_size, Hkv, D]; the last page is scratch_page().
   at::Tensor& key_pool(int64_t layer) { return keys_[layer]; }
   at::Tensor& value_pool(int64_t layer) { return values_[layer]; }
+  /// A page no sequence ever holds: the padding rows of a fixed-size decode step write there.
+  int32_t scratch_page() const { return static_cast<int32_t>(n_pages_); }
+
+  /// Takes the pages that slots[i] needs for new_lengths[i] more tokens; throws (taking none) when
+  /// the pool has too few free. prepare() does this and builds the step's index tensors.
+  void allocate(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths);
+  /// Host int32 page table [rows.size(), width]: row i lists slot rows[i]'s pages, then the scratch
+  /// page; a row of -1 is all scratch (padding). Throws if a slot holds more than `width` pages.
+  at::Tensor page_table(const std::vector<int64_t>& rows, int64_t width) const;
 
   /// Takes the pages the step needs; throws (taking none) when the pool has too few free.
   void prepare(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths, int64_t T) override;

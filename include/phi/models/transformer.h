@@ -94,6 +94,17 @@ class Transformer {
   at::Tensor decode_step_static(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& inv_freq,
                                 double mscale, KVCache& cache) const;
 
+  /// One decode step over a paged cache with fixed shapes and every input on the device, so that it
+  /// can be captured in a CUDA graph (infer/paged_decode_graph.h): ids int64 [n, 1]; positions int64
+  /// [n] (each row's current length: where its K/V go); page_table int32 [n, W] from
+  /// PagedKVCache::page_table (a row's pages, then the scratch page; padding rows are all scratch
+  /// and have position 0); inv_freq and mscale as in decode_step_static (one LongRoPE factor set
+  /// for every row). Attention covers keys [0, positions] read through the table. The caller takes
+  /// the pages before (PagedKVCache::allocate) and advances the lengths after. Returns float32
+  /// logits [n, 1, V].
+  at::Tensor decode_step_paged(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& page_table,
+                               const at::Tensor& inv_freq, double mscale, PagedKVCache& cache) const;
+
   /// A KV cache for this model in its dtype and on its device.
   KVCache make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const;
   /// A paged KV cache for this model in its dtype and on its device: `max_sequences` slots sharing
