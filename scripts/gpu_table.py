@@ -133,4 +133,5 @@ if serve:
         print(f"phi serve on CUDA (bf16, fused kernels, paged KV cache; 8 concurrent greedy requests): a 96-token "
               f"cache preempted {serve['preemptions']} times and gave the same text as a cache that holds them all "
               f"for {serve['identical']} of {serve['requests']} requests; pages free afterwards "
-              f"{serve['free_pages_after']} of {serve['pages']}")
+              f"{serve['free_pages_after']} of {serve['pages']}; with --cuda-graphs: "
+              f"{serve.get('graphs_identical')} of {serve['requests']} identical {serve.get('graphs_error', '')}")

@@ -25,6 +25,7 @@ struct ServeOptions {
   int64_t context = 2048;
   int64_t page_size = 16;
   int64_t cache_tokens = 0;
+  bool cuda_graphs = false;
 #ifdef PHI_WITH_SERVER
   ServerOptions server;
 #endif
@@ -51,6 +52,10 @@ int run_serve(const ServeOptions& o) {
   scheduling.slot_capacity = std::min(o.context, model.config().max_position_embeddings);
   scheduling.page_size = o.page_size;
   scheduling.cache_tokens = o.cache_tokens;
+  if (o.cuda_graphs && !model.device().is_cuda()) {
+    throw Error("--cuda-graphs needs a CUDA model", "", "add --device cuda, or leave --cuda-graphs out");
+  }
+  scheduling.static_decode = o.cuda_graphs;
   scheduling.end_token_ids = loaded.end_token_ids;
   Scheduler scheduler(model, *tokenizer, scheduling);
   spdlog::info("up to {} sequences of {} tokens; paged KV cache: {} tokens ({} pages of {}), {:.1f} MiB; chat template {}",
@@ -81,6 +86,8 @@ void add_serve_command(CLI::App& root, Runner& run) {
                   "tokens the paged KV cache holds for all requests together (0: max-batch x context); "
                   "requests beyond it wait, or the latest are preempted and recomputed")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--cuda-graphs", o->cuda_graphs,
+                "decode steps replayed as CUDA graphs, one per batch size (1, 2, 4, ...); not yet verified on a GPU");
 #ifdef PHI_WITH_SERVER
   cmd->add_option("--host", o->server.host, "address to bind")->capture_default_str();
   cmd->add_option("--port", o->server.port, "port (0: any free port)")->capture_default_str();

@@ -132,4 +132,58 @@ at::Tensor DecodeGraph::step(const std::vector<int64_t>& tokens) {
   return m.logits.view({n, m.logits.size(-1)});
 }
 
+// ---- PagedDecodeGraph ------------------------------------------------------------------------------
+
+struct PagedDecodeGraph::Impl {
+  int64_t rows = 0, width = 0;
+  at::Tensor ids, positions, table, inv_freq, logits;
+  double mscale = 1.0;
+  at::cuda::CUDAGraph graph;
+};
+
+PagedDecodeGraph::PagedDecodeGraph(const Transformer& model, PagedKVCache& cache, int64_t rows, int64_t width,
+                                   bool long_factors)
+    : impl_(std::make_unique<Impl>()) {
+  PHI_CHECK(model.device().is_cuda(), "PagedDecodeGraph needs a model on a CUDA device");
+  PHI_CHECK(rows > 0 && width > 0, "PagedDecodeGraph needs rows and a page-table width > 0");
+  auto& m = *impl_;
+  m.rows = rows;
+  m.width = width;
+  const auto device = model.device();
+  // Inputs of a step that touches only the scratch page: position 0, every table entry scratch.
+  m.ids = at::zeros({rows, 1}, at::TensorOptions().dtype(at::kLong).device(device));
+  m.positions = at::zeros({rows}, at::TensorOptions().dtype(at::kLong).device(device));
+  m.table = at::full({rows, width}, cache.scratch_page(), at::TensorOptions().dtype(at::kInt).device(device));
+  m.inv_freq = rope_inverse_frequencies(model.config(), long_factors).to(device, at::kFloat);
+  m.mscale = rope_magnitude_scale(model.config(), long_factors);
+  at::NoGradGuard no_grad;
+  c10::cuda::CUDAGuard device_guard(device);
+  auto stream = c10::cuda::getStreamFromPool(false, device.index());
+  {
+    c10::cuda::CUDAStreamGuard stream_guard(stream);
+    model.decode_step_paged(m.ids, m.positions, m.table, m.inv_freq, m.mscale, cache);  // warm-up
+    stream.synchronize();
+    m.graph.capture_begin();
+    m.logits = model.decode_step_paged(m.ids, m.positions, m.table, m.inv_freq, m.mscale, cache);
+    m.graph.capture_end();
+  }
+  stream.synchronize();
+}
+
+PagedDecodeGraph::~PagedDecodeGraph() = default;
+
+at::Tensor PagedDecodeGraph::step(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions,
+                                  const at::Tensor& page_table) {
+  auto& m = *impl_;
+  PHI_CHECK(static_cast<int64_t>(tokens.size()) == m.rows && static_cast<int64_t>(positions.size()) == m.rows,
+            "PagedDecodeGraph::step needs ", m.rows, " tokens and positions");
+  PHI_CHECK(page_table.sizes() == at::IntArrayRef({m.rows, m.width}) && page_table.scalar_type() == at::kInt,
+            "PagedDecodeGraph::step needs an int32 page table [", m.rows, ", ", m.width, "], got ", page_table.sizes());
+  m.ids.copy_(at::tensor(tokens, at::kLong).view({m.rows, 1}));
+  m.positions.copy_(at::tensor(positions, at::kLong));
+  m.table.copy_(page_table);
+  m.graph.replay();
+  return m.logits.view({m.rows, m.logits.size(-1)});
+}
+
 }  // namespace phi

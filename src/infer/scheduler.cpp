@@ -8,6 +8,7 @@
 
 #include "infer/sequence.h"
 #include "phi/core/error.h"
+#include "phi/models/rope.h"
 
 namespace phi {
 
@@ -116,6 +117,45 @@ std::shared_ptr<RequestHandle> Scheduler::submit(std::vector<int64_t> prompt, co
   }
   wake_.notify_all();
   return handle;
+}
+
+at::Tensor Scheduler::static_step(const std::vector<int64_t>& slots, const std::vector<int64_t>& tokens) {
+  const int64_t n = static_cast<int64_t>(slots.size());
+  int64_t rows = 1;
+  while (rows < n) rows *= 2;
+  rows = std::min(rows, options_.max_batch_size);
+  const int64_t width = cache_->pages_for(options_.slot_capacity);
+  const bool long_factors = cache_->long_rope(slots.front());
+  const std::vector<int64_t> ones(slots.size(), 1);
+  cache_->allocate(slots, ones);
+  std::vector<int64_t> table_rows(slots), ids(tokens), positions;
+  for (auto s : slots) positions.push_back(cache_->length(s));
+  table_rows.resize(static_cast<size_t>(rows), -1);  // padding rows: the scratch page, position 0
+  ids.resize(static_cast<size_t>(rows), 0);
+  positions.resize(static_cast<size_t>(rows), 0);
+  auto table = cache_->page_table(table_rows, width);
+  at::Tensor logits;
+  if (model_.device().is_cuda()) {
+    auto& graph = graphs_[{rows, long_factors}];
+    if (!graph) {
+      spdlog::info("capturing the decode step for {} rows as a CUDA graph", rows);
+      graph = std::make_unique<PagedDecodeGraph>(model_, *cache_, rows, width, long_factors);
+    }
+    logits = graph->step(ids, positions, table).narrow(0, 0, n).clone();
+  } else {
+    auto& inv_freq = inv_freq_[long_factors];
+    if (!inv_freq.defined()) {
+      inv_freq = rope_inverse_frequencies(model_.config(), long_factors).to(model_.device(), at::kFloat);
+    }
+    const auto device = model_.device();
+    logits = model_.decode_step_paged(at::tensor(ids, at::kLong).view({rows, 1}).to(device),
+                                      at::tensor(positions, at::kLong).to(device), table.to(device), inv_freq,
+                                      rope_magnitude_scale(model_.config(), long_factors), *cache_)
+                 .select(1, 0)
+                 .narrow(0, 0, n);
+  }
+  cache_->advance(slots, ones);
+  return logits;
 }
 
 void Scheduler::loop() {
@@ -246,9 +286,18 @@ void Scheduler::loop() {
         peak_batch_ = std::max<int64_t>(peak_batch_, static_cast<int64_t>(step_slots.size()));
         std::vector<int64_t> step_ids;
         for (auto s : step_slots) step_ids.push_back(slots[s].sequence->last_token());
-        auto logits = model_.forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
-                                            std::vector<int64_t>(step_slots.size(), 1), *cache_, step_slots);
-        for (size_t k = 0; k < step_slots.size(); ++k) slots[step_slots[k]].last_logits = logits[k][0];
+        const bool one_rope = std::all_of(step_slots.begin(), step_slots.end(), [&](int64_t s) {
+          return cache_->long_rope(s) == cache_->long_rope(step_slots.front());
+        });
+        at::Tensor logits;
+        if (options_.static_decode && one_rope) {
+          logits = static_step(step_slots, step_ids);
+        } else {
+          logits = model_.forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
+                                         std::vector<int64_t>(step_slots.size(), 1), *cache_, step_slots)
+                       .select(1, 0);
+        }
+        for (size_t k = 0; k < step_slots.size(); ++k) slots[step_slots[k]].last_logits = logits[k];
       }
       free_pages_ = cache_->free_pages();
     } catch (const std::exception& e) {

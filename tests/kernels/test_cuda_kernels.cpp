@@ -483,6 +483,46 @@ TEST(CudaKernels, PagedCacheOnCudaEqualsTheFixedSlotCache) {
   phi::set_attention_backend("aten");
 }
 
+// The server's decode step captured as a CUDA graph (PagedDecodeGraph, four rows, the last one
+// padding) against the eager cached forward on a second paged cache, ATen and fused attention.
+TEST(CudaKernels, UnverifiedPagedDecodeGraphEqualsCachedForward) {
+  REQUIRE_GPU();
+  at::NoGradGuard no_grad;
+  for (const std::string backend : {"aten", "fused"}) {
+    auto config = phi::preset_model_config("tiny-phi3", {"hidden_size=256", "n_heads=4", "n_kv_heads=2", "sliding_window=24"});
+    auto model = phi::Transformer::random(config, 9, at::kFloat, 0.05);
+    model.to(at::Device(at::kCUDA), at::kBFloat16);
+    phi::set_attention_backend(backend);
+    auto ids = at::randint(0, config.vocab_size, {3, 80}, at::kLong);
+    auto eager = model.make_paged_cache(3, 20, 16);
+    auto graphed = model.make_paged_cache(3, 20, 16);
+    const std::vector<int64_t> prompts = {40, 7, 23}, slots = {0, 1, 2}, ones = {1, 1, 1};
+    for (auto* cache : {&eager, &graphed}) {
+      for (auto s : slots) cache->reset_slot(s, 80);
+      model.forward_cached(ids.narrow(1, 0, 40), prompts, *cache);
+    }
+    const int64_t width = 5;
+    phi::PagedDecodeGraph graph(model, graphed, 4, width, false);
+    std::vector<int64_t> lengths = prompts;
+    for (int64_t step = 0; step < 8; ++step) {
+      std::vector<int64_t> tokens, positions;
+      for (auto s : slots) {
+        tokens.push_back(ids[s][lengths[s]].item<int64_t>());
+        positions.push_back(lengths[s]);
+      }
+      auto expected = model.forward_cached(at::tensor(tokens, at::kLong).unsqueeze(1), ones, eager, slots).select(1, 0);
+      graphed.allocate(slots, ones);
+      tokens.push_back(0);
+      positions.push_back(0);
+      auto got = graph.step(tokens, positions, graphed.page_table({0, 1, 2, -1}, width));
+      graphed.advance(slots, ones);
+      EXPECT_LT(rel(got.narrow(0, 0, 3), expected), 2e-2) << backend << " step " << step;
+      for (auto s : slots) ++lengths[s];
+    }
+  }
+  phi::set_attention_backend("aten");
+}
+
 TEST(CudaKernels, ModelWithFusedElementwiseKernelsMatchesTheReference) {
   REQUIRE_GPU();
   for (const std::string preset : {"tiny-phi3", "tiny-phi", "tiny-phi3small"}) {

@@ -290,3 +290,9 @@ def test_disconnecting_client_cancels_its_generation(server, client):
         pytest.fail("the cancelled request still holds a slot")
     # The server still answers.
     assert client.completions.create(model="phi-test", prompt="still alive?", max_tokens=2).usage.completion_tokens >= 1
+
+
+def test_cuda_graphs_need_a_cuda_model(model_dir):
+    run = subprocess.run([PHI_BIN, "serve", "--model", str(model_dir), "--port", "0", "--cuda-graphs"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "--cuda-graphs needs a CUDA model" in run.stderr

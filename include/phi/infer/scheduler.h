@@ -15,12 +15,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "phi/infer/decode_graph.h"
 #include "phi/infer/generator.h"
 
 namespace phi {
@@ -61,6 +63,11 @@ struct SchedulerOptions {
   int64_t page_size = 16;              // tokens per KV-cache page
   int64_t cache_tokens = 0;            // tokens the KV cache holds in all (rounded up to whole
                                        // pages); 0: max_batch_size * slot_capacity
+  // Decode steps through the fixed-shape paged step (Transformer::decode_step_paged), the batch
+  // padded to the next power of two: captured once per size as a CUDA graph on a CUDA model
+  // (PagedDecodeGraph), run as it is elsewhere. Steps whose sequences mix LongRoPE factor sets run
+  // the usual cached forward.
+  bool static_decode = false;
   std::vector<int64_t> end_token_ids;
 };
 
@@ -91,11 +98,15 @@ class Scheduler {
   struct Pending;
   struct Slot;
   void loop();
+  /// One decode step of `tokens` for `slots` through the fixed-shape paged step; logits [n, V].
+  at::Tensor static_step(const std::vector<int64_t>& slots, const std::vector<int64_t>& tokens);
 
   const Transformer& model_;
   const Tokenizer& tokenizer_;
   SchedulerOptions options_;
   std::unique_ptr<PagedKVCache> cache_;
+  std::map<std::pair<int64_t, bool>, std::unique_ptr<PagedDecodeGraph>> graphs_;  // (rows, long factors)
+  std::map<bool, at::Tensor> inv_freq_;                                           // eager static steps
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::unique_ptr<Pending>> queue_;
