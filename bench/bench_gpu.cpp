@@ -12,9 +12,10 @@
 //   decode_attention/b1/768/splits<n>   Phi-3-mini's decode attention (32 heads of 96) over 768 keys
 //       at n key splits (0: the launcher's choice); decode_attention/b16/2048/paged/<kernel|gather>:
 //       16 sequences of 2048 keys in a paged cache, read by the paged kernel or gathered first.
-//   decode_batch/<dense|paged>   Phi-3-mini bf16, 16 sequences of 512-token prompts, 64 decode steps
-//       with the fused attention backend, over the fixed-slot cache or the paged cache (16-token
-//       pages, read through paged_attention()): tokens/s.
+//   decode_batch/<dense|paged|paged-graph>   Phi-3-mini bf16, 16 sequences of 512-token prompts, 64
+//       decode steps with the fused attention backend, over the fixed-slot cache, the paged cache
+//       (16-token pages, read through paged_attention()), or the paged cache with the step replayed
+//       as a CUDA graph (the server's --cuda-graphs; unverified set): tokens/s.
 //   bench_gpu --profile decode|train   runs no benchmark: one eager decode step of Phi-3-mini (fused
 //       kernels, batch 1, after a 512-token prompt and warm-up steps) or one phi-1.5 training step
 //       (SDPA + fused elementwise, batch 4 x 2048) inside an NVTX range "phi_profile", for
@@ -269,21 +270,41 @@ void decode_batch(benchmark::State& state, std::string cache_kind) {
     auto ids = at::randint(0, config.vocab_size, {B, prompt}, at::kLong);
     for (auto _ : state) {
       std::unique_ptr<phi::KVStore> cache;
-      if (cache_kind == "paged") {
-        auto paged = std::make_unique<phi::PagedKVCache>(model.make_paged_cache(B, B * ((total + 15) / 16), 16));
-        for (int64_t b = 0; b < B; ++b) paged->reset_slot(b, total);
-        cache = std::move(paged);
+      phi::PagedKVCache* paged = nullptr;
+      if (cache_kind != "dense") {
+        auto owned = std::make_unique<phi::PagedKVCache>(model.make_paged_cache(B, B * ((total + 15) / 16), 16));
+        for (int64_t b = 0; b < B; ++b) owned->reset_slot(b, total);
+        paged = owned.get();
+        cache = std::move(owned);
       } else {
         cache = std::make_unique<phi::KVCache>(model.make_cache(B, total, total));
       }
       auto logits = model.forward_cached(ids, std::vector<int64_t>(B, prompt), *cache);
       auto next = logits.select(1, prompt - 1).argmax(-1).unsqueeze(1).cpu();
-      state.SetIterationTime(timed([&] {
-        for (int64_t s = 0; s < steps; ++s) {
-          auto step = model.forward_cached(next, std::vector<int64_t>(B, 1), *cache);
-          next = step.select(1, 0).argmax(-1).unsqueeze(1).cpu();
-        }
-      }));
+      if (cache_kind == "paged-graph") {
+        // The server's --cuda-graphs step: captured once (outside the timing), replayed per token.
+        const int64_t width = (total + 15) / 16;
+        std::vector<int64_t> rows(B), ones(B, 1);
+        for (int64_t b = 0; b < B; ++b) rows[b] = b;
+        phi::PagedDecodeGraph graph(model, *paged, B, width, paged->long_rope(0));
+        state.SetIterationTime(timed([&] {
+          for (int64_t s = 0; s < steps; ++s) {
+            std::vector<int64_t> tokens(next.data_ptr<int64_t>(), next.data_ptr<int64_t>() + B), positions;
+            for (auto r : rows) positions.push_back(paged->length(r));
+            paged->allocate(rows, ones);
+            auto out = graph.step(tokens, positions, paged->page_table(rows, width));
+            paged->advance(rows, ones);
+            next = out.argmax(-1).unsqueeze(1).cpu();
+          }
+        }));
+      } else {
+        state.SetIterationTime(timed([&] {
+          for (int64_t s = 0; s < steps; ++s) {
+            auto step = model.forward_cached(next, std::vector<int64_t>(B, 1), *cache);
+            next = step.select(1, 0).argmax(-1).unsqueeze(1).cpu();
+          }
+        }));
+      }
     }
     state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(B * steps), benchmark::Counter::kIsIterationInvariantRate);
   });
@@ -435,6 +456,10 @@ int main(int argc, char** argv) {
                                    decode_attention_bench, std::string("dense"), int64_t(1), int64_t(768), splits)
           ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
     }
+  }
+  if (unverified) {
+    benchmark::RegisterBenchmark("decode_batch/paged-graph", decode_batch, std::string("paged-graph"))
+        ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
   }
   // The paged kernel is unverified: both paged rows run in the unverified process, side by side.
   for (const std::string mode : {"paged/kernel", "paged/gather"}) {

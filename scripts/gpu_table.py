@@ -85,10 +85,12 @@ pk, pg = (bench.get(f"decode_attention/b16/2048/paged/{m}", {}) for m in ("kerne
 if pk.get("us_per_call") or pg.get("us_per_call"):
     print(f"Paged decode attention, 16 x 2048 keys: paged kernel {pk.get('us_per_call', 0):.1f} us "
           f"({pk.get('kv_GBps', 0):.0f} GB/s of K/V), gather + decode kernel {pg.get('us_per_call', 0):.1f} us")
-dense, paged = (bench.get(f"decode_batch/{kind}", {}).get("tokens_per_s") for kind in ("dense", "paged"))
+dense, paged, graphed = (bench.get(f"decode_batch/{kind}", {}).get("tokens_per_s")
+                         for kind in ("dense", "paged", "paged-graph"))
 print(f"\nBatched decode (16 x 512-token prompts, 64 steps, fused attention): fixed-slot cache "
       f"{dense or 0:.0f} tokens/s, paged cache read through gather_pages {paged or 0:.0f} tokens/s "
-      f"(paged / dense {(paged or 0) / dense if dense else 0:.2f}).")
+      f"(paged / dense {(paged or 0) / dense if dense else 0:.2f}), paged step as a CUDA graph "
+      f"{graphed or 0:.0f} tokens/s (graph / paged {(graphed or 0) / paged if paged else 0:.2f}).")
 print()
 hf = load("hf_train.json")
 print("| phi-1.5 training step, bf16 | tokens/s | MFU |")
