@@ -67,6 +67,14 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
 }
 
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& residual) {
+  if (fused(x) && !needs_grad({&x, &weight, &residual}) && residual.numel() == weight.size(0) &&
+      gemv_applies(x, weight, residual.reshape({-1}))) {
+    return gemv_cuda(x, weight, residual.reshape({-1})).view(residual.sizes());
+  }
+  return residual + phi::linear(x, weight, at::Tensor());
+}
+
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                       double eps) {
   if (fused_norm(x, {}, weight, bias)) return add_norm_cuda(x, {}, weight, bias, eps, false).y;

@@ -158,14 +158,16 @@ at::Tensor Transformer::norm(const at::Tensor& x, const at::Tensor& w, const at:
   return layer_norm(x, w, b, config_.norm_eps);
 }
 
-at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& h) const {
+at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& h, const at::Tensor& residual) const {
   auto inner = optional_linear(h, layer.fc_in_w, layer.fc_in_b);
   switch (config_.mlp) {
     case MlpKind::kGeluNew: inner = gelu_new(inner); break;
     case MlpKind::kSwiGlu: inner = swiglu(inner); break;
     case MlpKind::kGeGelu: inner = gegelu(inner, config_.gegelu_limit); break;
   }
-  return optional_linear(inner, layer.fc_out_w, layer.fc_out_b);
+  if (residual.defined() && !layer.fc_out_b.defined()) return linear_add(inner, layer.fc_out_w, residual);
+  auto out = optional_linear(inner, layer.fc_out_w, layer.fc_out_b);
+  return residual.defined() ? residual + out : out;
 }
 
 std::array<at::Tensor, 3> Transformer::project_qkv(const Layer& layer, const at::Tensor& h, const at::Tensor& cos,
@@ -201,7 +203,7 @@ at::Tensor Transformer::residual_block(const Layer& layer, const at::Tensor& x,
   if (config_.block_style == BlockStyle::kParallel) return x + attend(h) + mlp(layer, h);
   auto [y, y_normed] = add_norm(x, attend(h), layer.mlp_norm_w, layer.mlp_norm_b, config_.norm_eps,
                                config_.norm == NormKind::kRmsNorm);
-  return y + mlp(layer, y_normed);
+  return mlp(layer, y_normed, y);
 }
 
 at::Tensor Transformer::head_logits(const at::Tensor& x) const {

@@ -12,6 +12,9 @@ namespace phi {
 /// x W^T + b (b optional): at::linear, or on CUDA a single-row x (batch-1 decode) through the
 /// bandwidth-bound GEMV kernel when no gradient is needed.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+/// residual + x W^T (no bias): where the GEMV kernel takes the single-row case, the residual rides
+/// in as its bias (one kernel instead of a GEMV and an add).
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& residual);
 /// LayerNorm over the last dimension with weight and bias.
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                       double eps);

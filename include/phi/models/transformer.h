@@ -118,7 +118,8 @@ class Transformer {
   };
   void bind();
   at::Tensor norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
-  at::Tensor mlp(const Layer& layer, const at::Tensor& h) const;
+  /// The MLP of h; with `residual`, residual + MLP(h) (the sum fused into the last GEMV where it can be).
+  at::Tensor mlp(const Layer& layer, const at::Tensor& h, const at::Tensor& residual = {}) const;
   /// Attention for layer `index`; with a cache, new K/V are written first and all cached keys read.
   /// What a cached forward needs besides the activations.
   struct CacheStep {
