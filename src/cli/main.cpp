@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "phi/core/error.h"
+#include "phi/kernels/cuda_kernels.h"
 
 int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("phi");
@@ -40,6 +41,11 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
   try {
+    // The kernel switches (PHI_ATTENTION, PHI_KERNELS, PHI_FLASH_KERNEL) are read here so that a
+    // misspelt value fails every command, not only the ones that reach a CUDA kernel.
+    phi::attention_backend();
+    phi::elementwise_backend();
+    phi::flash_kernel();
     return run ? run() : 1;
   } catch (const phi::Error& e) {
     std::cerr << "error: " << e.what() << std::endl;

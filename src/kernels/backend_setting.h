@@ -17,7 +17,16 @@ class BackendSetting {
   BackendSetting(const char* env_var, const char* what, const char* first = "aten", const char* second = "fused")
       : what_(what), first_(first), second_(second) {
     const char* env = std::getenv(env_var);
-    value_ = env != nullptr && *env != 0 ? env : first_;
+    value_ = first_;
+    // A misspelt value is an error at first use, not a silent default (function-local statics
+    // that throw are initialised again at the next call).
+    if (env != nullptr && *env != 0) {
+      if (std::string(env) != first_ && std::string(env) != second_) {
+        throw Error(std::string(env_var) + "=" + env + ": the " + what_ + " must be " + first_ + " or " + second_, "",
+                    "unset " + std::string(env_var) + " or give one of those values");
+      }
+      value_ = env;
+    }
   }
   const std::string& get() const { return value_; }
   void set(const std::string& name) {

@@ -131,6 +131,19 @@ def test_forward_bad_device_dtype_and_missing_model(tiny_model, tmp_path):
     assert_clean_failure(run_phi(*base, "--model", tmp_path / "nope", check=False), "no config.json")
 
 
+@pytest.mark.parametrize("variable", ["PHI_ATTENTION", "PHI_KERNELS", "PHI_FLASH_KERNEL"])
+def test_misspelt_kernel_switch_is_an_error(tiny_model, tmp_path, variable):
+    import os
+    import subprocess
+    from phitest import PHI_BIN
+    ids_path = tmp_path / "ids.json"
+    ids_path.write_text("[[1, 2]]")
+    env = dict(os.environ, **{variable: "fuzed"})
+    proc = subprocess.run([PHI_BIN, "forward", "--model", str(tiny_model), "--input", str(ids_path), "--output",
+                           str(tmp_path / "o.safetensors")], capture_output=True, text=True, timeout=120, env=env)
+    assert_clean_failure(proc, f"{variable}=fuzed", "must be")
+
+
 def test_forward_truncated_weights_keep_output_untouched(tiny_model, tmp_path):
     import shutil
     broken = tmp_path / "broken"
