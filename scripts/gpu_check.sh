@@ -47,10 +47,13 @@ work=$(mktemp -d)
 "$BUILD/phi" data synth textbook --count 3000 --seed 1 --output "$work/train.txt" > /dev/null 2>&1
 "$BUILD/phi" tokenizer train --kind bpe --vocab-size 512 --input "$work/train.txt" --output "$work/tok" > /dev/null 2>&1
 "$BUILD/phi" data tokenize --tokenizer "$work/tok" --input "$work/train.txt" --output "$work/data" > /dev/null 2>&1
-for p in f32 bf16 f16; do
-  PHI_ATTENTION=fused "$BUILD/phi" train --config configs/train/tiny-textbook.json --set run.dir="$work/run-$p" \
+# bf16-fused: the fused elementwise kernels too (norms and residual adds with autograd), the
+# settings a GPU run must check before they become the default.
+for p in f32 bf16 f16 bf16-fused; do
+  kernels=aten; [ $p = bf16-fused ] && kernels=fused
+  PHI_ATTENTION=fused PHI_KERNELS=$kernels "$BUILD/phi" train --config configs/train/tiny-textbook.json --set run.dir="$work/run-$p" \
     --set "data.sources=[{\"path\": \"$work/data\"}]" --set data.valid= --set training.device=cuda \
-    --set training.precision=$p --set training.max_steps=150 --set schedule.total_steps=150 \
+    --set training.precision=${p%-fused} --set training.max_steps=150 --set schedule.total_steps=150 \
     --set model.set='["vocab_size=512", "hidden_size=256", "n_heads=4", "n_kv_heads=4", "intermediate_size=512", "n_layers=4", "max_position_embeddings=512"]' \
     > "$OUT/train-$p.log" 2>&1 || tail -5 "$OUT/train-$p.log"
 done
@@ -84,7 +87,7 @@ try:
     out["generate"] = {"prompts": len(ids["graph"]), "identical": same, "sample": rows["graph"][0].get("text", "")[:80]}
 except Exception as e:
     out["generate"] = {"error": str(e)}
-for p in ("f32", "bf16", "f16"):
+for p in ("f32", "bf16", "f16", "bf16-fused"):
     try:
         rows = [json.loads(l) for l in open(f"{sys.argv[1]}/run-{p}/metrics.jsonl")]
         out[p] = {"first": rows[0]["loss"], "last": rows[-1]["loss"], "tokens_per_s": rows[-1]["tokens_per_s"],
