@@ -46,10 +46,6 @@ def zeros(n):
     return [[[0.0] * 4 for _ in range(32)] for _ in range(n)]
 
 
-def col(regs, m):
-    return [regs[t][m] for t in range(32)]
-
-
 def to_matrix(acc, rows=16):
     M = np.zeros((rows, 8 * len(acc)))
     for n, frag in enumerate(acc):
@@ -66,11 +62,49 @@ def from_matrix(M, acc):
             acc[n][t] = [M[g][n * 8 + 2 * q], M[g][n * 8 + 2 * q + 1], M[g + 8][n * 8 + 2 * q], M[g + 8][n * 8 + 2 * q + 1]]
 
 
-def a_from_c(acc, kc):
-    """P's A fragment for k16 chunk kc from two adjacent C fragments (the kernels' pa[])."""
+# mma.cuh's four fragment loads: buf is a flat shared tile, p an element offset, ld its row pitch.
+def load_a(buf, p, ld):
+    return ldmatrix(buf, lambda l: p + (l % 8 + ((l // 8) & 1) * 8) * ld + ((l // 8) & 2) * 4)
+
+
+def load_a_trans(buf, p, ld):
+    return ldmatrix(buf, lambda l: p + (l % 8 + ((l // 8) & 2) * 4) * ld + ((l // 8) & 1) * 8, True)
+
+
+def load_b_pair(buf, p, ld):
+    return ldmatrix(buf, lambda l: p + (l % 8 + ((l // 8) & 2) * 4) * ld + ((l // 8) & 1) * 8)
+
+
+def load_b_pair_trans(buf, p, ld):
+    return ldmatrix(buf, lambda l: p + (l % 8 + ((l // 8) & 1) * 8) * ld + ((l // 8) & 2) * 4, True)
+
+
+def mma_pair(c0, c1, a, b):
+    mma(c0, a, [b[t][0] for t in range(32)], [b[t][1] for t in range(32)])
+    mma(c1, a, [b[t][2] for t in range(32)], [b[t][3] for t in range(32)])
+
+
+def pack_a(acc, kc):
+    """mma.cuh's pack_a: the A fragment of columns 16 kc .. 16 kc + 15 from two adjacent C fragments."""
     return [[(acc[2 * kc][t][0], acc[2 * kc][t][1]), (acc[2 * kc][t][2], acc[2 * kc][t][3]),
              (acc[2 * kc + 1][t][0], acc[2 * kc + 1][t][1]), (acc[2 * kc + 1][t][2], acc[2 * kc + 1][t][3])]
             for t in range(32)]
+
+
+def mma_abt(acc, abuf, a, lda, bbuf, b, ldb, ksteps):
+    """mma.cuh's mma_abt: acc += A B^T, A's 16 rows at a, B's rows at b."""
+    for kk in range(ksteps):
+        af = load_a(abuf, a + kk * 16, lda)
+        for np_ in range(len(acc) // 2):
+            mma_pair(acc[2 * np_], acc[2 * np_ + 1], af, load_b_pair(bbuf, b + np_ * 16 * ldb + kk * 16, ldb))
+
+
+def mma_cb(acc, c, bbuf, b, ldb):
+    """mma.cuh's mma_cb: acc += C B with C an accumulator, B's rows at b."""
+    for kc in range(len(c) // 2):
+        a = pack_a(c, kc)
+        for dp in range(len(acc) // 2):
+            mma_pair(acc[2 * dp], acc[2 * dp + 1], a, load_b_pair_trans(bbuf, b + kc * 16 * ldb + dp * 16, ldb))
 
 
 def forward(D):
@@ -78,25 +112,17 @@ def forward(D):
     Q, K, V = (rng.standard_normal((64, D)) for _ in range(3))
     Qs, Ks, Vs = smem(Q, LD), smem(K, LD), smem(V, LD)
     for warp in range(4):
-        qf = [ldmatrix(Qs, lambda l: (warp * 16 + l % 8 + ((l // 8) & 1) * 8) * LD + kk * 16 + ((l // 8) & 2) * 4)
-              for kk in range(D // 16)]
+        qf = [load_a(Qs, warp * 16 * LD + kk * 16, LD) for kk in range(D // 16)]
         sc = zeros(8)
         for kk in range(D // 16):
             for np_ in range(4):
-                kf = ldmatrix(Ks, lambda l: (np_ * 16 + l % 8 + ((l // 8) & 2) * 4) * LD + kk * 16 + ((l // 8) & 1) * 8)
-                mma(sc[2 * np_], qf[kk], col(kf, 0), col(kf, 1))
-                mma(sc[2 * np_ + 1], qf[kk], col(kf, 2), col(kf, 3))
+                mma_pair(sc[2 * np_], sc[2 * np_ + 1], qf[kk], load_b_pair(Ks, np_ * 16 * LD + kk * 16, LD))
         S = to_matrix(sc)
         assert np.allclose(S, Q[warp * 16:warp * 16 + 16] @ K.T), ("forward S", D, warp)
         P = np.tanh(S)
         from_matrix(P, sc)
         acc = zeros(D // 8)
-        for kc in range(4):
-            pa = a_from_c(sc, kc)
-            for dp in range(D // 16):
-                vf = ldmatrix(Vs, lambda l: (kc * 16 + l % 8 + ((l // 8) & 1) * 8) * LD + dp * 16 + ((l // 8) & 2) * 4, True)
-                mma(acc[2 * dp], pa, col(vf, 0), col(vf, 1))
-                mma(acc[2 * dp + 1], pa, col(vf, 2), col(vf, 3))
+        mma_cb(acc, sc, Vs, 0, LD)
         assert np.allclose(to_matrix(acc), P @ V), ("forward O", D, warp)
 
 
@@ -110,46 +136,29 @@ def backward(D, QT):
     for warp in range(4):
         keys = slice(warp * 16, warp * 16 + 16)
         st = zeros(NQ)
-        for kk in range(D // 16):
-            ka = ldmatrix(Ks, lambda l: (warp * 16 + l % 8 + ((l // 8) & 1) * 8) * LD + kk * 16 + ((l // 8) & 2) * 4)
-            for np_ in range(NQ // 2):
-                qf = ldmatrix(Qs, lambda l: (np_ * 16 + l % 8 + ((l // 8) & 2) * 4) * LD + kk * 16 + ((l // 8) & 1) * 8)
-                mma(st[2 * np_], ka, col(qf, 0), col(qf, 1))
-                mma(st[2 * np_ + 1], ka, col(qf, 2), col(qf, 3))
+        mma_abt(st, Ks, warp * 16 * LD, LD, Qs, 0, LD, D // 16)
         ST = to_matrix(st)
         assert np.allclose(ST, K[keys] @ Q.T), ("S^T", D, QT, warp)
         PT = np.tanh(ST)
         from_matrix(PT, st)
         dv = zeros(D // 8)
-        for kc in range(NQ // 2):
-            pa = a_from_c(st, kc)
-            for dp in range(D // 16):
-                f = ldmatrix(dOs, lambda l: (kc * 16 + l % 8 + ((l // 8) & 1) * 8) * LD + dp * 16 + ((l // 8) & 2) * 4, True)
-                mma(dv[2 * dp], pa, col(f, 0), col(f, 1))
-                mma(dv[2 * dp + 1], pa, col(f, 2), col(f, 3))
+        mma_cb(dv, st, dOs, 0, LD)
         assert np.allclose(to_matrix(dv), PT @ dO), ("dV", D, QT, warp)
         dpt = zeros(NQ)
-        for kk in range(D // 16):
-            va = ldmatrix(Vs, lambda l: (warp * 16 + l % 8 + ((l // 8) & 1) * 8) * LD + kk * 16 + ((l // 8) & 2) * 4)
-            for np_ in range(NQ // 2):
-                f = ldmatrix(dOs, lambda l: (np_ * 16 + l % 8 + ((l // 8) & 2) * 4) * LD + kk * 16 + ((l // 8) & 1) * 8)
-                mma(dpt[2 * np_], va, col(f, 0), col(f, 1))
-                mma(dpt[2 * np_ + 1], va, col(f, 2), col(f, 3))
+        mma_abt(dpt, Vs, warp * 16 * LD, LD, dOs, 0, LD, D // 16)
         assert np.allclose(to_matrix(dpt), V[keys] @ dO.T), ("dP^T", D, QT, warp)
         dST = PT * (to_matrix(dpt) - 0.3)
         from_matrix(dST, st)
         dk = zeros(D // 8)
         for kc in range(NQ // 2):
-            pa = a_from_c(st, kc)
+            pa = pack_a(st, kc)
             for t in range(32):  # the dS^T stores
                 g, q = t // 4, t % 4
                 lo = (warp * 16 + g) * LDS + kc * 16 + 2 * q
                 dSs[lo:lo + 2], dSs[lo + 8 * LDS:lo + 8 * LDS + 2] = pa[t][0], pa[t][1]
                 dSs[lo + 8:lo + 10], dSs[lo + 8 * LDS + 8:lo + 8 * LDS + 10] = pa[t][2], pa[t][3]
             for dp in range(D // 16):
-                f = ldmatrix(Qs, lambda l: (kc * 16 + l % 8 + ((l // 8) & 1) * 8) * LD + dp * 16 + ((l // 8) & 2) * 4, True)
-                mma(dk[2 * dp], pa, col(f, 0), col(f, 1))
-                mma(dk[2 * dp + 1], pa, col(f, 2), col(f, 3))
+                mma_pair(dk[2 * dp], dk[2 * dp + 1], pa, load_b_pair_trans(Qs, kc * 16 * LD + dp * 16, LD))
         assert np.allclose(to_matrix(dk), dST @ Q), ("dK", D, QT, warp)
         dS_full[keys] = dST
     assert np.allclose(dSs.reshape(64, LDS)[:, :QT], dS_full), ("dS^T in shared memory", D, QT)
@@ -157,14 +166,11 @@ def backward(D, QT):
     dQ = np.zeros((QT, D))
     for warp in range(4):
         qs, wd = warp % QS, warp // QS
-        dsa = [ldmatrix(dSs, lambda l: (kc * 16 + l % 8 + ((l // 8) & 2) * 4) * LDS + qs * 16 + ((l // 8) & 1) * 8, True)
-               for kc in range(4)]
+        dsa = [load_a_trans(dSs, kc * 16 * LDS + qs * 16, LDS) for kc in range(4)]
         for dp in range(wd, D // 16, WPQ):
             c = zeros(2)
             for kc in range(4):
-                f = ldmatrix(Ks, lambda l: (kc * 16 + l % 8 + ((l // 8) & 1) * 8) * LD + dp * 16 + ((l // 8) & 2) * 4, True)
-                mma(c[0], dsa[kc], col(f, 0), col(f, 1))
-                mma(c[1], dsa[kc], col(f, 2), col(f, 3))
+                mma_pair(c[0], c[1], dsa[kc], load_b_pair_trans(Ks, kc * 16 * LD + dp * 16, LD))
             dQ[qs * 16:qs * 16 + 16, dp * 16:dp * 16 + 16] += to_matrix(c)
     assert np.allclose(dQ, dS_full.T @ K), ("dQ", D, QT)
 

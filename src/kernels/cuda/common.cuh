@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/launch.h"
 
@@ -56,6 +57,18 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 __device__ __forceinline__ bool tile_in_pattern(const AttentionShape& s, int64_t h, int64_t qb, int64_t kb) {
   if (s.bs_vert == 0) return true;
   return qb - kb < s.bs_local || (kb + h * s.bs_head_step + 1) % s.bs_vert == 0;
+}
+
+// Runs f(std::integral_constant<int, D>) for the attention kernels' head dims 64, 80, 96, 128.
+template <typename F>
+int dispatch_head_dim(int64_t D, F&& f) {
+  switch (D) {
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 80: return f(std::integral_constant<int, 80>{});
+    case 96: return f(std::integral_constant<int, 96>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
 }
 
 // Runs f.template operator()<T>() for the dtype (float / bf16 / half).

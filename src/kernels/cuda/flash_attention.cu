@@ -371,16 +371,6 @@ int launch_backward(const AttentionShape& s, const void* q, const void* k, const
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename F>
-int dispatch_head_dim(int64_t D, F&& f) {
-  switch (D) {
-    case 64: return f(std::integral_constant<int, 64>{});
-    case 80: return f(std::integral_constant<int, 80>{});
-    case 96: return f(std::integral_constant<int, 96>{});
-    case 128: return f(std::integral_constant<int, 128>{});
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
-}
 
 }  // namespace
 

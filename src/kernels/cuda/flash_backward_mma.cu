@@ -50,7 +50,6 @@ __global__ void __launch_bounds__(kThreads) flash_backward_mma_kernel(
   float* lse_s = reinterpret_cast<float*>(dSs + kKeys * LDS);
   float* delta_s = lse_s + QT;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-  const int mi = lane / 8, mr = lane % 8;
 
   const int64_t kb = blockIdx.x, k0 = kb * kKeys;
   const int64_t bh = blockIdx.y, b = bh / s.Hkv, kvh = bh % s.Hkv, group = s.Hq / s.Hkv;
@@ -64,11 +63,8 @@ __global__ void __launch_bounds__(kThreads) flash_backward_mma_kernel(
   commit_async();
 
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
-#pragma unroll
-  for (int n = 0; n < D / 8; ++n) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dk_acc[n][e] = dv_acc[n][e] = 0.f;
-  }
+  zero(dk_acc);
+  zero(dv_acc);
 
   // Queries that can see a key of this block: from k0 (causal) to k0 + 63 + window - 1.
   int64_t q_stop = s.Tq;
@@ -98,20 +94,8 @@ __global__ void __launch_bounds__(kThreads) flash_backward_mma_kernel(
 
       // S^T = K Q^T: 16 keys x QT queries per warp.
       float st[NQ][4];
-#pragma unroll
-      for (int n = 0; n < NQ; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t ka[4];
-        ldmatrix_x4(ka, Ks + (warp * 16 + mr + (mi & 1) * 8) * LD + kk * 16 + (mi & 2) * 4);
-#pragma unroll
-        for (int np = 0; np < NQ / 2; ++np) {
-          uint32_t qf[4];
-          ldmatrix_x4(qf, Qs + (np * 16 + mr + (mi & 2) * 4) * LD + kk * 16 + (mi & 1) * 8);
-          mma16816<T>(st[2 * np], ka, qf[0], qf[1]);
-          mma16816<T>(st[2 * np + 1], ka, qf[2], qf[3]);
-        }
-      }
+      zero(st);
+      mma_abt<T, NQ, D / 16>(st, Ks + warp * 16 * LD, LD, Qs, LD);
       // P^T, masked where a query precedes a key, past the lengths, or outside the window.
       const bool masked = q0 < kw0 + 15 || q0 + QT > s.Tq || kw0 + 16 > len || s.window > 0;
 #pragma unroll
@@ -129,35 +113,11 @@ __global__ void __launch_bounds__(kThreads) flash_backward_mma_kernel(
         }
       }
       // dV += P^T dO.
-#pragma unroll
-      for (int kc = 0; kc < NQ / 2; ++kc) {
-        const uint32_t pa[4] = {pack2<T>(st[2 * kc][0], st[2 * kc][1]), pack2<T>(st[2 * kc][2], st[2 * kc][3]),
-                                pack2<T>(st[2 * kc + 1][0], st[2 * kc + 1][1]),
-                                pack2<T>(st[2 * kc + 1][2], st[2 * kc + 1][3])};
-#pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-          uint32_t f[4];
-          ldmatrix_x4_trans(f, dOs + (kc * 16 + mr + (mi & 1) * 8) * LD + dp * 16 + (mi & 2) * 4);
-          mma16816<T>(dv_acc[2 * dp], pa, f[0], f[1]);
-          mma16816<T>(dv_acc[2 * dp + 1], pa, f[2], f[3]);
-        }
-      }
+      mma_cb<T, NQ, D / 8>(dv_acc, st, dOs, LD);
       // dP^T = V dO^T, then dS^T = P^T (dP^T - delta) in place of P^T.
       float dpt[NQ][4];
-#pragma unroll
-      for (int n = 0; n < NQ; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t va[4];
-        ldmatrix_x4(va, Vs + (warp * 16 + mr + (mi & 1) * 8) * LD + kk * 16 + (mi & 2) * 4);
-#pragma unroll
-        for (int np = 0; np < NQ / 2; ++np) {
-          uint32_t f[4];
-          ldmatrix_x4(f, dOs + (np * 16 + mr + (mi & 2) * 4) * LD + kk * 16 + (mi & 1) * 8);
-          mma16816<T>(dpt[2 * np], va, f[0], f[1]);
-          mma16816<T>(dpt[2 * np + 1], va, f[2], f[3]);
-        }
-      }
+      zero(dpt);
+      mma_abt<T, NQ, D / 16>(dpt, Vs + warp * 16 * LD, LD, dOs, LD);
 #pragma unroll
       for (int n = 0; n < NQ; ++n) {
 #pragma unroll
@@ -166,9 +126,8 @@ __global__ void __launch_bounds__(kThreads) flash_backward_mma_kernel(
       // dK += dS^T Q, and dS^T to shared memory for dQ.
 #pragma unroll
       for (int kc = 0; kc < NQ / 2; ++kc) {
-        const uint32_t pa[4] = {pack2<T>(st[2 * kc][0], st[2 * kc][1]), pack2<T>(st[2 * kc][2], st[2 * kc][3]),
-                                pack2<T>(st[2 * kc + 1][0], st[2 * kc + 1][1]),
-                                pack2<T>(st[2 * kc + 1][2], st[2 * kc + 1][3])};
+        uint32_t pa[4];
+        pack_a<T>(pa, st, kc);
         T* lo = dSs + (warp * 16 + g) * LDS + kc * 16 + 2 * t4;
         *reinterpret_cast<uint32_t*>(lo) = pa[0];
         *reinterpret_cast<uint32_t*>(lo + 8 * LDS) = pa[1];
@@ -177,9 +136,8 @@ __global__ void __launch_bounds__(kThreads) flash_backward_mma_kernel(
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
           uint32_t f[4];
-          ldmatrix_x4_trans(f, Qs + (kc * 16 + mr + (mi & 1) * 8) * LD + dp * 16 + (mi & 2) * 4);
-          mma16816<T>(dk_acc[2 * dp], pa, f[0], f[1]);
-          mma16816<T>(dk_acc[2 * dp + 1], pa, f[2], f[3]);
+          load_b_pair_trans(f, Qs + kc * 16 * LD + dp * 16, LD);
+          mma_pair<T>(dk_acc[2 * dp], dk_acc[2 * dp + 1], pa, f);
         }
       }
       __syncthreads();
@@ -187,18 +145,15 @@ __global__ void __launch_bounds__(kThreads) flash_backward_mma_kernel(
       const int qs = warp % QS, wd = warp / QS;
       uint32_t dsa[kKeys / 16][4];
 #pragma unroll
-      for (int kc = 0; kc < kKeys / 16; ++kc) {
-        ldmatrix_x4_trans(dsa[kc], dSs + (kc * 16 + mr + (mi & 2) * 4) * LDS + qs * 16 + (mi & 1) * 8);
-      }
+      for (int kc = 0; kc < kKeys / 16; ++kc) load_a_trans(dsa[kc], dSs + kc * 16 * LDS + qs * 16, LDS);
       const int64_t row_lo = q0 + qs * 16 + g, row_hi = row_lo + 8;
       for (int dp = wd; dp < D / 16; dp += WPQ) {
         float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int kc = 0; kc < kKeys / 16; ++kc) {
           uint32_t f[4];
-          ldmatrix_x4_trans(f, Ks + (kc * 16 + mr + (mi & 1) * 8) * LD + dp * 16 + (mi & 2) * 4);
-          mma16816<T>(c[0], dsa[kc], f[0], f[1]);
-          mma16816<T>(c[1], dsa[kc], f[2], f[3]);
+          load_b_pair_trans(f, Ks + kc * 16 * LD + dp * 16, LD);
+          mma_pair<T>(c[0], c[1], dsa[kc], f);
         }
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
@@ -247,19 +202,6 @@ int launch(const AttentionShape& s, const void* q, const void* k, const void* v,
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename T>
-int launch_for_dim(const AttentionShape& s, const void* q, const void* k, const void* v, const void* d_o,
-                   const float* lse, const float* delta, const int64_t* key_lengths, float scale, float* dq, void* dk,
-                   void* dv, cudaStream_t stream) {
-  switch (s.D) {
-    case 64: return launch<T, 64>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq, dk, dv, stream);
-    case 80: return launch<T, 80>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq, dk, dv, stream);
-    case 96: return launch<T, 96>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq, dk, dv, stream);
-    case 128: return launch<T, 128>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq, dk, dv, stream);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
-}
-
 }  // namespace
 
 int flash_attention_backward_mma(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
@@ -268,9 +210,12 @@ int flash_attention_backward_mma(DType dtype, const AttentionShape& s, const voi
   if (dtype == DType::kFloat32 || s.Tq != s.Tk || s.Hq % s.Hkv != 0) return static_cast<int>(cudaErrorInvalidValue);
   if (s.B * s.Hq == 0 || s.Tq == 0) return 0;
   auto st = static_cast<cudaStream_t>(stream);
-  return dtype == DType::kBFloat16
-             ? launch_for_dim<__nv_bfloat16>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq_accum, dk, dv, st)
-             : launch_for_dim<__half>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq_accum, dk, dv, st);
+  return dispatch_head_dim(s.D, [&](auto d) {
+    constexpr int D = decltype(d)::value;
+    return dtype == DType::kBFloat16
+               ? launch<__nv_bfloat16, D>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq_accum, dk, dv, st)
+               : launch<__half, D>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq_accum, dk, dv, st);
+  });
 }
 
 }  // namespace phi::cuda

@@ -41,7 +41,6 @@ __global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionSh
   T* Ks = Qs + L::kTile;      // stages 0, 1
   T* Vs = Ks + 2 * L::kTile;  // stages 0, 1
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-  const int mi = lane / 8, mr = lane % 8;  // ldmatrix: the 8x8 matrix and the row this lane addresses
 
   const int64_t qb = gridDim.x - 1 - blockIdx.x;  // the longest rows first
   const int64_t bh = blockIdx.y, b = bh / s.Hq, h = bh % s.Hq, kvh = h / (s.Hq / s.Hkv);
@@ -68,17 +67,14 @@ __global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionSh
   commit_async();
   wait_async<0>();
   __syncthreads();
-  uint32_t qf[D / 16][4];
+  uint32_t qf[D / 16][4];  // Q's A fragments, kept in registers for every key tile
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    ldmatrix_x4(qf[kk], Qs + (warp * 16 + mr + (mi & 1) * 8) * LD + kk * 16 + (mi & 2) * 4);
-  }
+  for (int kk = 0; kk < D / 16; ++kk) load_a(qf[kk], Qs + warp * 16 * LD + kk * 16, LD);
 
   const int64_t row_lo = q0 + warp * 16 + g, row_hi = row_lo + 8;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float acc[D / 8][4];
-#pragma unroll
-  for (int n = 0; n < D / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+  zero(acc);
 
   int stage = 0;
   while (tile < n_tiles) {
@@ -95,16 +91,14 @@ __global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionSh
 
     // S = Q K^T: 16 x 64 per warp as 8 n8 fragments.
     float sc[8][4];
-#pragma unroll
-    for (int n = 0; n < 8; ++n) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+    zero(sc);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
-        uint32_t kf[4];  // keys np*16 + {0..7, 0..7, 8..15, 8..15} x dims kk*16 + {0..7, 8..15, 0..7, 8..15}
-        ldmatrix_x4(kf, Kt + (np * 16 + mr + (mi & 2) * 4) * LD + kk * 16 + (mi & 1) * 8);
-        mma16816<T>(sc[2 * np], qf[kk], kf[0], kf[1]);
-        mma16816<T>(sc[2 * np + 1], qf[kk], kf[2], kf[3]);
+        uint32_t kf[4];
+        load_b_pair(kf, Kt + np * 16 * LD + kk * 16, LD);
+        mma_pair<T>(sc[2 * np], sc[2 * np + 1], qf[kk], kf);
       }
     }
 
@@ -156,19 +150,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionSh
     }
 
     // O += P V: the score fragments of keys 16kc .. 16kc + 15 are P's A fragment.
-#pragma unroll
-    for (int kc = 0; kc < 4; ++kc) {
-      const uint32_t pa[4] = {pack2<T>(sc[2 * kc][0], sc[2 * kc][1]), pack2<T>(sc[2 * kc][2], sc[2 * kc][3]),
-                              pack2<T>(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
-                              pack2<T>(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t vf[4];  // keys kc*16 + {0..7, 8..15, 0..7, 8..15} x dims dp*16 + {0..7, 0..7, 8..15, 8..15}
-        ldmatrix_x4_trans(vf, Vt + (kc * 16 + mr + (mi & 1) * 8) * LD + dp * 16 + (mi & 2) * 4);
-        mma16816<T>(acc[2 * dp], pa, vf[0], vf[1]);
-        mma16816<T>(acc[2 * dp + 1], pa, vf[2], vf[3]);
-      }
-    }
+    mma_cb<T, 8, D / 8>(acc, sc, Vt, LD);
     __syncthreads();  // every warp is done with this stage before the next refill
     stage ^= 1;
     tile = following;
@@ -208,18 +190,6 @@ int launch(const AttentionShape& s, const void* q, const void* k, const void* v,
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename T>
-int launch_for_dim(const AttentionShape& s, const void* q, const void* k, const void* v, const int64_t* key_lengths,
-                   float scale, void* o, float* lse, cudaStream_t stream) {
-  switch (s.D) {
-    case 64: return launch<T, 64>(s, q, k, v, key_lengths, scale, o, lse, stream);
-    case 80: return launch<T, 80>(s, q, k, v, key_lengths, scale, o, lse, stream);
-    case 96: return launch<T, 96>(s, q, k, v, key_lengths, scale, o, lse, stream);
-    case 128: return launch<T, 128>(s, q, k, v, key_lengths, scale, o, lse, stream);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
-}
-
 }  // namespace
 
 int flash_attention_forward_mma(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
@@ -227,8 +197,11 @@ int flash_attention_forward_mma(DType dtype, const AttentionShape& s, const void
   if (dtype == DType::kFloat32 || s.Tq != s.Tk || s.Hq % s.Hkv != 0) return static_cast<int>(cudaErrorInvalidValue);
   if (s.B * s.Hq == 0 || s.Tq == 0) return 0;
   auto st = static_cast<cudaStream_t>(stream);
-  return dtype == DType::kBFloat16 ? launch_for_dim<__nv_bfloat16>(s, q, k, v, key_lengths, scale, o, lse, st)
-                                   : launch_for_dim<__half>(s, q, k, v, key_lengths, scale, o, lse, st);
+  return dispatch_head_dim(s.D, [&](auto d) {
+    constexpr int D = decltype(d)::value;
+    return dtype == DType::kBFloat16 ? launch<__nv_bfloat16, D>(s, q, k, v, key_lengths, scale, o, lse, st)
+                                     : launch<__half, D>(s, q, k, v, key_lengths, scale, o, lse, st);
+  });
 }
 
 }  // namespace phi::cuda

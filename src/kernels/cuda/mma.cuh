@@ -71,6 +71,92 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   }
 }
 
+// Fragment loads of 16 x 16 blocks from shared tiles with row pitch `ld` (elements); lane l addresses
+// row l % 8 of matrix l / 8. These four addressings are the ones scripts/mma_layout_sim.py replays.
+// The A operand (rows M, columns K) stored row-major at p.
+template <typename T>
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const T* p, int ld) {
+  const int lane = threadIdx.x % 32, mi = lane / 8;
+  ldmatrix_x4(a, p + (lane % 8 + (mi & 1) * 8) * ld + (mi & 2) * 4);
+}
+// The A operand stored transposed at p (rows K, columns M), e.g. dS read from dS^T.
+template <typename T>
+__device__ __forceinline__ void load_a_trans(uint32_t (&a)[4], const T* p, int ld) {
+  const int lane = threadIdx.x % 32, mi = lane / 8;
+  ldmatrix_x4_trans(a, p + (lane % 8 + (mi & 2) * 4) * ld + (mi & 1) * 8);
+}
+// The B operands of two n8 tiles (b[0..1]: n 0..7, b[2..3]: n 8..15) from B^T stored row-major at p
+// (rows N, columns K), e.g. K for S = Q K^T.
+template <typename T>
+__device__ __forceinline__ void load_b_pair(uint32_t (&b)[4], const T* p, int ld) {
+  const int lane = threadIdx.x % 32, mi = lane / 8;
+  ldmatrix_x4(b, p + (lane % 8 + (mi & 2) * 4) * ld + (mi & 1) * 8);
+}
+// The same from B stored row-major at p (rows K, columns N), e.g. V for O = P V.
+template <typename T>
+__device__ __forceinline__ void load_b_pair_trans(uint32_t (&b)[4], const T* p, int ld) {
+  const int lane = threadIdx.x % 32, mi = lane / 8;
+  ldmatrix_x4_trans(b, p + (lane % 8 + (mi & 1) * 8) * ld + (mi & 2) * 4);
+}
+
+// c0 += a b[0..1], c1 += a b[2..3]: the two n8 tiles of a load_b_pair(_trans).
+template <typename T>
+__device__ __forceinline__ void mma_pair(float (&c0)[4], float (&c1)[4], const uint32_t (&a)[4],
+                                         const uint32_t (&b)[4]) {
+  mma16816<T>(c0, a, b[0], b[1]);
+  mma16816<T>(c1, a, b[2], b[3]);
+}
+
+// The A fragment of columns 16 kc .. 16 kc + 15 of a 16-row float32 accumulator held as n8 fragments:
+// the C layout of two adjacent n8 tiles is the A layout, so P or dS feed the next product directly.
+template <typename T, int N>
+__device__ __forceinline__ void pack_a(uint32_t (&a)[4], const float (&c)[N][4], int kc) {
+  a[0] = pack2<T>(c[2 * kc][0], c[2 * kc][1]);
+  a[1] = pack2<T>(c[2 * kc][2], c[2 * kc][3]);
+  a[2] = pack2<T>(c[2 * kc + 1][0], c[2 * kc + 1][1]);
+  a[3] = pack2<T>(c[2 * kc + 1][2], c[2 * kc + 1][3]);
+}
+
+template <int N>
+__device__ __forceinline__ void zero(float (&c)[N][4]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.f;
+}
+
+// acc (16 x 8N) += A B^T over K = 16 KSTEPS columns, A's 16 rows at a and B's 8N rows at b, both
+// row-major in shared memory: S = Q K^T, S^T = K Q^T, dP^T = V dO^T.
+template <typename T, int N, int KSTEPS>
+__device__ __forceinline__ void mma_abt(float (&acc)[N][4], const T* a, int lda, const T* b, int ldb) {
+#pragma unroll
+  for (int kk = 0; kk < KSTEPS; ++kk) {
+    uint32_t af[4];
+    load_a(af, a + kk * 16, lda);
+#pragma unroll
+    for (int np = 0; np < N / 2; ++np) {
+      uint32_t bf[4];
+      load_b_pair(bf, b + np * 16 * ldb + kk * 16, ldb);
+      mma_pair<T>(acc[2 * np], acc[2 * np + 1], af, bf);
+    }
+  }
+}
+
+// acc (16 x 8DN) += C B with C a 16 x 8NC float32 accumulator (rounded to T) and B's 8NC rows at b,
+// row-major in shared memory: O += P V, dV += P^T dO, dK += dS^T Q.
+template <typename T, int NC, int DN>
+__device__ __forceinline__ void mma_cb(float (&acc)[DN][4], const float (&c)[NC][4], const T* b, int ldb) {
+#pragma unroll
+  for (int kc = 0; kc < NC / 2; ++kc) {
+    uint32_t a[4];
+    pack_a<T>(a, c, kc);
+#pragma unroll
+    for (int dp = 0; dp < DN / 2; ++dp) {
+      uint32_t bf[4];
+      load_b_pair_trans(bf, b + kc * 16 * ldb + dp * 16, ldb);
+      mma_pair<T>(acc[2 * dp], acc[2 * dp + 1], a, bf);
+    }
+  }
+}
+
 // Rows row0 .. row0 + ROWS - 1 of a [rows, D] matrix (row stride `stride`) into a shared tile with
 // row pitch LD, by `threads` threads; rows at or past `valid` are zero.
 template <typename T, int D, int LD, int threads, int ROWS = 64>
