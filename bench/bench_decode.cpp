@@ -34,9 +34,8 @@ void run_decode(benchmark::State& state, bool paged) {
     state.PauseTiming();
     std::unique_ptr<phi::KVStore> store;
     if (paged) {
-      auto cache = std::make_unique<phi::PagedKVCache>(model.make_paged_cache(batch, batch * ((total + page - 1) / page), page));
-      for (int64_t b = 0; b < batch; ++b) cache->reset_slot(b, total);
-      store = std::move(cache);
+      store = std::make_unique<phi::PagedKVCache>(
+          model.make_paged_cache(batch, batch * ((total + page - 1) / page), page, total));
     } else {
       store = std::make_unique<phi::KVCache>(model.make_cache(batch, total, total));
     }

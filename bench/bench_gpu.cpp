@@ -272,8 +272,7 @@ void decode_batch(benchmark::State& state, std::string cache_kind) {
       std::unique_ptr<phi::KVStore> cache;
       phi::PagedKVCache* paged = nullptr;
       if (cache_kind != "dense") {
-        auto owned = std::make_unique<phi::PagedKVCache>(model.make_paged_cache(B, B * ((total + 15) / 16), 16));
-        for (int64_t b = 0; b < B; ++b) owned->reset_slot(b, total);
+        auto owned = std::make_unique<phi::PagedKVCache>(model.make_paged_cache(B, B * ((total + 15) / 16), 16, total));
         paged = owned.get();
         cache = std::move(owned);
       } else {

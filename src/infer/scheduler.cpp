@@ -77,7 +77,7 @@ Scheduler::Scheduler(const Transformer& model, const Tokenizer& tokenizer, Sched
   // A request must fit the cache on its own: the context is at most the whole cache.
   options_.slot_capacity = std::min(options_.slot_capacity, options_.cache_tokens);
   cache_ = std::make_unique<PagedKVCache>(model_.config(), options_.max_batch_size, pages, options_.page_size,
-                                          model_.dtype(), model_.device());
+                                          /*planned_length=*/0, model_.dtype(), model_.device());
   free_pages_ = cache_->free_pages();
   worker_ = std::thread([this] { loop(); });
 }

@@ -11,6 +11,17 @@
 
 namespace phi {
 
+namespace {
+// Bytes of a cache's per-layer key and value tensors.
+int64_t bytes_of(const std::vector<at::Tensor>& keys, const std::vector<at::Tensor>& values) {
+  int64_t total = 0;
+  for (const auto* tensors : {&keys, &values}) {
+    for (const auto& t : *tensors) total += t.numel() * t.element_size();
+  }
+  return total;
+}
+}  // namespace
+
 KVCache::KVCache(const ModelConfig& config, int64_t batch_size, int64_t capacity, int64_t planned_length,
                  c10::ScalarType dtype, c10::Device device)
     : config_(&config), batch_size_(batch_size), capacity_(capacity), host_lengths_(batch_size, 0) {
@@ -28,23 +39,20 @@ KVCache::KVCache(const ModelConfig& config, int64_t batch_size, int64_t capacity
   }
 }
 
-int64_t KVCache::bytes() const {
-  int64_t total = 0;
-  for (const auto& t : keys_) total += t.numel() * t.element_size();
-  for (const auto& t : values_) total += t.numel() * t.element_size();
-  return total;
+int64_t KVCache::bytes() const { return bytes_of(keys_, values_); }
+
+void KVCache::check_fits(int64_t slot, int64_t n) const {
+  const int64_t needed = host_lengths_[slot] + n;
+  if (needed > capacity_) {
+    throw Error("sequence in slot " + std::to_string(slot) + " needs " + std::to_string(needed) +
+                    " positions, more than the KV cache capacity " + std::to_string(capacity_),
+                "", "shorten the prompt or the number of new tokens");
+  }
 }
 
 void KVCache::prepare(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths, int64_t) {
   PHI_CHECK(slots.size() == new_lengths.size(), "cache step: ", slots.size(), " slots, ", new_lengths.size(), " lengths");
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const int64_t needed = host_lengths_[slots[i]] + new_lengths[i];
-    if (needed > capacity_) {
-      throw Error("sequence in slot " + std::to_string(slots[i]) + " needs " + std::to_string(needed) +
-                      " positions, more than the KV cache capacity " + std::to_string(capacity_),
-                  "", "shorten the prompt or the number of new tokens");
-    }
-  }
+  for (size_t i = 0; i < slots.size(); ++i) check_fits(slots[i], new_lengths[i]);
 }
 
 at::Tensor KVCache::attend(int64_t layer, const at::Tensor& q, const std::vector<int64_t>& slots,
@@ -67,11 +75,7 @@ void KVCache::write(int64_t layer, const at::Tensor& k, const at::Tensor& v, con
     if (n == 0) continue;
     const int64_t slot = slots[i];
     const int64_t start = host_lengths_[slot];
-    if (start + n > capacity_) {
-      throw Error("sequence in slot " + std::to_string(slot) + " needs " + std::to_string(start + n) +
-                      " positions, more than the KV cache capacity " + std::to_string(capacity_),
-                  "", "shorten the prompt or the number of new tokens");
-    }
+    check_fits(slot, n);
     keys_[layer][slot].narrow(1, start, n).copy_(k[i].narrow(1, 0, n));
     values_[layer][slot].narrow(1, start, n).copy_(v[i].narrow(1, 0, n));
   }
@@ -96,13 +100,13 @@ void KVCache::reset() { std::fill(host_lengths_.begin(), host_lengths_.end(), 0)
 // ---- PagedKVCache ----------------------------------------------------------------------------------
 
 PagedKVCache::PagedKVCache(const ModelConfig& config, int64_t max_sequences, int64_t n_pages, int64_t page_size,
-                           c10::ScalarType dtype, c10::Device device)
+                           int64_t planned_length, c10::ScalarType dtype, c10::Device device)
     : config_(&config), n_pages_(n_pages), page_size_(page_size) {
   PHI_CHECK(max_sequences > 0 && n_pages > 0 && page_size > 0, "paged KV cache needs sequences, pages and a page ",
             "size > 0, got ", max_sequences, ", ", n_pages, " and ", page_size);
   PHI_CHECK(n_pages <= std::numeric_limits<int32_t>::max(), "too many pages: ", n_pages);
   slots_.resize(static_cast<size_t>(max_sequences));
-  for (auto& slot : slots_) slot.long_rope = rope_uses_long_factors(config, 0);
+  for (auto& slot : slots_) slot.long_rope = rope_uses_long_factors(config, planned_length);
   for (int64_t p = n_pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));  // page 0 on top
   // Zeros: rows past a sequence's keys are read (and masked) by whole-page reads; they must be finite.
   auto options = at::TensorOptions().dtype(dtype).device(device);
@@ -147,12 +151,7 @@ at::Tensor PagedKVCache::page_table(const std::vector<int64_t>& rows, int64_t wi
   return table;
 }
 
-int64_t PagedKVCache::bytes() const {
-  int64_t total = 0;
-  for (const auto& t : keys_) total += t.numel() * t.element_size();
-  for (const auto& t : values_) total += t.numel() * t.element_size();
-  return total;
-}
+int64_t PagedKVCache::bytes() const { return bytes_of(keys_, values_); }
 
 int64_t PagedKVCache::pages_needed(int64_t slot, int64_t extra) const {
   const auto& s = slots_[slot];

@@ -432,8 +432,9 @@ KVCache Transformer::make_cache(int64_t batch_size, int64_t capacity, int64_t pl
   return KVCache(config_, batch_size, capacity, planned_length, dtype(), device());
 }
 
-PagedKVCache Transformer::make_paged_cache(int64_t max_sequences, int64_t n_pages, int64_t page_size) const {
-  return PagedKVCache(config_, max_sequences, n_pages, page_size, dtype(), device());
+PagedKVCache Transformer::make_paged_cache(int64_t max_sequences, int64_t n_pages, int64_t page_size,
+                                           int64_t planned_length) const {
+  return PagedKVCache(config_, max_sequences, n_pages, page_size, planned_length, dtype(), device());
 }
 
 }  // namespace phi

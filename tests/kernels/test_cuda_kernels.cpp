@@ -419,6 +419,15 @@ TEST(CudaKernels, UnverifiedPagedDecodeAttentionReadsThroughThePageTable) {
   }
 }
 
+// A small Phi-3 (GQA, head dim 64) with random weights in bf16 on the GPU; `window` is a
+// "sliding_window=N" override.
+phi::Transformer small_phi3_on_gpu(const std::string& window, uint64_t seed) {
+  auto config = phi::preset_model_config("tiny-phi3", {"hidden_size=256", "n_heads=4", "n_kv_heads=2", window});
+  auto model = phi::Transformer::random(config, seed, at::kFloat, 0.05);
+  model.to(at::Device(at::kCUDA), at::kBFloat16);
+  return model;
+}
+
 TEST(CudaKernels, ModelForwardWithFusedAttentionMatchesTheReference) {
   REQUIRE_GPU();
   at::NoGradGuard no_grad;
@@ -426,10 +435,8 @@ TEST(CudaKernels, ModelForwardWithFusedAttentionMatchesTheReference) {
   // decode kernel skips the keys before it) and one wider (no key is hidden, the unwindowed kernels
   // run).
   for (const std::string window : {"sliding_window=0", "sliding_window=24", "sliding_window=2047"}) {
-    auto config = phi::preset_model_config("tiny-phi3", {"hidden_size=256", "n_heads=4", "n_kv_heads=2", window});
-    auto model = phi::Transformer::random(config, 3, at::kFloat, 0.05);
-    model.to(at::Device(at::kCUDA), at::kBFloat16);
-    auto ids = at::randint(0, config.vocab_size, {2, 70}, at::kLong);
+    auto model = small_phi3_on_gpu(window, 3);
+    auto ids = at::randint(0, model.config().vocab_size, {2, 70}, at::kLong);
     phi::set_attention_backend("aten");
     auto reference = model.forward(ids);
     phi::set_attention_backend("fused");
@@ -443,9 +450,6 @@ TEST(CudaKernels, ModelForwardWithFusedAttentionMatchesTheReference) {
   }
 }
 
-// The norms, activations and rotary of ops.h dispatched to the fused kernels (PHI_KERNELS=fused)
-// inside whole models of the three families: bf16 forward and cached decode against the ATen path,
-// and float32 gradients of every parameter (activation and rotary backward kernels under autograd).
 // The server's paged cache on CUDA (bf16, page pools written with index_copy_, pages read through
 // paged_attention) against the fixed-slot cache, with the ATen and the fused attention: unequal
 // prompts, then decode steps over changing subsets of the sequences.
@@ -453,14 +457,11 @@ TEST(CudaKernels, PagedCacheOnCudaEqualsTheFixedSlotCache) {
   REQUIRE_GPU();
   at::NoGradGuard no_grad;
   for (const std::string backend : {"aten", "fused"}) {
-    auto config = phi::preset_model_config("tiny-phi3", {"hidden_size=256", "n_heads=4", "n_kv_heads=2", "sliding_window=24"});
-    auto model = phi::Transformer::random(config, 5, at::kFloat, 0.05);
-    model.to(at::Device(at::kCUDA), at::kBFloat16);
+    auto model = small_phi3_on_gpu("sliding_window=24", 5);
     phi::set_attention_backend(backend);
-    auto ids = at::randint(0, config.vocab_size, {3, 80}, at::kLong);
+    auto ids = at::randint(0, model.config().vocab_size, {3, 80}, at::kLong);
     auto dense = model.make_cache(3, 80, 80);
-    auto paged = model.make_paged_cache(3, 20, 16);
-    for (int64_t s = 0; s < 3; ++s) paged.reset_slot(s, 80);
+    auto paged = model.make_paged_cache(3, 20, 16, 80);
     const std::vector<int64_t> prompts = {40, 7, 23};
     auto a = model.forward_cached(ids.narrow(1, 0, 40), prompts, dense);
     auto b = model.forward_cached(ids.narrow(1, 0, 40), prompts, paged);
@@ -489,18 +490,13 @@ TEST(CudaKernels, UnverifiedPagedDecodeGraphEqualsCachedForward) {
   REQUIRE_GPU();
   at::NoGradGuard no_grad;
   for (const std::string backend : {"aten", "fused"}) {
-    auto config = phi::preset_model_config("tiny-phi3", {"hidden_size=256", "n_heads=4", "n_kv_heads=2", "sliding_window=24"});
-    auto model = phi::Transformer::random(config, 9, at::kFloat, 0.05);
-    model.to(at::Device(at::kCUDA), at::kBFloat16);
+    auto model = small_phi3_on_gpu("sliding_window=24", 9);
     phi::set_attention_backend(backend);
-    auto ids = at::randint(0, config.vocab_size, {3, 80}, at::kLong);
-    auto eager = model.make_paged_cache(3, 20, 16);
-    auto graphed = model.make_paged_cache(3, 20, 16);
+    auto ids = at::randint(0, model.config().vocab_size, {3, 80}, at::kLong);
+    auto eager = model.make_paged_cache(3, 20, 16, 80);
+    auto graphed = model.make_paged_cache(3, 20, 16, 80);
     const std::vector<int64_t> prompts = {40, 7, 23}, slots = {0, 1, 2}, ones = {1, 1, 1};
-    for (auto* cache : {&eager, &graphed}) {
-      for (auto s : slots) cache->reset_slot(s, 80);
-      model.forward_cached(ids.narrow(1, 0, 40), prompts, *cache);
-    }
+    for (auto* cache : {&eager, &graphed}) model.forward_cached(ids.narrow(1, 0, 40), prompts, *cache);
     const int64_t width = 5;
     phi::PagedDecodeGraph graph(model, graphed, 4, width, false);
     std::vector<int64_t> lengths = prompts;
@@ -523,6 +519,9 @@ TEST(CudaKernels, UnverifiedPagedDecodeGraphEqualsCachedForward) {
   phi::set_attention_backend("aten");
 }
 
+// The norms, activations and rotary of ops.h dispatched to the fused kernels (PHI_KERNELS=fused)
+// inside whole models of the three families: bf16 forward and cached decode against the ATen path,
+// and float32 gradients of every parameter (activation and rotary backward kernels under autograd).
 TEST(CudaKernels, ModelWithFusedElementwiseKernelsMatchesTheReference) {
   REQUIRE_GPU();
   for (const std::string preset : {"tiny-phi3", "tiny-phi", "tiny-phi3small"}) {

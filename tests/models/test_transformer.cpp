@@ -120,8 +120,7 @@ TEST_P(DecoderTest, PagedCacheEqualsDenseCacheAcrossInterleavedSequences) {
     std::vector<int64_t> prompts = {3, 11, 7};
     auto ids = at::randint(0, 400, {3, capacity}, at::kLong);
     auto dense = model.make_cache(3, capacity, capacity);
-    auto paged = model.make_paged_cache(3, 30, page);
-    for (int64_t s = 0; s < 3; ++s) paged.reset_slot(s, capacity);
+    auto paged = model.make_paged_cache(3, 30, page, capacity);
     auto a = model.forward_cached(ids.narrow(1, 0, 11), prompts, dense);
     auto b = model.forward_cached(ids.narrow(1, 0, 11), prompts, paged);
     EXPECT_LT(relative_error(b, a), 1e-5) << "prefill, window " << window;
@@ -175,12 +174,8 @@ TEST_P(DecoderTest, FixedShapePagedStepEqualsCachedForward) {
     const int64_t capacity = 40, page = 4, width = 12;
     const std::vector<int64_t> prompts = {3, 11, 7};
     auto ids = at::randint(0, 400, {3, capacity}, at::kLong);
-    auto reference = model.make_paged_cache(3, 40, page);
-    auto ours = model.make_paged_cache(3, 40, page);
-    for (int64_t s = 0; s < 3; ++s) {
-      reference.reset_slot(s, capacity);
-      ours.reset_slot(s, capacity);
-    }
+    auto reference = model.make_paged_cache(3, 40, page, capacity);
+    auto ours = model.make_paged_cache(3, 40, page, capacity);
     model.forward_cached(ids.narrow(1, 0, 11), prompts, reference);
     model.forward_cached(ids.narrow(1, 0, 11), prompts, ours);
     const bool long_factors = ours.long_rope(0);
@@ -239,7 +234,7 @@ TEST(Transformer, CacheOverflowIsAnError) {
 TEST(Transformer, PagedCacheOutOfPagesIsAnErrorThatTakesNothing) {
   at::NoGradGuard no_grad;
   auto model = phi::Transformer::random(phi::preset_model_config("tiny-phi3"), 1, at::kFloat);
-  auto cache = model.make_paged_cache(2, 3, 4);  // 12 tokens in all
+  auto cache = model.make_paged_cache(2, 3, 4, 4);  // 12 tokens in all
   model.forward_cached(at::zeros({1, 5}, at::kLong), {5}, cache, {0});
   EXPECT_EQ(cache.free_pages(), 1);
   try {

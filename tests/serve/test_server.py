@@ -189,30 +189,13 @@ def test_small_paged_cache_preempts_and_gives_the_same_outputs(model_dir, sixtee
         assert status == 400 and "this server's context is 128" in body["error"]["message"]
         # Six long streams whose clients go away after their first chunk, while the cache is far too
         # small for them: requests are cancelled running, waiting and preempted; all pages come back.
-        host, port = base.replace("http://", "").split(":")
-        socks = []
-        for i in range(6):
-            payload = json.dumps({"prompt": PROMPTS[i], "max_tokens": 100, "stream": True, "ignore_eos": True}).encode()
-            sock = socket.create_connection((host, int(port)))
-            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
-            socks.append(sock)
+        socks = [open_stream(base, {"prompt": PROMPTS[i], "max_tokens": 100, "stream": True, "ignore_eos": True})
+                 for i in range(6)]
         for sock in socks:
-            sock.settimeout(60)
-            received = b""
-            while b"data:" not in received:
-                chunk = sock.recv(4096)
-                assert chunk, "the server closed a stream before sending data"
-                received += chunk
+            read_first_event(sock, 60)
             sock.close()
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with urllib.request.urlopen(base + "/health") as r:
-                health = json.loads(r.read())
-            if health["load"] == 0 and health["kv_cache_free_pages"] == 16:
-                break
-            time.sleep(0.2)
-        else:
+        health = wait_for_health(base, lambda h: h["load"] == 0 and h["kv_cache_free_pages"] == 16, 60)
+        if health is not None:
             pytest.fail(f"cancelled requests still hold the cache: {health}")
         assert complete(small, 3) == sixteen[0][3]  # and the server still serves
     finally:
@@ -224,6 +207,39 @@ def test_bad_cache_flags_are_refused(model_dir, flag, value):
     run = subprocess.run([PHI_BIN, "serve", "--model", str(model_dir), "--port", "0", flag, value],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and flag in run.stderr
+
+
+def open_stream(base, body):
+    """Sends a completion request over a raw socket (so that the test can drop the connection)."""
+    host, port = base.replace("http://", "").split(":")
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    return sock
+
+
+def read_first_event(sock, timeout):
+    """Reads until the stream's first server-sent event."""
+    sock.settimeout(timeout)
+    received = b""
+    while b"data:" not in received:
+        chunk = sock.recv(4096)
+        assert chunk, "the server closed the stream before sending data"
+        received += chunk
+
+
+def wait_for_health(base, done, timeout):
+    """Polls /health until done(health); returns None then, else the last health seen."""
+    deadline = time.time() + timeout
+    while True:
+        with urllib.request.urlopen(base + "/health") as r:
+            health = json.loads(r.read())
+        if done(health):
+            return None
+        if time.time() > deadline:
+            return health
+        time.sleep(0.2)
 
 
 def post(server, path, body, content_type="application/json"):
@@ -267,26 +283,11 @@ def test_client_errors_surface_in_the_openai_client(client):
 
 def test_disconnecting_client_cancels_its_generation(server, client):
     # Open a long stream, read a little, drop the connection; the server must free the slot.
-    host, port = server.replace("http://", "").split(":")
-    body = json.dumps({"prompt": "Tell me a long story", "max_tokens": 256, "stream": True,
-                       "extra": 1, "ignore_eos": True}).encode()
-    sock = socket.create_connection((host, int(port)))
-    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    sock.settimeout(30)
-    received = b""
-    while b"data:" not in received:
-        chunk = sock.recv(4096)
-        assert chunk, "the server closed the stream before sending data"
-        received += chunk
+    sock = open_stream(server, {"prompt": "Tell me a long story", "max_tokens": 256, "stream": True, "extra": 1,
+                                "ignore_eos": True})
+    read_first_event(sock, 30)
     sock.close()
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        with urllib.request.urlopen(server + "/health") as r:
-            if json.loads(r.read())["load"] == 0:
-                break
-        time.sleep(0.2)
-    else:
+    if wait_for_health(server, lambda h: h["load"] == 0, 30) is not None:
         pytest.fail("the cancelled request still holds a slot")
     # The server still answers.
     assert client.completions.create(model="phi-test", prompt="still alive?", max_tokens=2).usage.completion_tokens >= 1

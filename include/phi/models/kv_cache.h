@@ -77,6 +77,9 @@ class KVCache : public KVStore {
   void reset();
 
  private:
+  /// Throws if slot `slot` cannot take `n` more positions.
+  void check_fits(int64_t slot, int64_t n) const;
+
   const ModelConfig* config_;
   int64_t batch_size_;
   int64_t capacity_;
@@ -88,9 +91,10 @@ class KVCache : public KVStore {
 
 class PagedKVCache : public KVStore {
  public:
-  /// `max_sequences` slots sharing `n_pages` pages of `page_size` tokens per layer.
+  /// `max_sequences` slots sharing `n_pages` pages of `page_size` tokens per layer;
+  /// `planned_length` fixes every slot's LongRoPE factor set as in KVCache (reset_slot changes one).
   PagedKVCache(const ModelConfig& config, int64_t max_sequences, int64_t n_pages, int64_t page_size,
-               c10::ScalarType dtype, c10::Device device);
+               int64_t planned_length, c10::ScalarType dtype, c10::Device device);
 
   int64_t batch_size() const override { return static_cast<int64_t>(slots_.size()); }
   int64_t length(int64_t slot) const override { return slots_[slot].length; }

@@ -108,8 +108,9 @@ class Transformer {
   /// A KV cache for this model in its dtype and on its device.
   KVCache make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const;
   /// A paged KV cache for this model in its dtype and on its device: `max_sequences` slots sharing
-  /// `n_pages` pages of `page_size` tokens.
-  PagedKVCache make_paged_cache(int64_t max_sequences, int64_t n_pages, int64_t page_size) const;
+  /// `n_pages` pages of `page_size` tokens, LongRoPE's factor set chosen from `planned_length`.
+  PagedKVCache make_paged_cache(int64_t max_sequences, int64_t n_pages, int64_t page_size,
+                                int64_t planned_length) const;
 
  private:
   struct Layer {
