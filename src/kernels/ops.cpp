@@ -33,25 +33,19 @@ bool needs_grad(std::initializer_list<const at::Tensor*> tensors) {
   return false;
 }
 
-// The norm kernels are forward-only here (inference) and need one dtype for x and the parameters.
-bool fused_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias) {
-  if (!fused(x) || needs_grad({&x, &residual, &weight, &bias})) return false;
-  for (const auto* t : {&residual, &weight, &bias}) {
-    if (t->defined() && (t->scalar_type() != x.scalar_type() || !t->is_cuda())) return false;
-  }
-  return !residual.defined() || residual.sizes() == x.sizes();
-}
-
-// The norm kernels with autograd (training): x and the parameters of one dtype; the residual branch
-// is cast to x's dtype first (under autocast the stream is float32 and the branch bf16, as in
-// x + residual).
-bool fused_norm_autograd(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
-                         const at::Tensor& bias) {
-  if (!fused(x) || !needs_grad({&x, &residual, &weight, &bias})) return false;
+// Which norm path takes these tensors. The kernels need x and the parameters in one dtype on CUDA.
+// Where no gradient is needed the forward kernel runs and the residual must share that dtype too;
+// under autograd (training) the residual branch is cast to x's dtype first (under autocast the
+// stream is float32 and the branch bf16, as in x + residual).
+enum class NormPath { kAten, kForward, kAutograd };
+NormPath norm_path(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!fused(x)) return NormPath::kAten;
   for (const auto* t : {&weight, &bias}) {
-    if (t->defined() && (t->scalar_type() != x.scalar_type() || !t->is_cuda())) return false;
+    if (t->defined() && (t->scalar_type() != x.scalar_type() || !t->is_cuda())) return NormPath::kAten;
   }
-  return !residual.defined() || (residual.is_cuda() && residual.sizes() == x.sizes());
+  if (residual.defined() && (!residual.is_cuda() || residual.sizes() != x.sizes())) return NormPath::kAten;
+  if (needs_grad({&x, &residual, &weight, &bias})) return NormPath::kAutograd;
+  return residual.defined() && residual.scalar_type() != x.scalar_type() ? NormPath::kAten : NormPath::kForward;
 }
 
 at::Tensor activation(const at::Tensor& x, FusedActivation kind, double limit) {
@@ -77,26 +71,31 @@ at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::T
 
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                       double eps) {
-  if (fused_norm(x, {}, weight, bias)) return add_norm_cuda(x, {}, weight, bias, eps, false).y;
+  // Under autograd ATen's layer_norm is already one fused kernel each way.
+  if (norm_path(x, {}, weight, bias) == NormPath::kForward) return add_norm_cuda(x, {}, weight, bias, eps, false).y;
   return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
 }
 
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                                            const at::Tensor& bias, double eps, bool rms) {
-  if (fused_norm(x, residual, weight, bias)) {
-    auto r = add_norm_cuda(x, residual, weight, bias, eps, rms);
-    return {r.h, r.y};
-  }
-  if (fused_norm_autograd(x, residual, weight, bias)) {
-    return add_norm_autograd_cuda(x, residual.to(x.scalar_type()), weight, bias, eps, rms);
+  switch (norm_path(x, residual, weight, bias)) {
+    case NormPath::kForward: {
+      auto r = add_norm_cuda(x, residual, weight, bias, eps, rms);
+      return {r.h, r.y};
+    }
+    case NormPath::kAutograd: return add_norm_autograd_cuda(x, residual.to(x.scalar_type()), weight, bias, eps, rms);
+    case NormPath::kAten: break;
   }
   auto h = x + residual;
   return {h, rms ? rms_norm(h, weight, eps) : layer_norm(h, weight, bias, eps)};
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  if (fused_norm(x, {}, weight, {})) return rms_norm_cuda(x, weight, eps);
-  if (fused_norm_autograd(x, {}, weight, {})) return add_norm_autograd_cuda(x, {}, weight, {}, eps, true).second;
+  switch (norm_path(x, {}, weight, {})) {
+    case NormPath::kForward: return rms_norm_cuda(x, weight, eps);
+    case NormPath::kAutograd: return add_norm_autograd_cuda(x, {}, weight, {}, eps, true).second;
+    case NormPath::kAten: break;
+  }
   auto xf = x.to(at::kFloat);
   auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
