@@ -114,3 +114,18 @@ def random_model_with_tokenizer(tmp_path, family, max_position_embeddings=256, s
     for f in toks[family].iterdir():
         shutil.copy(f, out / f.name)
     return model, out
+
+
+def read_shard(path):
+    """An independent reader of the documented shard format (docs/data.md)."""
+    import struct
+    raw = Path(path).read_bytes()
+    assert raw[:8] == b"PHISHRD1"
+    version, token_bytes, n_tokens, n_docs, flags = struct.unpack_from("<IIQQI", raw, 8)
+    assert version == 1
+    tokens = list(struct.unpack_from(f"<{n_tokens}{'H' if token_bytes == 2 else 'I'}", raw, 64))
+    offset = 64 + n_tokens * token_bytes
+    index = list(struct.unpack_from(f"<{n_docs + 1}Q", raw, offset))
+    mask = list(raw[offset + (n_docs + 1) * 8:]) if flags & 1 else None
+    assert len(raw) == offset + (n_docs + 1) * 8 + (n_tokens if flags & 1 else 0)
+    return tokens, index, mask

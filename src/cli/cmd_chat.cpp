@@ -70,7 +70,9 @@ int run_chat(const ChatOptions& o) {
     request.params = o.sampling;
     request.params.seed = o.sampling.seed + turn++;
     try {
-      request.prompt = tokenizer->encode(chat.render(messages, true));
+      EncodeOptions options;
+      options.max_tokens = loaded.model.config().max_position_embeddings;
+      request.prompt = chat.encode(*tokenizer, messages, true, options);
       const auto start = std::chrono::steady_clock::now();
       auto outputs = generator.generate({request}, [&](size_t, const SampledToken&, const std::string& delta) {
         std::cout << delta << std::flush;

@@ -94,6 +94,7 @@ int tokenize_dataset(const TokenizeJob& o) {
   auto chat = !o.chat_template.empty() || !std::filesystem::exists(model_config)
                   ? ChatTemplate::builtin(o.chat_template.empty() ? "phi3" : o.chat_template, *tokenizer)
                   : ChatTemplate::for_model(o.tokenizer, load_model_config(model_config.string()), *tokenizer);
+  chat.set_special_tokens_in_content(o.special_tokens_in_content);
   int64_t documents = 0;
   for (const auto& input : o.inputs) {
     for_each_document(input, [&](const Document& d) {
@@ -104,24 +105,30 @@ int tokenize_dataset(const TokenizeJob& o) {
         mask.insert(mask.end(), part.size(), train_on);
       };
       if (!d.messages.empty()) {
-        // Train on each assistant turn (and the tokens that end it): the ids between the prompt
-        // rendered up to that turn and the conversation rendered through it.
-        std::vector<int64_t> done;
+        // The document is the whole conversation as the template renders it. Train on each
+        // assistant turn (and the tokens that end it): from where the prompt rendered up to that
+        // turn stops agreeing with the conversation, to where the conversation rendered through
+        // that turn stops agreeing with it. Common prefixes rather than lengths, because templates
+        // may end a partial rendering differently (Phi-3's adds eos_token when no generation
+        // prompt is asked).
+        const auto conversation = chat.encode(*tokenizer, d.messages, false);
+        std::vector<uint8_t> trained(conversation.size(), 0);
+        auto agreeing = [&](const std::vector<int64_t>& ids) {
+          size_t n = 0;
+          while (n < ids.size() && n < conversation.size() && ids[n] == conversation[n]) ++n;
+          return n;
+        };
         for (size_t i = 0; i < d.messages.size(); ++i) {
-          std::vector<ChatMessage> upto(d.messages.begin(), d.messages.begin() + static_cast<long>(i) + 1);
-          auto full = tokenizer->encode(chat.render(upto, false));
-          if (d.messages[i].role == "assistant") {
-            std::vector<ChatMessage> before(d.messages.begin(), d.messages.begin() + static_cast<long>(i));
-            auto prompt = tokenizer->encode(chat.render(before, true));
-            if (prompt.size() < done.size()) prompt = done;
-            append(std::vector<int64_t>(full.begin() + static_cast<long>(done.size()),
-                                        full.begin() + static_cast<long>(std::min(prompt.size(), full.size()))), 0);
-            append(std::vector<int64_t>(full.begin() + static_cast<long>(std::min(prompt.size(), full.size())), full.end()), 1);
-          } else {
-            append(std::vector<int64_t>(full.begin() + static_cast<long>(std::min(done.size(), full.size())), full.end()), 0);
-          }
-          done = full;
+          if (d.messages[i].role != "assistant") continue;
+          const auto first = d.messages.begin();
+          const size_t begin = agreeing(chat.encode(*tokenizer, {first, first + static_cast<long>(i)}, true));
+          const size_t end = i + 1 == d.messages.size()
+                                 ? conversation.size()
+                                 : agreeing(chat.encode(*tokenizer, {first, first + static_cast<long>(i) + 1}, false));
+          for (size_t k = begin; k < end; ++k) trained[k] = 1;
         }
+        ids = conversation;
+        mask = trained;
       } else if (!d.answer.empty()) {
         append(tokenizer->encode(d.prompt, options), 0);
         append(tokenizer->encode(d.answer, options), 1);
@@ -200,6 +207,8 @@ void add_data_command(CLI::App& root, Runner& run) {
   tok->add_flag("--no-eos", o->no_eos, "do not end each document with the EOS token");
   tok->add_option("--chat-template", o->chat_template,
                   "built-in template for {\"messages\"} lines (default: the model directory's own, else phi3)");
+  tok->add_flag("--special-tokens-in-content", o->special_tokens_in_content,
+                "special-token text inside messages becomes control tokens (default: plain text)");
   tok->callback([&run, o]() { run = [o]() { return tokenize_dataset(*o); }; });
 
   auto* synth = cmd->add_subcommand("synth", "Generate synthetic data");

@@ -90,10 +90,21 @@ int run_generate(const GenerateOptions& o) {
         }
         request.prompt.push_back(id.get<int64_t>());
       }
-    } else if (j.contains("messages")) {
-      request.prompt = tokenizer->encode(chat.render(parse_chat_messages(j["messages"], where), true));
-    } else if (j.contains("prompt") && j["prompt"].is_string()) {
-      request.prompt = tokenizer->encode(j["prompt"].get<std::string>());
+    } else if (j.contains("messages") || (j.contains("prompt") && j["prompt"].is_string())) {
+      // Unless left truncation is asked, a prompt that cannot fit the context is refused before
+      // it is tokenized (a huge line costs a length check, not gigabytes).
+      const int64_t max_tokens = o.truncate ? 0 : model.config().max_position_embeddings;
+      try {
+        if (j.contains("messages")) {
+          EncodeOptions options;
+          options.max_tokens = max_tokens;
+          request.prompt = chat.encode(*tokenizer, parse_chat_messages(j["messages"], where), true, options);
+        } else {
+          request.prompt = tokenizer->encode(j["prompt"].get<std::string>(), tokenizer->prompt_options(max_tokens));
+        }
+      } catch (const Error& e) {
+        throw Error(e.message(), e.where().empty() ? where : e.where(), e.hint());
+      }
     } else {
       throw Error("line needs \"prompt\" (string), \"prompt_ids\" or \"messages\"", where);
     }

@@ -48,10 +48,11 @@ struct EncodeCommand {
   std::string jsonl;
   bool add_special = false;
   bool plain_special = false;
+  bool as_prompt = false;
   int run() const {
     auto tokenizer = load_tokenizer(source.files);
-    EncodeOptions options;
-    options.add_bos = options.add_eos = add_special;
+    EncodeOptions options = as_prompt ? tokenizer->prompt_options() : EncodeOptions{};
+    if (add_special) options.add_bos = options.add_eos = true;
     options.allow_special = !plain_special;
     if (!jsonl.empty()) {
       for_each_jsonl(jsonl, [&](const nlohmann::json& j, const std::string& where) {
@@ -100,6 +101,7 @@ struct RenderChatCommand {
   std::string chat_template;
   bool no_generation_prompt = false;
   bool ids = false;
+  bool special_tokens_in_content = false;
   int run() const {
     auto tokenizer = load_tokenizer(source.files);
     auto parsed = nlohmann::json::parse(messages, nullptr, false);
@@ -115,11 +117,12 @@ struct RenderChatCommand {
       config = load_directory_config(source.files.directory);
     }
     auto chat = ChatTemplate::for_model(source.files.directory, config, *tokenizer, chat_template);
-    auto text = chat.render(parse_chat_messages(parsed, "--messages"), !no_generation_prompt);
+    chat.set_special_tokens_in_content(special_tokens_in_content);
+    const auto messages_list = parse_chat_messages(parsed, "--messages");
     if (ids) {
-      std::cout << nlohmann::json(tokenizer->encode(text)).dump() << std::endl;
+      std::cout << nlohmann::json(chat.encode(*tokenizer, messages_list, !no_generation_prompt)).dump() << std::endl;
     } else {
-      std::cout << text << std::flush;
+      std::cout << chat.render(messages_list, !no_generation_prompt) << std::flush;
     }
     return 0;
   }
@@ -150,6 +153,8 @@ void add_tokenizer_command(CLI::App& root, Runner& run) {
   input->excludes(jsonl);
   enc->add_flag("--add-special", encode->add_special, "add BOS/EOS ids (none are added by default)");
   enc->add_flag("--plain-special", encode->plain_special, "encode special-token text as ordinary text");
+  enc->add_flag("--as-prompt", encode->as_prompt,
+                "encode as generate and serve encode a text prompt (BOS when tokenizer_config.json's add_bos_token says)");
   enc->callback([&run, encode, text, input, jsonl]() {
     if (text->count() + input->count() + jsonl->count() == 0) {
       throw CLI::RequiredError("one of --text, --input or --jsonl");
@@ -180,7 +185,9 @@ void add_tokenizer_command(CLI::App& root, Runner& run) {
   rc->add_option("--messages", render->messages, "JSON [{\"role\", \"content\"}, ...] or a file holding it")->required();
   rc->add_option("--template", render->chat_template, "a built-in template name or a .jinja file (default: the model's)");
   rc->add_flag("--no-generation-prompt", render->no_generation_prompt, "do not end with the assistant header");
-  rc->add_flag("--ids", render->ids, "print the token ids instead of the text");
+  rc->add_flag("--ids", render->ids, "print the token ids instead of the text (message content encoded as plain text)");
+  rc->add_flag("--special-tokens-in-content", render->special_tokens_in_content,
+               "with --ids: special-token text inside messages becomes control tokens (transformers' behaviour)");
   rc->callback([&run, render]() { run = [render]() { return render->run(); }; });
 
   auto train = std::make_shared<TrainCommand>();

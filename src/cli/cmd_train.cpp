@@ -40,6 +40,7 @@ std::string tokenized_source(const std::string& path, const TrainConfig& config,
   job.tokenizer = config.init_from;
   job.inputs = {path};
   job.output = out.string();
+  job.special_tokens_in_content = config.special_tokens_in_content;
   tokenize_dataset(job);
   return out.string();
 }

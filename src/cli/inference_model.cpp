@@ -10,6 +10,9 @@ void InferenceModelOptions::add_options(CLI::App* cmd) {
   cmd->add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--dtype", dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
   cmd->add_option("--chat-template", chat_template, "a built-in template name or a .jinja file (default: the model's)");
+  cmd->add_flag("--special-tokens-in-content", special_tokens_in_content,
+                "encode special-token text inside chat messages as control tokens (transformers' behaviour; "
+                "by default message content is plain text, so no message can forge a turn)");
 }
 
 InferenceModel InferenceModel::load(const InferenceModelOptions& o) {
@@ -19,6 +22,7 @@ InferenceModel InferenceModel::load(const InferenceModelOptions& o) {
   auto model = load_model(o.model, load);
   auto tokenizer = load_tokenizer(o.model);
   auto chat = ChatTemplate::for_model(o.model, model.config(), *tokenizer, o.chat_template);
+  chat.set_special_tokens_in_content(o.special_tokens_in_content);
   auto end_ids = default_end_token_ids(o.model, *tokenizer);
   return InferenceModel{std::move(model), std::move(tokenizer), std::move(chat), std::move(end_ids)};
 }

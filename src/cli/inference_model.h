@@ -20,7 +20,8 @@ struct InferenceModelOptions {
   std::string device = "cpu";
   std::string dtype = "f32";
   std::string chat_template;
-  /// Adds --model, --device, --dtype, --chat-template.
+  bool special_tokens_in_content = false;
+  /// Adds --model, --device, --dtype, --chat-template, --special-tokens-in-content.
   void add_options(CLI::App* cmd);
 };
 

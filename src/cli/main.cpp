@@ -3,12 +3,14 @@
 #include <iostream>
 
 #include <c10/util/Exception.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/cfg/env.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "phi/core/error.h"
+#include "phi/core/json_reader.h"
 #include "phi/kernels/cuda_kernels.h"
 
 int main(int argc, char** argv) {
@@ -51,6 +53,14 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << std::endl;
   } catch (const c10::Error& e) {
     std::cerr << "error: " << e.what_without_backtrace() << std::endl;
+  } catch (const nlohmann::json::exception& e) {
+    // A JSON value of an unexpected type that no reader above named (they name file and path).
+    std::cerr << "error: unexpected JSON value: " << phi::json_error_text(e)
+              << "\n  hint: check the JSON inputs of this command (files, --messages, --set values)" << std::endl;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory\n  hint: an input or a setting asks for more memory than this machine has "
+                 "(check sizes in the config and the length of the inputs)"
+              << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << std::endl;
   }

@@ -119,6 +119,17 @@ void read_long_rope(ModelConfig& c, const nlohmann::json& scaling, const std::st
   }
 }
 
+// num_attention_heads, checked before hidden_size is divided by it (a 0 would be a SIGFPE).
+int64_t read_head_count(JsonReader& r, int64_t hidden_size) {
+  const auto heads = r.required<int64_t>("num_attention_heads");
+  if (heads <= 0) r.fail("num_attention_heads", "must be > 0, got " + std::to_string(heads));
+  if (hidden_size <= 0) r.fail("hidden_size", "must be > 0, got " + std::to_string(hidden_size));
+  if (hidden_size % heads != 0 && !r.has_value("head_dim")) {
+    r.fail("num_attention_heads", "(" + std::to_string(heads) + ") must divide hidden_size (" + std::to_string(hidden_size) + ")");
+  }
+  return heads;
+}
+
 int64_t rotary_dim_from_factor(int64_t head_dim, double partial) {
   return static_cast<int64_t>(static_cast<double>(head_dim) * partial);
 }
@@ -135,7 +146,7 @@ ModelConfig from_hf_phi(JsonReader& r) {
   c.hidden_size = r.required<int64_t>("hidden_size");
   c.intermediate_size = r.required<int64_t>("intermediate_size");
   c.n_layers = r.required<int64_t>("num_hidden_layers");
-  c.n_heads = r.required<int64_t>("num_attention_heads");
+  c.n_heads = read_head_count(r, c.hidden_size);
   c.n_kv_heads = r.optional<int64_t>("num_key_value_heads", c.n_heads);
   c.head_dim = r.optional<int64_t>("head_dim", c.hidden_size / c.n_heads);
   c.max_position_embeddings = r.optional<int64_t>("max_position_embeddings", 2048);
@@ -165,7 +176,7 @@ ModelConfig from_hf_phi3(JsonReader& r) {
   c.hidden_size = r.required<int64_t>("hidden_size");
   c.intermediate_size = r.required<int64_t>("intermediate_size");
   c.n_layers = r.required<int64_t>("num_hidden_layers");
-  c.n_heads = r.required<int64_t>("num_attention_heads");
+  c.n_heads = read_head_count(r, c.hidden_size);
   c.n_kv_heads = r.optional<int64_t>("num_key_value_heads", c.n_heads);
   c.head_dim = r.optional<int64_t>("head_dim", c.hidden_size / c.n_heads);
   c.max_position_embeddings = r.optional<int64_t>("max_position_embeddings", 4096);
@@ -205,7 +216,7 @@ ModelConfig from_hf_phi3small(JsonReader& r) {
   c.hidden_size = r.required<int64_t>("hidden_size");
   c.intermediate_size = r.required<int64_t>("ff_intermediate_size");
   c.n_layers = r.required<int64_t>("num_hidden_layers");
-  c.n_heads = r.required<int64_t>("num_attention_heads");
+  c.n_heads = read_head_count(r, c.hidden_size);
   c.n_kv_heads = r.optional<int64_t>("num_key_value_heads", c.n_heads);
   c.head_dim = c.hidden_size / c.n_heads;
   c.max_position_embeddings = r.optional<int64_t>("max_position_embeddings", 8192);

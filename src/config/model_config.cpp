@@ -75,6 +75,19 @@ void ModelConfig::validate(const std::string& source) const {
   positive("n_kv_heads", n_kv_heads);
   positive("head_dim", head_dim);
   positive("max_position_embeddings", max_position_embeddings);
+  // Upper bounds far beyond any real model, so that size arithmetic cannot overflow and a typo
+  // (hidden_size=1e12) is named here rather than failing in the allocator.
+  auto at_most = [&](const char* key, int64_t value, int64_t limit) {
+    if (value > limit) invalid(source, key, "must be at most " + std::to_string(limit) + ", got " + std::to_string(value));
+  };
+  at_most("vocab_size", vocab_size, int64_t{1} << 24);
+  at_most("hidden_size", hidden_size, int64_t{1} << 18);
+  at_most("intermediate_size", intermediate_size, int64_t{1} << 20);
+  at_most("n_layers", n_layers, 4096);
+  at_most("n_heads", n_heads, 4096);
+  at_most("n_kv_heads", n_kv_heads, 4096);
+  at_most("head_dim", head_dim, 4096);
+  at_most("max_position_embeddings", max_position_embeddings, int64_t{1} << 24);
   if (n_heads % n_kv_heads != 0) {
     invalid(source, "n_kv_heads", "must divide n_heads (" + std::to_string(n_heads) + "), got " +
                                       std::to_string(n_kv_heads));

@@ -13,6 +13,13 @@
 
 namespace phi {
 
+std::string json_error_text(const nlohmann::json::exception& e) {
+  std::string text = e.what();
+  const auto close = text.find("] ");
+  if (text.rfind("[json.exception.", 0) == 0 && close != std::string::npos) text = text.substr(close + 2);
+  return text;
+}
+
 nlohmann::json read_json_file(const std::string& path) {
   const std::string text = read_text_file(path, "JSON file");
   try {

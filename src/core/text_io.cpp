@@ -17,13 +17,36 @@ std::string read_text_file(const std::string& path, const std::string& what) {
   return buffer.str();
 }
 
+namespace {
+
+// std::getline with a cap: false at the end of the input; throws when a line passes `max_bytes`.
+bool read_line(std::istream& in, std::string& line, size_t max_bytes, const std::string& path, int64_t number) {
+  line.clear();
+  std::streambuf* buffer = in.rdbuf();
+  bool any = false;
+  while (true) {
+    const int c = buffer->sbumpc();
+    if (c == std::char_traits<char>::eof()) return any;
+    any = true;
+    if (c == '\n') return true;
+    if (line.size() >= max_bytes) {
+      throw Error("line is longer than " + std::to_string(max_bytes) + " bytes", path + ":" + std::to_string(number),
+                  "split the input into smaller records");
+    }
+    line.push_back(static_cast<char>(c));
+  }
+}
+
+}  // namespace
+
 void for_each_jsonl(const std::string& path,
-                    const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn) {
+                    const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
+                    size_t max_line_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open JSONL file", path, "check that the file exists and is readable");
   std::string line;
   int64_t n = 0;
-  while (std::getline(in, line)) {
+  while (read_line(in, line, max_line_bytes, path, n + 1)) {
     ++n;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(n);

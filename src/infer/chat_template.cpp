@@ -1,5 +1,6 @@
 #include "phi/infer/chat_template.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/infer/jinja.h"
+#include "tokenizer/utf8.h"
 
 namespace phi {
 
@@ -82,9 +84,13 @@ std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& messages, con
 
 ChatTemplate::ChatTemplate(std::string name, const std::string& source, const Tokenizer& tokenizer)
     : name_(std::move(name)),
-      template_(std::make_unique<jinja::Template>(source)),
+      template_(std::make_unique<jinja::Template>(source, name_)),
       bos_token_(token_text(tokenizer, tokenizer.bos_id())),
-      eos_token_(token_text(tokenizer, tokenizer.eos_id())) {}
+      eos_token_(token_text(tokenizer, tokenizer.eos_id())) {
+  for (const auto& t : tokenizer.added_tokens()) {
+    if (t.special) special_texts_.push_back(t.content);
+  }
+}
 
 ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
 ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
@@ -126,11 +132,12 @@ ChatTemplate ChatTemplate::for_model(const std::string& model_directory, const M
     auto j = read_json_file(config_path.string());
     if (j.is_object() && j.contains("chat_template")) {
       const auto& t = j["chat_template"];
-      if (t.is_string()) return from_source("tokenizer_config.json", t.get<std::string>(), tokenizer);
+      if (t.is_string()) return from_source(config_path.string(), t.get<std::string>(), tokenizer);
       if (t.is_array()) {
         for (const auto& entry : t) {
-          if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template")) {
-            return from_source("tokenizer_config.json", entry["template"].get<std::string>(), tokenizer);
+          if (entry.is_object() && entry.contains("name") && entry["name"] == "default" && entry.contains("template") &&
+              entry["template"].is_string()) {
+            return from_source(config_path.string(), entry["template"].get<std::string>(), tokenizer);
           }
         }
       }
@@ -142,6 +149,75 @@ ChatTemplate ChatTemplate::for_model(const std::string& model_directory, const M
     case Family::kPhi3Small: return builtin("phi3-small", tokenizer);
   }
   return builtin("phi3", tokenizer);
+}
+
+namespace {
+
+// Message content is valid UTF-8 (checked where it is parsed or encoded), so the byte 0xFF never
+// occurs in it and can mark, through the template's string operations, the places inside content
+// where a special-token match would start, continue or end. The marks are removed after rendering
+// and their offsets become the tokenizer's special barriers.
+constexpr char kBarrier = '\xFF';
+
+// Offsets in `content` that must hold a barrier so that no special-token text can be matched across
+// any of them: one inside every whole occurrence, and one at either end where the content begins
+// with a special's tail or ends with its head (the template's own text could complete it).
+std::vector<size_t> barrier_offsets(const std::string& content, const std::vector<std::string>& specials) {
+  std::vector<size_t> at;
+  const size_t n = content.size();
+  for (const auto& s : specials) {
+    const size_t len = s.size();
+    if (len < 2) continue;
+    for (size_t p = content.find(s); p != std::string::npos; p = content.find(s, p + 1)) at.push_back(p + 1);
+    for (size_t k = 1; k < len && k <= n; ++k) {
+      if (content.compare(0, k, s, len - k, k) == 0) at.push_back(0);          // content starts with s's tail
+      if (content.compare(n - k, k, s, 0, k) == 0) at.push_back(n);            // content ends with s's head
+    }
+  }
+  std::sort(at.begin(), at.end());
+  at.erase(std::unique(at.begin(), at.end()), at.end());
+  return at;
+}
+
+std::string with_barriers(const std::string& content, const std::vector<std::string>& specials) {
+  auto at = barrier_offsets(content, specials);
+  if (at.empty()) return content;
+  std::string out;
+  out.reserve(content.size() + at.size());
+  size_t next = 0;
+  for (size_t i = 0; i <= content.size(); ++i) {
+    while (next < at.size() && at[next] == i) {
+      out += kBarrier;
+      ++next;
+    }
+    if (i < content.size()) out += content[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<int64_t> ChatTemplate::encode(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                                          bool add_generation_prompt, EncodeOptions options) const {
+  options.allow_special = true;
+  options.special_barriers = nullptr;
+  if (special_tokens_in_content_) return tokenizer.encode(render(messages, add_generation_prompt), options);
+  std::vector<ChatMessage> marked = messages;
+  for (size_t i = 0; i < marked.size(); ++i) {
+    const std::string what = "messages[" + std::to_string(i) + "].content";
+    utf8::require_valid(marked[i].content, what.c_str());
+    marked[i].content = with_barriers(marked[i].content, special_texts_);
+  }
+  const std::string rendered = render(marked, add_generation_prompt);
+  std::string text;
+  std::vector<size_t> barriers;
+  text.reserve(rendered.size());
+  for (char c : rendered) {
+    if (c == kBarrier) barriers.push_back(text.size());
+    else text += c;
+  }
+  options.special_barriers = &barriers;
+  return tokenizer.encode(text, options);
 }
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {

@@ -75,10 +75,13 @@ struct Token {
   std::string text;
 };
 
-std::vector<Token> lex(const std::string& s, size_t offset) {
+std::vector<Token> lex(const std::string& s, size_t offset, size_t max_tokens) {
   std::vector<Token> out;
   size_t i = 0;
   while (i < s.size()) {
+    if (out.size() >= max_tokens) {
+      syntax_error("a tag of more than " + std::to_string(max_tokens) + " tokens", offset);
+    }
     char c = s[i];
     if (std::isspace(static_cast<unsigned char>(c))) { ++i; continue; }
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
@@ -121,6 +124,22 @@ std::vector<Token> lex(const std::string& s, size_t offset) {
 }
 
 struct Context {
+  explicit Context(const Limits& l) : limits(l) {}
+  const Limits& limits;
+  uint64_t steps = 0;
+  uint64_t iterations = 0;
+  // One node render or loop iteration; a render that runs past the budget stops.
+  void tick() {
+    if (++steps > limits.max_steps) {
+      throw Error("chat template: rendering took more than " + std::to_string(limits.max_steps) + " steps");
+    }
+  }
+  void check_size(size_t bytes, const char* what) const {
+    if (bytes > limits.max_value_bytes) {
+      throw Error(std::string("chat template: ") + what + " of " + std::to_string(bytes) + " bytes exceeds the limit of " +
+                  std::to_string(limits.max_value_bytes));
+    }
+  }
   std::vector<Json> scopes;  // innermost last
   const Json* lookup(const std::string& name) const {
     for (auto it = scopes.rbegin(); it != scopes.rend(); ++it) {
@@ -152,14 +171,15 @@ std::string to_text(const Json& v) {
 
 class ExprParser {
  public:
-  ExprParser(std::vector<Token> tokens, size_t offset) : t_(std::move(tokens)), offset_(offset) {}
+  ExprParser(std::vector<Token> tokens, size_t offset, int max_depth = 64)
+      : t_(std::move(tokens)), offset_(offset), max_depth_(max_depth) {}
   Expr parse() {
     auto e = conditional();
     return e;
   }
   bool at_end() const { return t_[i_].kind == Token::kEnd; }
   const Token& peek() const { return t_[i_]; }
-  Token take() { return t_[i_++]; }
+  Token take() { return t_[i_].kind == Token::kEnd ? t_[i_] : t_[i_++]; }
   void expect_name(const std::string& name) {
     if (!accept_name(name)) syntax_error("expected '" + name + "'", offset_);
   }
@@ -173,7 +193,16 @@ class ExprParser {
   }
 
  private:
+  // Recursion guard: nested parentheses, brackets, `not`s and conditionals count.
+  struct Nesting {
+    ExprParser& p;
+    explicit Nesting(ExprParser& parser) : p(parser) {
+      if (++p.depth_ > p.max_depth_) syntax_error("expression nested deeper than " + std::to_string(p.max_depth_), p.offset_);
+    }
+    ~Nesting() { --p.depth_; }
+  };
   Expr conditional() {
+    Nesting nesting(*this);
     auto value = or_expr();
     if (accept_name("if")) {
       auto cond = or_expr();
@@ -200,6 +229,7 @@ class ExprParser {
     return left;
   }
   Expr not_expr() {
+    Nesting nesting(*this);
     if (accept_name("not")) {
       auto e = not_expr();
       return [e](Context& c) { return Json(!truthy(e(c))); };
@@ -258,24 +288,44 @@ class ExprParser {
   }
   Expr additive() {
     auto left = filtered();
+    int links = 0;
     while (peek().kind == Token::kOp && (peek().text == "+" || peek().text == "~" || peek().text == "-")) {
+      chain_link(links);
       std::string op = take().text;
       auto right = filtered();
       left = [left, right, op](Context& c) {
         Json l = left(c), r = right(c);
-        if (op == "~") return Json(to_text(l) + to_text(r));
-        if (op == "-") return Json(l.get<double>() - r.get<double>());
-        if (l.is_string() || r.is_string()) return Json(to_text(l) + to_text(r));
-        if (l.is_array() && r.is_array()) { Json out = l; for (const auto& x : r) out.push_back(x); return out; }
+        if (op == "-") {
+          if (!l.is_number() || !r.is_number()) throw Error("chat template: '-' needs two numbers");
+          return Json(l.get<double>() - r.get<double>());
+        }
+        if (op == "~" || l.is_string() || r.is_string()) {
+          std::string a = to_text(l), b = to_text(r);
+          c.check_size(a.size() + b.size(), "a string");
+          return Json(a + b);
+        }
+        if (l.is_array() && r.is_array()) {
+          c.check_size((l.size() + r.size()) * 64, "a list");
+          Json out = l;
+          for (const auto& x : r) out.push_back(x);
+          return out;
+        }
+        if (!l.is_number() || !r.is_number()) throw Error("chat template: '+' of " + std::string(l.type_name()) + " and " + r.type_name());
         if (l.is_number_integer() && r.is_number_integer()) return Json(l.get<int64_t>() + r.get<int64_t>());
         return Json(l.get<double>() + r.get<double>());
       };
     }
     return left;
   }
+  // A chain of filters, attributes or operators nests its evaluation like parentheses do.
+  void chain_link(int& links) {
+    if (++links > max_depth_ * 4) syntax_error("a chain of more than " + std::to_string(max_depth_ * 4) + " operations", offset_);
+  }
   Expr filtered() {
     auto value = postfix();
+    int links = 0;
     while (accept_op("|")) {
+      chain_link(links);
       Token name = take();
       std::vector<Expr> args;
       if (accept_op("(")) {
@@ -295,10 +345,10 @@ class ExprParser {
         if (f == "length" || f == "count") return Json(v.is_string() ? v.get<std::string>().size() : v.size());
         if (f == "upper" || f == "lower") {
           std::string s = to_text(v);
-          for (auto& ch : s) ch = static_cast<char>(f == "upper" ? std::toupper(ch) : std::tolower(ch));
+          for (auto& ch : s) ch = static_cast<char>(f == "upper" ? std::toupper(static_cast<unsigned char>(ch)) : std::tolower(static_cast<unsigned char>(ch)));
           return Json(s);
         }
-        if (f == "tojson") return Json(v.dump());
+        if (f == "tojson") return Json(v.dump(-1, ' ', false, Json::error_handler_t::replace));
         if (f == "string") return Json(to_text(v));
         if (f == "default") return (v.is_null() || v.is_discarded()) && !args.empty() ? args[0](c) : v;
         throw Error("chat template: unknown filter '" + f + "'");
@@ -308,7 +358,9 @@ class ExprParser {
   }
   Expr postfix() {
     auto value = primary();
+    int links = 0;
     while (true) {
+      chain_link(links);
       if (accept_op(".")) {
         Token name = take();
         if (accept_op("(")) {  // string methods
@@ -327,7 +379,7 @@ class ExprParser {
               return Json(s.substr(a, b - a + 1));
             }
             if (m == "upper" || m == "lower") {
-              for (auto& ch : s) ch = static_cast<char>(m == "upper" ? std::toupper(ch) : std::tolower(ch));
+              for (auto& ch : s) ch = static_cast<char>(m == "upper" ? std::toupper(static_cast<unsigned char>(ch)) : std::tolower(static_cast<unsigned char>(ch)));
               return Json(s);
             }
             if (m == "startswith" && !args.empty()) return Json(s.rfind(to_text(args[0](c)), 0) == 0);
@@ -367,7 +419,12 @@ class ExprParser {
     Token t = take();
     if (t.kind == Token::kString) { Json v = t.text; return [v](Context&) { return v; }; }
     if (t.kind == Token::kNumber) {
-      Json v = t.text.find('.') == std::string::npos ? Json(std::stoll(t.text)) : Json(std::stod(t.text));
+      Json v;
+      try {
+        v = t.text.find('.') == std::string::npos ? Json(std::stoll(t.text)) : Json(std::stod(t.text));
+      } catch (const std::exception&) {
+        syntax_error("bad number '" + t.text + "'", offset_);
+      }
       return [v](Context&) { return v; };
     }
     if (t.kind == Token::kOp && t.text == "(") {
@@ -406,6 +463,8 @@ class ExprParser {
   std::vector<Token> t_;
   size_t i_ = 0;
   size_t offset_;
+  int max_depth_;
+  int depth_ = 0;
 };
 
 }  // namespace
@@ -419,18 +478,28 @@ struct Node {
 
 namespace {
 
+void append_output(Context& c, std::string& out, const std::string& text) {
+  if (out.size() + text.size() > c.limits.max_output_bytes) {
+    throw Error("chat template: output exceeds " + std::to_string(c.limits.max_output_bytes) + " bytes");
+  }
+  out += text;
+}
+
 struct TextNode : Node {
   std::string text;
-  void render(Context&, std::string& out) const override { out += text; }
+  void render(Context& c, std::string& out) const override { append_output(c, out, text); }
 };
 struct OutputNode : Node {
   Expr expr;
-  void render(Context& c, std::string& out) const override { out += to_text(expr(c)); }
+  void render(Context& c, std::string& out) const override { append_output(c, out, to_text(expr(c))); }
 };
 struct BlockNode : Node {
   std::vector<std::unique_ptr<Node>> children;
   void render(Context& c, std::string& out) const override {
-    for (const auto& child : children) child->render(c, out);
+    for (const auto& child : children) {
+      c.tick();
+      child->render(c, out);
+    }
   }
 };
 struct IfNode : Node {
@@ -455,6 +524,10 @@ struct ForNode : Node {
     if (!items.is_array()) return;
     const size_t n = items.size();
     for (size_t i = 0; i < n; ++i) {
+      if (++c.iterations > c.limits.max_loop_iterations) {
+        throw Error("chat template: loops ran more than " + std::to_string(c.limits.max_loop_iterations) + " iterations");
+      }
+      c.tick();
       Json scope = Json::object();
       scope[var] = items[i];
       scope["loop"] = {{"index", i + 1}, {"index0", i}, {"first", i == 0}, {"last", i + 1 == n}, {"length", n},
@@ -485,8 +558,15 @@ std::string after_first_word(const std::string& s) {
 
 class StatementParser {
  public:
-  explicit StatementParser(std::vector<Piece> pieces) : p_(std::move(pieces)) {}
+  StatementParser(std::vector<Piece> pieces, const Limits& limits) : p_(std::move(pieces)), limits_(limits) {}
   std::unique_ptr<BlockNode> parse_block(const std::vector<std::string>& terminators, std::string* ended_by) {
+    if (++depth_ > limits_.max_depth) {
+      syntax_error("blocks nested deeper than " + std::to_string(limits_.max_depth), i_ < p_.size() ? p_[i_].offset : 0);
+    }
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{depth_};
     auto block = std::make_unique<BlockNode>();
     while (i_ < p_.size()) {
       const Piece& piece = p_[i_];
@@ -497,7 +577,7 @@ class StatementParser {
         ++i_;
       } else if (piece.kind == Piece::kOutput) {
         auto node = std::make_unique<OutputNode>();
-        ExprParser parser(lex(piece.text, piece.offset), piece.offset);
+        ExprParser parser(lex(piece.text, piece.offset, limits_.max_tokens_per_tag), piece.offset, limits_.max_depth);
         node->expr = parser.parse();
         if (!parser.at_end()) syntax_error("unexpected '" + parser.peek().text + "'", piece.offset);
         block->children.push_back(std::move(node));
@@ -517,7 +597,7 @@ class StatementParser {
           block->children.push_back(parse_for(piece));
         } else if (word == "set") {
           auto node = std::make_unique<SetNode>();
-          ExprParser parser(lex(after_first_word(piece.text), piece.offset), piece.offset);
+          ExprParser parser(lex(after_first_word(piece.text), piece.offset, limits_.max_tokens_per_tag), piece.offset, limits_.max_depth);
           node->var = parser.take().text;
           if (!parser.accept_op("=")) syntax_error("expected '=' in set", piece.offset);
           node->value = parser.parse();
@@ -534,7 +614,7 @@ class StatementParser {
  private:
   std::unique_ptr<Node> parse_if(const Piece& head) {
     auto node = std::make_unique<IfNode>();
-    ExprParser parser(lex(after_first_word(head.text), head.offset), head.offset);
+    ExprParser parser(lex(after_first_word(head.text), head.offset, limits_.max_tokens_per_tag), head.offset, limits_.max_depth);
     Expr cond = parser.parse();
     while (true) {
       std::string ended;
@@ -542,7 +622,7 @@ class StatementParser {
       node->branches.push_back({cond, std::move(body)});
       const Piece& stop = p_[i_++];
       if (ended == "elif") {
-        ExprParser next(lex(after_first_word(stop.text), stop.offset), stop.offset);
+        ExprParser next(lex(after_first_word(stop.text), stop.offset, limits_.max_tokens_per_tag), stop.offset, limits_.max_depth);
         cond = next.parse();
         continue;
       }
@@ -557,7 +637,7 @@ class StatementParser {
   }
   std::unique_ptr<Node> parse_for(const Piece& head) {
     auto node = std::make_unique<ForNode>();
-    ExprParser parser(lex(after_first_word(head.text), head.offset), head.offset);
+    ExprParser parser(lex(after_first_word(head.text), head.offset, limits_.max_tokens_per_tag), head.offset, limits_.max_depth);
     node->var = parser.take().text;
     parser.expect_name("in");
     node->iterable = parser.parse();
@@ -569,23 +649,43 @@ class StatementParser {
 
   std::vector<Piece> p_;
   size_t i_ = 0;
+  const Limits& limits_;
+  int depth_ = 0;
 };
 
 }  // namespace
 
-Template::Template(std::string source) : source_(std::move(source)) {
-  StatementParser parser(split_template(source_));
-  root_ = parser.parse_block({}, nullptr);
+Template::Template(std::string source, std::string name, Limits limits)
+    : source_(std::move(source)), name_(std::move(name)), limits_(limits) {
+  const std::string hint = "check the chat template (tokenizer_config.json's chat_template or the --chat-template file)";
+  if (source_.size() > limits_.max_source_bytes) {
+    throw Error("chat template of " + std::to_string(source_.size()) + " bytes is larger than the limit of " +
+                    std::to_string(limits_.max_source_bytes), name_, hint);
+  }
+  try {
+    StatementParser parser(split_template(source_), limits_);
+    root_ = parser.parse_block({}, nullptr);
+  } catch (const Error& e) {
+    throw Error(e.message(), name_, hint);
+  } catch (const std::exception& e) {  // e.g. std::bad_alloc, nlohmann's exceptions
+    throw Error(std::string("chat template could not be parsed: ") + e.what(), name_, hint);
+  }
 }
 Template::~Template() = default;
 Template::Template(Template&&) noexcept = default;
 Template& Template::operator=(Template&&) noexcept = default;
 
 std::string Template::render(const Json& context) const {
-  Context c;
+  Context c(limits_);
   c.scopes.push_back(context.is_object() ? context : Json::object());
   std::string out;
-  root_->render(c, out);
+  try {
+    root_->render(c, out);
+  } catch (const Error& e) {
+    throw Error(e.message(), name_, e.hint().empty() ? "the chat template failed on these messages" : e.hint());
+  } catch (const std::exception& e) {  // nlohmann type errors on unexpected values, std::bad_alloc
+    throw Error(std::string("chat template failed: ") + e.what(), name_, "the chat template failed on these messages");
+  }
   return out;
 }
 

@@ -20,7 +20,7 @@ void SamplingParams::validate() const {
   if (top_k < 0) bad("top_k", "must be >= 0");
   if (!(top_p > 0 && top_p <= 1)) bad("top_p", "must be in (0, 1]");
   if (!(min_p >= 0 && min_p <= 1)) bad("min_p", "must be in [0, 1]");
-  if (!(repetition_penalty > 0)) bad("repetition_penalty", "must be > 0");
+  if (!(repetition_penalty > 0) || !std::isfinite(repetition_penalty)) bad("repetition_penalty", "must be finite and > 0");
   if (!(std::fabs(presence_penalty) <= 2)) bad("presence_penalty", "must be in [-2, 2]");
   if (!(std::fabs(frequency_penalty) <= 2)) bad("frequency_penalty", "must be in [-2, 2]");
   if (max_new_tokens < 0) bad("max_new_tokens", "must be >= 0");

@@ -174,11 +174,28 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   for (const auto& t : file->tensors_) by_offset.push_back(&t);
   std::sort(by_offset.begin(), by_offset.end(),
             [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    if (by_offset[i]->begin < by_offset[i - 1]->end) {
+  // As the format's reference implementation requires: the tensors tile the data region exactly,
+  // without gaps or overlaps, from its first byte to the end of the file. A header length that is
+  // off (by even one byte of its space padding) shifts the region and fails here instead of
+  // loading every tensor shifted.
+  uint64_t covered = 0;
+  for (size_t i = 0; i < by_offset.size(); ++i) {
+    if (by_offset[i]->begin < covered) {
       bad_file(path, "tensors \"" + by_offset[i - 1]->name + "\" and \"" + by_offset[i]->name +
                          "\" have overlapping data_offsets");
     }
+    if (by_offset[i]->begin > covered) {
+      bad_file(path, "tensor \"" + by_offset[i]->name + "\" starts at data offset " + std::to_string(by_offset[i]->begin) +
+                         ", leaving a gap after offset " + std::to_string(covered) +
+                         " (the tensors must cover the data region exactly; header length " +
+                         std::to_string(header_size) + " off?)");
+    }
+    covered = by_offset[i]->end;
+  }
+  if (covered != data_size) {
+    bad_file(path, "the tensors cover " + std::to_string(covered) + " bytes of the " + std::to_string(data_size) +
+                       "-byte data region (they must cover it exactly; header length " + std::to_string(header_size) +
+                       " off, or bytes appended to the file?)");
   }
   for (size_t i = 0; i < file->tensors_.size(); ++i) file->index_[file->tensors_[i].name] = i;
   return file;

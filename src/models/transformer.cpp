@@ -1,10 +1,13 @@
 #include "phi/models/transformer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <tuple>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <fmt/format.h>
 
 #include "phi/core/error.h"
 #include "phi/kernels/attention.h"
@@ -120,6 +123,20 @@ void Transformer::bind() {
 
 Transformer Transformer::random(const ModelConfig& config, uint64_t seed, c10::ScalarType dtype,
                                 double init_std) {
+  // The weights are made in float32 on the CPU first: refuse before allocating what cannot fit.
+  double numel = 0;
+  for (const auto& [name, shape] : expected_parameters(config)) {
+    double n = 1;
+    for (auto d : shape) n *= static_cast<double>(d);
+    numel += n;
+  }
+  const double bytes = numel * (4.0 + static_cast<double>(c10::elementSize(dtype)));
+  const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  if (physical > 0 && bytes > physical) {
+    throw Error(fmt::format("a model of {:.3g} parameters needs about {:.1f} GiB to initialise, more than this machine's "
+                            "{:.1f} GiB of memory", numel, bytes / (1 << 30), physical / (1 << 30)),
+                config.name, "check hidden_size, intermediate_size, n_layers and vocab_size");
+  }
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   ParameterMap params;
   for (const auto& [name, shape] : expected_parameters(config)) {

@@ -10,23 +10,13 @@
 #include <spdlog/spdlog.h>
 
 #include "phi/core/error.h"
+#include "phi/serve/request.h"
 
 namespace phi {
 
 using Json = nlohmann::json;
 
 namespace {
-
-// An OpenAI-style client error: 4xx status, message, offending parameter.
-struct ApiError {
-  int status;
-  std::string message;
-  std::string param;
-};
-
-[[noreturn]] void bad_request(const std::string& message, const std::string& param = "") {
-  throw ApiError{400, message, param};
-}
 
 Json error_body(const std::string& message, const std::string& type, const std::string& param) {
   return {{"error",
@@ -46,23 +36,6 @@ int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// Typed optional fields of a request body; wrong types are 400 errors naming the parameter.
-double get_number(const Json& body, const char* key, double fallback) {
-  if (!body.contains(key) || body[key].is_null()) return fallback;
-  if (!body[key].is_number()) bad_request(std::string(key) + " must be a number", key);
-  return body[key].get<double>();
-}
-int64_t get_integer(const Json& body, const char* key, int64_t fallback) {
-  if (!body.contains(key) || body[key].is_null()) return fallback;
-  if (!body[key].is_number_integer()) bad_request(std::string(key) + " must be an integer", key);
-  return body[key].get<int64_t>();
-}
-bool get_bool(const Json& body, const char* key, bool fallback) {
-  if (!body.contains(key) || body[key].is_null()) return fallback;
-  if (!body[key].is_boolean()) bad_request(std::string(key) + " must be a boolean", key);
-  return body[key].get<bool>();
-}
-
 }  // namespace
 
 struct Server::Impl {
@@ -75,86 +48,14 @@ struct Server::Impl {
   Impl(Scheduler& s, const Tokenizer& t, const ChatTemplate& c, ServerOptions o)
       : scheduler(s), tokenizer(t), chat(c), options(std::move(o)) {}
 
-  // Sampling parameters shared by both endpoints.
-  SamplingParams sampling(const Json& body, int64_t default_max_tokens) const {
-    SamplingParams p;
-    p.temperature = get_number(body, "temperature", 1.0);
-    p.top_p = get_number(body, "top_p", 1.0);
-    p.top_k = get_integer(body, "top_k", 0);
-    p.min_p = get_number(body, "min_p", 0.0);
-    p.repetition_penalty = get_number(body, "repetition_penalty", 1.0);
-    p.presence_penalty = get_number(body, "presence_penalty", 0.0);
-    p.frequency_penalty = get_number(body, "frequency_penalty", 0.0);
-    p.seed = static_cast<uint64_t>(get_integer(body, "seed", static_cast<int64_t>(std::random_device{}())));
-    int64_t max_tokens = get_integer(body, "max_tokens", get_integer(body, "max_completion_tokens", default_max_tokens));
-    if (max_tokens < 1) bad_request("max_tokens must be at least 1", "max_tokens");
-    if (max_tokens > options.max_tokens_limit) {
-      bad_request("max_tokens " + std::to_string(max_tokens) + " exceeds this server's limit of " +
-                      std::to_string(options.max_tokens_limit),
-                  "max_tokens");
-    }
-    p.max_new_tokens = max_tokens;
-    if (body.contains("stop") && !body["stop"].is_null()) {
-      const auto& stop = body["stop"];
-      if (stop.is_string()) {
-        p.stop_strings.push_back(stop.get<std::string>());
-      } else if (stop.is_array() && stop.size() <= 4) {
-        for (const auto& s : stop) {
-          if (!s.is_string() || s.get<std::string>().empty()) bad_request("stop must hold non-empty strings", "stop");
-          p.stop_strings.push_back(s.get<std::string>());
-        }
-      } else {
-        bad_request("stop must be a string or an array of at most 4 strings", "stop");
-      }
-    }
-    if (get_integer(body, "n", 1) != 1) bad_request("only n = 1 is supported", "n");
-    if (body.contains("model") && !body["model"].is_string()) bad_request("model must be a string", "model");
-    try {
-      p.validate();
-    } catch (const Error& e) {
-      bad_request(e.message());
-    }
-    return p;
-  }
-
-  std::vector<int64_t> completion_prompt(const Json& body) const {
-    if (!body.contains("prompt")) bad_request("prompt is required", "prompt");
-    const auto& prompt = body["prompt"];
-    auto encode = [&](const std::string& text) {
-      try {
-        return tokenizer.encode(text);
-      } catch (const Error& e) {
-        bad_request(e.message(), "prompt");
-      }
-    };
-    if (prompt.is_string()) return encode(prompt.get<std::string>());
-    if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) return encode(prompt[0].get<std::string>());
-    if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
-      std::vector<int64_t> ids;
-      for (const auto& id : prompt) {
-        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= tokenizer.vocab_size()) {
-          bad_request("prompt token " + id.dump() + " is not a token id", "prompt");
-        }
-        ids.push_back(id.get<int64_t>());
-      }
-      return ids;
-    }
-    bad_request("prompt must be a string, a one-element array of strings, or an array of token ids", "prompt");
-  }
+  RequestLimits limits() const { return {scheduler.options().slot_capacity, options.max_tokens_limit}; }
 
   std::shared_ptr<RequestHandle> submit(std::vector<int64_t> prompt, const SamplingParams& params) {
     try {
       return scheduler.submit(std::move(prompt), params);
     } catch (const Error& e) {
-      bad_request(e.message() + (e.hint().empty() ? "" : " (" + e.hint() + ")"), "messages");
+      throw ApiError{400, e.message() + (e.hint().empty() ? "" : " (" + e.hint() + ")"), "messages"};
     }
-  }
-
-  static Json parse_body(const httplib::Request& req) {
-    auto body = Json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) bad_request("the request body is not valid JSON");
-    if (!body.is_object()) bad_request("the request body must be a JSON object");
-    return body;
   }
 
   // One token's text; ids of a padded embedding that the tokenizer does not know read as "" (as
@@ -232,20 +133,16 @@ struct Server::Impl {
   }
 
   void completions(const httplib::Request& req, httplib::Response& res) {
-    auto body = parse_body(req);
-    if (get_bool(body, "echo", false)) bad_request("echo is not supported", "echo");
-    auto params = sampling(body, 16);
-    const int64_t logprobs = get_integer(body, "logprobs", -1);
-    if (logprobs > 5) bad_request("logprobs must be at most 5", "logprobs");
-    params.top_logprobs = std::max<int64_t>(0, logprobs);
-    auto handle = submit(completion_prompt(body), params);
+    auto request = parse_completion_request(req.body, tokenizer, limits());
+    const int64_t logprobs = request.completion_logprobs;
+    auto handle = submit(std::move(request.prompt), request.params);
     const std::string id = random_id("cmpl");
     const int64_t created = now_seconds();
     auto base = [&, id, created](const Json& choice) {
       return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", options.model_name},
                   {"choices", Json::array({choice})}};
     };
-    if (get_bool(body, "stream", false)) {
+    if (request.stream) {
       stream(
           res, handle,
           [this, base, logprobs](const StreamEvent& e) {
@@ -269,39 +166,16 @@ struct Server::Impl {
   }
 
   void chat_completions(const httplib::Request& req, httplib::Response& res) {
-    auto body = parse_body(req);
-    if (!body.contains("messages")) bad_request("messages is required", "messages");
-    std::vector<ChatMessage> messages;
-    try {
-      messages = parse_chat_messages(body["messages"], "request");
-    } catch (const Error& e) {
-      bad_request(e.message(), "messages");
-    }
-    std::string prompt_text;
-    try {
-      prompt_text = chat.render(messages, true);
-    } catch (const Error& e) {
-      bad_request(e.message(), "messages");
-    }
-    std::vector<int64_t> prompt;
-    try {
-      prompt = tokenizer.encode(prompt_text);
-    } catch (const Error& e) {
-      bad_request(e.message(), "messages");
-    }
-    const int64_t room = scheduler.options().slot_capacity - static_cast<int64_t>(prompt.size());
-    auto params = sampling(body, std::max<int64_t>(1, std::min(room, options.max_tokens_limit)));
-    const bool want_logprobs = get_bool(body, "logprobs", false);
-    params.top_logprobs = want_logprobs ? get_integer(body, "top_logprobs", 0) : 0;
-    if (params.top_logprobs < 0 || params.top_logprobs > 20) bad_request("top_logprobs must be in [0, 20]", "top_logprobs");
-    auto handle = submit(std::move(prompt), params);
+    auto request = parse_chat_request(req.body, tokenizer, chat, limits());
+    const bool want_logprobs = request.chat_logprobs;
+    auto handle = submit(std::move(request.prompt), request.params);
     const std::string id = random_id("chatcmpl");
     const int64_t created = now_seconds();
     auto base = [&, id, created](const char* object, const Json& choice) {
       return Json{{"id", id}, {"object", object}, {"created", created}, {"model", options.model_name},
                   {"system_fingerprint", nullptr}, {"choices", Json::array({choice})}};
     };
-    if (get_bool(body, "stream", false)) {
+    if (request.stream) {
       auto first = std::make_shared<bool>(true);
       stream(
           res, handle,

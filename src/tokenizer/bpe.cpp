@@ -54,12 +54,38 @@ bool PreTokenizer::next_match(std::string_view text, size_t offset, size_t& begi
 // ---- BytePairEncoder -------------------------------------------------------------------------------
 
 BytePairEncoder::BytePairEncoder(std::unordered_map<std::string, int64_t> ranks,
-                                 std::unordered_map<std::string, int64_t> ids)
+                                 std::unordered_map<std::string, int64_t> ids, const std::string& where)
     : ranks_(std::move(ranks)), ids_(std::move(ids)) {
+  // Ids index a table: a hostile file with one id of 100,000,000 must not allocate gigabytes.
+  // Real vocabularies are dense; allow gaps up to the entry count plus 64k.
+  const int64_t limit = static_cast<int64_t>(ids_.size()) + 65536;
+  auto printable = [](const std::string& bytes) {
+    std::string out;
+    for (unsigned char c : bytes.substr(0, 40)) {
+      if (c >= 0x20 && c < 0x7f && c != '"') out += static_cast<char>(c);
+      else out += "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+    }
+    return out;
+  };
   int64_t max_id = -1;
-  for (const auto& item : ids_) max_id = std::max(max_id, item.second);
+  for (const auto& item : ids_) {
+    if (item.second < 0 || item.second >= limit) {
+      throw Error("token \"" + printable(item.first) + "\" has id " + std::to_string(item.second) + ", outside [0, " +
+                      std::to_string(limit) + ") for a vocabulary of " + std::to_string(ids_.size()) + " entries",
+                  where, "the vocabulary file is damaged or not a tokenizer vocabulary");
+    }
+    max_id = std::max(max_id, item.second);
+  }
   id_to_bytes_.resize(static_cast<size_t>(max_id + 1));
-  for (const auto& item : ids_) id_to_bytes_[item.second] = item.first;
+  std::vector<bool> taken(static_cast<size_t>(max_id + 1), false);
+  for (const auto& item : ids_) {
+    if (taken[static_cast<size_t>(item.second)]) {
+      throw Error("token id " + std::to_string(item.second) + " is given to two tokens (one is \"" + printable(item.first) +
+                      "\")", where, "the vocabulary file is damaged");
+    }
+    taken[static_cast<size_t>(item.second)] = true;
+    id_to_bytes_[item.second] = item.first;
+  }
 }
 
 const std::string& BytePairEncoder::bytes_of(int64_t id) const {

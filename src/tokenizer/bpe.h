@@ -43,7 +43,10 @@ class PreTokenizer {
 class BytePairEncoder {
  public:
   /// `ranks`: token bytes -> merge rank (lower merges first); `ids`: token bytes -> id.
-  BytePairEncoder(std::unordered_map<std::string, int64_t> ranks, std::unordered_map<std::string, int64_t> ids);
+  /// `ids` must be non-negative, distinct and not far beyond their count (a table is sized by the
+  /// largest); errors name the entry and `where` (the file).
+  BytePairEncoder(std::unordered_map<std::string, int64_t> ranks, std::unordered_map<std::string, int64_t> ids,
+                  const std::string& where = "");
   /// Appends the ids of one pre-tokenized piece.
   void encode_piece(std::string_view piece, std::vector<int64_t>& out) const;
   /// The bytes of token `id` (empty if unknown).

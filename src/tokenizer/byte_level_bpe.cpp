@@ -18,11 +18,23 @@ namespace {
 std::unordered_map<std::string, int64_t> read_vocab_object(const nlohmann::json& vocab, const std::string& where) {
   if (!vocab.is_object()) throw Error("vocabulary must be a JSON object of token -> id", where);
   std::unordered_map<std::string, int64_t> ids;
+  // Ids size the id -> token table: refuse any far beyond the entry count (the BytePairEncoder
+  // checks again; here the error can name the entry as the file spells it).
+  const int64_t limit = static_cast<int64_t>(vocab.size()) + 65536;
   for (const auto& item : vocab.items()) {
-    if (!item.value().is_number_integer()) {
-      throw Error("vocabulary entry $." + item.key() + " is not an integer id", where);
+    const std::string entry = "vocabulary entry $.\"" + item.key().substr(0, 64) + "\"";
+    if (!item.value().is_number_integer()) throw Error(entry + " is not an integer id", where);
+    const auto id = item.value().get<int64_t>();
+    if (id < 0 || id >= limit) {
+      throw Error(entry + " has id " + std::to_string(id) + ", outside [0, " + std::to_string(limit) +
+                      ") for a vocabulary of " + std::to_string(vocab.size()) + " entries",
+                  where, "the vocabulary file is damaged or not a tokenizer vocabulary");
     }
-    ids[gpt2_unicode_to_bytes(item.key())] = item.value().get<int64_t>();
+    try {
+      ids[gpt2_unicode_to_bytes(item.key())] = id;
+    } catch (const Error& e) {
+      throw Error(entry + ": " + e.message(), where);
+    }
   }
   return ids;
 }
@@ -47,7 +59,7 @@ std::unique_ptr<Tokenizer> build_byte_level_bpe(std::unordered_map<std::string, 
     }
   }
   return make_bpe_tokenizer(TokenizerKind::kByteLevelBpe,
-                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids)), kGpt2Pattern);
+                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids), where), kGpt2Pattern);
 }
 
 // True when a tokenizers pre_tokenizer (possibly a Sequence) contains ByteLevel.
@@ -111,8 +123,20 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::st
   auto tokenizer = build_byte_level_bpe(std::move(ids), merges, path);
   for (const auto& t : j.value("added_tokens", nlohmann::json::array())) {
     if (!t.is_object() || !t.contains("id") || !t.contains("content")) continue;
-    tokenizer->add_token({t["content"].get<std::string>(), t["id"].get<int64_t>(), t.value("special", false),
-                          t.value("rstrip", false), t.value("lstrip", false)});
+    if (!t["content"].is_string() || !t["id"].is_number_integer()) {
+      throw Error("added_tokens entry " + t.dump().substr(0, 200) + " needs a string content and an integer id", path);
+    }
+    auto flag = [&](const char* key) {
+      if (!t.contains(key)) return false;
+      if (!t[key].is_boolean()) throw Error(std::string("added_tokens entry: \"") + key + "\" must be true or false", path);
+      return t[key].get<bool>();
+    };
+    try {
+      tokenizer->add_token({t["content"].get<std::string>(), t["id"].get<int64_t>(), flag("special"), flag("rstrip"),
+                            flag("lstrip")});
+    } catch (const Error& e) {
+      throw Error(e.message(), path, e.hint());
+    }
   }
   return tokenizer;
 }

@@ -81,6 +81,10 @@ void read_tokenizer_config(Tokenizer& t, const std::string& path) {
       t.add_token(token);
     }
   }
+  if (j.contains("add_bos_token")) {
+    if (!j["add_bos_token"].is_boolean()) throw Error("$.add_bos_token must be true or false", path);
+    t.set_add_bos_token(j["add_bos_token"].get<bool>());
+  }
   for (const char* key : {"bos_token", "eos_token"}) {
     if (!j.contains(key)) continue;
     auto content = token_content(j[key]);
@@ -89,6 +93,20 @@ void read_tokenizer_config(Tokenizer& t, const std::string& path) {
     if (!id) continue;
     if (std::string(key) == "bos_token") t.set_bos_id(*id);
     else t.set_eos_id(*id);
+  }
+}
+
+// Runs `read`; errors that do not name a file yet (added-token checks, JSON type errors from a
+// value of the wrong type) are given `path`.
+template <typename Read>
+void with_file_context(const std::string& path, Read&& read) {
+  try {
+    read();
+  } catch (const Error& e) {
+    if (!e.where().empty()) throw;
+    throw Error(e.message(), path, e.hint());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("unexpected value: " + json_error_text(e), path, "check the file's JSON types");
   }
 }
 
@@ -117,6 +135,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files) {
   std::unique_ptr<Tokenizer> tokenizer;
   if (!spm.empty()) {
     tokenizer = make_sentencepiece(spm);
+    tokenizer->set_add_bos_token(true);  // LlamaTokenizer's default; tokenizer_config.json may say otherwise
   } else if (!vocab.empty() && !merges.empty()) {
     tokenizer = make_byte_level_bpe(vocab, merges);
     if (auto id = tokenizer->token_to_id("<|endoftext|>")) {
@@ -139,8 +158,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files) {
                 "byte-level BPE tokenizer.json");
   }
   std::string added = !files.added_tokens.empty() ? files.added_tokens : in_dir("added_tokens.json");
-  if (!added.empty()) read_added_tokens_json(*tokenizer, added);
-  if (auto config = in_dir("tokenizer_config.json"); !config.empty()) read_tokenizer_config(*tokenizer, config);
+  if (!added.empty()) with_file_context(added, [&] { read_added_tokens_json(*tokenizer, added); });
+  if (auto config = in_dir("tokenizer_config.json"); !config.empty()) {
+    with_file_context(config, [&] { read_tokenizer_config(*tokenizer, config); });
+  }
   // Tokenizers trained by `phi tokenizer train` (and GPT-2 style ones) end documents with <|endoftext|>.
   if (!tokenizer->eos_id()) {
     if (auto id = tokenizer->token_to_id("<|endoftext|>")) tokenizer->set_eos_id(*id);

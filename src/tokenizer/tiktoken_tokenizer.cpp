@@ -61,7 +61,7 @@ std::unique_ptr<Tokenizer> make_tiktoken(const std::string& ranks_path) {
   }
   auto ids = ranks;
   return make_bpe_tokenizer(TokenizerKind::kTiktoken,
-                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids)), kCl100kPattern);
+                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids), ranks_path), kCl100kPattern);
 }
 
 }  // namespace phi

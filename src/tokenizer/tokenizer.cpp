@@ -24,8 +24,23 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 }  // namespace
 
 void Tokenizer::add_token(const AddedToken& token) {
-  PHI_CHECK(!token.content.empty(), "added token ", token.id, " has empty content");
+  if (token.content.empty()) throw Error("added token " + std::to_string(token.id) + " has empty content");
+  // Added ids extend the vocabulary a little (Phi-3: 32000-32063); one far away would size every
+  // table (embedding checks, shard vocabularies) by it.
+  const int64_t limit = base_vocab_size() + (int64_t{1} << 20);
+  if (token.id < 0 || token.id >= limit) {
+    throw Error("added token \"" + token.content.substr(0, 64) + "\" has id " + std::to_string(token.id) +
+                    ", outside [0, " + std::to_string(limit) + ")",
+                "", "added token ids follow the base vocabulary of " + std::to_string(base_vocab_size()) + " ids");
+  }
+  for (const auto& existing : added_) {
+    if (existing.id == token.id && existing.content != token.content) {
+      throw Error("added tokens \"" + existing.content.substr(0, 64) + "\" and \"" + token.content.substr(0, 64) +
+                  "\" have the same id " + std::to_string(token.id));
+    }
+  }
   added_first_byte_[static_cast<unsigned char>(token.content[0])] = true;
+  longest_token_bytes_.store(0);
   for (auto& existing : added_) {
     if (existing.content == token.content) {
       existing = token;
@@ -68,12 +83,45 @@ std::string Tokenizer::id_to_token(int64_t id) const {
   return base_id_to_token(id);
 }
 
+size_t Tokenizer::longest_token_bytes() const {
+  size_t longest = longest_token_bytes_.load();
+  if (longest > 0) return longest;
+  longest = 1;
+  const int64_t n = base_vocab_size();
+  for (int64_t id = 0; id < n; ++id) longest = std::max(longest, base_id_to_token(id).size());
+  for (const auto& t : added_) longest = std::max(longest, t.content.size());
+  longest_token_bytes_.store(longest);
+  return longest;
+}
+
+EncodeOptions Tokenizer::prompt_options(int64_t max_tokens) const {
+  EncodeOptions options;
+  options.add_bos = add_bos_token_;
+  options.max_tokens = max_tokens;
+  return options;
+}
+
 std::vector<int64_t> Tokenizer::encode(std::string_view text, const EncodeOptions& options) const {
+  if (options.max_tokens > 0) {
+    const double most_bytes = static_cast<double>(options.max_tokens) * static_cast<double>(longest_token_bytes());
+    if (static_cast<double>(text.size()) > most_bytes) {
+      throw Error("the text of " + std::to_string(text.size()) + " bytes is longer than " +
+                      std::to_string(options.max_tokens) + " tokens can be (no token of this tokenizer covers more than " +
+                      std::to_string(longest_token_bytes()) + " bytes)",
+                  "", "shorten it, or ask for truncation where the command offers it");
+    }
+  }
   utf8::require_valid(text, "text to encode");
   std::vector<int64_t> out;
   if (options.add_bos && bos_id_) out.push_back(*bos_id_);
   size_t start = 0;    // start of the pending ordinary segment
   size_t pos = 0;
+  // Whether a barrier lies strictly inside [a, b).
+  auto crosses_barrier = [&](size_t a, size_t b) {
+    if (options.special_barriers == nullptr) return false;
+    auto it = std::upper_bound(options.special_barriers->begin(), options.special_barriers->end(), a);
+    return it != options.special_barriers->end() && *it < b;
+  };
   while (pos < text.size()) {
     const AddedToken* best = nullptr;
     if (!added_first_byte_[static_cast<unsigned char>(text[pos])]) {
@@ -83,7 +131,8 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text, const EncodeOption
     for (const auto& t : added_) {
       if (t.special && !options.allow_special) continue;
       if (text.compare(pos, t.content.size(), t.content) == 0 &&
-          (best == nullptr || t.content.size() > best->content.size())) {
+          (best == nullptr || t.content.size() > best->content.size()) &&
+          !(t.special && crosses_barrier(pos, pos + t.content.size()))) {
         best = &t;
       }
     }

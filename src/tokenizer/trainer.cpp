@@ -186,6 +186,9 @@ void train_tokenizer(const TokenizerTrainOptions& o) {
   } else {
     throw Error("unknown tokenizer kind \"" + o.kind + "\"", "--kind", "use spm or bpe");
   }
+  // The data `phi data tokenize` makes carries no BOS, so prompts to models trained on it do not either.
+  write_json_file_atomic((fs::path(o.output) / "tokenizer_config.json").string(),
+                         nlohmann::json{{"add_bos_token", false}, {"add_eos_token", false}});
   spdlog::info("trained a {} tokenizer ({} tokens) into {}", o.kind, o.vocab_size, o.output);
 }
 

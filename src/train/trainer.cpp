@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -67,6 +68,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   c.seq_len = data.optional<int64_t>("seq_len", c.seq_len);
   c.pack = data.optional<bool>("pack", c.pack);
   c.document_masks = data.optional<bool>("document_masks", c.document_masks);
+  c.special_tokens_in_content = data.optional<bool>("special_tokens_in_content", c.special_tokens_in_content);
   data.finish();
 
   if (r.has_value("training")) {
@@ -78,6 +80,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
     c.loss_scale = t.optional<double>("loss_scale", c.loss_scale);
     c.loss_scale_window = t.optional<int64_t>("loss_scale_window", c.loss_scale_window);
     c.activation_checkpointing = t.optional<bool>("activation_checkpointing", c.activation_checkpointing);
+    c.max_nonfinite_steps = t.optional<int64_t>("max_nonfinite_steps", c.max_nonfinite_steps);
     c.device = t.optional<std::string>("device", c.device);
     c.log_every = t.optional<int64_t>("log_every", c.log_every);
     c.eval_every = t.optional<int64_t>("eval_every", c.eval_every);
@@ -89,6 +92,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
     if (c.precision != "f32" && c.precision != "bf16" && c.precision != "f16") t.fail("precision", "must be f32, bf16 or f16");
     if (!(c.loss_scale >= 1)) t.fail("loss_scale", "must be >= 1");
     if (c.loss_scale_window <= 0) t.fail("loss_scale_window", "must be > 0");
+    if (c.max_nonfinite_steps <= 0) t.fail("max_nonfinite_steps", "must be > 0");
   } else {
     r.ignore({"training"});
   }
@@ -120,11 +124,12 @@ nlohmann::json train_config_to_json(const TrainConfig& c) {
   return {{"run", {{"dir", c.run_dir}, {"seed", static_cast<int64_t>(c.seed)}}},
           {"model", model},
           {"data", {{"sources", sources}, {"valid", c.valid}, {"seq_len", c.seq_len}, {"pack", c.pack},
-                    {"document_masks", c.document_masks}}},
+                    {"document_masks", c.document_masks}, {"special_tokens_in_content", c.special_tokens_in_content}}},
           {"training", {{"batch_size", c.batch_size}, {"grad_accum", c.grad_accum}, {"max_steps", c.max_steps},
                         {"precision", c.precision}, {"loss_scale", c.loss_scale},
                         {"loss_scale_window", c.loss_scale_window},
-                        {"activation_checkpointing", c.activation_checkpointing}, {"device", c.device}, {"log_every", c.log_every},
+                        {"activation_checkpointing", c.activation_checkpointing},
+                        {"max_nonfinite_steps", c.max_nonfinite_steps}, {"device", c.device}, {"log_every", c.log_every},
                         {"eval_every", c.eval_every}, {"eval_batches", c.eval_batches}}},
           {"checkpoint", {{"every", c.checkpoint_every}, {"keep", c.keep_checkpoints}}},
           {"optimizer", optimizer_config_to_json(c.optimizer)},
@@ -217,6 +222,30 @@ struct LossScaler {
   }
 };
 
+// Whether every parameter of the model is finite (one reduction, one read-back).
+bool weights_finite(const Transformer& model) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> flags;
+  for (const auto& [name, p] : model.parameters()) flags.push_back(at::isfinite(p).all());
+  return flags.empty() || at::stack(flags).all().item<bool>();
+}
+
+// Checkpoint directories a killed save left behind (step-N.tmp): never complete, removed at start.
+void remove_stale_checkpoint_dirs(const fs::path& dir) {
+  if (!fs::exists(dir)) return;
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind("step-", 0) == 0 && name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      stale.push_back(entry.path());
+    }
+  }
+  for (const auto& p : stale) {
+    spdlog::info("removing {} (left by an interrupted checkpoint save)", p.string());
+    fs::remove_all(p);
+  }
+}
+
 void save_checkpoint(const TrainConfig& config, const Transformer& model, const Optimizer& optimizer,
                      const LoaderState& loader, int64_t step, const std::vector<double>& recent_losses,
                      const std::string& tokenizer_dir, const LossScaler& scaler) {
@@ -246,7 +275,9 @@ void save_checkpoint(const TrainConfig& config, const Transformer& model, const 
   // Marked complete last: a checkpoint without DONE is never resumed from.
   const std::string done = "step " + std::to_string(step) + "\n";
   write_file_atomic((final_dir / "DONE").string(), done.data(), done.size());
-  // Keep the newest K complete checkpoints.
+  // Keep the newest K complete checkpoints. Every complete checkpoint is a good one (train() never
+  // saves non-finite weights or a diverged step), so rotation only deletes checkpoints older than a
+  // newer good one.
   const auto complete = complete_checkpoints(dir);
   for (size_t i = 0; i + static_cast<size_t>(config.keep_checkpoints) < complete.size(); ++i) {
     fs::remove_all(dir / complete[i]);
@@ -276,19 +307,42 @@ TrainSummary train(const TrainConfig& config, bool resume) {
   if (config.precision != "f32" && !at::autocast::is_autocast_available(device.type())) {
     throw Error("precision " + config.precision + " needs autocast on " + config.device + ", which this build lacks");
   }
-  std::string checkpoint = resume ? latest_checkpoint(config.run_dir) : "";
-  if (resume && checkpoint.empty()) spdlog::warn("--resume: no complete checkpoint in {}; starting fresh", config.run_dir);
+  const fs::path checkpoint_dir = fs::path(config.run_dir) / "checkpoints";
+  remove_stale_checkpoint_dirs(checkpoint_dir);
   if (!resume) {
     write_json_file_atomic((fs::path(config.run_dir) / "config.json").string(), train_config_to_json(config));
   }
 
+  // Resume from the newest complete checkpoint that loads; a corrupted one (truncated tensors, bad
+  // JSON, non-finite weights) is skipped with a warning for the one before it.
+  std::string checkpoint;
+  std::optional<Transformer> resumed_model;
+  nlohmann::json resumed_state;
+  if (resume) {
+    const auto names = complete_checkpoints(checkpoint_dir);
+    for (auto it = names.rbegin(); it != names.rend() && checkpoint.empty(); ++it) {
+      const std::string candidate = (checkpoint_dir / *it).string();
+      try {
+        LoadOptions load;
+        load.device = device;
+        auto m = load_model((fs::path(candidate) / "model").string(), load);
+        if (!weights_finite(m)) throw Error("the checkpoint's weights are not all finite", candidate);
+        resumed_state = read_json_file((fs::path(candidate) / "trainer_state.json").string());
+        (void)resumed_state.at("step").get<int64_t>();
+        (void)resumed_state.at("optimizer_steps").get<int64_t>();
+        (void)TensorStore::open_file((fs::path(candidate) / "optimizer.safetensors").string());
+        resumed_model.emplace(std::move(m));
+        checkpoint = candidate;
+      } catch (const std::exception& e) {
+        spdlog::warn("--resume: checkpoint {} cannot be used ({}); trying the one before it", candidate, e.what());
+      }
+    }
+    if (checkpoint.empty()) spdlog::warn("--resume: no usable complete checkpoint in {}; starting fresh", config.run_dir);
+  }
+
   // Model.
   Transformer model = [&] {
-    if (!checkpoint.empty()) {
-      LoadOptions load;
-      load.device = device;
-      return load_model((fs::path(checkpoint) / "model").string(), load);
-    }
+    if (resumed_model) return std::move(*resumed_model);
     if (!config.init_from.empty()) {
       LoadOptions load;
       load.device = device;
@@ -315,7 +369,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
   LoaderState loader_state;
   int64_t start_step = 0;
   if (!checkpoint.empty()) {
-    auto state = read_json_file((fs::path(checkpoint) / "trainer_state.json").string());
+    const auto& state = resumed_state;
     start_step = state.at("step").get<int64_t>();
     loader_state = loader_state_from_json(state.at("loader"), checkpoint);
     auto store = TensorStore::open_file((fs::path(checkpoint) / "optimizer.safetensors").string());
@@ -334,6 +388,11 @@ TrainSummary train(const TrainConfig& config, bool resume) {
   TokenLoader loader(config.sources, config.seq_len, config.batch_size, config.seed, loader_state, true, config.pack,
                      config.document_masks);
   const std::string tokenizer_dir = !config.init_from.empty() ? config.init_from : read_manifest(config.sources[0].path).tokenizer;
+  if (config.seq_len > model.config().max_position_embeddings) {
+    throw Error("$.data.seq_len " + std::to_string(config.seq_len) + " is longer than the model's context (" +
+                    std::to_string(model.config().max_position_embeddings) + " positions)",
+                "", "lower data.seq_len, or raise the model's max_position_embeddings");
+  }
   if (loader.vocab_size() > model.config().vocab_size) {
     throw Error("the data's vocabulary (" + std::to_string(loader.vocab_size()) + ") is larger than the model's (" +
                 std::to_string(model.config().vocab_size) + ")", config.sources[0].path);
@@ -358,6 +417,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
   const auto start = std::chrono::steady_clock::now();
   const bool tty = isatty(STDERR_FILENO);
   double loss_value = 0;
+  int64_t nonfinite_run = 0;  // consecutive diverged steps
   for (int64_t step = start_step; step < config.max_steps; ++step) {
     const double lr = scheduled_lr(config.schedule, config.optimizer.lr, step);
     loss_value = 0;
@@ -374,15 +434,28 @@ TrainSummary train(const TrainConfig& config, bool resume) {
     // (Data parallelism reduces gradients here.)
     const double grad_norm = optimizer.step(lr, scaler.scale);
     const bool overflow = !std::isfinite(grad_norm);
+    // A skipped step is for the rare f16 overflow that a smaller loss scale absorbs; a non-finite
+    // loss, or a non-finite gradient with no scale left to lower, means the run is diverging.
+    const bool diverged = !std::isfinite(loss_value) || (overflow && !(scaler.dynamic && scaler.scale > 1));
     if (overflow) {
       ++summary.skipped_steps;
-      if (scaler.dynamic) {
+      if (scaler.dynamic && !diverged) {
         spdlog::warn("step {}: gradient overflow at loss scale {}; step skipped", step + 1, scaler.scale);
       } else {
-        spdlog::warn("step {}: non-finite gradient; step skipped", step + 1);
+        spdlog::warn("step {}: non-finite {} (loss {}); step skipped", step + 1, overflow ? "gradient" : "loss", loss_value);
       }
     }
     scaler.update(overflow);
+    nonfinite_run = diverged ? nonfinite_run + 1 : 0;
+    if (nonfinite_run >= config.max_nonfinite_steps) {
+      const auto last_good = latest_checkpoint(config.run_dir);
+      throw Error("training diverged: " + std::to_string(nonfinite_run) + " consecutive steps (to step " +
+                      std::to_string(step + 1) + ") had a non-finite loss or gradient",
+                  config.run_dir,
+                  "lower optimizer.lr or raise schedule warmup; no checkpoint was written for the diverged steps" +
+                      (last_good.empty() ? std::string() : "; the last good checkpoint is " + last_good) +
+                      " (training.max_nonfinite_steps sets how many are tolerated)");
+    }
     summary.losses.push_back(loss_value);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double tokens_per_second = static_cast<double>((step + 1 - start_step) * tokens_per_step) / std::max(elapsed, 1e-9);
@@ -406,6 +479,13 @@ TrainSummary train(const TrainConfig& config, bool resume) {
       spdlog::info("step {}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s", step + 1, config.max_steps, loss_value, lr, tokens_per_second);
     }
     if ((config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0) || last) {
+      // Never a checkpoint of a diverged state: it could rotate out the good ones.
+      if (!std::isfinite(loss_value) || !weights_finite(model)) {
+        throw Error("training diverged at step " + std::to_string(step + 1) + ": " +
+                        (std::isfinite(loss_value) ? "the weights are" : "the loss is") + " not finite; no checkpoint written",
+                    config.run_dir, "lower optimizer.lr; the last good checkpoint is " +
+                                        (latest_checkpoint(config.run_dir).empty() ? std::string("(none)") : latest_checkpoint(config.run_dir)));
+      }
       save_checkpoint(config, model, optimizer, loader.state(), step + 1, summary.losses, tokenizer_dir, scaler);
     }
     summary.tokens_per_second = tokens_per_second;

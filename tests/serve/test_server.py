@@ -297,3 +297,67 @@ def test_cuda_graphs_need_a_cuda_model(model_dir):
     run = subprocess.run([PHI_BIN, "serve", "--model", str(model_dir), "--port", "0", "--cuda-graphs"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "--cuda-graphs needs a CUDA model" in run.stderr
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"prompt": "x", "logprobs": -1}, "logprobs must be in [0, 5]"),
+    ({"prompt": "x", "logprobs": 6}, "logprobs must be in [0, 5]"),
+    ({"prompt": "x", "seed": -1}, "seed must be a non-negative integer"),
+    ({"prompt": "x", "seed": 1.5}, "seed must be an integer"),
+    ({"prompt": "x", "temperature": 3}, "temperature must be in [0, 2]"),
+    ({"prompt": "x", "repetition_penalty": 50}, "repetition_penalty must be in (0, 10]"),
+    ({"prompt": "x", "repetition_penalty": 0}, "repetition_penalty must be in (0, 10]"),
+    ({"prompt": "word " * 12000}, "longer than 512 tokens"),
+])
+def test_out_of_range_parameters_get_400(server, body, fragment):
+    code, payload = post(server, "/v1/completions", body)
+    assert code == 400 and fragment in payload["error"]["message"], payload
+
+
+def test_a_hostile_chat_template_fails_the_request_not_the_server(model_dir, tmp_path):
+    import shutil
+    hostile = tmp_path / "hostile"
+    shutil.copytree(model_dir, hostile)
+    template = "{% set s = 'ab' %}" + "{% set s = s ~ s %}" * 45 + "{{ s }}"
+    (hostile / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+    proc, base = start_server(hostile)
+    try:
+        code, payload = post(base, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+        assert code == 400 and "chat template" in payload["error"]["message"], payload
+        with urllib.request.urlopen(base + "/health", timeout=30) as r:
+            assert json.loads(r.read())["status"] == "ok"
+        code, payload = post(base, "/v1/completions", {"prompt": "still here", "max_tokens": 2})
+        assert code == 200 and payload["usage"]["completion_tokens"] >= 1
+    finally:
+        stop_server(proc)
+
+
+@pytest.mark.parametrize("add_bos", [True, False])
+def test_text_prompts_follow_add_bos_token_like_transformers(model_dir, tmp_path, add_bos):
+    """`add_bos_token` in tokenizer_config.json decides whether a text prompt starts with BOS, in
+    the server, `phi generate` and `phi tokenizer encode --as-prompt`, as transformers' tokenizer
+    loaded from the same directory decides."""
+    import shutil
+    model = tmp_path / "m"
+    shutil.copytree(model_dir, model)
+    (model / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "add_bos_token": add_bos, "add_eos_token": False,
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "legacy": True}))
+    reference = transformers.AutoTokenizer.from_pretrained(str(model))  # needs protobuf for tokenizer.model
+    prompt = "The capital of France is"
+    expected = reference(prompt).input_ids
+    assert (expected[0] == 1) == add_bos
+    ours = json.loads(subprocess.run([PHI_BIN, "tokenizer", "encode", "--model", str(model), "--text", prompt, "--as-prompt"],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert ours == expected
+    lines = tmp_path / "p.jsonl"
+    lines.write_text(json.dumps({"prompt": prompt, "max_new_tokens": 1}) + "\n")
+    subprocess.run([PHI_BIN, "generate", "--model", str(model), "--input", str(lines), "--output", str(tmp_path / "o.jsonl")],
+                   capture_output=True, text=True, check=True)
+    assert json.loads((tmp_path / "o.jsonl").read_text())["prompt_tokens"] == len(expected)
+    proc, base = start_server(model)
+    try:
+        code, payload = post(base, "/v1/completions", {"prompt": prompt, "max_tokens": 1})
+        assert code == 200 and payload["usage"]["prompt_tokens"] == len(expected)
+    finally:
+        stop_server(proc)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import PHI_BIN, require_shared_data, run_phi  # noqa: E402
+from phitest import PHI_BIN, read_shard, require_shared_data, run_phi  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,58 @@ def test_sigkill_while_saving_keeps_the_previous_checkpoint(workspace, tmp_path)
         assert loss == reference_rows[step], f"step {step}"
 
 
+def checkpoint_weights_finite(checkpoint):
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(checkpoint / "model" / "model.safetensors"))
+    return all(np.isfinite(t).all() for t in tensors.values())
+
+
+def test_divergence_stops_the_run_and_keeps_the_good_checkpoints(workspace, tmp_path):
+    config = recipe(workspace, tmp_path / "diverge", checkpoint__every=5, checkpoint__keep=2)
+    run_phi("train", "--config", config, "--set", "training.max_steps=10", "--set", "data.valid=")
+    good = sorted(p.name for p in (tmp_path / "diverge" / "checkpoints").iterdir())
+    assert good == ["step-00000005", "step-00000010"]
+    # A learning rate that blows the weights up: the loss turns non-finite within a few steps.
+    proc = run_phi("train", "--config", config, "--resume", "--set", "optimizer.lr=1e12", "--set",
+                   "schedule.kind=constant", "--set", "training.max_steps=40", "--set", "data.valid=",
+                   "--set", "training.max_nonfinite_steps=3", check=False)
+    assert proc.returncode == 1 and "training diverged" in proc.stderr, proc.stderr[-2000:]
+    assert "step-00000010" in proc.stderr  # the message names the last good checkpoint
+    complete = sorted(p.name for p in (tmp_path / "diverge" / "checkpoints").iterdir() if (p / "DONE").exists())
+    assert "step-00000010" in complete
+    for name in complete:
+        assert checkpoint_weights_finite(tmp_path / "diverge" / "checkpoints" / name), name
+    # The good checkpoint still resumes (with a sane learning rate).
+    run_phi("train", "--config", config, "--resume", "--set", "training.max_steps=12", "--set", "data.valid=")
+    assert losses(tmp_path / "diverge")[-1][0] == 12
+
+
+def test_stale_tmp_is_removed_and_a_corrupt_latest_checkpoint_falls_back(workspace, tmp_path):
+    reference = recipe(workspace, tmp_path / "reference")
+    run_phi("train", "--config", reference)
+    config = recipe(workspace, tmp_path / "corrupt")
+    run_phi("train", "--config", config, "--set", "training.max_steps=20")
+    checkpoints = tmp_path / "corrupt" / "checkpoints"
+    stale = checkpoints / "step-00000025.tmp"
+    stale.mkdir()
+    (stale / "model").mkdir()
+    # The newest checkpoint's weights are cut short (a disk that filled, a bad copy).
+    weights = checkpoints / "step-00000020" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    proc = run_phi("train", "--config", config, "--resume")
+    assert not stale.exists()
+    assert "step-00000020" in proc.stderr and "cannot be used" in proc.stderr
+    assert "resumed from" in proc.stderr and "step-00000010" in proc.stderr
+    rows = losses(tmp_path / "corrupt")
+    reference_rows = dict(losses(tmp_path / "reference"))
+    assert rows[-1][0] == 30
+    # Steps 11..30 were run again from the step-10 checkpoint, exactly as the uninterrupted run.
+    for step, loss in rows:
+        assert loss == reference_rows[step], f"step {step}"
+
+
 def test_frozen_embedding_with_sgd(workspace, tmp_path):
     from safetensors.numpy import load_file
 
@@ -145,7 +197,9 @@ def test_bad_recipes(workspace, tmp_path):
     for override, fragment in [("training.batch_sise=3", "unknown key $.training.batch_sise"),
                                ("optimizer.name=lion", "must be adamw or sgd"),
                                ("schedule.kind=exp", "must be cosine, linear, constant or wsd"),
-                               ("data.seq_len=100000", "too few for one sequence")]:
+                               ("data.seq_len=100000", "too few for one sequence"),
+                               ("data.seq_len=1000", "longer than the model's context (256 positions)"),
+                               ("training.max_nonfinite_steps=0", "must be > 0")]:
         proc = run_phi("train", "--config", config, "--set", override, check=False)
         assert proc.returncode == 1 and fragment in proc.stderr, (override, proc.stderr)
 
@@ -245,21 +299,6 @@ def test_finetune_on_chat_jsonl(tmp_path):
     no_init.write_text(json.dumps({"model": {"preset": "tiny-phi3"}, "data": {"sources": [{"path": str(chats)}]}}))
     proc = run_phi("finetune", "--config", no_init, check=False)
     assert proc.returncode != 0 and "model.init_from" in proc.stderr
-
-
-def read_shard(path):
-    """An independent reader of the documented shard format (docs/data.md)."""
-    import struct
-    raw = Path(path).read_bytes()
-    assert raw[:8] == b"PHISHRD1"
-    version, token_bytes, n_tokens, n_docs, flags = struct.unpack_from("<IIQQI", raw, 8)
-    assert version == 1
-    tokens = list(struct.unpack_from(f"<{n_tokens}{'H' if token_bytes == 2 else 'I'}", raw, 64))
-    offset = 64 + n_tokens * token_bytes
-    index = list(struct.unpack_from(f"<{n_docs + 1}Q", raw, offset))
-    mask = list(raw[offset + (n_docs + 1) * 8:]) if flags & 1 else None
-    assert len(raw) == offset + (n_docs + 1) * 8 + (n_tokens if flags & 1 else 0)
-    return tokens, index, mask
 
 
 def test_masked_datasets_train_on_answers_and_assistant_turns(workspace, tmp_path):

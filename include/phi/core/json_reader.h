@@ -16,6 +16,10 @@ namespace phi {
 /// Parses a JSON file; errors name the file, and the line/column for syntax errors.
 nlohmann::json read_json_file(const std::string& path);
 
+/// nlohmann's exception text without its "[json.exception.type_error.302] " prefix, for messages
+/// that reach users.
+std::string json_error_text(const nlohmann::json::exception& e);
+
 /// Writes JSON to `path` atomically (temporary name, fsync, rename), pretty-printed.
 void write_json_file_atomic(const std::string& path, const nlohmann::json& value);
 

@@ -12,9 +12,12 @@ namespace phi {
 std::string read_text_file(const std::string& path, const std::string& what = "input file");
 
 /// Calls `line_fn(value, where)` for each non-blank line of a JSONL file, `where` being
-/// "path:line"; a line that is not JSON is an error naming it. Stops early when line_fn returns
-/// false.
+/// "path:line"; a line that is not JSON, or longer than `max_line_bytes`, is an error naming it
+/// (read in bounded pieces: a file without newlines never becomes one huge allocation). Stops
+/// early when line_fn returns false.
+constexpr size_t kMaxJsonlLineBytes = size_t{64} << 20;
 void for_each_jsonl(const std::string& path,
-                    const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn);
+                    const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
+                    size_t max_line_bytes = kMaxJsonlLineBytes);
 
 }  // namespace phi

@@ -45,6 +45,19 @@ class ChatTemplate {
   /// The prompt text for `messages`, ending with the assistant's turn header when
   /// add_generation_prompt.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+
+  /// The prompt's token ids. Special tokens come only from the template itself: special-token text
+  /// inside message content (`<|end|>`, `<|assistant|>`, `<|endoftext|>`, ...) is encoded as plain
+  /// text, so that a user cannot close their turn and forge another one. With
+  /// set_special_tokens_in_content(true) the rendered text is encoded as a whole, special-token
+  /// text in content included (transformers' apply_chat_template behaviour). `tokenizer` must be
+  /// the one the template was built with. `options.allow_special` and the barriers are set here.
+  std::vector<int64_t> encode(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                              bool add_generation_prompt, EncodeOptions options = {}) const;
+  /// Opt-in: special-token text in message content becomes control tokens (default false).
+  void set_special_tokens_in_content(bool allow) { special_tokens_in_content_ = allow; }
+  bool special_tokens_in_content() const { return special_tokens_in_content_; }
+
   const std::string& name() const { return name_; }
 
  private:
@@ -53,6 +66,8 @@ class ChatTemplate {
   std::unique_ptr<jinja::Template> template_;
   std::string bos_token_;
   std::string eos_token_;
+  std::vector<std::string> special_texts_;  // the tokenizer's special-token strings
+  bool special_tokens_in_content_ = false;
 };
 
 }  // namespace phi

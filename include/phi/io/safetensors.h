@@ -32,7 +32,8 @@ struct TensorInfo {
 class SafetensorsFile {
  public:
   /// Opens and validates: size, header length, header JSON, dtypes, shapes, offsets in range,
-  /// sizes matching shapes, no overlaps. Throws phi::Error naming the file and the tensor.
+  /// sizes matching shapes, tensors tiling the data region exactly (no gaps, overlaps or trailing
+  /// bytes, as the format's reference implementation requires). Throws phi::Error naming the file and the tensor.
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
 
   const std::string& path() const { return path_; }

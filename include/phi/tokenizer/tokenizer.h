@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -36,6 +37,14 @@ struct EncodeOptions {
   bool add_bos = false;        // prepend the BOS id (when the tokenizer has one)
   bool add_eos = false;        // append the EOS id
   bool allow_special = true;   // special-token text becomes its id; else it is encoded as text
+  /// Byte offsets into the text that no special-token match may span (a match [a, b) with a < p < b
+  /// for some p here is encoded as ordinary text). Chat prompts use it so that message content never
+  /// becomes control tokens (ChatTemplate::encode). Sorted ascending.
+  const std::vector<size_t>* special_barriers = nullptr;
+  /// > 0: the text is refused (phi::Error "... longer than N tokens ...") without being tokenized
+  /// when its byte length alone shows it cannot fit in this many tokens (no token covers more than
+  /// longest_token_bytes()), so that a 100 MB prompt costs a length check, not gigabytes.
+  int64_t max_tokens = 0;
 };
 
 class Tokenizer {
@@ -53,6 +62,17 @@ class Tokenizer {
   std::optional<int64_t> token_to_id(const std::string& token) const;
   /// The token's string as the vocabulary spells it (special tokens as their text).
   std::string id_to_token(int64_t id) const;
+
+  /// Whether text prompts start with BOS (tokenizer_config.json's add_bos_token; when absent,
+  /// transformers' default for the kind: SentencePiece (LlamaTokenizer) true, the others false).
+  bool add_bos_token() const { return add_bos_token_; }
+  void set_add_bos_token(bool add) { add_bos_token_ = add; }
+  /// The options for encoding a user's text prompt: BOS as add_bos_token() says, special-token
+  /// text allowed (as transformers, llama.cpp and vLLM encode raw prompts), at most `max_tokens`.
+  EncodeOptions prompt_options(int64_t max_tokens = 0) const;
+  /// An upper bound of the bytes one token can stand for (the longest vocabulary entry or added
+  /// token; whitespace absorbed by rstrip/lstrip tokens is not counted).
+  size_t longest_token_bytes() const;
 
   std::optional<int64_t> bos_id() const { return bos_id_; }
   std::optional<int64_t> eos_id() const { return eos_id_; }
@@ -80,6 +100,8 @@ class Tokenizer {
   std::array<bool, 256> added_first_byte_{};  // bytes that can start an added token
   std::optional<int64_t> bos_id_;
   std::optional<int64_t> eos_id_;
+  bool add_bos_token_ = false;
+  mutable std::atomic<size_t> longest_token_bytes_{0};  // computed on first use
 };
 
 /// Where a tokenizer comes from: a model directory, or explicit files.

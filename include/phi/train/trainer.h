@@ -34,6 +34,8 @@ struct TrainConfig {
   int64_t seq_len = 128;
   bool pack = true;                     // false: one document per sequence (padded)
   bool document_masks = false;          // packed: attention stays inside each document
+  bool special_tokens_in_content = false;  // finetune .jsonl chats: special-token text in message
+                                           // content becomes control tokens (default: plain text)
   // training
   int64_t batch_size = 8;
   int64_t grad_accum = 1;
@@ -43,6 +45,8 @@ struct TrainConfig {
   double loss_scale = 65536;            // f16: initial dynamic loss scale
   int64_t loss_scale_window = 1000;     // f16: overflow-free steps before the scale doubles
   bool activation_checkpointing = false;  // recompute each block in the backward pass
+  int64_t max_nonfinite_steps = 5;      // consecutive diverged steps (non-finite loss, or a non-finite
+                                        // gradient that loss scaling cannot absorb) that stop the run
   std::string device = "cpu";
   int64_t log_every = 10;
   int64_t eval_every = 0;               // 0: only at the end (when valid is set)
