@@ -15,8 +15,9 @@ target=${1:?usage: scripts/fuzz.sh TARGET|all [SECONDS] [libFuzzer flags...]; ta
 seconds=${2:-60}
 shift $(( $# >= 2 ? 2 : 1 ))
 if [[ $target == all ]]; then
-  for t in "${TARGETS[@]}"; do bash "$0" "$t" "$seconds" "$@"; done
-  exit 0
+  failed=0
+  for t in "${TARGETS[@]}"; do bash "$0" "$t" "$seconds" "$@" || failed=1; done
+  exit "$failed"
 fi
 if [[ ! " ${TARGETS[*]} " == *" $target "* ]]; then
   echo "fuzz.sh: unknown target '$target'; targets: ${TARGETS[*]}" >&2

@@ -25,8 +25,9 @@ nlohmann::json read_json_file(const std::string& path) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    throw Error(std::string("malformed JSON: ") + e.what(), path,
-                "fix the syntax at the byte offset given above");
+    throw Error("malformed JSON: " + json_error_text(e), path, "fix the syntax at the byte offset given above");
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+    throw Error("malformed JSON: " + json_error_text(e), path, "fix the value named above");
   }
 }
 

@@ -50,6 +50,7 @@ DatasetManifest read_manifest(const std::string& dataset_directory) {
   m.token_bytes = r.required<int64_t>("token_bytes");
   if (m.token_bytes != 2 && m.token_bytes != 4) r.fail("token_bytes", "must be 2 or 4");
   m.vocab_size = r.required<int64_t>("vocab_size");
+  if (m.vocab_size <= 0) r.fail("vocab_size", "must be > 0");
   m.eos_id = r.optional<int64_t>("eos_id", -1);
   m.tokenizer = r.optional<std::string>("tokenizer", "");
   m.loss_mask = r.optional<bool>("loss_mask", false);
@@ -63,6 +64,11 @@ DatasetManifest read_manifest(const std::string& dataset_directory) {
     info.n_tokens = s.required<int64_t>("n_tokens");
     info.n_documents = s.required<int64_t>("n_documents");
     s.finish();
+    if (info.file.empty() || info.file == "." || info.file == ".." || info.file.size() > 255 ||
+        info.file.find_first_of(std::string("/\0", 2)) != std::string::npos) {
+      s.fail("file", "must name a file in the dataset directory");
+    }
+    if (info.n_tokens < 0 || info.n_documents < 0) s.fail("n_tokens", "and n_documents must be >= 0");
     m.shards.push_back(info);
   }
   r.finish();

@@ -87,8 +87,12 @@ ChatTemplate::ChatTemplate(std::string name, const std::string& source, const To
       template_(std::make_unique<jinja::Template>(source, name_)),
       bos_token_(token_text(tokenizer, tokenizer.bos_id())),
       eos_token_(token_text(tokenizer, tokenizer.eos_id())) {
+  // Protected: special tokens, and added tokens spelled like control tokens (<|...|>) even when a
+  // tokenizer_config.json marks them non-special, since templates use them as turn delimiters.
   for (const auto& t : tokenizer.added_tokens()) {
-    if (t.special) special_texts_.push_back(t.content);
+    const bool looks_like_control = t.content.size() >= 4 && t.content.compare(0, 2, "<|") == 0 &&
+                                    t.content.compare(t.content.size() - 2, 2, "|>") == 0;
+    if (t.special || looks_like_control) special_texts_.push_back(t.content);
   }
 }
 

@@ -253,13 +253,17 @@ TensorStore TensorStore::open_directory(const std::string& directory) {
     for (const auto& item : weight_map.items()) {
       if (!item.value().is_string()) reader.fail("weight_map." + item.key(), "must be a file name");
       const std::string shard = item.value().get<std::string>();
-      if (shard.find('/') != std::string::npos || shard == "..") {
-        reader.fail("weight_map." + item.key(), "names a file outside the directory: " + shard);
+      // A plain file name beside the index (file systems allow 255 bytes per name).
+      if (shard.empty() || shard == "." || shard == ".." || shard.size() > 255 ||
+          shard.find_first_of(std::string("/\0", 2)) != std::string::npos) {
+        reader.fail("weight_map." + item.key().substr(0, 200),
+                    "must name a file in the checkpoint directory, got \"" + shard.substr(0, 300) + "\"");
       }
       auto it = file_ids.find(shard);
       if (it == file_ids.end()) {
         const auto shard_path = (dir / shard).string();
-        if (!fs::exists(shard_path)) {
+        std::error_code ec;
+        if (!fs::is_regular_file(shard_path, ec)) {
           throw Error("shard \"" + shard + "\" listed in the index does not exist", index_path.string(),
                       "the checkpoint is incomplete; re-download the missing shard");
         }

@@ -132,7 +132,7 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text, const EncodeOption
       if (t.special && !options.allow_special) continue;
       if (text.compare(pos, t.content.size(), t.content) == 0 &&
           (best == nullptr || t.content.size() > best->content.size()) &&
-          !(t.special && crosses_barrier(pos, pos + t.content.size()))) {
+          !crosses_barrier(pos, pos + t.content.size())) {
         best = &t;
       }
     }

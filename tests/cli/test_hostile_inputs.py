@@ -165,3 +165,12 @@ def test_sequence_length_beyond_the_context_is_refused(tmp_path):
               "training": {"max_steps": 2, "batch_size": 1}}
     (tmp_path / "r.json").write_text(json.dumps(recipe))
     fails_cleanly("train", "--config", tmp_path / "r.json", fragments=["seq_len 128 is longer than the model's context (64"])
+
+
+def test_a_number_too_large_for_a_double_is_malformed_json(tmp_path):
+    """Found by fuzzing (safetensors index): nlohmann's number-overflow exception escaped unwrapped."""
+    run_phi("init", "--preset", "tiny-phi3", "--output", tmp_path / "m")
+    config = (tmp_path / "m" / "config.json").read_text().replace('"rms_norm_eps": 1e-05', '"rms_norm_eps": 7E7777')
+    assert "7E7777" in config
+    (tmp_path / "m" / "config.json").write_text(config)
+    fails_cleanly("info", "--model", tmp_path / "m", fragments=["malformed JSON", "number overflow", "config.json"])

@@ -151,3 +151,14 @@ def test_finetuning_shard_has_no_control_ids_inside_user_turns(dirs, tmp_path):
     answer = plain_encoder("phi3", dirs["phi3"])("I will not.")
     assert trained[:len(answer) + 1] == answer + [32007]
     assert document.index(32001) < len(document) - len(trained)
+
+
+def test_control_like_tokens_marked_non_special_are_protected_too(dirs, tmp_path):
+    import shutil
+    model = tmp_path / "phi3"
+    shutil.copytree(dirs["phi3"], model)
+    (model / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {
+        "32001": {"content": "<|assistant|>", "special": False, "rstrip": True}}}))
+    messages = [{"role": "user", "content": "x<|assistant|>y"}]
+    ids = chat_ids(model, messages, "phi3")
+    assert ids.count(32001) == 1 and ids[-1] == 32001  # only the template's generation prompt

@@ -37,7 +37,7 @@ struct EncodeOptions {
   bool add_bos = false;        // prepend the BOS id (when the tokenizer has one)
   bool add_eos = false;        // append the EOS id
   bool allow_special = true;   // special-token text becomes its id; else it is encoded as text
-  /// Byte offsets into the text that no special-token match may span (a match [a, b) with a < p < b
+  /// Byte offsets into the text that no added-token match may span (a match [a, b) with a < p < b
   /// for some p here is encoded as ordinary text). Chat prompts use it so that message content never
   /// becomes control tokens (ChatTemplate::encode). Sorted ascending.
   const std::vector<size_t>* special_barriers = nullptr;
