@@ -16,6 +16,7 @@
 #include "phi/core/text_io.h"
 #include "phi/data/lego.h"
 #include "phi/config/model_config.h"
+#include "phi/data/chat_document.h"
 #include "phi/infer/chat_template.h"
 #include "phi/data/textbook.h"
 #include "phi/data/shards.h"
@@ -105,30 +106,9 @@ int tokenize_dataset(const TokenizeJob& o) {
         mask.insert(mask.end(), part.size(), train_on);
       };
       if (!d.messages.empty()) {
-        // The document is the whole conversation as the template renders it. Train on each
-        // assistant turn (and the tokens that end it): from where the prompt rendered up to that
-        // turn stops agreeing with the conversation, to where the conversation rendered through
-        // that turn stops agreeing with it. Common prefixes rather than lengths, because templates
-        // may end a partial rendering differently (Phi-3's adds eos_token when no generation
-        // prompt is asked).
-        const auto conversation = chat.encode(*tokenizer, d.messages, false);
-        std::vector<uint8_t> trained(conversation.size(), 0);
-        auto agreeing = [&](const std::vector<int64_t>& ids) {
-          size_t n = 0;
-          while (n < ids.size() && n < conversation.size() && ids[n] == conversation[n]) ++n;
-          return n;
-        };
-        for (size_t i = 0; i < d.messages.size(); ++i) {
-          if (d.messages[i].role != "assistant") continue;
-          const auto first = d.messages.begin();
-          const size_t begin = agreeing(chat.encode(*tokenizer, {first, first + static_cast<long>(i)}, true));
-          const size_t end = i + 1 == d.messages.size()
-                                 ? conversation.size()
-                                 : agreeing(chat.encode(*tokenizer, {first, first + static_cast<long>(i) + 1}, false));
-          for (size_t k = begin; k < end; ++k) trained[k] = 1;
-        }
-        ids = conversation;
-        mask = trained;
+        auto document = tokenize_conversation(*tokenizer, chat, d.messages);
+        ids = std::move(document.ids);
+        mask = std::move(document.train);
       } else if (!d.answer.empty()) {
         append(tokenizer->encode(d.prompt, options), 0);
         append(tokenizer->encode(d.answer, options), 1);
