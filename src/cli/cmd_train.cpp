@@ -33,14 +33,14 @@ std::string tokenized_source(const std::string& path, const TrainConfig& config,
   namespace fs = std::filesystem;
   if (fs::path(path).extension() != ".jsonl") return path;
   if (!fs::is_regular_file(path)) throw Error("fine-tuning data file not found", path);
-  const fs::path out = fs::path(config.run_dir) / "data" / name;
+  const fs::path out = fs::path(config.run.dir) / "data" / name;
   if (resume && fs::exists(out / "manifest.json")) return out.string();
   fs::remove_all(out);
   TokenizeJob job;
-  job.tokenizer = config.init_from;
+  job.tokenizer = config.model.init_from;
   job.inputs = {path};
   job.output = out.string();
-  job.special_tokens_in_content = config.special_tokens_in_content;
+  job.special_tokens_in_content = config.data.special_tokens_in_content;
   tokenize_dataset(job);
   return out.string();
 }
@@ -48,7 +48,7 @@ std::string tokenized_source(const std::string& path, const TrainConfig& config,
 // One job for both commands; finetune checks init_from and tokenizes .jsonl sources first.
 int run_job(const TrainOptions& o, bool finetune) {
   auto config = load_train_config(o.config, o.overrides);
-  if (finetune && config.init_from.empty()) {
+  if (finetune && config.model.init_from.empty()) {
     throw Error("phi finetune starts from a trained model: the recipe has no model.init_from", o.config,
                 "set model.init_from to a model directory, or use phi train");
   }
@@ -57,10 +57,11 @@ int run_job(const TrainOptions& o, bool finetune) {
     return 0;
   }
   if (finetune) {
-    for (size_t i = 0; i < config.sources.size(); ++i) {
-      config.sources[i].path = tokenized_source(config.sources[i].path, config, "source-" + std::to_string(i), o.resume);
+    for (size_t i = 0; i < config.data.sources.size(); ++i) {
+      config.data.sources[i].path =
+          tokenized_source(config.data.sources[i].path, config, "source-" + std::to_string(i), o.resume);
     }
-    if (!config.valid.empty()) config.valid = tokenized_source(config.valid, config, "valid", o.resume);
+    if (!config.data.valid.empty()) config.data.valid = tokenized_source(config.data.valid, config, "valid", o.resume);
   }
   train(config, o.resume);
   return 0;

@@ -11,7 +11,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::expect_clean([&] {
     auto config = train_config_from_json(j, "fuzz");
     auto again = train_config_from_json(train_config_to_json(config), "fuzz (round trip)");
-    if (again.max_steps != config.max_steps || again.sources.size() != config.sources.size()) std::abort();
+    if (again.training.max_steps != config.training.max_steps || again.data.sources.size() != config.data.sources.size()) {
+      std::abort();
+    }
   });
   return 0;
 }

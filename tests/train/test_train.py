@@ -55,6 +55,29 @@ def losses(run_dir):
     return [(row["step"], row["loss"]) for row in map(json.loads, (Path(run_dir) / "metrics.jsonl").read_text().splitlines())]
 
 
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden_losses" / "tiny-phi3-shakespeare.json"
+
+
+def test_losses_follow_the_golden_curve(workspace, tmp_path):
+    """The first 30 steps of the test recipe (tiny Phi-3, BPE-512 Tiny Shakespeare, AdamW, cosine)
+    on the CPU against the curve recorded in tests/fixtures/golden_losses (as torchtitan keeps
+    tests/assets/losses): a change to the model, the loss, the data order or the optimizer moves
+    it. Float32 kernels may differ slightly between CPUs, hence a 1e-3 relative tolerance.
+    PHI_UPDATE_GOLDEN=1 rewrites the file (say why in the commit)."""
+    config = recipe(workspace, tmp_path / "golden")
+    run_phi("train", "--config", config, "--set", "data.valid=", "--set", "checkpoint.every=0")
+    rows = losses(tmp_path / "golden")
+    assert [step for step, _ in rows] == list(range(1, 31))
+    if os.environ.get("PHI_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps({"recipe": "tests/train/test_train.py recipe(), data.valid empty",
+                                      "steps": 30, "losses": [loss for _, loss in rows]}, indent=1) + "\n")
+    golden = json.loads(GOLDEN.read_text())["losses"]
+    assert len(golden) == 30
+    for (step, loss), expected in zip(rows, golden):
+        assert abs(loss - expected) <= 1e-3 * abs(expected), f"step {step}: {loss} vs golden {expected}"
+    assert golden[-1] < golden[0] - 1.0  # the recorded curve is a learning one
+
+
 def test_shards_and_manifest(workspace):
     manifest = json.loads((workspace / "data" / "train" / "manifest.json").read_text())
     assert manifest["format"] == "phi-shards" and manifest["token_bytes"] == 2 and manifest["vocab_size"] == 512

@@ -1,0 +1,93 @@
+// A training recipe (configs/train/*.json) as one struct per section, each with from_json /
+// to_json / validate: run, model, data, training, checkpoint, optimizer, schedule. Unknown keys
+// anywhere are errors naming the JSON path; the resolved recipe is saved in the run directory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "phi/core/json_reader.h"
+#include "phi/data/loader.h"
+#include "phi/train/optimizer.h"
+
+namespace phi {
+
+struct RunSection {
+  std::string dir = "runs/train";
+  uint64_t seed = 0;
+  static RunSection from_json(JsonReader& r);
+  nlohmann::json to_json() const;
+};
+
+struct ModelSection {
+  std::string preset;                // exactly one of preset / config / init_from
+  std::string config;                // a model config file
+  std::string init_from;             // a Hugging Face directory to start from
+  std::vector<std::string> overrides;  // "key=value" (the recipe's "set")
+  double init_std = 0.02;
+  static ModelSection from_json(JsonReader& r);
+  nlohmann::json to_json() const;
+  void validate(const JsonReader& r) const;
+};
+
+struct DataSection {
+  std::vector<DataSource> sources;
+  std::string valid;                      // a dataset directory for validation ("" = none)
+  int64_t seq_len = 128;
+  bool pack = true;                       // false: one document per sequence (padded)
+  bool document_masks = false;            // packed: attention stays inside each document
+  bool special_tokens_in_content = false;  // finetune .jsonl chats: special-token text in message
+                                           // content becomes control tokens (default: plain text)
+  static DataSection from_json(JsonReader& r);
+  nlohmann::json to_json() const;
+  void validate(const std::string& source) const;
+};
+
+struct TrainingSection {
+  int64_t batch_size = 8;
+  int64_t grad_accum = 1;
+  int64_t max_steps = 100;
+  std::string precision = "f32";          // f32 | bf16 | f16: compute dtype under autocast; weights,
+                                          // gradients and optimizer states stay float32 (master)
+  double loss_scale = 65536;              // f16: initial dynamic loss scale
+  int64_t loss_scale_window = 1000;       // f16: overflow-free steps before the scale doubles
+  bool activation_checkpointing = false;  // recompute each block in the backward pass
+  int64_t max_nonfinite_steps = 5;        // consecutive diverged steps (non-finite loss, or a non-finite
+                                          // gradient that loss scaling cannot absorb) that stop the run
+  std::string device = "cpu";
+  int64_t log_every = 10;
+  int64_t eval_every = 0;                 // 0: only at the end (when data.valid is set)
+  int64_t eval_batches = 4;
+  static TrainingSection from_json(JsonReader& r);
+  nlohmann::json to_json() const;
+  void validate(const JsonReader& r) const;
+};
+
+struct CheckpointSection {
+  int64_t every = 0;  // 0: only at the end
+  int64_t keep = 2;   // complete checkpoints kept
+  static CheckpointSection from_json(JsonReader& r);
+  nlohmann::json to_json() const;
+  void validate(const JsonReader& r) const;
+};
+
+struct TrainConfig {
+  RunSection run;
+  ModelSection model;
+  DataSection data;
+  TrainingSection training;
+  CheckpointSection checkpoint;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+};
+
+/// Reads a recipe; unknown keys anywhere are errors naming the JSON path.
+TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source);
+nlohmann::json train_config_to_json(const TrainConfig& config);
+/// Reads a recipe file and applies `--set section.key=value` overrides first.
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+}  // namespace phi

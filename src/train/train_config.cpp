@@ -1,0 +1,202 @@
+#include "phi/train/train_config.h"
+
+#include "phi/config/overrides.h"
+#include "phi/core/error.h"
+
+namespace phi {
+
+namespace {
+
+// A section that may be absent (or null): its defaults.
+template <typename Section>
+Section optional_section(JsonReader& r, const char* key) {
+  if (!r.has_value(key)) {
+    r.ignore({key});
+    return Section{};
+  }
+  auto child = r.child(key);
+  auto section = Section::from_json(child);
+  child.finish();
+  return section;
+}
+
+}  // namespace
+
+RunSection RunSection::from_json(JsonReader& r) {
+  RunSection s;
+  s.dir = r.optional<std::string>("dir", s.dir);
+  s.seed = static_cast<uint64_t>(r.optional<int64_t>("seed", 0));
+  return s;
+}
+
+nlohmann::json RunSection::to_json() const { return {{"dir", dir}, {"seed", static_cast<int64_t>(seed)}}; }
+
+ModelSection ModelSection::from_json(JsonReader& r) {
+  ModelSection s;
+  s.preset = r.optional<std::string>("preset", "");
+  s.config = r.optional<std::string>("config", "");
+  s.init_from = r.optional<std::string>("init_from", "");
+  s.overrides = r.optional<std::vector<std::string>>("set", {});
+  s.init_std = r.optional<double>("init_std", s.init_std);
+  return s;
+}
+
+nlohmann::json ModelSection::to_json() const {
+  nlohmann::json j = {{"init_std", init_std}, {"set", overrides}};
+  if (!preset.empty()) j["preset"] = preset;
+  if (!config.empty()) j["config"] = config;
+  if (!init_from.empty()) j["init_from"] = init_from;
+  return j;
+}
+
+void ModelSection::validate(const JsonReader& r) const {
+  const int given = !preset.empty() + !config.empty() + !init_from.empty();
+  if (given != 1) r.fail("preset", "exactly one of preset, config and init_from must be given");
+}
+
+DataSection DataSection::from_json(JsonReader& r) {
+  DataSection s;
+  const auto& list = r.raw("sources");
+  if (!list.is_array() || list.empty()) r.fail("sources", "must be a non-empty array of {path, weight}");
+  for (size_t i = 0; i < list.size(); ++i) {
+    JsonReader source(list[i], r.source(), r.path_of("sources") + "[" + std::to_string(i) + "]");
+    DataSource ds;
+    ds.path = source.required<std::string>("path");
+    ds.weight = source.optional<double>("weight", 1.0);
+    if (!(ds.weight > 0)) source.fail("weight", "must be > 0");
+    source.finish();
+    s.sources.push_back(ds);
+  }
+  s.valid = r.optional<std::string>("valid", "");
+  s.seq_len = r.optional<int64_t>("seq_len", s.seq_len);
+  s.pack = r.optional<bool>("pack", s.pack);
+  s.document_masks = r.optional<bool>("document_masks", s.document_masks);
+  s.special_tokens_in_content = r.optional<bool>("special_tokens_in_content", s.special_tokens_in_content);
+  return s;
+}
+
+nlohmann::json DataSection::to_json() const {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& s : sources) list.push_back({{"path", s.path}, {"weight", s.weight}});
+  return {{"sources", list},       {"valid", valid},
+          {"seq_len", seq_len},    {"pack", pack},
+          {"document_masks", document_masks}, {"special_tokens_in_content", special_tokens_in_content}};
+}
+
+void DataSection::validate(const std::string& source) const {
+  if (seq_len <= 0) throw Error("$.data.seq_len must be > 0", source);
+}
+
+TrainingSection TrainingSection::from_json(JsonReader& r) {
+  TrainingSection s;
+  s.batch_size = r.optional<int64_t>("batch_size", s.batch_size);
+  s.grad_accum = r.optional<int64_t>("grad_accum", s.grad_accum);
+  s.max_steps = r.optional<int64_t>("max_steps", s.max_steps);
+  s.precision = r.optional<std::string>("precision", s.precision);
+  s.loss_scale = r.optional<double>("loss_scale", s.loss_scale);
+  s.loss_scale_window = r.optional<int64_t>("loss_scale_window", s.loss_scale_window);
+  s.activation_checkpointing = r.optional<bool>("activation_checkpointing", s.activation_checkpointing);
+  s.max_nonfinite_steps = r.optional<int64_t>("max_nonfinite_steps", s.max_nonfinite_steps);
+  s.device = r.optional<std::string>("device", s.device);
+  s.log_every = r.optional<int64_t>("log_every", s.log_every);
+  s.eval_every = r.optional<int64_t>("eval_every", s.eval_every);
+  s.eval_batches = r.optional<int64_t>("eval_batches", s.eval_batches);
+  return s;
+}
+
+nlohmann::json TrainingSection::to_json() const {
+  return {{"batch_size", batch_size},
+          {"grad_accum", grad_accum},
+          {"max_steps", max_steps},
+          {"precision", precision},
+          {"loss_scale", loss_scale},
+          {"loss_scale_window", loss_scale_window},
+          {"activation_checkpointing", activation_checkpointing},
+          {"max_nonfinite_steps", max_nonfinite_steps},
+          {"device", device},
+          {"log_every", log_every},
+          {"eval_every", eval_every},
+          {"eval_batches", eval_batches}};
+}
+
+void TrainingSection::validate(const JsonReader& r) const {
+  if (batch_size <= 0) r.fail("batch_size", "must be > 0");
+  if (grad_accum <= 0) r.fail("grad_accum", "must be > 0");
+  if (max_steps <= 0) r.fail("max_steps", "must be > 0");
+  if (precision != "f32" && precision != "bf16" && precision != "f16") r.fail("precision", "must be f32, bf16 or f16");
+  if (!(loss_scale >= 1)) r.fail("loss_scale", "must be >= 1");
+  if (loss_scale_window <= 0) r.fail("loss_scale_window", "must be > 0");
+  if (max_nonfinite_steps <= 0) r.fail("max_nonfinite_steps", "must be > 0");
+}
+
+CheckpointSection CheckpointSection::from_json(JsonReader& r) {
+  CheckpointSection s;
+  s.every = r.optional<int64_t>("every", s.every);
+  s.keep = r.optional<int64_t>("keep", s.keep);
+  return s;
+}
+
+nlohmann::json CheckpointSection::to_json() const { return {{"every", every}, {"keep", keep}}; }
+
+void CheckpointSection::validate(const JsonReader& r) const {
+  if (keep <= 0) r.fail("keep", "must be > 0");
+}
+
+TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source) {
+  JsonReader r(j, source);
+  TrainConfig c;
+  r.ignore({"_comment"});  // recipes explain their numbers here
+  c.run = optional_section<RunSection>(r, "run");
+  {
+    auto model = r.child("model");
+    c.model = ModelSection::from_json(model);
+    model.finish();
+    c.model.validate(model);
+  }
+  {
+    auto data = r.child("data");
+    c.data = DataSection::from_json(data);
+    data.finish();
+  }
+  if (r.has_value("training")) {
+    auto training = r.child("training");
+    c.training = TrainingSection::from_json(training);
+    training.finish();
+    c.training.validate(training);
+  } else {
+    r.ignore({"training"});
+  }
+  if (r.has_value("checkpoint")) {
+    auto checkpoint = r.child("checkpoint");
+    c.checkpoint = CheckpointSection::from_json(checkpoint);
+    checkpoint.finish();
+    c.checkpoint.validate(checkpoint);
+  } else {
+    r.ignore({"checkpoint"});
+  }
+  c.optimizer = r.has_value("optimizer") ? optimizer_config_from_json(r.raw("optimizer"), source) : OptimizerConfig{};
+  if (!r.has_value("optimizer")) r.ignore({"optimizer"});
+  c.schedule = r.has_value("schedule") ? schedule_config_from_json(r.raw("schedule"), source) : ScheduleConfig{};
+  if (!r.has_value("schedule")) r.ignore({"schedule"});
+  r.finish();
+  c.data.validate(source);
+  return c;
+}
+
+nlohmann::json train_config_to_json(const TrainConfig& c) {
+  return {{"run", c.run.to_json()},
+          {"model", c.model.to_json()},
+          {"data", c.data.to_json()},
+          {"training", c.training.to_json()},
+          {"checkpoint", c.checkpoint.to_json()},
+          {"optimizer", optimizer_config_to_json(c.optimizer)},
+          {"schedule", schedule_config_to_json(c.schedule)}};
+}
+
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  auto j = read_json_file(path);
+  apply_overrides(j, overrides);
+  return train_config_from_json(j, path);
+}
+
+}  // namespace phi
