@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/inference_model.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/io/safetensors.h"
@@ -20,6 +21,7 @@ struct ForwardOptions {
   std::string device = "cpu";
   std::string dtype = "f32";
   std::vector<std::string> overrides;
+  KernelChoice kernels;
 };
 
 // ids.json: a JSON array of token-id arrays, one per sequence.
@@ -58,6 +60,7 @@ std::vector<std::vector<int64_t>> read_token_ids(const std::string& path, int64_
 }
 
 int run_forward(const ForwardOptions& o) {
+  o.kernels.apply();
   LoadOptions load;
   load.dtype = parse_dtype(o.dtype);
   load.device = parse_device(o.device);
@@ -87,6 +90,7 @@ void add_forward_command(CLI::App& root, Runner& run) {
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
   cmd->add_option("--set", o->overrides, "override a config.json value: --set key=value (repeatable)");
+  add_kernel_options(cmd, o->kernels);
   cmd->callback([&run, o]() { run = [o]() { return run_forward(*o); }; });
 }
 

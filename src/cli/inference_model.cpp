@@ -13,9 +13,22 @@ void InferenceModelOptions::add_options(CLI::App* cmd) {
   cmd->add_flag("--special-tokens-in-content", special_tokens_in_content,
                 "encode special-token text inside chat messages as control tokens (transformers' behaviour; "
                 "by default message content is plain text, so no message can forge a turn)");
+  add_kernel_options(cmd, kernels);
+}
+
+void add_kernel_options(CLI::App* cmd, KernelChoice& choice) {
+  cmd->add_option("--attention", choice.attention, "attention kernels on CUDA: aten (default) or fused (env PHI_ATTENTION)")
+      ->check(CLI::IsMember({"aten", "fused"}));
+  cmd->add_option("--kernels", choice.elementwise,
+                  "norm / activation / rotary kernels on CUDA: aten (default) or fused (env PHI_KERNELS)")
+      ->check(CLI::IsMember({"aten", "fused"}));
+  cmd->add_option("--flash-kernel", choice.flash_kernel,
+                  "flash kernels of the fused attention: wmma (default) or mma (env PHI_FLASH_KERNEL)")
+      ->check(CLI::IsMember({"wmma", "mma"}));
 }
 
 InferenceModel InferenceModel::load(const InferenceModelOptions& o) {
+  o.kernels.apply();
   LoadOptions load;
   load.dtype = parse_dtype(o.dtype);
   load.device = parse_device(o.device);

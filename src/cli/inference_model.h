@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "phi/infer/chat_template.h"
+#include "phi/kernels/kernel_choice.h"
 #include "phi/models/transformer.h"
 #include "phi/tokenizer/tokenizer.h"
 
@@ -21,9 +22,15 @@ struct InferenceModelOptions {
   std::string dtype = "f32";
   std::string chat_template;
   bool special_tokens_in_content = false;
-  /// Adds --model, --device, --dtype, --chat-template, --special-tokens-in-content.
+  KernelChoice kernels;  // --attention, --kernels, --flash-kernel (empty: the environment aliases)
+  /// Adds --model, --device, --dtype, --chat-template, --special-tokens-in-content and the kernel
+  /// options (add_kernel_options).
   void add_options(CLI::App* cmd);
 };
+
+/// --attention aten|fused, --kernels aten|fused, --flash-kernel wmma|mma; PHI_ATTENTION, PHI_KERNELS
+/// and PHI_FLASH_KERNEL are their environment aliases (an option wins).
+void add_kernel_options(CLI::App* cmd, KernelChoice& choice);
 
 struct InferenceModel {
   Transformer model;

@@ -142,6 +142,31 @@ void CheckpointSection::validate(const JsonReader& r) const {
   if (keep <= 0) r.fail("keep", "must be > 0");
 }
 
+KernelSection KernelSection::from_json(JsonReader& r) {
+  KernelSection s;
+  s.attention = r.optional<std::string>("attention", "");
+  s.elementwise = r.optional<std::string>("elementwise", "");
+  s.flash_kernel = r.optional<std::string>("flash_kernel", "");
+  return s;
+}
+
+nlohmann::json KernelSection::to_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  if (!attention.empty()) j["attention"] = attention;
+  if (!elementwise.empty()) j["elementwise"] = elementwise;
+  if (!flash_kernel.empty()) j["flash_kernel"] = flash_kernel;
+  return j;
+}
+
+void KernelSection::validate(const JsonReader& r) const {
+  auto one_of = [&](const char* key, const std::string& value, const char* a, const char* b) {
+    if (!value.empty() && value != a && value != b) r.fail(key, std::string("must be ") + a + " or " + b + ", got \"" + value + "\"");
+  };
+  one_of("attention", attention, "aten", "fused");
+  one_of("elementwise", elementwise, "aten", "fused");
+  one_of("flash_kernel", flash_kernel, "wmma", "mma");
+}
+
 TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source) {
   JsonReader r(j, source);
   TrainConfig c;
@@ -174,6 +199,14 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   } else {
     r.ignore({"checkpoint"});
   }
+  if (r.has_value("kernels")) {
+    auto kernels = r.child("kernels");
+    c.kernels = KernelSection::from_json(kernels);
+    kernels.finish();
+    c.kernels.validate(kernels);
+  } else {
+    r.ignore({"kernels"});
+  }
   c.optimizer = r.has_value("optimizer") ? optimizer_config_from_json(r.raw("optimizer"), source) : OptimizerConfig{};
   if (!r.has_value("optimizer")) r.ignore({"optimizer"});
   c.schedule = r.has_value("schedule") ? schedule_config_from_json(r.raw("schedule"), source) : ScheduleConfig{};
@@ -189,6 +222,7 @@ nlohmann::json train_config_to_json(const TrainConfig& c) {
           {"data", c.data.to_json()},
           {"training", c.training.to_json()},
           {"checkpoint", c.checkpoint.to_json()},
+          {"kernels", c.kernels.to_json()},
           {"optimizer", optimizer_config_to_json(c.optimizer)},
           {"schedule", schedule_config_to_json(c.schedule)}};
 }

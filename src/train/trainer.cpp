@@ -18,6 +18,7 @@
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/data/shards.h"
+#include "phi/kernels/kernel_choice.h"
 #include "phi/models/model_info.h"
 #include "phi/models/model_loader.h"
 #include "phi/train/checkpoint.h"
@@ -108,7 +109,31 @@ void Trainer::build(bool resume) {
     throw Error("precision " + c.training.precision + " needs autocast on " + c.training.device + ", which this build lacks");
   }
   checkpoints_.remove_stale();
-  if (!resume) write_json_file_atomic((fs::path(c.run.dir) / "config.json").string(), train_config_to_json(c));
+  // Kernels: the recipe's choice; where it says nothing, what a resumed run recorded; else the
+  // environment aliases and defaults. The effective choice is recorded with the resolved recipe.
+  KernelChoice kernels{c.kernels.attention, c.kernels.elementwise, c.kernels.flash_kernel};
+  const auto saved_config = fs::path(c.run.dir) / "config.json";
+  if (resume && fs::exists(saved_config)) {
+    const auto saved = read_json_file(saved_config.string());
+    if (saved.contains("kernels") && saved["kernels"].is_object()) {
+      const auto& k = saved["kernels"];
+      auto fill = [&](std::string& field, const char* key) {
+        if (field.empty() && k.contains(key) && k[key].is_string()) field = k[key].get<std::string>();
+      };
+      fill(kernels.attention, "attention");
+      fill(kernels.elementwise, "elementwise");
+      fill(kernels.flash_kernel, "flash_kernel");
+    }
+  }
+  kernels.apply();
+  const auto effective = KernelChoice::current();
+  spdlog::info("kernels: attention {}, elementwise {}, flash kernel {}", effective.attention, effective.elementwise,
+               effective.flash_kernel);
+  if (!resume) {
+    auto resolved = train_config_to_json(c);
+    resolved["kernels"] = effective.to_json();
+    write_json_file_atomic(saved_config.string(), resolved);
+  }
 
   std::optional<CheckpointManager::Loaded> resumed;
   if (resume) {

@@ -27,7 +27,9 @@ def assert_clean_failure(proc, *fragments):
     (["data", "tokenize"], ["--tokenizer", "--input", "--output", "--shard-tokens"]),
     (["train"], ["--config", "--set", "--resume", "--dry-run"]),
     (["info"], ["--preset", "--model", "--json", "--set"]),
-    (["forward"], ["--model", "--input", "--output", "--device", "--dtype", "--set"]),
+    (["forward"], ["--model", "--input", "--output", "--device", "--dtype", "--set", "--attention", "--kernels",
+                   "--flash-kernel"]),
+    (["serve"], ["--attention", "--kernels", "--flash-kernel", "--special-tokens-in-content"]),
     (["convert"], ["--from", "--to", "--dtype", "--max-shard-size"]),
 ])
 def test_help_describes_every_option(command, options):
@@ -162,3 +164,21 @@ def test_forward_truncated_weights_keep_output_untouched(tiny_model, tmp_path):
 def test_missing_required_option_is_a_usage_error():
     proc = run_phi("forward", "--model", "x", check=False)
     assert proc.returncode != 0 and "--input" in proc.stderr
+
+
+def test_kernel_options_take_their_values_and_win_over_the_environment(tiny_model, tmp_path):
+    import os
+    import subprocess
+    from phitest import PHI_BIN
+    ids_path = tmp_path / "ids.json"
+    ids_path.write_text("[[1, 2]]")
+    # A misspelt alias in the environment is still an error, even with an option given.
+    env = dict(os.environ, PHI_ATTENTION="fused")
+    for value in ("aten", "fused"):
+        proc = subprocess.run([PHI_BIN, "forward", "--model", str(tiny_model), "--input", str(ids_path), "--output",
+                               str(tmp_path / f"{value}.safetensors"), "--attention", value, "--kernels", value,
+                               "--flash-kernel", "mma"], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+    proc = run_phi("forward", "--model", tiny_model, "--input", ids_path, "--output", tmp_path / "x.safetensors",
+                   "--attention", "flash", check=False)
+    assert proc.returncode != 0 and "--attention" in proc.stderr

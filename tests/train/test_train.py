@@ -401,3 +401,19 @@ def test_lego_pipeline(tmp_path):
                                 "--input", tmp_path / "heldout.jsonl", "--json").stdout)
     assert report["examples"] == 50 and [p["position"] for p in report["by_position"]] == [1, 2, 3, 4]
     assert all(0 <= p["accuracy"] <= 1 for p in report["by_position"])
+
+
+def test_kernel_choice_is_recorded_and_reproduced_on_resume(workspace, tmp_path):
+    """The recipe's `kernels` section (or the environment aliases) decides the kernels; the
+    resolved config records the effective choice and a resumed run takes it from there."""
+    config = recipe(workspace, tmp_path / "k", training__max_steps=4, checkpoint__every=2)
+    env = dict(os.environ, PHI_FLASH_KERNEL="mma")
+    proc = subprocess.run([PHI_BIN, "train", "--config", str(config), "--set", 'kernels={"attention": "fused"}',
+                           "--set", "data.valid="], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    recorded = json.loads((tmp_path / "k" / "config.json").read_text())["kernels"]
+    assert recorded == {"attention": "fused", "elementwise": "aten", "flash_kernel": "mma"}
+    resumed = run_phi("train", "--config", config, "--resume", "--set", "training.max_steps=6", "--set", "data.valid=")
+    assert "kernels: attention fused, elementwise aten, flash kernel mma" in resumed.stderr
+    proc = run_phi("train", "--config", config, "--set", 'kernels={"attention": "flash"}', check=False)
+    assert proc.returncode == 1 and "$.kernels.attention must be aten or fused" in proc.stderr

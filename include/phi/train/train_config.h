@@ -74,12 +74,24 @@ struct CheckpointSection {
   void validate(const JsonReader& r) const;
 };
 
+/// Which kernels the run uses (include/phi/kernels/kernel_choice.h). Empty: not set by the recipe;
+/// then a resumed run keeps what it recorded, a new one takes the environment aliases / defaults.
+struct KernelSection {
+  std::string attention;     // aten | fused
+  std::string elementwise;   // aten | fused
+  std::string flash_kernel;  // wmma | mma
+  static KernelSection from_json(JsonReader& r);
+  nlohmann::json to_json() const;
+  void validate(const JsonReader& r) const;
+};
+
 struct TrainConfig {
   RunSection run;
   ModelSection model;
   DataSection data;
   TrainingSection training;
   CheckpointSection checkpoint;
+  KernelSection kernels;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
 };
