@@ -158,185 +158,218 @@ at::Tensor Scheduler::static_step(const std::vector<int64_t>& slots, const std::
   return logits;
 }
 
-void Scheduler::loop() {
-  at::NoGradGuard no_grad;
-  std::vector<Slot> slots(static_cast<size_t>(options_.max_batch_size));
-  auto active = [&] {
+// ---- The worker: admit, prefill, sample and stream, preempt, decode step -----------------------------
+
+int64_t Scheduler::running() const {
+  int64_t n = 0;
+  for (const auto& s : slots_) n += s.sequence ? 1 : 0;
+  return n;
+}
+
+void Scheduler::free_slot(size_t s) {
+  cache_->release(static_cast<int64_t>(s));
+  slots_[s] = Slot{};
+}
+
+void Scheduler::finish(ActiveSequence& sequence, RequestHandle& handle, const std::string& reason) {
+  auto tail = sequence.finish(reason);
+  if (!tail.empty()) handle.push({SampledToken{-1, 0.f, {}}, tail, false, {}, {}});
+  StreamEvent done;
+  done.token.id = -1;
+  done.done = true;
+  done.output = sequence.output();
+  handle.push(std::move(done));
+  --load_;
+}
+
+void Scheduler::end_request(size_t s, const std::string& reason) {
+  finish(*slots_[s].sequence, *slots_[s].handle, reason);
+  free_slot(s);
+}
+
+// Waits for work; takes waiting requests (first come, first served) into free slots while their
+// prompts' pages fit with a page of room for every running sequence. False when stopping.
+bool Scheduler::admit(Admission& admission) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || running() > 0; });
+  if (stopping_) return false;
+  int64_t active = running(), free = cache_->free_pages();
+  size_t s = 0;
+  while (!queue_.empty()) {
+    auto& next = queue_.front();
+    if (next->resumed && next->handle->cancelled()) {  // preempted, then abandoned: end it here
+      finish(*next->resumed, *next->handle, "cancelled");
+      queue_.pop_front();
+      continue;
+    }
+    while (s < slots_.size() && slots_[s].sequence) ++s;
+    if (s == slots_.size()) break;
+    const int64_t need = cache_->pages_for(static_cast<int64_t>(next->tokens().size()));
+    if (need + active > free) break;
+    free -= need;
+    ++active;
+    admission.requests.push_back(std::move(next));
+    queue_.pop_front();
+    admission.slots.push_back(s++);
+  }
+  return true;
+}
+
+// Prefills the admitted requests (a preempted one: prompt and sampled tokens) in one batch.
+void Scheduler::prefill(Admission& admission) {
+  if (admission.requests.empty()) return;
+  std::vector<const std::vector<int64_t>*> prompts;
+  for (const auto& p : admission.requests) prompts.push_back(&p->tokens());
+  std::vector<int64_t> lengths, slot_ids;
+  auto ids = pad_token_ids(prompts, lengths);
+  for (size_t k = 0; k < admission.requests.size(); ++k) {
+    slot_ids.push_back(static_cast<int64_t>(admission.slots[k]));
+    // LongRoPE's factor set follows the planned length, the same after a preemption.
+    const auto& request = *admission.requests[k];
+    cache_->reset_slot(slot_ids.back(), static_cast<int64_t>(request.prompt.size()) + request.max_new);
+  }
+  auto logits = model_.forward_cached(ids, lengths, *cache_, slot_ids);
+  for (size_t k = 0; k < admission.requests.size(); ++k) {
+    auto& pending = *admission.requests[k];
+    auto& slot = slots_[admission.slots[k]];
+    slot.handle = pending.handle;
+    slot.arrival = pending.arrival;
+    slot.sequence = pending.resumed ? std::move(pending.resumed)
+                                    : std::make_unique<ActiveSequence>(tokenizer_, pending.prompt, pending.max_new,
+                                                                       pending.params, options_.end_token_ids);
+    slot.last_logits = logits[k][lengths[k] - 1];
+  }
+}
+
+// Samples one token for every active slot and streams it; returns the slots that go on.
+std::vector<int64_t> Scheduler::sample_and_stream() {
+  std::vector<int64_t> step_slots;
+  for (size_t s = 0; s < slots_.size(); ++s) {
+    auto& slot = slots_[s];
+    if (!slot.sequence) continue;
+    if (slot.handle->cancelled()) {
+      end_request(s, "cancelled");
+      continue;
+    }
+    if (!slot.sequence->pending_finish().empty()) {
+      end_request(s, slot.sequence->pending_finish());
+      continue;
+    }
+    auto delta = slot.sequence->advance(slot.last_logits);
+    slot.handle->push({slot.sequence->output().details.back(), delta, false, {}, {}});
+    if (!slot.sequence->pending_finish().empty()) {
+      end_request(s, slot.sequence->pending_finish());
+    } else {
+      step_slots.push_back(static_cast<int64_t>(s));
+    }
+  }
+  return step_slots;
+}
+
+// Preempts the latest requests while the step needs more pages than are free: their pages are
+// freed and they wait at the head of the queue (ordered by arrival) with their state so far.
+void Scheduler::preempt(std::vector<int64_t>& step_slots) {
+  auto pages_wanted = [&] {
     int64_t n = 0;
-    for (const auto& s : slots) n += s.sequence ? 1 : 0;
+    for (auto s : step_slots) n += cache_->pages_needed(s, 1);
     return n;
   };
-  auto free_slot = [&](size_t s) {
-    cache_->release(static_cast<int64_t>(s));
-    slots[s] = Slot{};
-  };
-  auto finish = [&](ActiveSequence& sequence, RequestHandle& handle, const std::string& reason) {
-    auto tail = sequence.finish(reason);
-    if (!tail.empty()) handle.push({SampledToken{-1, 0.f, {}}, tail, false, {}, {}});
-    StreamEvent done;
-    done.token.id = -1;
-    done.done = true;
-    done.output = sequence.output();
-    handle.push(std::move(done));
+  while (!step_slots.empty() && pages_wanted() > cache_->free_pages()) {
+    auto victim = std::max_element(step_slots.begin(), step_slots.end(),
+                                   [&](int64_t a, int64_t b) { return slots_[a].arrival < slots_[b].arrival; });
+    auto& slot = slots_[*victim];
+    auto pending = std::make_unique<Pending>();
+    pending->prompt = slot.sequence->prompt();
+    pending->max_new = slot.sequence->max_new_tokens();
+    pending->handle = slot.handle;
+    pending->arrival = slot.arrival;
+    pending->resumed = std::move(slot.sequence);
+    free_slot(static_cast<size_t>(*victim));
+    step_slots.erase(victim);
+    ++preemptions_;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto at = std::find_if(queue_.begin(), queue_.end(), [&](const auto& p) { return p->arrival > pending->arrival; });
+    queue_.insert(at, std::move(pending));
+  }
+}
+
+// Feeds the sampled tokens of `step_slots` in one batched decode step (the fixed-shape step when
+// asked and every row shares LongRoPE's factor set).
+void Scheduler::decode_step(const std::vector<int64_t>& step_slots) {
+  if (step_slots.empty()) return;
+  peak_batch_ = std::max<int64_t>(peak_batch_, static_cast<int64_t>(step_slots.size()));
+  std::vector<int64_t> step_ids;
+  for (auto s : step_slots) step_ids.push_back(slots_[s].sequence->last_token());
+  const bool one_rope = std::all_of(step_slots.begin(), step_slots.end(), [&](int64_t s) {
+    return cache_->long_rope(s) == cache_->long_rope(step_slots.front());
+  });
+  at::Tensor logits;
+  if (options_.static_decode && one_rope) {
+    logits = static_step(step_slots, step_ids);
+  } else {
+    logits = model_.forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
+                                   std::vector<int64_t>(step_slots.size(), 1), *cache_, step_slots)
+                 .select(1, 0);
+  }
+  for (size_t k = 0; k < step_slots.size(); ++k) slots_[step_slots[k]].last_logits = logits[k];
+}
+
+// A failed step fails every request in flight (admitted ones included); the server keeps running.
+void Scheduler::fail_in_flight(const Admission& admission, const std::string& error) {
+  spdlog::error("scheduler step failed: {}", error);
+  auto fail = [&](const std::shared_ptr<RequestHandle>& handle) {
+    StreamEvent failed;
+    failed.done = true;
+    failed.error = error;
+    handle->push(std::move(failed));
     --load_;
   };
-  auto end_request = [&](size_t s, const std::string& reason) {
-    finish(*slots[s].sequence, *slots[s].handle, reason);
+  for (size_t k = 0; k < admission.requests.size(); ++k) {
+    const auto& request = admission.requests[k];
+    if (request && slots_[admission.slots[k]].handle != request->handle) fail(request->handle);  // never placed
+  }
+  for (size_t s = 0; s < slots_.size(); ++s) {
+    if (!slots_[s].sequence) continue;
+    fail(slots_[s].handle);
     free_slot(s);
+  }
+  for (size_t s : admission.slots) cache_->release(static_cast<int64_t>(s));
+  free_pages_ = cache_->free_pages();
+}
+
+// Shutting down: end whatever is still queued or running.
+void Scheduler::shut_down() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto fail = [](RequestHandle& handle) {
+    StreamEvent failed;
+    failed.done = true;
+    failed.error = "server shutting down";
+    handle.push(std::move(failed));
   };
+  for (auto& p : queue_) fail(*p->handle);
+  for (auto& s : slots_) {
+    if (s.sequence) fail(*s.handle);
+  }
+}
+
+void Scheduler::loop() {
+  at::NoGradGuard no_grad;
+  slots_.clear();
+  slots_.resize(static_cast<size_t>(options_.max_batch_size));
   while (true) {
-    // Admit waiting requests (first come, first served) into free slots while their prompts' pages
-    // fit with a page of room for every running sequence.
-    std::vector<std::unique_ptr<Pending>> admitted;
-    std::vector<size_t> admitted_slots;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || active() > 0; });
-      if (stopping_) break;
-      int64_t running = active(), free = cache_->free_pages();
-      size_t s = 0;
-      while (!queue_.empty()) {
-        auto& next = queue_.front();
-        if (next->resumed && next->handle->cancelled()) {  // preempted, then abandoned: end it here
-          finish(*next->resumed, *next->handle, "cancelled");
-          queue_.pop_front();
-          continue;
-        }
-        while (s < slots.size() && slots[s].sequence) ++s;
-        if (s == slots.size()) break;
-        const int64_t need = cache_->pages_for(static_cast<int64_t>(next->tokens().size()));
-        if (need + running > free) break;
-        free -= need;
-        ++running;
-        admitted.push_back(std::move(next));
-        queue_.pop_front();
-        admitted_slots.push_back(s++);
-      }
-    }
+    Admission admission;
+    if (!admit(admission)) break;
     try {
-      if (!admitted.empty()) {
-        std::vector<const std::vector<int64_t>*> prompts;
-        for (const auto& p : admitted) prompts.push_back(&p->tokens());
-        std::vector<int64_t> lengths, slot_ids;
-        auto ids = pad_token_ids(prompts, lengths);
-        for (size_t k = 0; k < admitted.size(); ++k) {
-          slot_ids.push_back(static_cast<int64_t>(admitted_slots[k]));
-          // LongRoPE's factor set follows the planned length, the same after a preemption.
-          cache_->reset_slot(slot_ids.back(), static_cast<int64_t>(admitted[k]->prompt.size()) + admitted[k]->max_new);
-        }
-        auto logits = model_.forward_cached(ids, lengths, *cache_, slot_ids);
-        for (size_t k = 0; k < admitted.size(); ++k) {
-          auto& pending = *admitted[k];
-          auto& slot = slots[admitted_slots[k]];
-          slot.handle = pending.handle;
-          slot.arrival = pending.arrival;
-          slot.sequence = pending.resumed ? std::move(pending.resumed)
-                                          : std::make_unique<ActiveSequence>(tokenizer_, pending.prompt, pending.max_new,
-                                                                             pending.params, options_.end_token_ids);
-          slot.last_logits = logits[k][lengths[k] - 1];
-        }
-      }
-      // Sample one token for every active slot; the ones that go on are fed in one decode step.
-      std::vector<int64_t> step_slots;
-      for (size_t s = 0; s < slots.size(); ++s) {
-        auto& slot = slots[s];
-        if (!slot.sequence) continue;
-        if (slot.handle->cancelled()) {
-          end_request(s, "cancelled");
-          continue;
-        }
-        if (!slot.sequence->pending_finish().empty()) {
-          end_request(s, slot.sequence->pending_finish());
-          continue;
-        }
-        auto delta = slot.sequence->advance(slot.last_logits);
-        slot.handle->push({slot.sequence->output().details.back(), delta, false, {}, {}});
-        if (!slot.sequence->pending_finish().empty()) {
-          end_request(s, slot.sequence->pending_finish());
-        } else {
-          step_slots.push_back(static_cast<int64_t>(s));
-        }
-      }
-      // Preempt the latest requests while the step needs more pages than are free.
-      auto pages_wanted = [&] {
-        int64_t n = 0;
-        for (auto s : step_slots) n += cache_->pages_needed(s, 1);
-        return n;
-      };
-      while (!step_slots.empty() && pages_wanted() > cache_->free_pages()) {
-        auto victim = std::max_element(step_slots.begin(), step_slots.end(), [&](int64_t a, int64_t b) {
-          return slots[a].arrival < slots[b].arrival;
-        });
-        auto& slot = slots[*victim];
-        auto pending = std::make_unique<Pending>();
-        pending->prompt = slot.sequence->prompt();
-        pending->max_new = slot.sequence->max_new_tokens();
-        pending->handle = slot.handle;
-        pending->arrival = slot.arrival;
-        pending->resumed = std::move(slot.sequence);
-        free_slot(static_cast<size_t>(*victim));
-        step_slots.erase(victim);
-        ++preemptions_;
-        std::lock_guard<std::mutex> lock(mutex_);
-        // The queue's head is older than any request still waiting; keep it ordered by arrival.
-        auto at = std::find_if(queue_.begin(), queue_.end(), [&](const auto& p) { return p->arrival > pending->arrival; });
-        queue_.insert(at, std::move(pending));
-      }
-      if (!step_slots.empty()) {
-        peak_batch_ = std::max<int64_t>(peak_batch_, static_cast<int64_t>(step_slots.size()));
-        std::vector<int64_t> step_ids;
-        for (auto s : step_slots) step_ids.push_back(slots[s].sequence->last_token());
-        const bool one_rope = std::all_of(step_slots.begin(), step_slots.end(), [&](int64_t s) {
-          return cache_->long_rope(s) == cache_->long_rope(step_slots.front());
-        });
-        at::Tensor logits;
-        if (options_.static_decode && one_rope) {
-          logits = static_step(step_slots, step_ids);
-        } else {
-          logits = model_.forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
-                                         std::vector<int64_t>(step_slots.size(), 1), *cache_, step_slots)
-                       .select(1, 0);
-        }
-        for (size_t k = 0; k < step_slots.size(); ++k) slots[step_slots[k]].last_logits = logits[k];
-      }
+      prefill(admission);
+      auto step_slots = sample_and_stream();
+      preempt(step_slots);
+      decode_step(step_slots);
       free_pages_ = cache_->free_pages();
     } catch (const std::exception& e) {
-      // A failure fails every request in flight; the server keeps running.
-      spdlog::error("scheduler step failed: {}", e.what());
-      auto fail = [&](const std::shared_ptr<RequestHandle>& handle) {
-        StreamEvent failed;
-        failed.done = true;
-        failed.error = e.what();
-        handle->push(std::move(failed));
-        --load_;
-      };
-      for (size_t k = 0; k < admitted.size(); ++k) {
-        if (admitted[k] && slots[admitted_slots[k]].handle != admitted[k]->handle) fail(admitted[k]->handle);  // never placed
-      }
-      for (size_t s = 0; s < slots.size(); ++s) {
-        if (!slots[s].sequence) continue;
-        fail(slots[s].handle);
-        free_slot(s);
-      }
-      for (int64_t s : admitted_slots) cache_->release(s);
-      free_pages_ = cache_->free_pages();
+      fail_in_flight(admission, e.what());
     }
   }
-  // Shutting down: end whatever is still queued or running.
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (auto& p : queue_) {
-    StreamEvent failed;
-    failed.done = true;
-    failed.error = "server shutting down";
-    p->handle->push(std::move(failed));
-  }
-  for (auto& s : slots) {
-    if (!s.sequence) continue;
-    StreamEvent failed;
-    failed.done = true;
-    failed.error = "server shutting down";
-    s.handle->push(std::move(failed));
-  }
+  shut_down();
 }
 
 }  // namespace phi

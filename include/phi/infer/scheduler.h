@@ -27,6 +27,8 @@
 
 namespace phi {
 
+class ActiveSequence;
+
 /// What a request's handle receives: a token with the text it completes, or the end.
 struct StreamEvent {
   SampledToken token;  // id -1: text released at the end (held characters), or the final event
@@ -97,7 +99,23 @@ class Scheduler {
  private:
   struct Pending;
   struct Slot;
+  struct Admission {
+    std::vector<std::unique_ptr<Pending>> requests;
+    std::vector<size_t> slots;  // the slot each request takes
+  };
+  // The worker's loop and its named steps (scheduler.cpp).
   void loop();
+  bool admit(Admission& admission);
+  void prefill(Admission& admission);
+  std::vector<int64_t> sample_and_stream();
+  void preempt(std::vector<int64_t>& step_slots);
+  void decode_step(const std::vector<int64_t>& step_slots);
+  void fail_in_flight(const Admission& admission, const std::string& error);
+  void shut_down();
+  int64_t running() const;
+  void free_slot(size_t s);
+  void finish(ActiveSequence& sequence, RequestHandle& handle, const std::string& reason);
+  void end_request(size_t s, const std::string& reason);
   /// One decode step of `tokens` for `slots` through the fixed-shape paged step; logits [n, V].
   at::Tensor static_step(const std::vector<int64_t>& slots, const std::vector<int64_t>& tokens);
 
@@ -110,6 +128,7 @@ class Scheduler {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::unique_ptr<Pending>> queue_;
+  std::vector<Slot> slots_;  // the worker's (max_batch_size of them)
   std::atomic<int64_t> load_{0};
   std::atomic<int64_t> peak_batch_{0};
   std::atomic<int64_t> preemptions_{0};
