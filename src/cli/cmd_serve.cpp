@@ -55,7 +55,7 @@ int run_serve(const ServeOptions& o) {
   if (o.cuda_graphs && !model.device().is_cuda()) {
     throw Error("--cuda-graphs needs a CUDA model", "", "add --device cuda, or leave --cuda-graphs out");
   }
-  scheduling.static_decode = o.cuda_graphs;
+  scheduling.fixed_shape_decode = o.cuda_graphs;
   scheduling.end_token_ids = loaded.end_token_ids;
   Scheduler scheduler(model, *tokenizer, scheduling);
   spdlog::info("up to {} sequences of {} tokens; paged KV cache: {} tokens ({} pages of {}), {:.1f} MiB; chat template {}",

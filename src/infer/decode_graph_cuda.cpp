@@ -92,10 +92,10 @@ DecodeGraph::DecodeGraph(const Transformer& model, KVCache& cache) : impl_(std::
     c10::cuda::CUDAStreamGuard stream_guard(stream);
     // A warm-up step (library handles, workspaces); it writes K/V at the current positions, which
     // the first real step overwrites.
-    model.decode_step_static(m.ids, m.positions, m.inv_freq, m.mscale, cache);
+    model.decode_step_fixed_shape(m.ids, m.positions, m.inv_freq, m.mscale, cache);
     stream.synchronize();
     m.graph.capture_begin();
-    m.logits = model.decode_step_static(m.ids, m.positions, m.inv_freq, m.mscale, cache);
+    m.logits = model.decode_step_fixed_shape(m.ids, m.positions, m.inv_freq, m.mscale, cache);
     cudaStreamCaptureStatus status;
     cudaGraph_t captured = nullptr;
     size_t count = 0;

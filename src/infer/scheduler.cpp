@@ -119,7 +119,7 @@ std::shared_ptr<RequestHandle> Scheduler::submit(std::vector<int64_t> prompt, co
   return handle;
 }
 
-at::Tensor Scheduler::static_step(const std::vector<int64_t>& slots, const std::vector<int64_t>& tokens) {
+at::Tensor Scheduler::fixed_shape_step(const std::vector<int64_t>& slots, const std::vector<int64_t>& tokens) {
   const int64_t n = static_cast<int64_t>(slots.size());
   int64_t rows = 1;
   while (rows < n) rows *= 2;
@@ -304,8 +304,8 @@ void Scheduler::decode_step(const std::vector<int64_t>& step_slots) {
     return cache_->long_rope(s) == cache_->long_rope(step_slots.front());
   });
   at::Tensor logits;
-  if (options_.static_decode && one_rope) {
-    logits = static_step(step_slots, step_ids);
+  if (options_.fixed_shape_decode && one_rope) {
+    logits = fixed_shape_step(step_slots, step_ids);
   } else {
     logits = model_.forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
                                    std::vector<int64_t>(step_slots.size(), 1), *cache_, step_slots)

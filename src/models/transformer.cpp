@@ -230,42 +230,136 @@ at::Tensor Transformer::head_logits(const at::Tensor& x) const {
   return logits;
 }
 
-at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
-                                        const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
-                                        const CacheStep* step, const at::Tensor& segments, bool no_padding) const {
+// ---- The one decoder loop and its attention inputs -------------------------------------------------
+
+namespace {
+
+// Whole sequences: attention over the keys of this forward.
+class SequenceAttention final : public LayerAttention {
+ public:
+  explicit SequenceAttention(double scale) : scale_(scale) {}
+  at::Tensor attend(int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const AttentionMaskSpec& mask) const override {
+    return attention(q, k, v, scale_, mask);
+  }
+
+ private:
+  double scale_;
+};
+
+// A KVStore step (forward_cached): new K/V written at each slot's length, all cached keys read.
+class CachedAttention final : public LayerAttention {
+ public:
+  CachedAttention(KVStore& cache, std::vector<int64_t> slots, std::vector<int64_t> new_lengths, at::Tensor slot_index,
+                  int64_t n_keys, double scale)
+      : cache_(cache), slots_(std::move(slots)), new_lengths_(std::move(new_lengths)),
+        slot_index_(std::move(slot_index)), n_keys_(n_keys), scale_(scale) {}
+  at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const AttentionMaskSpec& mask) const override {
+    cache_.write(layer, k, v, slots_, new_lengths_);
+    return cache_.attend(layer, q, slots_, slot_index_, n_keys_, scale_, mask);
+  }
+
+ private:
+  KVStore& cache_;
+  std::vector<int64_t> slots_, new_lengths_;
+  at::Tensor slot_index_;  // int64 [n] on the model's device
+  int64_t n_keys_;         // longest key length after the write (known on the host: no sync)
+  double scale_;
+};
+
+// The fixed-shape dense step: k rotated and appended at `positions` in one kernel (append_kv_step),
+// attention over the whole cache up to each row's position.
+class FixedShapeAttention final : public LayerAttention {
+ public:
+  FixedShapeAttention(KVCache& cache, const at::Tensor& positions, const at::Tensor& cos, const at::Tensor& sin,
+                      double scale)
+      : cache_(cache), positions_(positions), cos_(cos), sin_(sin), scale_(scale) {}
+  bool rotates_keys() const override { return false; }
+  at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const AttentionMaskSpec& mask) const override {
+    append_kv_step(k, v, cos_, sin_, cache_.keys(layer), cache_.values(layer), positions_);  // k rotated there
+    return attention(q, cache_.keys(layer), cache_.values(layer), scale_, mask);
+  }
+
+ private:
+  KVCache& cache_;
+  const at::Tensor &positions_, &cos_, &sin_;
+  double scale_;
+};
+
+// The fixed-shape paged step: K/V copied into their pool rows, attention read through the table.
+class PagedFixedShapeAttention final : public LayerAttention {
+ public:
+  PagedFixedShapeAttention(PagedKVCache& cache, const at::Tensor& page_table, at::Tensor rows, int64_t n_keys,
+                           const ModelConfig& config)
+      : cache_(cache), page_table_(page_table), rows_(std::move(rows)), n_keys_(n_keys), config_(config) {}
+  at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const AttentionMaskSpec& mask) const override {
+    const int64_t n = q.size(0), Hkv = config_.n_kv_heads, D = config_.head_dim;
+    auto& key_pool = cache_.key_pool(layer);
+    auto& value_pool = cache_.value_pool(layer);
+    key_pool.view({-1, Hkv, D}).index_copy_(0, rows_, k.reshape({n, Hkv, D}).to(key_pool.scalar_type()));
+    value_pool.view({-1, Hkv, D}).index_copy_(0, rows_, v.reshape({n, Hkv, D}).to(value_pool.scalar_type()));
+    return paged_attention(q, PagedKV{key_pool, value_pool, page_table_, cache_.page_size()}, n_keys_,
+                           config_.resolved_attention_scale(), mask);
+  }
+
+ private:
+  PagedKVCache& cache_;
+  const at::Tensor& page_table_;
+  at::Tensor rows_;  // int64 [n]: the pool row of each new token
+  int64_t n_keys_;
+  const ModelConfig& config_;
+};
+
+}  // namespace
+
+at::Tensor Transformer::attention_block(int64_t index, const at::Tensor& h, const DecoderInputs& in,
+                                        const LayerAttention& kv) const {
   const auto& layer = layers_[index];
   const int64_t B = h.size(0), T = h.size(1), Hq = config_.n_heads, D = config_.head_dim;
-  auto [q, k, v] = project_qkv(layer, h, cos, sin);
+  auto [q, k, v] = project_qkv(layer, h, in.cos, in.sin, kv.rotates_keys());
   BlockSparseLayout layout;
-  auto mask = attention_mask(index, positions, key_lengths, layout);
-  mask.segments = segments;
-  if (step != nullptr) {
-    mask.queries_end_at_lengths = step->all_full;
-  } else {
-    mask.queries_are_rows = true;
-    mask.no_padding = no_padding;
-  }
-  at::Tensor out;
-  if (step != nullptr) {
-    step->cache->write(index, k, v, step->slots, step->new_lengths);
-    out = step->cache->attend(index, q, step->slots, step->slot_index, step->n_keys, config_.resolved_attention_scale(),
-                              mask);
-  } else {
-    out = attention(q, k, v, config_.resolved_attention_scale(), mask);
-  }
+  auto mask = attention_mask(index, in.positions, in.key_lengths, layout);
+  mask.segments = in.segments;
+  mask.queries_are_rows = in.query_layout == QueryLayout::kRows;
+  mask.no_padding = in.query_layout == QueryLayout::kRows && in.no_padding;
+  mask.queries_end_at_lengths = in.query_layout == QueryLayout::kEndAtLengths;
+  auto out = kv.attend(index, q, k, v, mask);
   out = out.transpose(1, 2).reshape({B, T, Hq * D});
   return optional_linear(out, layer.out_w, layer.out_b);
 }
 
-at::Tensor Transformer::block(int64_t i, const at::Tensor& x, const BlockInputs& in, const CacheStep* step) const {
-  return residual_block(layers_[i], x, [&](const at::Tensor& h) {
-    return attention_block(i, h, in.positions, in.cos, in.sin, in.key_lengths, step, in.segments, in.no_padding);
-  });
+at::Tensor Transformer::block(int64_t i, const at::Tensor& x, const DecoderInputs& in, const LayerAttention& kv) const {
+  return residual_block(layers_[i], x, [&](const at::Tensor& h) { return attention_block(i, h, in, kv); });
 }
 
-at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
-                            const std::vector<bool>& long_rope, const CacheStep* step, const at::Tensor& segments,
-                            const at::Tensor& rope_positions, bool no_padding, bool hidden_only) const {
+at::Tensor Transformer::decode(const DecoderInputs& in, const LayerAttention& kv, bool allow_recompute,
+                               bool hidden_only) const {
+  auto x = at::embedding(embed_, in.ids);
+  if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
+  const bool recompute = allow_recompute && checkpoint_blocks_ && at::GradMode::is_enabled();
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    if (recompute) {
+      // The backward recomputes the block after this call returns: the lambda owns what it reads
+      // (whole-sequence attention keeps no state, so a fresh one serves).
+      x = checkpointed(
+          [this, i, in](const at::Tensor& xi) {
+            return block(i, xi, in, SequenceAttention(config_.resolved_attention_scale()));
+          },
+          x);
+    } else {
+      x = block(i, x, in, kv);
+    }
+  }
+  x = norm(x, final_norm_w_, final_norm_b_);
+  return hidden_only ? x : head_logits(x);
+}
+
+Transformer::DecoderInputs Transformer::checked_inputs(const at::Tensor& ids, const at::Tensor& positions,
+                                                       const at::Tensor& key_lengths, const std::vector<bool>& long_rope,
+                                                       const at::Tensor& rope_positions) const {
   PHI_CHECK(ids.dim() == 2, "token ids must be [batch, length], got ", ids.sizes());
   const int64_t min_id = ids.numel() ? ids.min().item<int64_t>() : 0;
   const int64_t max_id = ids.numel() ? ids.max().item<int64_t>() : 0;
@@ -274,33 +368,35 @@ at::Tensor Transformer::run(const at::Tensor& ids, const at::Tensor& positions, 
                     " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")",
                 "", "check that the ids come from this model's tokenizer");
   }
-  auto ids_dev = ids.to(device());
+  DecoderInputs in;
+  in.ids = ids.to(device());
+  in.positions = positions;
+  in.key_lengths = key_lengths;
   // cos/sin per row: one table when every row uses the same LongRoPE factor set.
   const bool all_long = std::all_of(long_rope.begin(), long_rope.end(), [](bool b) { return b; });
   const bool any_long = std::any_of(long_rope.begin(), long_rope.end(), [](bool b) { return b; });
   const at::Tensor& rotary_positions = rope_positions.defined() ? rope_positions : positions;
-  auto [cos, sin] = rope_cos_sin(config_, rotary_positions, all_long);
+  std::tie(in.cos, in.sin) = rope_cos_sin(config_, rotary_positions, all_long);
   if (any_long && !all_long) {
     auto [cos_long, sin_long] = rope_cos_sin(config_, rotary_positions, true);
     std::vector<uint8_t> flags(long_rope.begin(), long_rope.end());
-    auto rows = at::tensor(flags, at::kByte).to(at::kBool).to(cos.device()).view({-1, 1, 1});
-    cos = at::where(rows, cos_long, cos);
-    sin = at::where(rows, sin_long, sin);
+    auto rows = at::tensor(flags, at::kByte).to(at::kBool).to(in.cos.device()).view({-1, 1, 1});
+    in.cos = at::where(rows, cos_long, in.cos);
+    in.sin = at::where(rows, sin_long, in.sin);
   }
-  auto x = at::embedding(embed_, ids_dev);
-  if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
-  const BlockInputs in{positions, cos, sin, key_lengths, segments, no_padding};
-  const bool recompute = checkpoint_blocks_ && step == nullptr && at::GradMode::is_enabled();
-  for (int64_t i = 0; i < config_.n_layers; ++i) {
-    if (recompute) {
-      x = checkpointed([this, i, in](const at::Tensor& xi) { return block(i, xi, in, nullptr); }, x);
-    } else {
-      x = block(i, x, in, step);
-    }
-  }
-  if (step != nullptr) step->cache->advance(step->slots, step->new_lengths);
-  x = norm(x, final_norm_w_, final_norm_b_);
-  return hidden_only ? x : head_logits(x);
+  return in;
+}
+
+Transformer::DecoderInputs Transformer::fixed_shape_inputs(const at::Tensor& ids, const at::Tensor& positions,
+                                                           const at::Tensor& inv_freq, double mscale) const {
+  const int64_t n = ids.size(0);
+  DecoderInputs in;
+  in.ids = ids;
+  in.positions = positions.view({n, 1});
+  std::tie(in.cos, in.sin) = rope_tables(in.positions, inv_freq, mscale);
+  in.key_lengths = positions + 1;
+  in.query_layout = QueryLayout::kEndAtLengths;
+  return in;
 }
 
 Transformer::SequenceInputs Transformer::sequence_inputs(const at::Tensor& ids, const at::Tensor& lengths,
@@ -321,13 +417,15 @@ Transformer::SequenceInputs Transformer::sequence_inputs(const at::Tensor& ids, 
 
 at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths, const at::Tensor& segments) const {
   const int64_t B = ids.size(0), T = ids.size(1);
-  auto in = sequence_inputs(ids, lengths, segments);
-  const int64_t longest = lengths.defined() && B > 0 ? in.key_lengths.max().item<int64_t>() : T;
+  auto seq = sequence_inputs(ids, lengths, segments);
+  const int64_t longest = lengths.defined() && B > 0 ? seq.key_lengths.max().item<int64_t>() : T;
   std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, longest));
-  auto logits = run(ids, in.positions, in.key_lengths, long_rope, nullptr, in.segments, in.rope_positions,
-                    !lengths.defined());
+  auto in = checked_inputs(ids, seq.positions, seq.key_lengths, long_rope, seq.rope_positions);
+  in.segments = seq.segments;
+  in.no_padding = !lengths.defined();
+  auto logits = decode(in, SequenceAttention(config_.resolved_attention_scale()), true, false);
   if (lengths.defined()) {
-    auto valid = in.positions.lt(in.key_lengths.unsqueeze(1)).unsqueeze(-1);
+    auto valid = seq.positions.lt(seq.key_lengths.unsqueeze(1)).unsqueeze(-1);
     logits = logits.masked_fill(valid.logical_not(), 0.0f);
   }
   return logits;
@@ -337,9 +435,12 @@ at::Tensor Transformer::loss(const at::Tensor& ids, const at::Tensor& targets, c
                              int64_t chunk_rows) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   PHI_CHECK(targets.sizes() == ids.sizes(), "targets must have the shape of ids ", ids.sizes(), ", got ", targets.sizes());
-  auto in = sequence_inputs(ids, {}, segments);
+  auto seq = sequence_inputs(ids, {}, segments);
   std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, T));
-  auto hidden = run(ids, in.positions, in.key_lengths, long_rope, nullptr, in.segments, in.rope_positions, true, true);
+  auto in = checked_inputs(ids, seq.positions, seq.key_lengths, long_rope, seq.rope_positions);
+  in.segments = seq.segments;
+  in.no_padding = true;
+  auto hidden = decode(in, SequenceAttention(config_.resolved_attention_scale()), true, true);
   LmHead head;
   head.weight = lm_head_w_;
   head.bias = lm_head_b_;
@@ -351,98 +452,64 @@ at::Tensor Transformer::loss(const at::Tensor& ids, const at::Tensor& targets, c
 at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths,
                                        KVStore& cache, const std::vector<int64_t>& slots) const {
   const int64_t B = ids.size(0), T = ids.size(1);
-  CacheStep step;
-  step.cache = &cache;
-  step.new_lengths = new_lengths;
+  std::vector<int64_t> step_slots;
   if (slots.empty()) {
     PHI_CHECK(B == cache.batch_size(), "ids batch ", B, " != cache batch ", cache.batch_size());
-    for (int64_t b = 0; b < B; ++b) step.slots.push_back(b);
+    for (int64_t b = 0; b < B; ++b) step_slots.push_back(b);
   } else {
     PHI_CHECK(static_cast<int64_t>(slots.size()) == B, "slots needs ", B, " entries");
     for (auto s : slots) PHI_CHECK(s >= 0 && s < cache.batch_size(), "slot ", s, " outside the cache");
-    step.slots = slots;
+    step_slots = slots;
   }
   PHI_CHECK(static_cast<int64_t>(new_lengths.size()) == B, "new_lengths needs ", B, " entries");
-  step.all_full = std::all_of(new_lengths.begin(), new_lengths.end(), [T](int64_t n) { return n == T; });
-  for (size_t i = 0; i < step.slots.size(); ++i) {
-    step.n_keys = std::max(step.n_keys, cache.length(step.slots[i]) + new_lengths[i]);
-  }
+  const bool all_full = std::all_of(new_lengths.begin(), new_lengths.end(), [T](int64_t n) { return n == T; });
+  int64_t n_keys = 1;
+  for (size_t i = 0; i < step_slots.size(); ++i) n_keys = std::max(n_keys, cache.length(step_slots[i]) + new_lengths[i]);
   for (auto n : new_lengths) PHI_CHECK(n >= 0 && n <= T, "new length ", n, " outside [0, ", T, "]");
-  cache.prepare(step.slots, new_lengths, T);
+  cache.prepare(step_slots, new_lengths, T);
   auto long_options = at::TensorOptions().dtype(at::kLong).device(device());
   std::vector<int64_t> starts;
   std::vector<bool> long_rope;
-  for (auto s : step.slots) {
+  for (auto s : step_slots) {
     starts.push_back(cache.length(s));
     long_rope.push_back(cache.long_rope(s));
   }
-  step.slot_index = at::tensor(step.slots, at::kLong).to(device());
+  auto slot_index = at::tensor(step_slots, at::kLong).to(device());
   auto start = at::tensor(starts, at::kLong).to(device());
   auto positions = start.unsqueeze(1) + at::arange(T, long_options).unsqueeze(0);
   auto new_len = at::tensor(new_lengths, at::kLong).to(device());
-  auto key_lengths = start + new_len;
-  auto logits = run(ids, positions, key_lengths, long_rope, &step);
+  auto in = checked_inputs(ids, positions, start + new_len, long_rope);
+  in.query_layout = all_full ? QueryLayout::kEndAtLengths : QueryLayout::kAtPositions;
+  CachedAttention kv(cache, step_slots, new_lengths, slot_index, n_keys, config_.resolved_attention_scale());
+  auto logits = decode(in, kv, false, false);
+  cache.advance(step_slots, new_lengths);
   auto valid = at::arange(T, long_options).unsqueeze(0).lt(new_len.unsqueeze(1)).unsqueeze(-1);
   return logits.masked_fill(valid.logical_not(), 0.0f);
 }
 
-at::Tensor Transformer::decode_step_static(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& inv_freq,
-                                           double mscale, KVCache& cache) const {
-  const int64_t n = ids.size(0), D = config_.head_dim, Hq = config_.n_heads;
+at::Tensor Transformer::decode_step_fixed_shape(const at::Tensor& ids, const at::Tensor& positions,
+                                                const at::Tensor& inv_freq, double mscale, KVCache& cache) const {
+  const int64_t n = ids.size(0);
   PHI_CHECK(ids.dim() == 2 && ids.size(1) == 1 && positions.dim() == 1 && positions.size(0) == n,
-            "decode_step_static takes ids [n, 1] and positions [n]");
-  PHI_CHECK(n == cache.batch_size(), "decode_step_static runs every cache row: ", n, " != ", cache.batch_size());
-  auto pos = positions.view({n, 1});
-  at::Tensor cos, sin;  // named (not a structured binding): the lambda below captures them
-  std::tie(cos, sin) = rope_tables(pos, inv_freq, mscale);
-  auto key_lengths = positions + 1;
-  auto x = at::embedding(embed_, ids);
-  if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
-  for (int64_t i = 0; i < config_.n_layers; ++i) {
-    x = residual_block(layers_[i], x, [&](const at::Tensor& h) {
-      auto [q, k, v] = project_qkv(layers_[i], h, cos, sin, /*rotate_k=*/false);
-      append_kv_step(k, v, cos, sin, cache.keys(i), cache.values(i), positions);  // k rotated there
-      BlockSparseLayout layout;
-      auto mask = attention_mask(i, pos, key_lengths, layout);
-      mask.queries_end_at_lengths = true;
-      auto out = attention(q, cache.keys(i), cache.values(i), config_.resolved_attention_scale(), mask);
-      return optional_linear(out.transpose(1, 2).reshape({n, 1, Hq * D}), layers_[i].out_w, layers_[i].out_b);
-    });
-  }
-  return head_logits(norm(x, final_norm_w_, final_norm_b_));
+            "decode_step_fixed_shape takes ids [n, 1] and positions [n]");
+  PHI_CHECK(n == cache.batch_size(), "decode_step_fixed_shape runs every cache row: ", n, " != ", cache.batch_size());
+  auto in = fixed_shape_inputs(ids, positions, inv_freq, mscale);
+  return decode(in, FixedShapeAttention(cache, positions, in.cos, in.sin, config_.resolved_attention_scale()), false,
+                false);
 }
 
 at::Tensor Transformer::decode_step_paged(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& page_table,
                                           const at::Tensor& inv_freq, double mscale, PagedKVCache& cache) const {
-  const int64_t n = ids.size(0), D = config_.head_dim, Hq = config_.n_heads, Hkv = config_.n_kv_heads;
+  const int64_t n = ids.size(0);
   PHI_CHECK(ids.dim() == 2 && ids.size(1) == 1 && positions.dim() == 1 && positions.size(0) == n &&
                 page_table.dim() == 2 && page_table.size(0) == n && page_table.scalar_type() == at::kInt,
             "decode_step_paged takes ids [n, 1], positions [n] and an int32 page table [n, W]");
   const int64_t page = cache.page_size(), n_keys = page_table.size(1) * page;
-  auto pos = positions.view({n, 1});
-  at::Tensor cos, sin;  // named (not a structured binding): the lambda below captures them
-  std::tie(cos, sin) = rope_tables(pos, inv_freq, mscale);
-  auto key_lengths = positions + 1;
+  auto in = fixed_shape_inputs(ids, positions, inv_freq, mscale);
   // The pool row of each new token: its page from the table, its offset in the page.
-  auto rows = page_table.gather(1, at::div(pos, page, "floor")).view({n}).to(at::kLong) * page + positions.remainder(page);
-  auto x = at::embedding(embed_, ids);
-  if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
-  for (int64_t i = 0; i < config_.n_layers; ++i) {
-    x = residual_block(layers_[i], x, [&](const at::Tensor& h) {
-      auto [q, k, v] = project_qkv(layers_[i], h, cos, sin);
-      auto& key_pool = cache.key_pool(i);
-      auto& value_pool = cache.value_pool(i);
-      key_pool.view({-1, Hkv, D}).index_copy_(0, rows, k.reshape({n, Hkv, D}).to(key_pool.scalar_type()));
-      value_pool.view({-1, Hkv, D}).index_copy_(0, rows, v.reshape({n, Hkv, D}).to(value_pool.scalar_type()));
-      BlockSparseLayout layout;
-      auto mask = attention_mask(i, pos, key_lengths, layout);
-      mask.queries_end_at_lengths = true;
-      auto out = paged_attention(q, PagedKV{key_pool, value_pool, page_table, page}, n_keys,
-                                 config_.resolved_attention_scale(), mask);
-      return optional_linear(out.transpose(1, 2).reshape({n, 1, Hq * D}), layers_[i].out_w, layers_[i].out_b);
-    });
-  }
-  return head_logits(norm(x, final_norm_w_, final_norm_b_));
+  auto rows = page_table.gather(1, at::div(in.positions, page, "floor")).view({n}).to(at::kLong) * page +
+              positions.remainder(page);
+  return decode(in, PagedFixedShapeAttention(cache, page_table, rows, n_keys, config_), false, false);
 }
 
 KVCache Transformer::make_cache(int64_t batch_size, int64_t capacity, int64_t planned_length) const {

@@ -94,7 +94,7 @@ TEST(Scheduler, PreemptionAndTheFixedShapeStepKeepEveryOutput) {
     for (bool fixed_shape : {false, true}) {
       for (int64_t cache_tokens : {int64_t(0), int64_t(48)}) {
         auto options = roomy;
-        options.static_decode = fixed_shape;
+        options.fixed_shape_decode = fixed_shape;
         options.cache_tokens = cache_tokens;
         auto run = run_all(model, *tokenizer, options, prompts);
         const std::string what = preset + (fixed_shape ? " fixed-shape step" : " cached forward") +

@@ -149,7 +149,7 @@ TEST(ChunkedLmLoss, EqualsFullLogitsCrossEntropyWithGradients) {
 namespace {
 
 // The graph-capturable decode step (device inputs, no host reads) equals the cached forward.
-TEST(DecodeStepStatic, EqualsForwardCached) {
+TEST(DecodeStepFixedShape, EqualsForwardCached) {
   at::NoGradGuard no_grad;
   for (const std::string preset : {"tiny-phi", "tiny-phi3", "tiny-phi3small"}) {
     auto config = phi::preset_model_config(preset);
@@ -165,7 +165,7 @@ TEST(DecodeStepStatic, EqualsForwardCached) {
     for (int64_t t = prompt; t < prompt + steps; ++t) {
       auto expected = model.forward_cached(ids.narrow(1, t, 1), {1, 1}, a);
       auto positions = at::full({n}, t, at::kLong);
-      auto got = model.decode_step_static(ids.narrow(1, t, 1).contiguous(), positions, inv_freq, mscale, b);
+      auto got = model.decode_step_fixed_shape(ids.narrow(1, t, 1).contiguous(), positions, inv_freq, mscale, b);
       b.advance({0, 1}, {1, 1});
       EXPECT_LT(relative_error(got, expected), 1e-5) << preset << " step " << t;
     }

@@ -69,7 +69,7 @@ struct SchedulerOptions {
   // padded to the next power of two: captured once per size as a CUDA graph on a CUDA model
   // (PagedDecodeGraph), run as it is elsewhere. Steps whose sequences mix LongRoPE factor sets run
   // the usual cached forward.
-  bool static_decode = false;
+  bool fixed_shape_decode = false;
   std::vector<int64_t> end_token_ids;
 };
 
@@ -117,7 +117,7 @@ class Scheduler {
   void finish(ActiveSequence& sequence, RequestHandle& handle, const std::string& reason);
   void end_request(size_t s, const std::string& reason);
   /// One decode step of `tokens` for `slots` through the fixed-shape paged step; logits [n, V].
-  at::Tensor static_step(const std::vector<int64_t>& slots, const std::vector<int64_t>& tokens);
+  at::Tensor fixed_shape_step(const std::vector<int64_t>& slots, const std::vector<int64_t>& tokens);
 
   const Transformer& model_;
   const Tokenizer& tokenizer_;

@@ -40,6 +40,18 @@ at::Tensor pad_token_ids(const std::vector<const std::vector<int64_t>*>& sequenc
 /// The canonical parameter names and shapes that `config` needs.
 std::vector<std::pair<std::string, std::vector<int64_t>>> expected_parameters(const ModelConfig& config);
 
+/// Where a layer's keys and values live: attention takes the KV variant as an input (the whole
+/// sequence, a KVStore step, the fixed-shape dense or paged step). transformer.cpp has the four.
+class LayerAttention {
+ public:
+  virtual ~LayerAttention() = default;
+  /// False when the cache write rotates k itself (the fused KV-append kernel).
+  virtual bool rotates_keys() const { return true; }
+  /// Writes the new k, v where this variant keeps them and attends q over its keys; [n, Hq, T, D].
+  virtual at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const AttentionMaskSpec& mask) const = 0;
+};
+
 class Transformer {
  public:
   /// Checks that `parameters` holds exactly the expected names with the expected shapes.
@@ -91,14 +103,14 @@ class Transformer {
   /// rope_inverse_frequencies on the device) and mscale for the rotary tables. Attention covers keys
   /// [0, positions] of the whole cache (the decode kernel with the fused backend). The caller
   /// advances the cache's host lengths. Returns float32 logits [n, 1, V].
-  at::Tensor decode_step_static(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& inv_freq,
-                                double mscale, KVCache& cache) const;
+  at::Tensor decode_step_fixed_shape(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& inv_freq,
+                                     double mscale, KVCache& cache) const;
 
   /// One decode step over a paged cache with fixed shapes and every input on the device, so that it
   /// can be captured in a CUDA graph (infer/paged_decode_graph.h): ids int64 [n, 1]; positions int64
   /// [n] (each row's current length: where its K/V go); page_table int32 [n, W] from
   /// PagedKVCache::page_table (a row's pages, then the scratch page; padding rows are all scratch
-  /// and have position 0); inv_freq and mscale as in decode_step_static (one LongRoPE factor set
+  /// and have position 0); inv_freq and mscale as in decode_step_fixed_shape (one LongRoPE factor set
   /// for every row). Attention covers keys [0, positions] read through the table. The caller takes
   /// the pages before (PagedKVCache::allocate) and advances the lengths after. Returns float32
   /// logits [n, 1, V].
@@ -121,29 +133,34 @@ class Transformer {
   at::Tensor norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
   /// The MLP of h; with `residual`, residual + MLP(h) (the sum fused into the last GEMV where it can be).
   at::Tensor mlp(const Layer& layer, const at::Tensor& h, const at::Tensor& residual = {}) const;
-  /// Attention for layer `index`; with a cache, new K/V are written first and all cached keys read.
-  /// What a cached forward needs besides the activations.
-  struct CacheStep {
-    KVStore* cache = nullptr;
-    std::vector<int64_t> slots;
-    std::vector<int64_t> new_lengths;
-    at::Tensor slot_index;  // int64 [n] on the model's device
-    bool all_full = false;  // every row's new_lengths == T (no padded queries)
-    int64_t n_keys = 1;     // longest key length after the write (known on the host: no sync)
+  /// How the queries of one forward sit against its keys (the attention mask's hints).
+  enum class QueryLayout {
+    kRows,          // whole sequences: query t is key t (with key_lengths for right padding)
+    kEndAtLengths,  // cached steps whose rows are all full: the queries are each row's last keys
+    kAtPositions,   // cached prefill of unequal rows: the query positions say where each query is
   };
-  at::Tensor attention_block(int64_t index, const at::Tensor& h, const at::Tensor& positions,
-                             const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& key_lengths,
-                             const CacheStep* step, const at::Tensor& segments, bool no_padding) const;
-  /// long_rope: per row, whether LongRoPE's long factors apply. positions are absolute (masks);
-  /// rope_positions (default: positions) rotate q and k.
-  at::Tensor run(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
-                 const std::vector<bool>& long_rope, const CacheStep* step, const at::Tensor& segments = {},
-                 const at::Tensor& rope_positions = {}, bool no_padding = false, bool hidden_only = false) const;
-  /// What every block of one forward shares.
-  struct BlockInputs {
-    at::Tensor positions, cos, sin, key_lengths, segments;
-    bool no_padding = false;  // key_lengths are all T
+  /// Everything the one decoder loop (decode()) takes besides the weights: token ids on the device,
+  /// absolute query positions (masks), the rotary tables, key lengths, optional segment ids.
+  struct DecoderInputs {
+    at::Tensor ids, positions, cos, sin, key_lengths, segments;
+    QueryLayout query_layout = QueryLayout::kRows;
+    bool no_padding = false;  // kRows: key_lengths are all T
   };
+  /// The decoder: embed, every block (recomputed in the backward with activation checkpointing
+  /// when `allow_recompute`), final norm, and the head unless `hidden_only`.
+  at::Tensor decode(const DecoderInputs& in, const LayerAttention& kv, bool allow_recompute, bool hidden_only) const;
+  /// Block `index` on the residual stream x, and its attention on the normed h.
+  at::Tensor block(int64_t index, const at::Tensor& x, const DecoderInputs& in, const LayerAttention& kv) const;
+  at::Tensor attention_block(int64_t index, const at::Tensor& h, const DecoderInputs& in, const LayerAttention& kv) const;
+  /// The inputs of a forward with host-side checks: ids validated against the vocabulary and moved
+  /// to the device; rotary tables per row (long_rope: whether LongRoPE's long factors apply);
+  /// positions are absolute (masks), rope_positions (default: positions) rotate q and k.
+  DecoderInputs checked_inputs(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_lengths,
+                               const std::vector<bool>& long_rope, const at::Tensor& rope_positions = {}) const;
+  /// The inputs of a fixed-shape decode step (no host reads): positions [n] become [n, 1] query
+  /// positions, key lengths positions + 1, the rotary tables from inv_freq and mscale.
+  DecoderInputs fixed_shape_inputs(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& inv_freq,
+                                   double mscale) const;
   /// Layer's q [n, Hq, T, D], k and v [n, Hkv, T, D] from h [n, T, H], q and k rotated (k only when rotate_k).
   std::array<at::Tensor, 3> project_qkv(const Layer& layer, const at::Tensor& h, const at::Tensor& cos,
                                         const at::Tensor& sin, bool rotate_k = true) const;
@@ -164,9 +181,6 @@ class Transformer {
     at::Tensor positions, key_lengths, segments, rope_positions;
   };
   SequenceInputs sequence_inputs(const at::Tensor& ids, const at::Tensor& lengths, const at::Tensor& segments) const;
-  /// Block `index` applied to the residual stream x.
-  at::Tensor block(int64_t index, const at::Tensor& x, const BlockInputs& in, const CacheStep* step) const;
-
   ModelConfig config_;
   bool checkpoint_blocks_ = false;
   ParameterMap parameters_;
