@@ -23,7 +23,7 @@ def fails_cleanly(*args, fragments=(), timeout=60):
     start = time.time()
     proc = run_phi(*args, check=False, timeout=timeout)
     assert proc.returncode == 1, (args, proc.returncode, proc.stderr[-2000:])
-    assert proc.stderr.startswith("error: "), proc.stderr[-2000:]
+    assert any(line.startswith("error: ") for line in proc.stderr.splitlines()), proc.stderr[-2000:]
     for fragment in fragments:
         assert fragment in proc.stderr, (fragment, proc.stderr[-2000:])
     return proc, time.time() - start
