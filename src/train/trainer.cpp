@@ -82,6 +82,9 @@ class Trainer {
 
  private:
   void build(bool resume);
+  void choose_kernels(bool resume);
+  LoaderState restore(const CheckpointManager::Loaded& resumed);
+  void describe() const;
   StepResult train_step(int64_t step, double lr);
   double evaluate();
   void checkpoint(int64_t step);
@@ -109,32 +112,7 @@ void Trainer::build(bool resume) {
     throw Error("precision " + c.training.precision + " needs autocast on " + c.training.device + ", which this build lacks");
   }
   checkpoints_.remove_stale();
-  // Kernels: the recipe's choice; where it says nothing, what a resumed run recorded; else the
-  // environment aliases and defaults. The effective choice is recorded with the resolved recipe.
-  KernelChoice kernels{c.kernels.attention, c.kernels.elementwise, c.kernels.flash_kernel};
-  const auto saved_config = fs::path(c.run.dir) / "config.json";
-  if (resume && fs::exists(saved_config)) {
-    const auto saved = read_json_file(saved_config.string());
-    if (saved.contains("kernels") && saved["kernels"].is_object()) {
-      const auto& k = saved["kernels"];
-      auto fill = [&](std::string& field, const char* key) {
-        if (field.empty() && k.contains(key) && k[key].is_string()) field = k[key].get<std::string>();
-      };
-      fill(kernels.attention, "attention");
-      fill(kernels.elementwise, "elementwise");
-      fill(kernels.flash_kernel, "flash_kernel");
-    }
-  }
-  kernels.apply();
-  const auto effective = KernelChoice::current();
-  spdlog::info("kernels: attention {}, elementwise {}, flash kernel {}", effective.attention, effective.elementwise,
-               effective.flash_kernel);
-  if (!resume) {
-    auto resolved = train_config_to_json(c);
-    resolved["kernels"] = effective.to_json();
-    write_json_file_atomic(saved_config.string(), resolved);
-  }
-
+  choose_kernels(resume);
   std::optional<CheckpointManager::Loaded> resumed;
   if (resume) {
     resumed = checkpoints_.load_newest_usable(device_);
@@ -163,25 +141,7 @@ void Trainer::build(bool resume) {
     scaler_.window = c.training.loss_scale_window;
   }
 
-  LoaderState loader_state;
-  if (resumed) {
-    const auto& state = resumed->trainer_state;
-    start_step_ = state.at("step").get<int64_t>();
-    loader_state = loader_state_from_json(state.at("loader"), resumed->path);
-    optimizer_->load_state(resumed->optimizer_state, state.at("optimizer_steps").get<int64_t>());
-    if (resumed->optimizer_state.contains("rng.cpu")) {
-      auto generator = at::detail::getDefaultCPUGenerator();
-      generator.set_state(resumed->optimizer_state.tensor("rng.cpu").clone());
-    }
-    if (resumed->optimizer_state.contains("rng.cuda") && device_.is_cuda()) {
-      set_cuda_rng_state(resumed->optimizer_state.tensor("rng.cuda").clone());
-    }
-    if (scaler_.dynamic && state.contains("loss_scale")) {
-      scaler_.scale = state.at("loss_scale").get<double>();
-      scaler_.clean_steps = state.at("loss_scale_clean_steps").get<int64_t>();
-    }
-    spdlog::info("resumed from {} (step {})", resumed->path, start_step_);
-  }
+  const LoaderState loader_state = resumed ? restore(*resumed) : LoaderState{};
   loader_.emplace(c.data.sources, c.data.seq_len, c.training.batch_size, c.run.seed, loader_state, true, c.data.pack,
                   c.data.document_masks);
   tokenizer_dir_ = !c.model.init_from.empty() ? c.model.init_from : read_manifest(c.data.sources[0].path).tokenizer;
@@ -196,6 +156,64 @@ void Trainer::build(bool resume) {
                 std::to_string(model.config().vocab_size) + ")", c.data.sources[0].path);
   }
 
+  describe();
+}
+
+// Kernels: the recipe's choice; where it says nothing, what a resumed run recorded; else the
+// environment aliases and defaults. The effective choice is recorded with the resolved recipe.
+void Trainer::choose_kernels(bool resume) {
+  const auto& c = config_;
+  KernelChoice kernels{c.kernels.attention, c.kernels.elementwise, c.kernels.flash_kernel};
+  const auto saved_config = fs::path(c.run.dir) / "config.json";
+  if (resume && fs::exists(saved_config)) {
+    const auto saved = read_json_file(saved_config.string());
+    if (saved.contains("kernels") && saved["kernels"].is_object()) {
+      const auto& k = saved["kernels"];
+      auto fill = [&](std::string& field, const char* key) {
+        if (field.empty() && k.contains(key) && k[key].is_string()) field = k[key].get<std::string>();
+      };
+      fill(kernels.attention, "attention");
+      fill(kernels.elementwise, "elementwise");
+      fill(kernels.flash_kernel, "flash_kernel");
+    }
+  }
+  kernels.apply();
+  const auto effective = KernelChoice::current();
+  spdlog::info("kernels: attention {}, elementwise {}, flash kernel {}", effective.attention, effective.elementwise,
+               effective.flash_kernel);
+  if (!resume) {
+    auto resolved = train_config_to_json(c);
+    resolved["kernels"] = effective.to_json();
+    write_json_file_atomic(saved_config.string(), resolved);
+  }
+
+}
+
+// restore: the optimizer state, RNG states, loss scale and data position of a checkpoint.
+LoaderState Trainer::restore(const CheckpointManager::Loaded& resumed) {
+  const auto& state = resumed.trainer_state;
+  start_step_ = state.at("step").get<int64_t>();
+  auto loader_state = loader_state_from_json(state.at("loader"), resumed.path);
+  optimizer_->load_state(resumed.optimizer_state, state.at("optimizer_steps").get<int64_t>());
+  if (resumed.optimizer_state.contains("rng.cpu")) {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(resumed.optimizer_state.tensor("rng.cpu").clone());
+  }
+  if (resumed.optimizer_state.contains("rng.cuda") && device_.is_cuda()) {
+    set_cuda_rng_state(resumed.optimizer_state.tensor("rng.cuda").clone());
+  }
+  if (scaler_.dynamic && state.contains("loss_scale")) {
+    scaler_.scale = state.at("loss_scale").get<double>();
+    scaler_.clean_steps = state.at("loss_scale_clean_steps").get<int64_t>();
+  }
+  spdlog::info("resumed from {} (step {})", resumed.path, start_step_);
+  return loader_state;
+}
+
+// The start-up summary: parameters, optimizer bytes, precision.
+void Trainer::describe() const {
+  const auto& c = config_;
+  const auto& model = *model_;
   const auto info = model_info(model.config());
   const int64_t trainable = optimizer_->trainable_parameters();
   spdlog::info("model {}: {} parameters ({} trainable, {} frozen)", model.config().name, info.n_parameters, trainable,
