@@ -218,12 +218,14 @@ int64_t Shard::token(int64_t i) const {
 }
 
 void Shard::read(int64_t begin, int64_t n, int64_t* out) const {
-  PHI_CHECK(begin >= 0 && begin + n <= n_tokens_, "shard read [", begin, ", ", begin + n, ") outside ", n_tokens_);
+  PHI_CHECK(begin >= 0 && n >= 0 && begin + n <= n_tokens_, "shard read [", begin, ", ", begin + n, ") outside ",
+            n_tokens_);
   for (int64_t i = 0; i < n; ++i) out[i] = token(begin + i);
 }
 
 void Shard::read_mask(int64_t begin, int64_t n, uint8_t* out) const {
-  PHI_CHECK(begin >= 0 && begin + n <= n_tokens_, "shard mask read outside the shard");
+  PHI_CHECK(begin >= 0 && n >= 0 && begin + n <= n_tokens_, "shard mask read outside the shard");
+  if (n == 0) return;  // `out` may be null for an empty read
   if (mask_ == nullptr) {
     std::memset(out, 1, static_cast<size_t>(n));
   } else {
@@ -232,6 +234,7 @@ void Shard::read_mask(int64_t begin, int64_t n, uint8_t* out) const {
 }
 
 int64_t Shard::document_offset(int64_t d) const {
+  PHI_CHECK(d >= 0 && d <= n_documents_, "document ", d, " outside [0, ", n_documents_, "] of ", path_);
   uint64_t v;
   std::memcpy(&v, reinterpret_cast<const uint8_t*>(offsets_) + d * 8, 8);
   return static_cast<int64_t>(v);
