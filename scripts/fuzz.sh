@@ -7,7 +7,9 @@
 # its libFuzzer runtime come from Debian: installed here when missing). The working corpus grows
 # in build-fuzz/corpus/TARGET, seeded from tests/fuzz/corpus/TARGET; a finding is written to
 # build-fuzz/findings/TARGET/ and the script exits non-zero. A summary line per run is appended to
-# build-fuzz/fuzz_runs.jsonl (target, seconds, executions, coverage, findings).
+# build-fuzz/fuzz_runs.jsonl (target, wall seconds, CPU seconds, executions, coverage, findings).
+# SECONDS is wall-clock time (libFuzzer's -max_total_time): on a busy machine the CPU seconds
+# recorded are fewer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGETS=(safetensors model_config train_recipe tokenizer jinja server_request jsonl shards)
@@ -23,10 +25,11 @@ if [[ ! " ${TARGETS[*]} " == *" $target "* ]]; then
   echo "fuzz.sh: unknown target '$target'; targets: ${TARGETS[*]}" >&2
   exit 2
 fi
-if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
-  echo "fuzz.sh: installing clang and its libFuzzer runtime (Debian)" >&2
+if ! command -v clang++ >/dev/null || [[ ! -x /usr/bin/time ]] ||
+   ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+  echo "fuzz.sh: installing clang, its libFuzzer runtime and time (Debian)" >&2
   SUDO=$([[ $(id -u) == 0 ]] && echo "" || echo sudo)
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq clang libclang-rt-dev >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq clang libclang-rt-dev time >/dev/null
 fi
 source scripts/env.sh
 BUILD=${PHI_FUZZ_BUILD_DIR:-build-fuzz}
@@ -42,7 +45,9 @@ log="$BUILD/fuzz_$target.log"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:detect_odr_violation=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 set +e
-"$BUILD/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=4096 -timeout=20 \
+# The run's CPU seconds (user + system) are measured as well: "10 CPU-minutes" means CPU time.
+times="$BUILD/fuzz_$target.times"
+/usr/bin/time -f "%U %S" -o "$times" "$BUILD/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=4096 -timeout=20 \
   -max_len=65536 -artifact_prefix="$findings/" "$@" "$corpus" "tests/fuzz/corpus/$target" 2>&1 | tee "$log" | \
   grep -E "^#[0-9]+ +(pulse|DONE)|ERROR|FINDING|SUMMARY|Done [0-9]+ runs"
 status=${PIPESTATUS[0]}
@@ -51,7 +56,8 @@ runs=$(grep -oE "stat::number_of_executed_units: *[0-9]+" "$log" | grep -oE "[0-
 cov=$(grep -oE "cov: [0-9]+" "$log" | tail -1 | grep -oE "[0-9]+" || echo 0)
 features=$(grep -oE "ft: [0-9]+" "$log" | tail -1 | grep -oE "[0-9]+" || echo 0)
 found=$(find "$findings" -type f | wc -l)
-printf '{"target": "%s", "seconds": %s, "executions": %s, "coverage_edges": %s, "features": %s, "findings": %s, "exit": %s, "date": "%s", "commit": "%s"}\n' \
-  "$target" "$seconds" "${runs:-0}" "${cov:-0}" "${features:-0}" "$found" "$status" "$(date -u +%FT%TZ)" \
+cpu=$(awk 'END { printf "%.0f", $1 + $2 }' "$times" 2>/dev/null || echo 0)
+printf '{"target": "%s", "seconds": %s, "cpu_seconds": %s, "executions": %s, "coverage_edges": %s, "features": %s, "findings": %s, "exit": %s, "date": "%s", "commit": "%s"}\n' \
+  "$target" "$seconds" "${cpu:-0}" "${runs:-0}" "${cov:-0}" "${features:-0}" "$found" "$status" "$(date -u +%FT%TZ)" \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" | tee -a "$BUILD/fuzz_runs.jsonl"
 exit "$status"
