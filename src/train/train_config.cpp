@@ -7,7 +7,7 @@ namespace phi {
 
 namespace {
 
-// A section that may be absent (or null): its defaults.
+// A section that may be absent (or null): its defaults. Unknown keys, then ranges, are errors.
 template <typename Section>
 Section optional_section(JsonReader& r, const char* key) {
   if (!r.has_value(key)) {
@@ -17,6 +17,7 @@ Section optional_section(JsonReader& r, const char* key) {
   auto child = r.child(key);
   auto section = Section::from_json(child);
   child.finish();
+  section.validate(child);
   return section;
 }
 
@@ -183,30 +184,9 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
     c.data = DataSection::from_json(data);
     data.finish();
   }
-  if (r.has_value("training")) {
-    auto training = r.child("training");
-    c.training = TrainingSection::from_json(training);
-    training.finish();
-    c.training.validate(training);
-  } else {
-    r.ignore({"training"});
-  }
-  if (r.has_value("checkpoint")) {
-    auto checkpoint = r.child("checkpoint");
-    c.checkpoint = CheckpointSection::from_json(checkpoint);
-    checkpoint.finish();
-    c.checkpoint.validate(checkpoint);
-  } else {
-    r.ignore({"checkpoint"});
-  }
-  if (r.has_value("kernels")) {
-    auto kernels = r.child("kernels");
-    c.kernels = KernelSection::from_json(kernels);
-    kernels.finish();
-    c.kernels.validate(kernels);
-  } else {
-    r.ignore({"kernels"});
-  }
+  c.training = optional_section<TrainingSection>(r, "training");
+  c.checkpoint = optional_section<CheckpointSection>(r, "checkpoint");
+  c.kernels = optional_section<KernelSection>(r, "kernels");
   c.optimizer = r.has_value("optimizer") ? optimizer_config_from_json(r.raw("optimizer"), source) : OptimizerConfig{};
   if (!r.has_value("optimizer")) r.ignore({"optimizer"});
   c.schedule = r.has_value("schedule") ? schedule_config_from_json(r.raw("schedule"), source) : ScheduleConfig{};

@@ -20,6 +20,7 @@ struct RunSection {
   uint64_t seed = 0;
   static RunSection from_json(JsonReader& r);
   nlohmann::json to_json() const;
+  void validate(const JsonReader&) const {}
 };
 
 struct ModelSection {
