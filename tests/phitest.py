@@ -19,6 +19,14 @@ def run_phi(*args, check=True, timeout=600):
     return proc
 
 
+def assert_clean_failure(proc, *fragments):
+    """A failure the engine reports: exit 1, a line starting "error: ", every fragment in stderr."""
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    assert any(line.startswith("error: ") for line in proc.stderr.splitlines()), proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in proc.stderr, f"{fragment!r} not in: {proc.stderr[-2000:]}"
+
+
 def phi_forward(model_dir, sequences, tmp_path, name="ids", extra=()):
     """Runs `phi forward` on a list of id lists; returns float32 logits [B, max_len, V]."""
     from safetensors.numpy import load_file

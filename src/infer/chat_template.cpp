@@ -90,9 +90,7 @@ ChatTemplate::ChatTemplate(std::string name, const std::string& source, const To
   // Protected: special tokens, and added tokens spelled like control tokens (<|...|>) even when a
   // tokenizer_config.json marks them non-special, since templates use them as turn delimiters.
   for (const auto& t : tokenizer.added_tokens()) {
-    const bool looks_like_control = t.content.size() >= 4 && t.content.compare(0, 2, "<|") == 0 &&
-                                    t.content.compare(t.content.size() - 2, 2, "|>") == 0;
-    if (t.special || looks_like_control) special_texts_.push_back(t.content);
+    if (t.special || spelled_like_control_token(t.content)) special_texts_.push_back(t.content);
   }
 }
 

@@ -162,6 +162,15 @@ bool truthy(const Json& v) {
   return true;
 }
 
+// The `upper` / `lower` filter and string method (ASCII letters only).
+std::string change_case(std::string s, bool upper) {
+  for (auto& ch : s) {
+    const auto byte = static_cast<unsigned char>(ch);
+    ch = static_cast<char>(upper ? std::toupper(byte) : std::tolower(byte));
+  }
+  return s;
+}
+
 std::string to_text(const Json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_null() || v.is_discarded()) return "";
@@ -171,7 +180,7 @@ std::string to_text(const Json& v) {
 
 class ExprParser {
  public:
-  ExprParser(std::vector<Token> tokens, size_t offset, int max_depth = 64)
+  ExprParser(std::vector<Token> tokens, size_t offset, int max_depth)
       : t_(std::move(tokens)), offset_(offset), max_depth_(max_depth) {}
   Expr parse() {
     auto e = conditional();
@@ -344,9 +353,7 @@ class ExprParser {
         }
         if (f == "length" || f == "count") return Json(v.is_string() ? v.get<std::string>().size() : v.size());
         if (f == "upper" || f == "lower") {
-          std::string s = to_text(v);
-          for (auto& ch : s) ch = static_cast<char>(f == "upper" ? std::toupper(static_cast<unsigned char>(ch)) : std::tolower(static_cast<unsigned char>(ch)));
-          return Json(s);
+          return Json(change_case(to_text(v), f == "upper"));
         }
         if (f == "tojson") return Json(v.dump(-1, ' ', false, Json::error_handler_t::replace));
         if (f == "string") return Json(to_text(v));
@@ -379,8 +386,7 @@ class ExprParser {
               return Json(s.substr(a, b - a + 1));
             }
             if (m == "upper" || m == "lower") {
-              for (auto& ch : s) ch = static_cast<char>(m == "upper" ? std::toupper(static_cast<unsigned char>(ch)) : std::tolower(static_cast<unsigned char>(ch)));
-              return Json(s);
+              return Json(change_case(std::move(s), m == "upper"));
             }
             if (m == "startswith" && !args.empty()) return Json(s.rfind(to_text(args[0](c)), 0) == 0);
             if (m == "endswith" && !args.empty()) {
@@ -577,7 +583,7 @@ class StatementParser {
         ++i_;
       } else if (piece.kind == Piece::kOutput) {
         auto node = std::make_unique<OutputNode>();
-        ExprParser parser(lex(piece.text, piece.offset, limits_.max_tokens_per_tag), piece.offset, limits_.max_depth);
+        ExprParser parser = expression(piece.text, piece.offset);
         node->expr = parser.parse();
         if (!parser.at_end()) syntax_error("unexpected '" + parser.peek().text + "'", piece.offset);
         block->children.push_back(std::move(node));
@@ -597,7 +603,7 @@ class StatementParser {
           block->children.push_back(parse_for(piece));
         } else if (word == "set") {
           auto node = std::make_unique<SetNode>();
-          ExprParser parser(lex(after_first_word(piece.text), piece.offset, limits_.max_tokens_per_tag), piece.offset, limits_.max_depth);
+          ExprParser parser = expression(after_first_word(piece.text), piece.offset);
           node->var = parser.take().text;
           if (!parser.accept_op("=")) syntax_error("expected '=' in set", piece.offset);
           node->value = parser.parse();
@@ -612,9 +618,13 @@ class StatementParser {
   }
 
  private:
+  // A parser over one tag's expression, within the limits.
+  ExprParser expression(const std::string& text, size_t offset) const {
+    return ExprParser(lex(text, offset, limits_.max_tokens_per_tag), offset, limits_.max_depth);
+  }
   std::unique_ptr<Node> parse_if(const Piece& head) {
     auto node = std::make_unique<IfNode>();
-    ExprParser parser(lex(after_first_word(head.text), head.offset, limits_.max_tokens_per_tag), head.offset, limits_.max_depth);
+    ExprParser parser = expression(after_first_word(head.text), head.offset);
     Expr cond = parser.parse();
     while (true) {
       std::string ended;
@@ -622,7 +632,7 @@ class StatementParser {
       node->branches.push_back({cond, std::move(body)});
       const Piece& stop = p_[i_++];
       if (ended == "elif") {
-        ExprParser next(lex(after_first_word(stop.text), stop.offset, limits_.max_tokens_per_tag), stop.offset, limits_.max_depth);
+        ExprParser next = expression(after_first_word(stop.text), stop.offset);
         cond = next.parse();
         continue;
       }
@@ -637,7 +647,7 @@ class StatementParser {
   }
   std::unique_ptr<Node> parse_for(const Piece& head) {
     auto node = std::make_unique<ForNode>();
-    ExprParser parser(lex(after_first_word(head.text), head.offset, limits_.max_tokens_per_tag), head.offset, limits_.max_depth);
+    ExprParser parser = expression(after_first_word(head.text), head.offset);
     node->var = parser.take().text;
     parser.expect_name("in");
     node->iterable = parser.parse();

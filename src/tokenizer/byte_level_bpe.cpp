@@ -18,20 +18,13 @@ namespace {
 std::unordered_map<std::string, int64_t> read_vocab_object(const nlohmann::json& vocab, const std::string& where) {
   if (!vocab.is_object()) throw Error("vocabulary must be a JSON object of token -> id", where);
   std::unordered_map<std::string, int64_t> ids;
-  // Ids size the id -> token table: refuse any far beyond the entry count (the BytePairEncoder
-  // checks again; here the error can name the entry as the file spells it).
-  const int64_t limit = static_cast<int64_t>(vocab.size()) + 65536;
+  // The ids' range and uniqueness are checked where they size the id -> token table
+  // (BytePairEncoder, given this file's name).
   for (const auto& item : vocab.items()) {
     const std::string entry = "vocabulary entry $.\"" + item.key().substr(0, 64) + "\"";
     if (!item.value().is_number_integer()) throw Error(entry + " is not an integer id", where);
-    const auto id = item.value().get<int64_t>();
-    if (id < 0 || id >= limit) {
-      throw Error(entry + " has id " + std::to_string(id) + ", outside [0, " + std::to_string(limit) +
-                      ") for a vocabulary of " + std::to_string(vocab.size()) + " entries",
-                  where, "the vocabulary file is damaged or not a tokenizer vocabulary");
-    }
     try {
-      ids[gpt2_unicode_to_bytes(item.key())] = id;
+      ids[gpt2_unicode_to_bytes(item.key())] = item.value().get<int64_t>();
     } catch (const Error& e) {
       throw Error(entry + ": " + e.message(), where);
     }
@@ -39,27 +32,28 @@ std::unordered_map<std::string, int64_t> read_vocab_object(const nlohmann::json&
   return ids;
 }
 
-// merges: pairs of vocabulary strings (GPT-2's unicode alphabet), in rank order.
+// merges: pairs of vocabulary strings (GPT-2's unicode alphabet), in rank order. The id checks
+// name `vocab_where`, the merge and byte checks `merges_where`.
 std::unique_ptr<Tokenizer> build_byte_level_bpe(std::unordered_map<std::string, int64_t> ids,
                                                 const std::vector<std::pair<std::string, std::string>>& merges,
-                                                const std::string& where) {
+                                                const std::string& vocab_where, const std::string& merges_where) {
   std::unordered_map<std::string, int64_t> ranks;
   int64_t rank = 0;
   for (const auto& [a, b] : merges) {
     auto merged = gpt2_unicode_to_bytes(a) + gpt2_unicode_to_bytes(b);
     if (!ids.count(merged)) {
       throw Error("merge " + std::to_string(rank + 1) + " (\"" + a + " " + b + "\") produces a token missing from the vocabulary",
-                  where);
+                  merges_where);
     }
     ranks.emplace(merged, rank++);
   }
   for (int b = 0; b < 256; ++b) {
     if (!ids.count(std::string(1, static_cast<char>(b)))) {
-      throw Error("vocabulary lacks the byte 0x" + std::to_string(b) + " (not a byte-level BPE vocabulary?)", where);
+      throw Error("vocabulary lacks the byte 0x" + std::to_string(b) + " (not a byte-level BPE vocabulary?)", merges_where);
     }
   }
   return make_bpe_tokenizer(TokenizerKind::kByteLevelBpe,
-                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids), where), kGpt2Pattern);
+                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids), vocab_where), kGpt2Pattern);
 }
 
 // True when a tokenizers pre_tokenizer (possibly a Sequence) contains ByteLevel.
@@ -93,7 +87,7 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::string& vocab_path, co
     }
     merges.push_back({line.substr(0, space), line.substr(space + 1)});
   }
-  return build_byte_level_bpe(std::move(ids), merges, merges_path);
+  return build_byte_level_bpe(std::move(ids), merges, vocab_path, merges_path);
 }
 
 std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::string& path) {
@@ -120,7 +114,7 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::st
       throw Error("malformed merge " + m.dump(), path);
     }
   }
-  auto tokenizer = build_byte_level_bpe(std::move(ids), merges, path);
+  auto tokenizer = build_byte_level_bpe(std::move(ids), merges, path, path);
   for (const auto& t : j.value("added_tokens", nlohmann::json::array())) {
     if (!t.is_object() || !t.contains("id") || !t.contains("content")) continue;
     if (!t["content"].is_string() || !t["id"].is_number_integer()) {

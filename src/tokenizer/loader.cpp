@@ -16,8 +16,8 @@ namespace fs = std::filesystem;
 namespace {
 
 bool looks_special(const std::string& content) {
-  return content.size() >= 4 && ((content.rfind("<|", 0) == 0 && content.compare(content.size() - 2, 2, "|>") == 0) ||
-                                 content == "<s>" || content == "</s>" || content == "<unk>");
+  return content.size() >= 4 &&
+         (spelled_like_control_token(content) || content == "<s>" || content == "</s>" || content == "<unk>");
 }
 
 // Phi-3-small's special tokens (its tokenizer adds them to cl100k_base; docs/phi_family.md §7.3).

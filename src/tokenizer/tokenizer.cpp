@@ -19,6 +19,10 @@ std::string to_string(TokenizerKind kind) {
   return "?";
 }
 
+bool spelled_like_control_token(std::string_view content) {
+  return content.size() >= 4 && content.substr(0, 2) == "<|" && content.substr(content.size() - 2) == "|>";
+}
+
 namespace {
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 }  // namespace

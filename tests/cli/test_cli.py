@@ -7,14 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import REPO, run_phi  # noqa: E402
-
-
-def assert_clean_failure(proc, *fragments):
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    assert "error:" in proc.stderr
-    for fragment in fragments:
-        assert fragment in proc.stderr, f"{fragment!r} not in: {proc.stderr}"
+from phitest import REPO, assert_clean_failure, run_phi  # noqa: E402
 
 
 @pytest.mark.parametrize("command,options", [

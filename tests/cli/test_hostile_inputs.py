@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import random_model_with_tokenizer, run_phi, tokenizer_dirs  # noqa: E402
+from phitest import assert_clean_failure, random_model_with_tokenizer, run_phi, tokenizer_dirs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +19,10 @@ def dirs(tmp_path_factory):
 
 
 def fails_cleanly(*args, fragments=(), timeout=300):
-    """Exit 1 with an error line holding every fragment. A hang fails through the timeout (a bound
-    on the loop, not a speed check: speed lives in the benchmarks)."""
+    """Runs phi and checks a clean failure. A hang fails through the timeout (a bound on the loop,
+    not a speed check: speed lives in the benchmarks)."""
     proc = run_phi(*args, check=False, timeout=timeout)
-    assert proc.returncode == 1, (args, proc.returncode, proc.stderr[-2000:])
-    assert any(line.startswith("error: ") for line in proc.stderr.splitlines()), proc.stderr[-2000:]
-    for fragment in fragments:
-        assert fragment in proc.stderr, (fragment, proc.stderr[-2000:])
+    assert_clean_failure(proc, *fragments)
     return proc
 
 

@@ -24,6 +24,11 @@ namespace phi {
 enum class TokenizerKind { kByteLevelBpe, kSentencePiece, kTiktoken };
 std::string to_string(TokenizerKind kind);
 
+/// Whether a token is spelled like a chat control token, "<|...|>" (phi's turn markers and
+/// specials): such added tokens count as special when a file does not say, and chat content never
+/// produces them.
+bool spelled_like_control_token(std::string_view content);
+
 /// A token matched as a whole in text before the model's own splitting (special and added tokens).
 struct AddedToken {
   std::string content;
