@@ -33,9 +33,14 @@ if ! command -v clang++ >/dev/null || [[ ! -x /usr/bin/time ]] ||
 fi
 source scripts/env.sh
 BUILD=${PHI_FUZZ_BUILD_DIR:-build-fuzz}
+# Runs of different targets may start together: one configures and builds at a time.
+mkdir -p "$BUILD"
+exec 9>"$BUILD/.build.lock"
+flock 9
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DPHI_FUZZ=ON \
   -DPHI_WITH_CUDA=OFF -DPHI_BUILD_TESTS=OFF -DPHI_BUILD_BENCHMARKS=OFF -DCMAKE_PREFIX_PATH="$PHI_TORCH_CMAKE" >/dev/null
 cmake --build "$BUILD" --target "fuzz_$target" -j "${PHI_BUILD_JOBS:-2}" >/dev/null
+flock -u 9
 corpus="$BUILD/corpus/$target"
 findings="$BUILD/findings/$target"
 mkdir -p "$corpus" "$findings"
