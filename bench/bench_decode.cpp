@@ -14,6 +14,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "phi/config/model_config.h"
+#include "phi/models/family.h"
 #include "phi/models/model_info.h"
 #include "phi/models/transformer.h"
 

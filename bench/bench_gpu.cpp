@@ -45,6 +45,7 @@
 #include "phi/infer/decode_graph.h"
 #include "phi/kernels/attention.h"
 #include "phi/kernels/cuda_kernels.h"
+#include "phi/models/family.h"
 #include "phi/models/model_info.h"
 #include "phi/models/transformer.h"
 #include "phi/train/optimizer.h"

@@ -21,6 +21,7 @@
 #include "phi/data/textbook.h"
 #include "phi/data/shards.h"
 #include "core/file_util.h"
+#include "phi/models/family.h"
 #include "phi/tokenizer/tokenizer.h"
 
 namespace phi::cli {

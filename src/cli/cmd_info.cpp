@@ -50,7 +50,7 @@ int run_info(const InfoOptions& o) {
     return 0;
   }
   std::cout << fmt::format("model:              {} (family {}, {} block, {}, {})\n", config.name,
-                           to_string(config.family), to_string(config.block_style),
+                           config.family, to_string(config.block_style),
                            to_string(config.norm), to_string(config.mlp));
   std::cout << fmt::format("layers x hidden:    {} x {} (intermediate {})\n", config.n_layers,
                            config.hidden_size, config.intermediate_size);

@@ -1,6 +1,7 @@
 #include "cli/model_source.h"
 
 #include "phi/core/error.h"
+#include "phi/models/family.h"
 #include "phi/models/model_loader.h"
 
 namespace phi::cli {

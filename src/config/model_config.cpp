@@ -26,8 +26,6 @@ Enum parse_enum(JsonReader& reader, const std::string& key, Enum fallback,
   reader.fail(key, "has unknown value \"" + text + "\" (allowed: " + allowed + ")");
 }
 
-const std::pair<const char*, Family> kFamilies[] = {
-    {"phi", Family::kPhi}, {"phi3", Family::kPhi3}, {"phi3small", Family::kPhi3Small}};
 const std::pair<const char*, BlockStyle> kBlockStyles[] = {{"parallel", BlockStyle::kParallel},
                                                            {"sequential", BlockStyle::kSequential}};
 const std::pair<const char*, NormKind> kNorms[] = {{"layernorm", NormKind::kLayerNorm},
@@ -50,7 +48,6 @@ std::string enum_name(Enum value, const std::pair<const char*, Enum> (&table)[N]
 
 }  // namespace
 
-std::string to_string(Family value) { return enum_name(value, kFamilies); }
 std::string to_string(BlockStyle value) { return enum_name(value, kBlockStyles); }
 std::string to_string(NormKind value) { return enum_name(value, kNorms); }
 std::string to_string(MlpKind value) { return enum_name(value, kMlps); }
@@ -149,7 +146,8 @@ ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& s
   JsonReader r(j, source);
   ModelConfig c;
   c.name = r.optional<std::string>("name", c.name);
-  c.family = parse_enum(r, "family", c.family, kFamilies);
+  c.family = r.optional<std::string>("family", c.family);
+  if (c.family.empty()) r.fail("family", "must name a model family");
   c.block_style = parse_enum(r, "block_style", c.block_style, kBlockStyles);
   c.norm = parse_enum(r, "norm", c.norm, kNorms);
   c.mlp = parse_enum(r, "mlp", c.mlp, kMlps);
@@ -214,7 +212,7 @@ ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& s
 nlohmann::json model_config_to_json(const ModelConfig& c) {
   nlohmann::json j;
   j["name"] = c.name;
-  j["family"] = to_string(c.family);
+  j["family"] = c.family;
   j["block_style"] = to_string(c.block_style);
   j["norm"] = to_string(c.norm);
   j["mlp"] = to_string(c.mlp);

@@ -1,14 +1,10 @@
-// Presets are the JSON files in configs/models/; this file finds them and loads configs from disk.
+// Presets are the JSON files in configs/models/; this file finds them (phi/models/family.h loads them).
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
-#include <nlohmann/json.hpp>
-
 #include "phi/config/model_config.h"
-#include "phi/config/overrides.h"
 #include "phi/core/error.h"
-#include "phi/core/json_reader.h"
 
 #ifndef PHI_SOURCE_CONFIG_DIR
 #define PHI_SOURCE_CONFIG_DIR "configs"
@@ -40,19 +36,6 @@ std::string preset_path(const std::string& name) {
                 "available presets: " + (available.empty() ? "(none found; set PHI_CONFIG_DIR)" : available));
   }
   return path;
-}
-
-ModelConfig preset_model_config(const std::string& name, const std::vector<std::string>& overrides) {
-  return load_model_config(preset_path(name), overrides);
-}
-
-ModelConfig load_model_config(const std::string& path, const std::vector<std::string>& overrides) {
-  auto document = read_json_file(path);
-  apply_overrides(document, overrides);
-  if (document.is_object() && document.contains("model_type")) {
-    return model_config_from_hf_json(document, path);
-  }
-  return model_config_from_json(document, path);
 }
 
 }  // namespace phi

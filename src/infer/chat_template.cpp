@@ -10,6 +10,7 @@
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/infer/jinja.h"
+#include "phi/models/family.h"
 #include "tokenizer/utf8.h"
 
 namespace phi {
@@ -35,6 +36,11 @@ const std::pair<const char*, const char*> kBuiltins[] = {
      "{{ bos_token }}{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + "
      "'<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif "
      "%}"},
+    {"phi4-mini",
+     "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is "
+     "not none %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + "
+     "'<|end|>' }}{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor "
+     "%}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"},
     {"phi2",
      "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\n' }}{% elif "
      "message['role'] == 'user' %}{{ 'Instruct: ' + message['content'] + '\n' }}{% elif message['role'] == "
@@ -145,12 +151,7 @@ ChatTemplate ChatTemplate::for_model(const std::string& model_directory, const M
       }
     }
   }
-  switch (config.family) {
-    case Family::kPhi: return builtin("phi2", tokenizer);
-    case Family::kPhi3: return builtin("phi3", tokenizer);
-    case Family::kPhi3Small: return builtin("phi3-small", tokenizer);
-  }
-  return builtin("phi3", tokenizer);
+  return builtin(family_spec(config.family).chat_template, tokenizer);
 }
 
 namespace {

@@ -21,7 +21,7 @@ ModelInfo model_info(const ModelConfig& config) {
 nlohmann::json model_info_to_json(const ModelConfig& config, const ModelInfo& info) {
   nlohmann::json j;
   j["name"] = config.name;
-  j["family"] = to_string(config.family);
+  j["family"] = config.family;
   j["parameters"] = info.n_parameters;
   j["embedding_parameters"] = info.n_embedding_parameters;
   j["bytes"] = {{"float32", info.bytes(4)}, {"float16", info.bytes(2)}, {"bfloat16", info.bytes(2)}};

@@ -10,6 +10,7 @@
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/io/safetensors.h"
+#include "phi/models/family.h"
 #include "phi/models/weight_map.h"
 
 namespace phi {

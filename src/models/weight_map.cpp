@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "phi/core/error.h"
+#include "phi/models/family.h"
 
 namespace phi {
 
@@ -58,13 +59,6 @@ std::string canonical_layer(int64_t i, const std::string& rest) {
   return "layers." + std::to_string(i) + "." + rest;
 }
 
-const HfWeightMap& weight_map_for(Family family) {
-  switch (family) {
-    case Family::kPhi: return phi_weight_map();
-    case Family::kPhi3: return phi3_weight_map();
-    case Family::kPhi3Small: return phi3small_weight_map();
-  }
-  throw Error("unknown model family");
-}
+const HfWeightMap& weight_map_for(const std::string& family) { return *family_spec(family).weight_map; }
 
 }  // namespace phi

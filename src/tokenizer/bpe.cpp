@@ -212,7 +212,7 @@ namespace {
 
 class BpeTokenizer final : public Tokenizer {
  public:
-  BpeTokenizer(TokenizerKind kind, std::unique_ptr<BytePairEncoder> bpe, const char* pattern)
+  BpeTokenizer(TokenizerKind kind, std::unique_ptr<BytePairEncoder> bpe, const std::string& pattern)
       : kind_(kind), bpe_(std::move(bpe)), pre_(pattern) {}
   TokenizerKind kind() const override { return kind_; }
 
@@ -247,7 +247,7 @@ class BpeTokenizer final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> make_bpe_tokenizer(TokenizerKind kind, std::unique_ptr<BytePairEncoder> bpe,
-                                              const char* pattern) {
+                                              const std::string& pattern) {
   return std::make_unique<BpeTokenizer>(kind, std::move(bpe), pattern);
 }
 

@@ -36,7 +36,8 @@ std::unordered_map<std::string, int64_t> read_vocab_object(const nlohmann::json&
 // name `vocab_where`, the merge and byte checks `merges_where`.
 std::unique_ptr<Tokenizer> build_byte_level_bpe(std::unordered_map<std::string, int64_t> ids,
                                                 const std::vector<std::pair<std::string, std::string>>& merges,
-                                                const std::string& vocab_where, const std::string& merges_where) {
+                                                const std::string& vocab_where, const std::string& merges_where,
+                                                const std::string& pattern) {
   std::unordered_map<std::string, int64_t> ranks;
   int64_t rank = 0;
   for (const auto& [a, b] : merges) {
@@ -53,7 +54,7 @@ std::unique_ptr<Tokenizer> build_byte_level_bpe(std::unordered_map<std::string, 
     }
   }
   return make_bpe_tokenizer(TokenizerKind::kByteLevelBpe,
-                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids), vocab_where), kGpt2Pattern);
+                            std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids), vocab_where), pattern);
 }
 
 // True when a tokenizers pre_tokenizer (possibly a Sequence) contains ByteLevel.
@@ -66,6 +67,54 @@ bool has_byte_level(const nlohmann::json& pre) {
     }
   }
   return false;
+}
+
+// The pattern that splits text before byte-level BPE, from a tokenizers `pre_tokenizer`: ByteLevel
+// alone (use_regex true: GPT-2's pattern), or a Sequence of a regex Split (behavior Isolated, not
+// inverted) and ByteLevel with use_regex false (o200k-style tokenizers such as Phi-4-mini's). Other
+// pre-tokenizers are errors naming what is unsupported.
+std::string pre_tokenizer_pattern(const nlohmann::json& pre, const std::string& path) {
+  auto unsupported = [&](const std::string& what) {
+    throw Error("$.pre_tokenizer: " + what + " is not supported", path,
+                "byte-level BPE tokenizer.json files need ByteLevel, optionally after one regex Split");
+  };
+  if (!pre.is_object()) unsupported("a missing or non-object pre_tokenizer");
+  std::vector<nlohmann::json> steps;
+  if (pre.value("type", "") == "Sequence") {
+    if (!pre.contains("pretokenizers") || !pre["pretokenizers"].is_array()) unsupported("a Sequence without pretokenizers");
+    for (const auto& p : pre["pretokenizers"]) steps.push_back(p);
+  } else {
+    steps.push_back(pre);
+  }
+  std::string split_pattern;
+  bool byte_level = false, byte_level_regex = true;
+  for (const auto& step : steps) {
+    const std::string type = step.is_object() ? step.value("type", "") : "";
+    if (type == "ByteLevel" && !byte_level) {
+      byte_level = true;
+      if (step.contains("use_regex") && step["use_regex"].is_boolean()) byte_level_regex = step["use_regex"].get<bool>();
+      if (step.contains("add_prefix_space") && step["add_prefix_space"] == true) unsupported("ByteLevel add_prefix_space=true");
+    } else if (type == "Split" && split_pattern.empty() && !byte_level) {
+      const auto& pattern = step.value("pattern", nlohmann::json());
+      if (!pattern.is_object() || !pattern.contains("Regex") || !pattern["Regex"].is_string()) {
+        unsupported("a Split whose pattern is not {\"Regex\": ...}");
+      }
+      if (step.value("behavior", "") != "Isolated" || step.value("invert", false)) {
+        unsupported("a Split other than behavior Isolated, invert false");
+      }
+      split_pattern = pattern["Regex"].get<std::string>();
+      if (split_pattern.empty()) unsupported("an empty Split pattern");
+    } else {
+      unsupported("pre-tokenizer \"" + (type.empty() ? step.dump().substr(0, 80) : type) + "\" in this position");
+    }
+  }
+  if (!byte_level) unsupported("a pre_tokenizer without ByteLevel");
+  if (!split_pattern.empty()) {
+    if (byte_level_regex) unsupported("a Split followed by ByteLevel with use_regex=true (two regex splits)");
+    return split_pattern;
+  }
+  if (!byte_level_regex) unsupported("ByteLevel with use_regex=false and no Split (no pre-tokenization)");
+  return kGpt2Pattern;
 }
 
 }  // namespace
@@ -87,7 +136,7 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::string& vocab_path, co
     }
     merges.push_back({line.substr(0, space), line.substr(space + 1)});
   }
-  return build_byte_level_bpe(std::move(ids), merges, vocab_path, merges_path);
+  return build_byte_level_bpe(std::move(ids), merges, vocab_path, merges_path, kGpt2Pattern);
 }
 
 std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::string& path) {
@@ -100,6 +149,7 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::st
     throw Error("only byte-level BPE tokenizer.json files are read", path,
                 "SentencePiece-based models (Phi-3) ship tokenizer.model: keep it next to tokenizer.json");
   }
+  const auto pattern = pre_tokenizer_pattern(j.value("pre_tokenizer", nlohmann::json()), path);
   auto ids = read_vocab_object(model.value("vocab", nlohmann::json()), path);
   std::vector<std::pair<std::string, std::string>> merges;
   for (const auto& m : model.value("merges", nlohmann::json::array())) {
@@ -114,7 +164,13 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::st
       throw Error("malformed merge " + m.dump(), path);
     }
   }
-  auto tokenizer = build_byte_level_bpe(std::move(ids), merges, path, path);
+  std::unique_ptr<Tokenizer> tokenizer;
+  try {
+    tokenizer = build_byte_level_bpe(std::move(ids), merges, path, path, pattern);
+  } catch (const Error& e) {
+    if (!e.where().empty()) throw;
+    throw Error("$.pre_tokenizer: " + e.message(), path, e.hint());  // the Split regex did not compile
+  }
   for (const auto& t : j.value("added_tokens", nlohmann::json::array())) {
     if (!t.is_object() || !t.contains("id") || !t.contains("content")) continue;
     if (!t["content"].is_string() || !t["id"].is_number_integer()) {

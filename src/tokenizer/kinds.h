@@ -10,7 +10,9 @@ namespace phi {
 
 /// GPT-2 byte-level BPE from vocab.json (token -> id) and merges.txt; GPT-2's pre-tokenizer.
 std::unique_ptr<Tokenizer> make_byte_level_bpe(const std::string& vocab_path, const std::string& merges_path);
-/// A Hugging Face tokenizer.json whose model is byte-level BPE (vocab, merges, added_tokens).
+/// A Hugging Face tokenizer.json whose model is byte-level BPE (vocab, merges, added_tokens) and
+/// whose pre-tokenizer is ByteLevel (GPT-2's pattern) or a regex Split before ByteLevel (Phi-4-mini:
+/// o200k_base's pattern).
 std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::string& path);
 /// SentencePiece model (libsentencepiece).
 std::unique_ptr<Tokenizer> make_sentencepiece(const std::string& model_path);
@@ -23,7 +25,7 @@ class BytePairEncoder;
 /// tiktoken kinds. Token strings (token_to_id / id_to_token) are spelled in GPT-2's printable
 /// byte alphabet for kByteLevelBpe, and as raw bytes for kTiktoken.
 std::unique_ptr<Tokenizer> make_bpe_tokenizer(TokenizerKind kind, std::unique_ptr<BytePairEncoder> bpe,
-                                              const char* pattern);
+                                              const std::string& pattern);
 
 /// The tiktoken pre-tokenizer patterns.
 extern const char* const kGpt2Pattern;

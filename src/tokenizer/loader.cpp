@@ -6,6 +6,7 @@
 
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
+#include "phi/models/family.h"
 #include "phi/tokenizer/tokenizer.h"
 #include "tokenizer/kinds.h"
 
@@ -20,17 +21,16 @@ bool looks_special(const std::string& content) {
          (spelled_like_control_token(content) || content == "<s>" || content == "</s>" || content == "<unk>");
 }
 
-// Phi-3-small's special tokens (its tokenizer adds them to cl100k_base; docs/phi_family.md §7.3).
-void add_phi3small_specials(Tokenizer& t) {
-  const std::pair<const char*, int64_t> named[] = {
-      {"<|endoftext|>", 100257}, {"<|fim_prefix|>", 100258}, {"<|fim_middle|>", 100259}, {"<|fim_suffix|>", 100260},
-      {"<|system|>", 100261},    {"<|user|>", 100262},       {"<|assistant|>", 100263},  {"<|dummy_id_0|>", 100264},
-      {"<|dummy_id_1|>", 100265}, {"<|end|>", 100266},       {"<|endofprompt|>", 100276}, {"<|dummy_id_2|>", 100256}};
-  for (const auto& [content, id] : named) t.add_token({content, id, true, false, false});
-  for (int64_t i = 3; i <= 11; ++i) t.add_token({"<|dummy_id_" + std::to_string(i) + "|>", 100264 + i, true});
-  for (int64_t i = 12; i <= 86; ++i) t.add_token({"<|dummy_id_" + std::to_string(i) + "|>", 100265 + i, true});
-  t.set_bos_id(100257);
-  t.set_eos_id(100257);
+// A bare tiktoken ranks file lists no special tokens: the registered family whose tokenizer is one
+// (Phi-3-small, cl100k_base) declares them.
+void add_tiktoken_specials(Tokenizer& t) {
+  for (const auto* family : registered_families()) {
+    if (family->tiktoken_specials.empty()) continue;
+    for (const auto& s : family->tiktoken_specials) t.add_token({s.content, s.id, true, false, false});
+    t.set_bos_id(family->tiktoken_bos_eos);
+    t.set_eos_id(family->tiktoken_bos_eos);
+    return;
+  }
 }
 
 std::string token_content(const nlohmann::json& value) {
@@ -120,9 +120,14 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files) {
     return fs::exists(p) ? p.string() : "";
   };
   std::string spm = !files.sentencepiece.empty() ? files.sentencepiece : in_dir("tokenizer.model");
-  std::string vocab = !files.vocab.empty() ? files.vocab : in_dir("vocab.json");
-  std::string merges = !files.merges.empty() ? files.merges : in_dir("merges.txt");
-  if (vocab.empty() && merges.empty()) {
+  // A directory's tokenizer.json is what transformers' fast tokenizer loads, and it carries the
+  // pre-tokenizer pattern (o200k's for Phi-4-mini), which vocab.json + merges.txt do not: it wins
+  // over them unless those are named explicitly.
+  const std::string tokenizer_json = in_dir("tokenizer.json");
+  const bool slow_files_named = !files.vocab.empty() || !files.merges.empty();
+  std::string vocab = !files.vocab.empty() ? files.vocab : tokenizer_json.empty() ? in_dir("vocab.json") : "";
+  std::string merges = !files.merges.empty() ? files.merges : tokenizer_json.empty() ? in_dir("merges.txt") : "";
+  if (vocab.empty() && merges.empty() && tokenizer_json.empty()) {
     vocab = in_dir("encoder.json");
     merges = in_dir("vocab.bpe");
   }
@@ -145,9 +150,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files) {
     }
   } else if (!tiktoken.empty()) {
     tokenizer = make_tiktoken(tiktoken);
-    add_phi3small_specials(*tokenizer);
-  } else if (auto json = in_dir("tokenizer.json"); !json.empty()) {
-    tokenizer = make_byte_level_bpe_from_tokenizer_json(json);
+    add_tiktoken_specials(*tokenizer);
+  } else if (!tokenizer_json.empty() && !slow_files_named) {
+    tokenizer = make_byte_level_bpe_from_tokenizer_json(tokenizer_json);
     if (auto id = tokenizer->token_to_id("<|endoftext|>")) {
       tokenizer->set_bos_id(*id);
       tokenizer->set_eos_id(*id);

@@ -19,6 +19,7 @@
 #include "phi/core/json_reader.h"
 #include "phi/data/shards.h"
 #include "phi/kernels/kernel_choice.h"
+#include "phi/models/family.h"
 #include "phi/models/model_info.h"
 #include "phi/models/model_loader.h"
 #include "phi/train/checkpoint.h"

@@ -9,6 +9,7 @@
 #include "phi/config/model_config.h"
 #include "phi/core/error.h"
 #include "test_util.h"
+#include "phi/models/family.h"
 #include "phi/models/model_info.h"
 
 namespace {

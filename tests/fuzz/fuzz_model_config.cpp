@@ -2,6 +2,7 @@
 // phi3, phi3small), then validation and the size arithmetic that follows a valid config.
 #include "fuzz_util.h"
 #include "phi/config/model_config.h"
+#include "phi/models/family.h"
 #include "phi/models/model_info.h"
 #include "phi/models/transformer.h"
 

@@ -17,6 +17,7 @@
 
 #include "phi/config/model_config.h"
 #include "phi/infer/scheduler.h"
+#include "phi/models/family.h"
 #include "phi/models/transformer.h"
 #include "phi/tokenizer/tokenizer.h"
 #include "phi/tokenizer/trainer.h"

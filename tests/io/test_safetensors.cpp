@@ -13,6 +13,7 @@
 #include "phi/core/error.h"
 #include "test_util.h"
 #include "phi/io/safetensors.h"
+#include "phi/models/family.h"
 #include "phi/models/model_loader.h"
 #include "phi/models/transformer.h"
 

@@ -18,6 +18,7 @@
 #include "phi/kernels/attention.h"
 #include "phi/kernels/cuda_kernels.h"
 #include "phi/kernels/ops.h"
+#include "phi/models/family.h"
 #include "phi/models/transformer.h"
 
 namespace {

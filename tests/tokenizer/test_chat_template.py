@@ -51,6 +51,7 @@ def builtin_sources():
 @pytest.mark.parametrize("name,kind,bos,eos", [("phi3", "phi3", "<s>", "</s>"), ("phi3-april", "phi3", "<s>", "</s>"),
                                                ("phi3-medium", "phi3", "<s>", "</s>"),
                                                ("phi3-small", "phi3small", "<|endoftext|>", "<|endoftext|>"),
+                                               ("phi4-mini", "phi3", "<s>", "</s>"),
                                                ("phi2", "phi2", "<|endoftext|>", "<|endoftext|>")])
 def test_builtin_templates_render_like_jinja2(dirs, tmp_path, name, kind, bos, eos):
     template_file = tmp_path / f"{name}.jinja"

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "phi/config/model_config.h"
+#include "phi/models/family.h"
 #include "phi/models/transformer.h"
 #include "phi/train/optimizer.h"
 

@@ -13,8 +13,6 @@ namespace phi {
 
 class JsonReader;
 
-/// Which Hugging Face weight-name map a checkpoint uses (the only per-family code).
-enum class Family { kPhi, kPhi3, kPhi3Small };
 /// Parallel attention+MLP sharing one norm (phi-1/1.5/2) or sequential pre-norm (Phi-3).
 enum class BlockStyle { kParallel, kSequential };
 enum class NormKind { kLayerNorm, kRmsNorm };
@@ -22,7 +20,6 @@ enum class NormKind { kLayerNorm, kRmsNorm };
 /// gegelu: Phi-3-small's clamped quick-gelu gate, stored internally as [gelu half | linear half].
 enum class MlpKind { kGeluNew, kSwiGlu, kGeGelu };
 
-std::string to_string(Family value);
 std::string to_string(BlockStyle value);
 std::string to_string(NormKind value);
 std::string to_string(MlpKind value);
@@ -48,7 +45,8 @@ struct BlockSparseConfig {
 
 struct ModelConfig {
   std::string name = "custom";
-  Family family = Family::kPhi3;
+  /// The registered model family (phi/models/family.h: HF config keys, weight names, chat format).
+  std::string family = "phi3";
   BlockStyle block_style = BlockStyle::kSequential;
   NormKind norm = NormKind::kRmsNorm;
   MlpKind mlp = MlpKind::kSwiGlu;
@@ -97,28 +95,18 @@ struct ModelConfig {
   void validate(const std::string& source = "<config>") const;
 };
 
-/// Our own JSON format (configs/models/*.json); unknown keys are errors naming the path.
+/// Our own JSON format (configs/models/*.json); unknown keys are errors naming the path. The family
+/// name is checked against the registry where configs are loaded (load_model_config).
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& source);
 nlohmann::json model_config_to_json(const ModelConfig& config);
 
-/// Reads a Hugging Face config.json (model_type phi, phi3, phi3small); keys that do not change the
-/// math are accepted, keys the engine does not know are logged as warnings.
-ModelConfig model_config_from_hf_json(const nlohmann::json& j, const std::string& source);
-/// Writes a Hugging Face config.json that transformers loads back (phi, phi3; phi3small without
-/// its remote-code class).
-nlohmann::json model_config_to_hf_json(const ModelConfig& config, const std::string& torch_dtype);
-
-/// Loads a config from a file: our format, or a Hugging Face config.json (detected by model_type).
-ModelConfig load_model_config(const std::string& path,
-                              const std::vector<std::string>& overrides = {});
-
-/// Built-in presets: phi-1, phi-1.5, phi-2, phi-3-mini-4k, phi-3-mini-128k, phi-3-small-8k,
-/// phi-3-small-128k, phi-3-medium-4k, phi-3-medium-128k, tiny-phi, tiny-phi3, tiny-phi3small.
+/// Built-in presets (configs/models/*.json): phi-1, phi-1.5, phi-2, phi-3-mini-4k, phi-3-mini-128k,
+/// phi-3.5-mini, phi-3-small-8k, phi-3-small-128k, phi-3-medium-4k, phi-3-medium-128k, phi-4-mini,
+/// tiny-phi, tiny-phi3, tiny-phi3small. Loading one with overrides: preset_model_config
+/// (phi/models/family.h).
 std::vector<std::string> preset_names();
 /// The preset's JSON file; throws naming the available presets when `name` is unknown.
 std::string preset_path(const std::string& name);
-/// A preset with `--set` overrides applied to its JSON.
-ModelConfig preset_model_config(const std::string& name, const std::vector<std::string>& overrides = {});
 /// Directory holding the preset JSON files (configs/models), from PHI_CONFIG_DIR or the build.
 std::string preset_directory();
 

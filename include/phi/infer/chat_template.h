@@ -28,7 +28,8 @@ std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& messages, con
 class ChatTemplate {
  public:
   /// Built-in formats: "phi3" (Phi-3-mini June 2024: system, user, assistant), "phi3-april" (system
-  /// dropped), "phi3-medium", "phi3-small", "phi2" (Instruct:/Output:).
+  /// dropped), "phi3-medium", "phi3-small", "phi4-mini" (no newlines; tools on the system turn),
+  /// "phi2" (Instruct:/Output:).
   static std::vector<std::string> builtin_names();
   static ChatTemplate builtin(const std::string& name, const Tokenizer& tokenizer);
   /// From Jinja source (a file's content or tokenizer_config.json's chat_template).

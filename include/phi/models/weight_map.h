@@ -1,5 +1,5 @@
-// Hugging Face checkpoint names <-> the engine's canonical parameter names. Each family's map is a
-// small file in src/models/families/; this header is the only interface to them.
+// Hugging Face checkpoint names <-> the engine's canonical parameter names. Each family's map lives
+// in its file in src/models/families/ and is reached through its FamilySpec (phi/models/family.h).
 #pragma once
 
 #include <set>
@@ -43,10 +43,8 @@ class HfWeightMap {
   virtual NamedTensors save(const ParameterMap& parameters, const ModelConfig& config) const = 0;
 };
 
-const HfWeightMap& phi_weight_map();
-const HfWeightMap& phi3_weight_map();
-const HfWeightMap& phi3small_weight_map();
-const HfWeightMap& weight_map_for(Family family);
+/// The map of a registered family (phi/models/family.h).
+const HfWeightMap& weight_map_for(const std::string& family);
 
 /// Helpers shared by the family maps.
 std::string hf_layer(int64_t i, const std::string& rest);

@@ -1,7 +1,14 @@
-// phi-1 / phi-1.5 / phi-2 (HF PhiForCausalLM): separate q/k/v projections with biases, one shared
-// input_layernorm per block, final_layernorm, lm_head with bias.
+// The phi family: phi-1 / phi-1.5 / phi-2 (HF model_type phi, PhiForCausalLM). Weights: separate
+// q/k/v projections with biases, one shared input_layernorm per block, final_layernorm, lm_head
+// with bias. Config: gelu_new, LayerNorm, partial rotary (default 0.5), no rope scaling.
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
+#include "models/families/registry.h"
+#include "phi/config/hf_config.h"
+#include "phi/core/error.h"
+#include "phi/models/family.h"
 #include "phi/models/weight_map.h"
 
 namespace phi {
@@ -71,9 +78,63 @@ class PhiWeightMap final : public HfWeightMap {
 
 }  // namespace
 
-const HfWeightMap& phi_weight_map() {
-  static const PhiWeightMap map;
-  return map;
+namespace {
+
+void read_config(JsonReader& r, ModelConfig& c) {
+  c.block_style = BlockStyle::kParallel;
+  c.norm = NormKind::kLayerNorm;
+  c.mlp = MlpKind::kGeluNew;
+  auto act = r.optional<std::string>("hidden_act", "gelu_new");
+  if (act != "gelu_new") r.fail("hidden_act", "\"" + act + "\" is not supported (phi uses gelu_new)");
+  c.vocab_size = r.required<int64_t>("vocab_size");
+  c.hidden_size = r.required<int64_t>("hidden_size");
+  c.intermediate_size = r.required<int64_t>("intermediate_size");
+  c.n_layers = r.required<int64_t>("num_hidden_layers");
+  c.n_heads = read_hf_head_count(r, c.hidden_size);
+  c.n_kv_heads = r.optional<int64_t>("num_key_value_heads", c.n_heads);
+  c.head_dim = r.optional<int64_t>("head_dim", c.hidden_size / c.n_heads);
+  c.max_position_embeddings = r.optional<int64_t>("max_position_embeddings", 2048);
+  c.norm_eps = r.optional<double>("layer_norm_eps", 1e-5);
+  auto rope = read_hf_rope(r, 0.5);
+  c.rope_theta = rope.theta;
+  c.rotary_dim = rotary_dim_from_factor(c.head_dim, rope.partial_rotary_factor);
+  if (!rope.scaling.is_null()) {
+    throw Error("rope scaling is not supported for model_type phi", r.source());
+  }
+  if (r.optional<bool>("qk_layernorm", false)) r.fail("qk_layernorm", "= true is not supported");
+  c.qkv_bias = c.attn_out_bias = c.mlp_bias = c.lm_head_bias = true;
+  c.tie_embeddings = r.optional<bool>("tie_word_embeddings", false);
+  if (c.tie_embeddings) r.fail("tie_word_embeddings", "= true is not supported for phi (lm_head has a bias)");
 }
 
+void write_config(const ModelConfig& c, nlohmann::json& j) {
+  j["intermediate_size"] = c.intermediate_size;
+  j["hidden_act"] = "gelu_new";
+  j["layer_norm_eps"] = c.norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  j["partial_rotary_factor"] = static_cast<double>(c.rotary_dim) / static_cast<double>(c.head_dim);
+  j["qk_layernorm"] = false;
+  j["resid_pdrop"] = 0.0;
+  j["embd_pdrop"] = 0.0;
+  j["attention_dropout"] = 0.0;
+}
+
+}  // namespace
+
+const FamilySpec& phi_family() {
+  static const PhiWeightMap map;
+  static const FamilySpec spec = [] {
+    FamilySpec s;
+    s.name = "phi";
+    s.models = "phi-1, phi-1.5, phi-2";
+    s.hf_model_type = "phi";
+    s.hf_architecture = "PhiForCausalLM";
+    s.read_hf_config = read_config;
+    s.write_hf_config = write_config;
+    s.weight_map = &map;
+    s.chat_template = "phi2";
+    return s;
+  }();
+  return spec;
+}
 }  // namespace phi

@@ -1,7 +1,14 @@
-// Phi-3 mini / medium (HF Phi3ForCausalLM): fused qkv_proj already in [Q | K | V] order and fused
-// gate_up_proj in [gate | up] order, so names map one to one; no biases; RMSNorm weights only.
+// The phi3 family: Phi-3-mini, Phi-3-medium, Phi-3.5-mini (HF model_type phi3, Phi3ForCausalLM).
+// Weights: fused qkv_proj already in [Q | K | V] order and fused gate_up_proj in [gate | up] order,
+// so names map one to one; no biases; RMSNorm weights only; lm_head absent when tied. Config: silu,
+// RMSNorm, optional partial rotary, sliding window and LongRoPE (one attention_factor).
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
+#include "models/families/registry.h"
+#include "phi/config/hf_config.h"
+#include "phi/models/family.h"
 #include "phi/models/weight_map.h"
 
 namespace phi {
@@ -51,9 +58,68 @@ class Phi3WeightMap final : public HfWeightMap {
 
 }  // namespace
 
-const HfWeightMap& phi3_weight_map() {
-  static const Phi3WeightMap map;
-  return map;
+namespace {
+
+void read_config(JsonReader& r, ModelConfig& c) {
+  c.block_style = BlockStyle::kSequential;
+  c.norm = NormKind::kRmsNorm;
+  c.mlp = MlpKind::kSwiGlu;
+  auto act = r.optional<std::string>("hidden_act", "silu");
+  if (act != "silu") r.fail("hidden_act", "\"" + act + "\" is not supported (Phi-3 uses silu)");
+  c.vocab_size = r.required<int64_t>("vocab_size");
+  c.hidden_size = r.required<int64_t>("hidden_size");
+  c.intermediate_size = r.required<int64_t>("intermediate_size");
+  c.n_layers = r.required<int64_t>("num_hidden_layers");
+  c.n_heads = read_hf_head_count(r, c.hidden_size);
+  c.n_kv_heads = r.optional<int64_t>("num_key_value_heads", c.n_heads);
+  c.head_dim = r.optional<int64_t>("head_dim", c.hidden_size / c.n_heads);
+  c.max_position_embeddings = r.optional<int64_t>("max_position_embeddings", 4096);
+  c.norm_eps = r.optional<double>("rms_norm_eps", 1e-5);
+  c.sliding_window = r.optional<int64_t>("sliding_window", 0);
+  auto original = r.optional<int64_t>("original_max_position_embeddings", c.max_position_embeddings);
+  auto rope = read_hf_rope(r, 1.0);
+  c.rope_theta = rope.theta;
+  c.rotary_dim = rotary_dim_from_factor(c.head_dim, rope.partial_rotary_factor);
+  if (!rope.scaling.is_null()) {
+    read_hf_long_rope(c, rope.scaling, r.source(), "$.rope_scaling", original, LongRopeScaleRule::kAttentionFactor);
+  }
+  c.tie_embeddings = r.optional<bool>("tie_word_embeddings", false);
+  // Phi-4-mini's config.json carries these; Phi3ForCausalLM has no biases and ignores them all.
+  r.ignore({"mlp_bias", "lm_head_bias", "full_attn_mod", "interpolate_factor"});
 }
 
+void write_config(const ModelConfig& c, nlohmann::json& j) {
+  j["intermediate_size"] = c.intermediate_size;
+  j["hidden_act"] = "silu";
+  j["rms_norm_eps"] = c.norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  j["partial_rotary_factor"] = static_cast<double>(c.rotary_dim) / static_cast<double>(c.head_dim);
+  j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr);
+  if (c.use_long_rope) {
+    j["original_max_position_embeddings"] = c.long_rope.original_max_position_embeddings;
+    j["rope_scaling"] = {{"type", "longrope"},
+                         {"short_factor", c.long_rope.short_factor},
+                         {"long_factor", c.long_rope.long_factor},
+                         {"attention_factor", c.long_rope.short_mscale}};
+  }
+}
+
+}  // namespace
+
+const FamilySpec& phi3_family() {
+  static const Phi3WeightMap map;
+  static const FamilySpec spec = [] {
+    FamilySpec s;
+    s.name = "phi3";
+    s.models = "Phi-3-mini, Phi-3-medium, Phi-3.5-mini";
+    s.hf_model_type = "phi3";
+    s.hf_architecture = "Phi3ForCausalLM";
+    s.read_hf_config = read_config;
+    s.write_hf_config = write_config;
+    s.weight_map = &map;
+    s.chat_template = "phi3";
+    return s;
+  }();
+  return spec;
+}
 }  // namespace phi
