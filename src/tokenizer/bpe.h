@@ -3,6 +3,7 @@
 // adjacent pair whose concatenation has the lowest rank).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -21,20 +22,32 @@ class PreTokenizer {
   ~PreTokenizer();
   PreTokenizer(const PreTokenizer&) = delete;
   PreTokenizer& operator=(const PreTokenizer&) = delete;
-  /// Calls `piece(begin, length)` for each match, in order. `text` must be valid UTF-8.
+  /// Calls `piece(begin, length)` for each match, in order, and for each stretch of text between
+  /// matches that no alternative matched (its own piece, as tokenizers' Split "Isolated" does; the
+  /// built-in patterns match every character, so they have none). An empty match is a boundary
+  /// too, and the search moves on a whole character. `text` must be valid UTF-8.
   template <typename F>
   void split(std::string_view text, F&& piece) const {
-    size_t offset = 0;
+    size_t offset = 0, emitted = 0;
     while (offset < text.size()) {
       size_t begin = 0, end = 0;
       if (!next_match(text, offset, begin, end)) break;
+      if (begin > emitted) piece(emitted, begin - emitted);
       if (end > begin) piece(begin, end - begin);
-      offset = end > offset ? end : offset + 1;
+      emitted = std::max(emitted, end);
+      offset = end > offset ? end : next_character(text, offset);
     }
+    if (emitted < text.size()) piece(emitted, text.size() - emitted);
   }
 
  private:
   bool next_match(std::string_view text, size_t offset, size_t& begin, size_t& end) const;
+  /// The offset of the UTF-8 character after the one at `offset`.
+  static size_t next_character(std::string_view text, size_t offset) {
+    ++offset;
+    while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0) == 0x80) ++offset;
+    return offset;
+  }
   void* code_ = nullptr;  // pcre2_code*
 };
 

@@ -167,3 +167,20 @@ def test_unsupported_pre_tokenizers_are_named(o200k_dir, tmp_path):
         proc = run_phi("tokenizer", "encode", "--model", d, "--text", "x", check=False)
         assert proc.returncode == 1, (name, proc.stderr)
         assert "tokenizer.json" in proc.stderr and fragment in proc.stderr, (name, proc.stderr)
+
+
+@pytest.mark.parametrize("pattern", [r"\p{L}+", r"[a-z]*", r"\s+|\d"])
+def test_split_patterns_that_leave_gaps_match_hf_tokenizers(o200k_dir, tmp_path, pattern):
+    """A Split pattern that does not match every character (or matches empty strings): the text
+    between matches is a piece of its own, as HF tokenizers' Isolated behavior makes it."""
+    model_dir, _, _ = o200k_dir
+    document = json.loads((model_dir / "tokenizer.json").read_text())
+    document["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {"Regex": pattern}
+    d = tmp_path / "gaps"
+    d.mkdir()
+    (d / "tokenizer.json").write_text(json.dumps(document))
+    reference = tokenizers.Tokenizer.from_file(str(d / "tokenizer.json"))
+    texts = CRAFTED + ["123 abc!! déjà-vu 🙂🙂 x", "   ", "!!!"]
+    ours = phi_encode_jsonl(d, texts, tmp_path, "gaps")
+    for i, text in enumerate(texts):
+        assert ours[i] == reference.encode(text).ids, f"text {i} ({text[:60]!r})"
