@@ -15,7 +15,7 @@
 //   decode_batch/<dense|paged|paged-graph>   Phi-3-mini bf16, 16 sequences of 512-token prompts, 64
 //       decode steps with the fused attention backend, over the fixed-slot cache, the paged cache
 //       (16-token pages, read through paged_attention()), or the paged cache with the step replayed
-//       as a CUDA graph (the server's --cuda-graphs; unverified set): tokens/s.
+//       as a CUDA graph (the server's --cuda-graphs; its set by phi/kernels/verified.h): tokens/s.
 //   bench_gpu --profile decode|train   runs no benchmark: one eager decode step of Phi-3-mini (fused
 //       kernels, batch 1, after a 512-token prompt and warm-up steps) or one phi-1.5 training step
 //       (SDPA + fused elementwise, batch 4 x 2048) inside an NVTX range "phi_profile", for
@@ -45,6 +45,7 @@
 #include "phi/infer/decode_graph.h"
 #include "phi/kernels/attention.h"
 #include "phi/kernels/cuda_kernels.h"
+#include "phi/kernels/verified.h"
 #include "phi/models/family.h"
 #include "phi/models/model_info.h"
 #include "phi/models/transformer.h"
@@ -417,12 +418,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   // PHI_BENCH_SET=unverified registers only the rows of kernels that have not passed on a GPU yet
-  // (the mma.sync flash kernels), which gpu_check.sh runs in a process of its own; the default set
-  // leaves them out.
+  // (phi/kernels/verified.h), which gpu_check.sh runs in a process of its own; the default set
+  // holds every other row. `kernel`: the verification entry a row depends on (null: none).
   const char* set = std::getenv("PHI_BENCH_SET");
   const bool unverified = set != nullptr && std::string(set) == "unverified";
-  auto wanted = [&](const std::string& name) { return (name.find("mma") != std::string::npos) == unverified; };
-  // (decode_attention/b16/.../paged/* is registered in the unverified set explicitly below.)
+  auto in_set = [&](const char* kernel) { return (kernel != nullptr && !phi::verified::is(kernel)) == unverified; };
+  auto wanted = [&](const std::string& name) { return in_set(name.find("mma") != std::string::npos ? "flash_mma" : nullptr); };
   const std::vector<std::array<int64_t, 4>> shapes = {{4, 32, 2048, 96}, {4, 32, 2048, 64}, {2, 32, 4096, 80}, {8, 32, 1024, 128}};
   for (bool backward : {false, true}) {
     for (const auto& s : shapes) {
@@ -435,41 +436,41 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (!unverified) {
+  if (in_set(nullptr)) {
     benchmark::RegisterBenchmark("copy", copy_bandwidth)->UseManualTime()->Iterations(20)->Unit(benchmark::kMillisecond);
   }
   for (const std::string backend : {"aten", "fused", "graph"}) {
-    if (unverified) break;
+    if (!in_set(backend == "graph" ? "decode_graph" : nullptr)) continue;
     benchmark::RegisterBenchmark(("decode/" + backend).c_str(), decode, backend)
         ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
   }
   for (const auto& [name, shape] : kGemvShapes) {
-    if (unverified) break;
+    if (!in_set("gemv")) break;
     for (const std::string impl : {"phi", "cublas"}) {
       benchmark::RegisterBenchmark(("gemv/" + impl + "/" + name).c_str(), gemv, impl, shape[0], shape[1])
           ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
     }
   }
-  if (!unverified) {
+  if (in_set("decode")) {
     for (int64_t splits : {0, 1, 2, 3, 4, 6, 8, 12, 16}) {
       benchmark::RegisterBenchmark(("decode_attention/b1/768/splits" + std::to_string(splits)).c_str(),
                                    decode_attention_bench, std::string("dense"), int64_t(1), int64_t(768), splits)
           ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
     }
   }
-  if (unverified) {
+  if (in_set("paged_decode_graph")) {
     benchmark::RegisterBenchmark("decode_batch/paged-graph", decode_batch, std::string("paged-graph"))
         ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
   }
-  // The paged kernel is unverified: both paged rows run in the unverified process, side by side.
+  // Both paged rows run in the same process as the paged kernel's status puts them, side by side.
   for (const std::string mode : {"paged/kernel", "paged/gather"}) {
-    if (!unverified) break;
+    if (!in_set("paged_decode")) break;
     benchmark::RegisterBenchmark(("decode_attention/b16/2048/" + mode).c_str(), decode_attention_bench, mode,
                                  int64_t(16), int64_t(2048), int64_t(0))
         ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
   }
   for (const std::string kind : {"dense", "paged"}) {
-    if (unverified) break;
+    if (!in_set(nullptr)) break;
     benchmark::RegisterBenchmark(("decode_batch/" + kind).c_str(), decode_batch, kind)
         ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
   }

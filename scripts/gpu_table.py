@@ -26,13 +26,13 @@ except OSError:
 log = (out / "gpu_tests.log").read_text() if (out / "gpu_tests.log").exists() else ""
 passed = log.count("[       OK ]")
 failed = log.count("[  FAILED  ]") // 2 if "FAILED" in log else 0
-print(f"\ncard: {card}; build {build_s} s; GPU tests (CudaKernels.* but Unverified*): "
+print(f"\ncard: {card}; build {build_s} s; GPU tests (CudaKernels.* of verified kernels): "
       f"{'pass' if gtest_rc == 0 else 'FAIL'} ({passed} ok, {failed} failed)")
 unverified = (out / "gpu_unverified.log").read_text().split("\n") if (out / "gpu_unverified.log").exists() else []
 for line in filter(None, unverified):
     name, rc = line.rsplit(" ", 1)
     status = {"0": "pass", "124": "TIMEOUT", "skipped": "skipped"}.get(rc, f"FAIL (exit {rc})")
-    print(f"  {name}: {status}")
+    print(f"  {name} (unverified): {status}")
 print()
 print("| attention (causal, bf16) B,H,S,D | phi TFLOP/s | phi mma.sync | SDPA flash | SDPA cuDNN | phi / cuDNN | mma / cuDNN |")
 print("|---|---|---|---|---|---|---|")

@@ -1,4 +1,4 @@
-// phi info --preset NAME | --model DIR [--json]
+// phi info --preset NAME | --model DIR [--json]; phi info --kernels [--json]
 #include <iostream>
 
 #include <fmt/format.h>
@@ -8,6 +8,8 @@
 #include "cli/model_source.h"
 #include "phi/config/model_config.h"
 #include "phi/core/error.h"
+#include "phi/kernels/cuda_kernels.h"
+#include "phi/kernels/verified.h"
 #include "phi/models/model_info.h"
 #include "phi/models/model_loader.h"
 
@@ -17,7 +19,25 @@ namespace {
 struct InfoOptions {
   ModelSourceOptions source;
   bool json = false;
+  bool kernels = false;
 };
+
+// The CUDA kernels' verification table (phi/kernels/verified.h): one tab-separated line each
+// (name, verified | unverified, GPU test, what), or JSON; scripts/gpu_check.sh reads it.
+int print_kernels(bool json) {
+  nlohmann::json table = nlohmann::json::array();
+  for (const auto& k : verified::kKernels) {
+    if (json) {
+      table.push_back({{"name", k.name}, {"verified", k.verified}, {"gpu_test", k.gpu_test}, {"what", k.what}});
+    } else {
+      std::cout << k.name << '\t' << (k.verified ? "verified" : "unverified") << '\t' << k.gpu_test << '\t' << k.what
+                << '\n';
+    }
+  }
+  if (json) std::cout << nlohmann::json{{"cuda_kernels_compiled", cuda_kernels_compiled()}, {"kernels", table}}.dump(2)
+                      << std::endl;
+  return 0;
+}
 
 std::string with_commas(int64_t value) {
   std::string digits = std::to_string(value);
@@ -43,6 +63,7 @@ std::string human_bytes(int64_t bytes) {
 }
 
 int run_info(const InfoOptions& o) {
+  if (o.kernels) return print_kernels(o.json);
   auto config = resolve_model_config(o.source);
   auto info = model_info(config);
   if (o.json) {
@@ -73,6 +94,8 @@ void add_info_command(CLI::App& root, Runner& run) {
   auto* cmd = root.add_subcommand("info", "Parameter count, bytes per dtype and KV-cache bytes per token");
   add_model_source_options(cmd, options->source, "--model", "a model directory with config.json", true);
   cmd->add_flag("--json", options->json, "print JSON");
+  cmd->add_flag("--kernels", options->kernels,
+                "print which CUDA kernels have passed their GPU test (phi/kernels/verified.h) instead");
   cmd->callback([&run, options]() { run = [options]() { return run_info(*options); }; });
 }
 

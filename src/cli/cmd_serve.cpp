@@ -10,6 +10,7 @@
 #include "phi/infer/chat_template.h"
 #include "phi/infer/generator.h"
 #include "phi/infer/scheduler.h"
+#include "phi/kernels/verified.h"
 #include "phi/models/model_loader.h"
 #ifdef PHI_WITH_SERVER
 #include "phi/serve/server.h"
@@ -87,7 +88,8 @@ void add_serve_command(CLI::App& root, Runner& run) {
                   "requests beyond it wait, or the latest are preempted and recomputed")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_flag("--cuda-graphs", o->cuda_graphs,
-                "decode steps replayed as CUDA graphs, one per batch size (1, 2, 4, ...); not yet verified on a GPU");
+                std::string("decode steps replayed as CUDA graphs, one per batch size (1, 2, 4, ...); ") +
+                    verified::status_text("paged_decode_graph"));
 #ifdef PHI_WITH_SERVER
   cmd->add_option("--host", o->server.host, "address to bind")->capture_default_str();
   cmd->add_option("--port", o->server.port, "port (0: any free port)")->capture_default_str();

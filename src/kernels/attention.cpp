@@ -10,7 +10,7 @@
 #include "phi/core/error.h"
 #include "phi/kernels/cuda_kernels.h"
 #include "kernels/backend_setting.h"
-#include "kernels/verified.h"
+#include "phi/kernels/verified.h"
 
 namespace phi {
 
@@ -134,7 +134,7 @@ bool fused_half(const at::Tensor& q) {
 bool decode_kernel_applies(const at::Tensor& q, const AttentionMaskSpec& mask) {
   const int64_t D = q.size(3);
   return fused_half(q) && mask.blocksparse == nullptr && !mask.segments.defined() && mask.queries_end_at_lengths &&
-         q.size(2) <= 16 && D <= 128 && D % 8 == 0 && !at::GradMode::is_enabled();
+         q.size(2) <= 16 && decode_head_dim_supported(D) && !at::GradMode::is_enabled();
 }
 }  // namespace
 
@@ -145,7 +145,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const bool structured = mask.blocksparse == nullptr && !mask.segments.defined();
   if (q.is_cuda()) {
     const bool whole_sequence = mask.queries_are_rows && Tq == Tk;
-    if (fused_half(q) && whole_sequence && (D == 64 || D == 80 || D == 96 || D == 128)) {
+    if (fused_half(q) && whole_sequence && flash_head_dim_supported(D)) {
       const at::Tensor lengths = mask.no_padding ? at::Tensor() : mask.key_lengths;
       if (window == 0 && structured) return flash_attention_cuda(q, k, v, lengths, scale);
       if (verified::kFlashMasks) {

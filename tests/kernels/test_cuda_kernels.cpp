@@ -4,6 +4,7 @@
 // message when no GPU is present.
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -18,6 +19,7 @@
 #include "phi/kernels/attention.h"
 #include "phi/kernels/cuda_kernels.h"
 #include "phi/kernels/ops.h"
+#include "phi/kernels/verified.h"
 #include "phi/models/family.h"
 #include "phi/models/transformer.h"
 
@@ -253,16 +255,17 @@ TEST(CudaKernels, FlashAttentionForwardAndBackward) {
   check_flash_kernels(phi::FlashKernel::kWmma);
 }
 
-// The mma.sync kernels (not yet verified on a GPU: gpu_check.sh runs this test in its own process).
-TEST(CudaKernels, UnverifiedMmaFlashAttentionForwardAndBackward) {
+// The mma.sync kernels (their status: the "flash_mma" entry of phi/kernels/verified.h).
+TEST(CudaKernels, MmaFlashAttentionForwardAndBackward) {
   REQUIRE_GPU();
   check_flash_kernels(phi::FlashKernel::kMma);
 }
 
 // The flash kernels' optional masks against the reference mask: Phi-3's sliding window and
 // Phi-3-small's block-sparse pattern at 64-token blocks (per-head and shared patterns), forward
-// and backward, GQA, a sequence length that ends inside a tile. Tests named Unverified* have not
-// passed on a GPU yet; gpu_check.sh runs each in its own process after the others.
+// and backward, GQA, a sequence length that ends inside a tile. Whether a test has passed on a GPU
+// is its kernel's entry in phi/kernels/verified.h; gpu_check.sh runs the unverified ones each in a
+// process of its own after the others.
 void check_flash_masks(phi::FlashKernel kernel) {
   const int64_t B = 2, Hq = 4, Hkv = 2, T = 333;
   for (int64_t D : {int64_t(64), int64_t(96)}) {
@@ -308,12 +311,12 @@ void check_flash_masks(phi::FlashKernel kernel) {
   }
 }
 
-TEST(CudaKernels, UnverifiedFlashAttentionWithSlidingWindowAndBlockSparsePattern) {
+TEST(CudaKernels, FlashAttentionWithSlidingWindowAndBlockSparsePattern) {
   REQUIRE_GPU();
   check_flash_masks(phi::FlashKernel::kWmma);
 }
 
-TEST(CudaKernels, UnverifiedMmaFlashAttentionWithSlidingWindowAndBlockSparsePattern) {
+TEST(CudaKernels, MmaFlashAttentionWithSlidingWindowAndBlockSparsePattern) {
   REQUIRE_GPU();
   check_flash_masks(phi::FlashKernel::kMma);
 }
@@ -363,7 +366,7 @@ TEST(CudaKernels, DecodeAttentionOverACache) {
 // The paged cache's decode kernel: sequences scattered over shuffled pages of a pool whose every
 // other row (free pages, rows past a sequence's length, the table's padding) is NaN, against the
 // reference attention of each sequence's keys gathered densely.
-TEST(CudaKernels, UnverifiedPagedDecodeAttentionReadsThroughThePageTable) {
+TEST(CudaKernels, PagedDecodeAttentionReadsThroughThePageTable) {
   REQUIRE_GPU();
   const int64_t page = 16, n_pages = 200, B = 3, Hq = 8, Hkv = 4;
   const std::vector<int64_t> lengths = {1037, 5, 600};
@@ -487,7 +490,7 @@ TEST(CudaKernels, PagedCacheOnCudaEqualsTheFixedSlotCache) {
 
 // The server's decode step captured as a CUDA graph (PagedDecodeGraph, four rows, the last one
 // padding) against the eager cached forward on a second paged cache, ATen and fused attention.
-TEST(CudaKernels, UnverifiedPagedDecodeGraphEqualsCachedForward) {
+TEST(CudaKernels, PagedDecodeGraphEqualsCachedForward) {
   REQUIRE_GPU();
   at::NoGradGuard no_grad;
   for (const std::string backend : {"aten", "fused"}) {
@@ -615,6 +618,42 @@ TEST(CudaKernels, WithoutGpuTheEntryPointsSayWhy) {
   auto gate_up = at::randn({3, 16});
   EXPECT_TRUE(at::equal(phi::swiglu(gate_up), at::silu(gate_up.narrow(1, 0, 8)) * gate_up.narrow(1, 8, 8)));
   phi::set_elementwise_backend("aten");
+}
+
+// The verification table names tests that exist, so that gpu_check.sh runs every unverified kernel.
+TEST(CudaKernels, VerificationTableNamesExistingTests) {
+  std::set<std::string> tests;
+  const auto* unit = ::testing::UnitTest::GetInstance();
+  for (int i = 0; i < unit->total_test_suite_count(); ++i) {
+    const auto* suite = unit->GetTestSuite(i);
+    for (int j = 0; j < suite->total_test_count(); ++j) {
+      tests.insert(std::string(suite->name()) + "." + suite->GetTestInfo(j)->name());
+    }
+  }
+  std::set<std::string> names;
+  for (const auto& k : phi::verified::kKernels) {
+    EXPECT_TRUE(tests.count(k.gpu_test)) << k.name << ": no test " << k.gpu_test;
+    EXPECT_TRUE(names.insert(k.name).second) << "duplicate entry " << k.name;
+  }
+  EXPECT_EQ(phi::verified::kFlashMasks, phi::verified::is("flash_masks"));
+  EXPECT_FALSE(phi::verified::known("no_such_kernel"));
+}
+
+// One table of flash head dims: the host check names the value and the supported ones, on any device.
+TEST(CudaKernels, UnsupportedHeadDimIsNamed) {
+  for (int64_t d : {64, 80, 96, 128}) EXPECT_TRUE(phi::flash_head_dim_supported(d)) << d;
+  for (int64_t d : {0, 32, 72, 256}) EXPECT_FALSE(phi::flash_head_dim_supported(d)) << d;
+  auto q = at::zeros({1, 2, 16, 72}, at::kBFloat16);
+  try {
+    phi::flash_attention_forward_cuda(q, q, q, {}, 0.1);
+    FAIL() << "head dim 72 accepted";
+  } catch (const phi::Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("head dim 72"), std::string::npos) << message;
+    EXPECT_NE(message.find(phi::flash_head_dims_text()), std::string::npos) << message;
+  }
+  EXPECT_TRUE(phi::decode_head_dim_supported(96));
+  EXPECT_FALSE(phi::decode_head_dim_supported(100));
 }
 
 }  // namespace

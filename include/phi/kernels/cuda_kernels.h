@@ -1,11 +1,12 @@
 // Fused CUDA kernels behind plain C++ declarations (no CUDA headers here). Whether they were
 // compiled is a build option (PHI_WITH_CUDA); whether they can run depends on a GPU being present.
-// Each has an ATen reference (ops.h, attention.h) that the CPU path and the tests use; the ATen
-// path stays the default until a kernel is verified on a GPU (docs/perf.md), and
+// Each has an ATen reference (ops.h, attention.h) that the CPU path and the tests use; which kernels
+// have passed their GPU test is phi/kernels/verified.h (the dispatch uses no other), and
 // set_attention_backend() / PHI_ATTENTION=fused selects the fused attention.
 // Every entry point throws phi::Error when CUDA is unavailable or an argument is out of range.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -66,12 +67,18 @@ at::Tensor activation_autograd_cuda(const at::Tensor& x, FusedActivation kind, d
 at::Tensor rotary_autograd_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 // ---- attention -----------------------------------------------------------------------------------------
+/// The head dims the flash kernels are built for (one table, src/kernels/cuda/launch.h, read by
+/// the host checks, this choice and the device dispatch), as a test and as "64, 80, 96, 128".
+bool flash_head_dim_supported(int64_t head_dim);
+std::string flash_head_dims_text();
+/// The decode kernel's head dims: multiples of 8 up to 128.
+bool decode_head_dim_supported(int64_t head_dim);
 /// Causal flash attention with key padding (key_lengths int64 [B] on the device, optional) and GQA:
-/// q [B, Hq, T, D], k / v [B, Hkv, T, D], bf16 / f16, D in {64, 80, 96, 128}.
+/// q [B, Hq, T, D], k / v [B, Hkv, T, D], bf16 / f16, D one of flash_head_dims_text().
 /// Optional masks of the flash kernels: Phi-3's sliding window (0: none) and Phi-3-small's
 /// block-sparse pattern at 64-token blocks (vert_stride 0: dense; see BlockSparseLayout, with
-/// head_step = homo_head ? 0 : max(1, vert_stride / n_heads)). Checked on a GPU by the GPU tests
-/// before the attention dispatch uses them.
+/// head_step = homo_head ? 0 : max(1, vert_stride / n_heads)). The attention dispatch uses them
+/// once verified.h's "flash_masks" is true.
 struct FlashMask {
   int64_t window = 0;
   int64_t local_blocks = 0, vert_stride = 0, head_step = 0;
@@ -85,9 +92,9 @@ struct FlashForward {
   at::Tensor out;  // [B, Hq, T, D] contiguous
   at::Tensor lse;  // float32 [B, Hq, T]
 };
-/// Which flash kernels: WMMA with scores staged in shared memory (verified, dispatched), or
-/// mma.sync with register-resident scores (FlashAttention-2's layout, forward and backward;
-/// compiled, GPU tests written, not dispatched until they have passed on a GPU).
+/// Which flash kernels: WMMA with scores staged in shared memory, or mma.sync with register-resident
+/// scores (FlashAttention-2's layout, forward and backward). Their status: verified.h's
+/// "flash_wmma" and "flash_mma".
 enum class FlashKernel { kWmma, kMma };
 FlashForward flash_attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           const at::Tensor& key_lengths, double scale, const FlashMask& mask = {},
@@ -110,7 +117,7 @@ at::Tensor decode_attention_cuda(const at::Tensor& q, const at::Tensor& k, const
                                  const at::Tensor& key_lengths, double scale, int64_t splits = 0, int64_t window = 0);
 /// The same over a paged cache (attention.h's PagedKV, contiguous pools): keys [0, key_lengths[b])
 /// of sequence b through its page-table row; n_keys: the longest length (sizes the key splits).
-/// Written and compiled; not dispatched until a GPU run has checked it against gather_pages.
+/// Dispatched by paged_attention() once verified.h's "paged_decode" is true.
 at::Tensor paged_decode_attention_cuda(const at::Tensor& q, const PagedKV& kv, const at::Tensor& key_lengths,
                                        int64_t n_keys, double scale, int64_t splits = 0, int64_t window = 0);
 
@@ -123,8 +130,7 @@ const std::string& attention_backend();
 void set_elementwise_backend(const std::string& name);
 const std::string& elementwise_backend();
 /// "wmma" (default) or "mma": which flash kernels the fused attention backend's training and prefill
-/// path runs (flash_attention_cuda). Initialised from PHI_FLASH_KERNEL. The mma.sync kernels are
-/// not verified on a GPU yet.
+/// path runs (flash_attention_cuda). Initialised from PHI_FLASH_KERNEL.
 void set_flash_kernel(const std::string& name);
 const std::string& flash_kernel();
 

@@ -59,14 +59,15 @@ __device__ __forceinline__ bool tile_in_pattern(const AttentionShape& s, int64_t
   return qb - kb < s.bs_local || (kb + h * s.bs_head_step + 1) % s.bs_vert == 0;
 }
 
-// Runs f(std::integral_constant<int, D>) for the attention kernels' head dims 64, 80, 96, 128.
+// Runs f(std::integral_constant<int, D>) for the flash kernels' head dims (PHI_FLASH_HEAD_DIMS in
+// launch.h: the one list the host checks read too).
 template <typename F>
 int dispatch_head_dim(int64_t D, F&& f) {
   switch (D) {
-    case 64: return f(std::integral_constant<int, 64>{});
-    case 80: return f(std::integral_constant<int, 80>{});
-    case 96: return f(std::integral_constant<int, 96>{});
-    case 128: return f(std::integral_constant<int, 128>{});
+#define PHI_HEAD_DIM_CASE(d) \
+  case d: return f(std::integral_constant<int, d>{});
+    PHI_FLASH_HEAD_DIMS(PHI_HEAD_DIM_CASE)
+#undef PHI_HEAD_DIM_CASE
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
@@ -80,6 +81,20 @@ int dispatch_dtype(DType dtype, F&& f) {
     case DType::kFloat16: return f(__half{});
   }
   return static_cast<int>(cudaErrorInvalidValue);
+}
+
+// The flash kernels' common launch checks and dispatch: bf16 / f16, Tq == Tk, whole GQA groups,
+// nothing to do for an empty batch; runs f(integral_constant<int, D>, T{}) for the element type T.
+template <typename Params, typename F>
+int dispatch_flash(const Params& p, F&& f) {
+  const AttentionShape& s = p.shape;
+  if (p.dtype == DType::kFloat32 || s.Tq != s.Tk || s.Hkv <= 0 || s.Hq % s.Hkv != 0) {
+    return static_cast<int>(cudaErrorInvalidValue);
+  }
+  if (s.B * s.Hq == 0 || s.Tq == 0) return 0;
+  return dispatch_head_dim(s.D, [&](auto d) {
+    return p.dtype == DType::kBFloat16 ? f(d, __nv_bfloat16{}) : f(d, __half{});
+  });
 }
 
 }  // namespace phi::cuda

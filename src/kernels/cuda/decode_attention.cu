@@ -125,24 +125,23 @@ __global__ void decode_combine_kernel(AttentionShape s, int64_t splits, const fl
 
 }  // namespace
 
-int decode_attention(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
-                     const int64_t* key_lengths, const PageTable& paging, float scale, int64_t splits,
-                     float* o_partial, float* m_partial, float* l_partial, void* o, void* stream) {
-  if (paging.pages != nullptr && paging.page_size <= 0) return static_cast<int>(cudaErrorInvalidValue);
-  if (s.D > 128 || s.D % 8 != 0) return static_cast<int>(cudaErrorInvalidValue);
-  return dispatch_dtype(dtype, [&](auto tag) {
+int decode_attention(const DecodeAttentionParams& p, void* stream) {
+  const AttentionShape& s = p.shape;
+  if (p.paging.pages != nullptr && p.paging.page_size <= 0) return static_cast<int>(cudaErrorInvalidValue);
+  if (s.D > kDecodeMaxHeadDim || s.D % 8 != 0) return static_cast<int>(cudaErrorInvalidValue);
+  return dispatch_dtype(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     auto st = static_cast<cudaStream_t>(stream);
     const int64_t rows = s.B * s.Hq * s.Tq;
     if (rows == 0) return 0;
-    dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(splits));
-    decode_split_kernel<T><<<grid, kThreads, 0, st>>>(s, static_cast<const T*>(q), static_cast<const T*>(k),
-                                                      static_cast<const T*>(v), key_lengths, paging, scale, splits, o_partial,
-                                                      m_partial, l_partial);
+    dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(p.splits));
+    decode_split_kernel<T><<<grid, kThreads, 0, st>>>(s, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                                      static_cast<const T*>(p.v), p.key_lengths, p.paging, p.scale,
+                                                      p.splits, p.o_partial, p.m_partial, p.l_partial);
     int code = static_cast<int>(cudaGetLastError());
     if (code != 0) return code;
-    decode_combine_kernel<T><<<static_cast<unsigned>(rows), 128, 0, st>>>(s, splits, o_partial, m_partial, l_partial,
-                                                                          static_cast<T*>(o));
+    decode_combine_kernel<T><<<static_cast<unsigned>(rows), 128, 0, st>>>(s, p.splits, p.o_partial, p.m_partial,
+                                                                          p.l_partial, static_cast<T*>(p.o));
     return static_cast<int>(cudaGetLastError());
   });
 }

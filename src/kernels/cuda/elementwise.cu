@@ -118,51 +118,48 @@ __global__ void kv_append_kernel(const T* __restrict__ k, int64_t k_sb, int64_t 
 
 }  // namespace
 
-int kv_append(DType dtype, const void* k, int64_t k_sb, int64_t k_sh, const void* v, int64_t v_sb, int64_t v_sh,
-              const float* cos, const float* sin, int64_t rot, void* k_cache, void* v_cache, int64_t c_sb,
-              int64_t c_sh, int64_t c_st, const int64_t* positions, int64_t B, int64_t H, int64_t D, void* stream) {
-  return dispatch_dtype(dtype, [&](auto tag) {
+int kv_append(const KvAppendParams& p, void* stream) {
+  return dispatch_dtype(p.dtype, [&](auto tag) {
     using E = decltype(tag);
-    if (B * H == 0) return 0;
-    kv_append_kernel<E><<<static_cast<unsigned>(B * H), D >= 128 ? 128 : 64, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<const E*>(k), k_sb, k_sh, static_cast<const E*>(v), v_sb, v_sh, cos, sin, static_cast<E*>(k_cache),
-        static_cast<E*>(v_cache), c_sb, c_sh, c_st, positions, H, D, rot);
+    if (p.B * p.H == 0) return 0;
+    kv_append_kernel<E><<<static_cast<unsigned>(p.B * p.H), p.D >= 128 ? 128 : 64, 0, static_cast<cudaStream_t>(stream)>>>(
+        static_cast<const E*>(p.k), p.k_sb, p.k_sh, static_cast<const E*>(p.v), p.v_sb, p.v_sh, p.cos, p.sin,
+        static_cast<E*>(p.k_cache), static_cast<E*>(p.v_cache), p.c_sb, p.c_sh, p.c_st, p.positions, p.H, p.D, p.rot);
     return static_cast<int>(cudaGetLastError());
   });
 }
 
-int activation_forward(DType dtype, Activation kind, const void* x, void* y, int64_t rows, int64_t inner, float limit,
-                       void* stream) {
-  return dispatch_dtype(dtype, [&](auto tag) {
+int activation_forward(const ActivationForwardParams& p, void* stream) {
+  return dispatch_dtype(p.dtype, [&](auto tag) {
     using T = decltype(tag);
-    const int64_t n = rows * inner;
+    const int64_t n = p.rows * p.inner;
     if (n == 0) return 0;
     activation_forward_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
-        kind, static_cast<const T*>(x), static_cast<T*>(y), rows, inner, limit);
+        p.kind, static_cast<const T*>(p.x), static_cast<T*>(p.y), p.rows, p.inner, p.limit);
     return static_cast<int>(cudaGetLastError());
   });
 }
 
-int activation_backward(DType dtype, Activation kind, const void* x, const void* dy, void* dx, int64_t rows,
-                        int64_t inner, float limit, void* stream) {
-  return dispatch_dtype(dtype, [&](auto tag) {
+int activation_backward(const ActivationBackwardParams& p, void* stream) {
+  return dispatch_dtype(p.dtype, [&](auto tag) {
     using T = decltype(tag);
-    const int64_t n = rows * inner;
+    const int64_t n = p.rows * p.inner;
     if (n == 0) return 0;
     activation_backward_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
-        kind, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dx), rows, inner, limit);
+        p.kind, static_cast<const T*>(p.x), static_cast<const T*>(p.dy), static_cast<T*>(p.dx), p.rows, p.inner,
+        p.limit);
     return static_cast<int>(cudaGetLastError());
   });
 }
 
-int rotary(DType dtype, const void* x, int64_t sb, int64_t sh, int64_t st, const float* cos, const float* sin,
-           void* out, int64_t B, int64_t H, int64_t T, int64_t D, int64_t rot, float sign, void* stream) {
-  return dispatch_dtype(dtype, [&](auto tag) {
+int rotary(const RotaryParams& p, void* stream) {
+  return dispatch_dtype(p.dtype, [&](auto tag) {
     using E = decltype(tag);
-    const int64_t rows = B * H * T;
+    const int64_t rows = p.B * p.H * p.T;
     if (rows == 0) return 0;
-    rotary_kernel<E><<<static_cast<unsigned>(rows), D >= 128 ? 128 : 64, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<const E*>(x), sb, sh, st, cos, sin, static_cast<E*>(out), H, T, D, rot, sign);
+    rotary_kernel<E><<<static_cast<unsigned>(rows), p.D >= 128 ? 128 : 64, 0, static_cast<cudaStream_t>(stream)>>>(
+        static_cast<const E*>(p.x), p.sb, p.sh, p.st, p.cos, p.sin, static_cast<E*>(p.out), p.H, p.T, p.D, p.rot,
+        p.sign);
     return static_cast<int>(cudaGetLastError());
   });
 }

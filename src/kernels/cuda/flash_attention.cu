@@ -344,59 +344,44 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(AttentionShape s, c
 }
 
 template <typename T, int D>
-int launch_forward(const AttentionShape& s, const void* q, const void* k, const void* v, const int64_t* key_lengths,
-                   float scale, void* o, float* lse, cudaStream_t stream) {
+int launch_forward(const FlashForwardParams& p, cudaStream_t stream) {
+  const AttentionShape& s = p.shape;
   const size_t bytes = FwdLayout<T, D>::bytes;
   auto kernel = flash_forward_kernel<T, D>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (e != cudaSuccess) return static_cast<int>(e);
   dim3 grid(static_cast<unsigned>((s.Tq + kBr - 1) / kBr), static_cast<unsigned>(s.B * s.Hq));
-  kernel<<<grid, 128, bytes, stream>>>(s, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                                       key_lengths, scale * kLog2e, static_cast<T*>(o), lse);
+  kernel<<<grid, 128, bytes, stream>>>(s, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                       static_cast<const T*>(p.v), p.key_lengths, p.scale * kLog2e,
+                                       static_cast<T*>(p.o), p.lse);
   return static_cast<int>(cudaGetLastError());
 }
 
 template <typename T, int D>
-int launch_backward(const AttentionShape& s, const void* q, const void* k, const void* v, const void* d_o,
-                    const float* lse, const float* delta, const int64_t* key_lengths, float scale, float* dq, void* dk,
-                    void* dv, cudaStream_t stream) {
+int launch_backward(const FlashBackwardParams& p, cudaStream_t stream) {
+  const AttentionShape& s = p.shape;
   const size_t bytes = BwdLayout<T, D>::bytes;
   auto kernel = flash_backward_kernel<T, D>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (e != cudaSuccess) return static_cast<int>(e);
   dim3 grid(static_cast<unsigned>((s.Tk + 63) / 64), static_cast<unsigned>(s.B * s.Hkv));
-  kernel<<<grid, 128, bytes, stream>>>(s, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                                       static_cast<const T*>(d_o), lse, delta, key_lengths, scale, dq,
-                                       static_cast<T*>(dk), static_cast<T*>(dv));
+  kernel<<<grid, 128, bytes, stream>>>(s, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                       static_cast<const T*>(p.v), static_cast<const T*>(p.d_o), p.lse, p.delta,
+                                       p.key_lengths, p.scale, p.dq_accum, static_cast<T*>(p.dk), static_cast<T*>(p.dv));
   return static_cast<int>(cudaGetLastError());
 }
 
-
 }  // namespace
 
-int flash_attention_forward(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
-                            const int64_t* key_lengths, float scale, void* o, float* lse, void* stream) {
-  if (dtype == DType::kFloat32 || s.Tq != s.Tk || s.Hq % s.Hkv != 0) return static_cast<int>(cudaErrorInvalidValue);
-  if (s.B * s.Hq == 0 || s.Tq == 0) return 0;
-  auto st = static_cast<cudaStream_t>(stream);
-  return dispatch_head_dim(s.D, [&](auto d) {
-    constexpr int D = decltype(d)::value;
-    return dtype == DType::kBFloat16 ? launch_forward<__nv_bfloat16, D>(s, q, k, v, key_lengths, scale, o, lse, st)
-                                     : launch_forward<__half, D>(s, q, k, v, key_lengths, scale, o, lse, st);
+int flash_attention_forward(const FlashForwardParams& p, void* stream) {
+  return dispatch_flash(p, [&](auto d, auto tag) {
+    return launch_forward<decltype(tag), decltype(d)::value>(p, static_cast<cudaStream_t>(stream));
   });
 }
 
-int flash_attention_backward(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
-                             const void* d_o, const float* lse, const float* delta, const int64_t* key_lengths,
-                             float scale, float* dq_accum, void* dk, void* dv, void* stream) {
-  if (dtype == DType::kFloat32 || s.Tq != s.Tk || s.Hq % s.Hkv != 0) return static_cast<int>(cudaErrorInvalidValue);
-  if (s.B * s.Hq == 0 || s.Tq == 0) return 0;
-  auto st = static_cast<cudaStream_t>(stream);
-  return dispatch_head_dim(s.D, [&](auto d) {
-    constexpr int D = decltype(d)::value;
-    return dtype == DType::kBFloat16
-               ? launch_backward<__nv_bfloat16, D>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq_accum, dk, dv, st)
-               : launch_backward<__half, D>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq_accum, dk, dv, st);
+int flash_attention_backward(const FlashBackwardParams& p, void* stream) {
+  return dispatch_flash(p, [&](auto d, auto tag) {
+    return launch_backward<decltype(tag), decltype(d)::value>(p, static_cast<cudaStream_t>(stream));
   });
 }
 

@@ -187,34 +187,26 @@ __global__ void __launch_bounds__(kThreads) flash_backward_mma_kernel(
 }
 
 template <typename T, int D>
-int launch(const AttentionShape& s, const void* q, const void* k, const void* v, const void* d_o, const float* lse,
-           const float* delta, const int64_t* key_lengths, float scale, float* dq, void* dk, void* dv,
-           cudaStream_t stream) {
+int launch(const FlashBackwardParams& p, cudaStream_t stream) {
+  const AttentionShape& s = p.shape;
   constexpr int QT = D <= 96 ? 64 : 32;
   const size_t bytes = BwdMmaLayout<T, D, QT>::bytes;
   auto kernel = flash_backward_mma_kernel<T, D, QT>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (e != cudaSuccess) return static_cast<int>(e);
   dim3 grid(static_cast<unsigned>((s.Tk + kKeys - 1) / kKeys), static_cast<unsigned>(s.B * s.Hkv));
-  kernel<<<grid, kThreads, bytes, stream>>>(s, static_cast<const T*>(q), static_cast<const T*>(k),
-                                            static_cast<const T*>(v), static_cast<const T*>(d_o), lse, delta,
-                                            key_lengths, scale, dq, static_cast<T*>(dk), static_cast<T*>(dv));
+  kernel<<<grid, kThreads, bytes, stream>>>(s, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                            static_cast<const T*>(p.v), static_cast<const T*>(p.d_o), p.lse, p.delta,
+                                            p.key_lengths, p.scale, p.dq_accum, static_cast<T*>(p.dk),
+                                            static_cast<T*>(p.dv));
   return static_cast<int>(cudaGetLastError());
 }
 
 }  // namespace
 
-int flash_attention_backward_mma(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
-                                 const void* d_o, const float* lse, const float* delta, const int64_t* key_lengths,
-                                 float scale, float* dq_accum, void* dk, void* dv, void* stream) {
-  if (dtype == DType::kFloat32 || s.Tq != s.Tk || s.Hq % s.Hkv != 0) return static_cast<int>(cudaErrorInvalidValue);
-  if (s.B * s.Hq == 0 || s.Tq == 0) return 0;
-  auto st = static_cast<cudaStream_t>(stream);
-  return dispatch_head_dim(s.D, [&](auto d) {
-    constexpr int D = decltype(d)::value;
-    return dtype == DType::kBFloat16
-               ? launch<__nv_bfloat16, D>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq_accum, dk, dv, st)
-               : launch<__half, D>(s, q, k, v, d_o, lse, delta, key_lengths, scale, dq_accum, dk, dv, st);
+int flash_attention_backward_mma(const FlashBackwardParams& p, void* stream) {
+  return dispatch_flash(p, [&](auto d, auto tag) {
+    return launch<decltype(tag), decltype(d)::value>(p, static_cast<cudaStream_t>(stream));
   });
 }
 

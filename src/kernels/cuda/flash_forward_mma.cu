@@ -177,30 +177,24 @@ __global__ void __launch_bounds__(kThreads) flash_forward_mma_kernel(AttentionSh
 }
 
 template <typename T, int D>
-int launch(const AttentionShape& s, const void* q, const void* k, const void* v, const int64_t* key_lengths, float scale,
-           void* o, float* lse, cudaStream_t stream) {
+int launch(const FlashForwardParams& p, cudaStream_t stream) {
+  const AttentionShape& s = p.shape;
   const size_t bytes = MmaLayout<T, D>::bytes;
   auto kernel = flash_forward_mma_kernel<T, D>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (e != cudaSuccess) return static_cast<int>(e);
   dim3 grid(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.Hq));
-  kernel<<<grid, kThreads, bytes, stream>>>(s, static_cast<const T*>(q), static_cast<const T*>(k),
-                                            static_cast<const T*>(v), key_lengths, scale * 1.4426950408889634f,
-                                            static_cast<T*>(o), lse);
+  kernel<<<grid, kThreads, bytes, stream>>>(s, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                            static_cast<const T*>(p.v), p.key_lengths, p.scale * 1.4426950408889634f,
+                                            static_cast<T*>(p.o), p.lse);
   return static_cast<int>(cudaGetLastError());
 }
 
 }  // namespace
 
-int flash_attention_forward_mma(DType dtype, const AttentionShape& s, const void* q, const void* k, const void* v,
-                                const int64_t* key_lengths, float scale, void* o, float* lse, void* stream) {
-  if (dtype == DType::kFloat32 || s.Tq != s.Tk || s.Hq % s.Hkv != 0) return static_cast<int>(cudaErrorInvalidValue);
-  if (s.B * s.Hq == 0 || s.Tq == 0) return 0;
-  auto st = static_cast<cudaStream_t>(stream);
-  return dispatch_head_dim(s.D, [&](auto d) {
-    constexpr int D = decltype(d)::value;
-    return dtype == DType::kBFloat16 ? launch<__nv_bfloat16, D>(s, q, k, v, key_lengths, scale, o, lse, st)
-                                     : launch<__half, D>(s, q, k, v, key_lengths, scale, o, lse, st);
+int flash_attention_forward_mma(const FlashForwardParams& p, void* stream) {
+  return dispatch_flash(p, [&](auto d, auto tag) {
+    return launch<decltype(tag), decltype(d)::value>(p, static_cast<cudaStream_t>(stream));
   });
 }
 

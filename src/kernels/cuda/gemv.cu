@@ -49,22 +49,22 @@ __global__ void gemv_kernel(const T* __restrict__ w, const T* __restrict__ x, co
 
 }  // namespace
 
-int gemv(DType dtype, const void* w, const void* x, const void* bias, void* y, int64_t N, int64_t K, int sms,
-         void* stream) {
-  if (dtype == DType::kFloat32 || K % 8 != 0) return static_cast<int>(cudaErrorInvalidValue);
-  const size_t shared = static_cast<size_t>(K) * 2;
+int gemv(const GemvParams& p, void* stream) {
+  if (p.dtype == DType::kFloat32 || p.K % 8 != 0 || p.K > kGemvMaxK) return static_cast<int>(cudaErrorInvalidValue);
+  const size_t shared = static_cast<size_t>(p.K) * 2;
   if (shared > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);
-  return dispatch_dtype(dtype, [&](auto tag) {
+  return dispatch_dtype(p.dtype, [&](auto tag) {
     using E = decltype(tag);
     if constexpr (sizeof(E) != 2) {
       return static_cast<int>(cudaErrorInvalidValue);
     } else {
-      if (N == 0) return 0;
+      if (p.N == 0) return 0;
       // Four blocks (32 warps) per SM keep enough loads in flight; each warp loops over its rows, and
       // x is staged once per block rather than once per row group.
-      const int64_t blocks = std::min<int64_t>((N + kWarps - 1) / kWarps, static_cast<int64_t>(sms) * 4);
+      const int64_t blocks = std::min<int64_t>((p.N + kWarps - 1) / kWarps, static_cast<int64_t>(p.sms) * 4);
       gemv_kernel<E><<<static_cast<unsigned>(blocks), kWarps * 32, shared, static_cast<cudaStream_t>(stream)>>>(
-          static_cast<const E*>(w), static_cast<const E*>(x), static_cast<const E*>(bias), static_cast<E*>(y), N, K);
+          static_cast<const E*>(p.w), static_cast<const E*>(p.x), static_cast<const E*>(p.bias), static_cast<E*>(p.y),
+          p.N, p.K);
       return static_cast<int>(cudaGetLastError());
     }
   });

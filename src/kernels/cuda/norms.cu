@@ -115,34 +115,30 @@ int threads_for(int64_t cols) { return cols >= 2048 ? 512 : (cols >= 512 ? 256 :
 
 }  // namespace
 
-int add_norm_forward(DType dtype, bool rms, const void* x, const void* residual, const void* weight,
-                     const void* bias, void* h, void* y, float* mean, float* rstd, int64_t rows,
-                     int64_t cols, float eps, void* stream) {
-  return dispatch_dtype(dtype, [&](auto tag) {
+int add_norm_forward(const AddNormForwardParams& p, void* stream) {
+  return dispatch_dtype(p.dtype, [&](auto tag) {
     using T = decltype(tag);
-    add_norm_forward_kernel<T><<<static_cast<unsigned>(rows), threads_for(cols), 0, static_cast<cudaStream_t>(stream)>>>(
-        rms, static_cast<const T*>(x), static_cast<const T*>(residual), static_cast<const T*>(weight),
-        static_cast<const T*>(bias), static_cast<T*>(h), static_cast<T*>(y), mean, rstd, cols, eps);
+    add_norm_forward_kernel<T><<<static_cast<unsigned>(p.rows), threads_for(p.cols), 0, static_cast<cudaStream_t>(stream)>>>(
+        p.rms, static_cast<const T*>(p.x), static_cast<const T*>(p.residual), static_cast<const T*>(p.weight),
+        static_cast<const T*>(p.bias), static_cast<T*>(p.h), static_cast<T*>(p.y), p.mean, p.rstd, p.cols, p.eps);
     return static_cast<int>(cudaGetLastError());
   });
 }
 
-int add_norm_backward(DType dtype, bool rms, const void* dy, const void* dh_in, const void* h,
-                      const void* weight, const float* mean, const float* rstd, void* dh,
-                      float* dweight_partial, float* dbias_partial, int64_t splits, int64_t rows,
-                      int64_t cols, void* stream) {
-  return dispatch_dtype(dtype, [&](auto tag) {
+int add_norm_backward(const AddNormBackwardParams& p, void* stream) {
+  return dispatch_dtype(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     auto s = static_cast<cudaStream_t>(stream);
-    add_norm_backward_rows<T><<<static_cast<unsigned>(rows), threads_for(cols), 0, s>>>(
-        rms, static_cast<const T*>(dy), static_cast<const T*>(dh_in), static_cast<const T*>(h),
-        static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dh), cols);
+    add_norm_backward_rows<T><<<static_cast<unsigned>(p.rows), threads_for(p.cols), 0, s>>>(
+        p.rms, static_cast<const T*>(p.dy), static_cast<const T*>(p.dh_in), static_cast<const T*>(p.h),
+        static_cast<const T*>(p.weight), p.mean, p.rstd, static_cast<T*>(p.dh), p.cols);
     int code = static_cast<int>(cudaGetLastError());
     if (code != 0) return code;
-    const int64_t per_split = (rows + splits - 1) / splits;
-    dim3 grid(static_cast<unsigned>((cols + 255) / 256), static_cast<unsigned>(splits));
-    add_norm_backward_columns<T><<<grid, 256, 0, s>>>(rms, static_cast<const T*>(dy), static_cast<const T*>(h), mean,
-                                                      rstd, dweight_partial, dbias_partial, rows, cols, per_split);
+    const int64_t per_split = (p.rows + p.splits - 1) / p.splits;
+    dim3 grid(static_cast<unsigned>((p.cols + 255) / 256), static_cast<unsigned>(p.splits));
+    add_norm_backward_columns<T><<<grid, 256, 0, s>>>(p.rms, static_cast<const T*>(p.dy), static_cast<const T*>(p.h),
+                                                      p.mean, p.rstd, p.dweight_partial, p.dbias_partial, p.rows,
+                                                      p.cols, per_split);
     return static_cast<int>(cudaGetLastError());
   });
 }
