@@ -61,6 +61,32 @@ def randomize_(model, scale=0.1, seed=0):
             p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
 
 
+def gpt2_byte_alphabet():
+    """GPT-2's byte -> printable character table (the alphabet byte-level BPE vocabularies use)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def save_random_hf_model(path, config, seed=0, scale=0.05):
+    """A transformers model of `config` (its class chosen by model_type), seeded, randomized so that
+    every parameter matters, saved as safetensors at `path`; returns the model in eval mode."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    randomize_(model, scale=scale)
+    model.save_pretrained(path, safe_serialization=True)
+    return model
+
+
 SHARED = Path(os.environ.get("PHI_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

@@ -114,6 +114,15 @@ int64_t read_hf_head_count(JsonReader& r, int64_t hidden_size) {
   return heads;
 }
 
+void read_hf_sizes(JsonReader& r, ModelConfig& c, bool head_dim_key) {
+  c.vocab_size = r.required<int64_t>("vocab_size");
+  c.hidden_size = r.required<int64_t>("hidden_size");
+  c.n_layers = r.required<int64_t>("num_hidden_layers");
+  c.n_heads = read_hf_head_count(r, c.hidden_size);
+  c.n_kv_heads = r.optional<int64_t>("num_key_value_heads", c.n_heads);
+  c.head_dim = head_dim_key ? r.optional<int64_t>("head_dim", c.hidden_size / c.n_heads) : c.hidden_size / c.n_heads;
+}
+
 int64_t rotary_dim_from_factor(int64_t head_dim, double partial) {
   return static_cast<int64_t>(static_cast<double>(head_dim) * partial);
 }

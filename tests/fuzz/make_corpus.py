@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from phitest import gpt2_byte_alphabet  # noqa: E402
 OUT = Path(__file__).resolve().parent / "corpus"
 
 
@@ -50,20 +52,8 @@ def train_recipe_seeds():
         put("train_recipe", name, (REPO / "configs" / "train" / f"{name}.json").read_text())
 
 
-def gpt2_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
 def tokenizer_seeds():
-    u = gpt2_unicode()
+    u = gpt2_byte_alphabet()
     vocab = {u[b]: b for b in range(256)}
     merges = [(" ", "t"), ("h", "e"), (" t", "he")]
     lines = ["#version: 0.2"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import REPO, phi_forward, randomize_, record, relative_error, run_phi  # noqa: E402
+from phitest import REPO, phi_forward, record, relative_error, run_phi, save_random_hf_model  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 from safetensors import safe_open  # noqa: E402
@@ -52,12 +52,7 @@ def family_of(model_dir):
 
 
 def small_hf_model(tmp_path, name, **kwargs):
-    config = transformers.Phi3Config(**kwargs)
-    torch.manual_seed(0)
-    model = transformers.Phi3ForCausalLM(config).eval()
-    randomize_(model, scale=0.05)
-    model.save_pretrained(tmp_path / name, safe_serialization=True)
-    return model, tmp_path / name
+    return save_random_hf_model(tmp_path / name, transformers.Phi3Config(**kwargs)), tmp_path / name
 
 
 def phi35_small_kwargs():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import phi_forward, randomize_, record, relative_error  # noqa: E402
+from phitest import phi_forward, record, relative_error, save_random_hf_model  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 TOLERANCE = 1e-4
@@ -20,12 +20,7 @@ def make_phi3(tmp_path, name="model", **overrides):
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                   rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     kwargs.update(overrides)
-    config = transformers.Phi3Config(**kwargs)
-    torch.manual_seed(0)
-    model = transformers.Phi3ForCausalLM(config).eval()
-    randomize_(model, scale=0.05)
-    model.save_pretrained(tmp_path / name, safe_serialization=True)
-    return model, tmp_path / name
+    return save_random_hf_model(tmp_path / name, transformers.Phi3Config(**kwargs)), tmp_path / name
 
 
 def hf_logits(model, seq):

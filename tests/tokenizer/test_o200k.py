@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import require_shared_data, run_phi  # noqa: E402
+from phitest import gpt2_byte_alphabet, require_shared_data, run_phi  # noqa: E402
 
 tokenizers = pytest.importorskip("tokenizers")
 tiktoken = pytest.importorskip("tiktoken")
@@ -86,26 +86,13 @@ def o200k_dir(tmp_path_factory):
 
 def tiktoken_reference(tok, pattern):
     """tiktoken over the same ranks: ids of the byte-level vocabulary (merge order), same pattern."""
-    byte_of = {ch: b for b, ch in enumerate_byte_alphabet().items()}
+    byte_of = {ch: b for b, ch in gpt2_byte_alphabet().items()}
     ranks, specials = {}, {}
     for token, idx in tok.get_vocab(with_added_tokens=False).items():
         ranks[bytes(byte_of[c] for c in token)] = idx
     for s in SPECIALS:
         specials[s] = tok.token_to_id(s)
     return tiktoken.Encoding("synthetic_o200k", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
-
-
-def enumerate_byte_alphabet():
-    """GPT-2's byte -> printable character table (what ByteLevel spells vocabulary entries in)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 def phi_encode_jsonl(model_dir, texts, tmp_path, name):

@@ -37,6 +37,10 @@ enum class LongRopeScaleRule {
 void read_hf_long_rope(ModelConfig& c, const nlohmann::json& scaling, const std::string& source,
                        const std::string& path, int64_t top_level_original, LongRopeScaleRule rule);
 
+/// The sizes every family's config.json names alike: vocab_size, hidden_size, num_hidden_layers,
+/// num_attention_heads, num_key_value_heads (default: the heads) and, when `head_dim_key`, head_dim
+/// (default and otherwise: hidden_size / heads). The MLP width and context keys differ by family.
+void read_hf_sizes(JsonReader& r, ModelConfig& c, bool head_dim_key);
 /// num_attention_heads, checked before hidden_size is divided by it (a 0 would be a SIGFPE).
 int64_t read_hf_head_count(JsonReader& r, int64_t hidden_size);
 int64_t rotary_dim_from_factor(int64_t head_dim, double partial_rotary_factor);

@@ -86,13 +86,8 @@ void read_config(JsonReader& r, ModelConfig& c) {
   c.mlp = MlpKind::kGeluNew;
   auto act = r.optional<std::string>("hidden_act", "gelu_new");
   if (act != "gelu_new") r.fail("hidden_act", "\"" + act + "\" is not supported (phi uses gelu_new)");
-  c.vocab_size = r.required<int64_t>("vocab_size");
-  c.hidden_size = r.required<int64_t>("hidden_size");
+  read_hf_sizes(r, c, /*head_dim_key=*/true);
   c.intermediate_size = r.required<int64_t>("intermediate_size");
-  c.n_layers = r.required<int64_t>("num_hidden_layers");
-  c.n_heads = read_hf_head_count(r, c.hidden_size);
-  c.n_kv_heads = r.optional<int64_t>("num_key_value_heads", c.n_heads);
-  c.head_dim = r.optional<int64_t>("head_dim", c.hidden_size / c.n_heads);
   c.max_position_embeddings = r.optional<int64_t>("max_position_embeddings", 2048);
   c.norm_eps = r.optional<double>("layer_norm_eps", 1e-5);
   auto rope = read_hf_rope(r, 0.5);

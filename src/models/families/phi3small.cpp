@@ -140,13 +140,8 @@ void read_config(JsonReader& r, ModelConfig& c) {
   c.mlp = MlpKind::kGeGelu;
   auto act = r.optional<std::string>("hidden_act", "gegelu");
   if (act != "gegelu") r.fail("hidden_act", "\"" + act + "\" is not supported (Phi-3-small uses gegelu)");
-  c.vocab_size = r.required<int64_t>("vocab_size");
-  c.hidden_size = r.required<int64_t>("hidden_size");
+  read_hf_sizes(r, c, /*head_dim_key=*/false);  // the remote code derives head_dim
   c.intermediate_size = r.required<int64_t>("ff_intermediate_size");
-  c.n_layers = r.required<int64_t>("num_hidden_layers");
-  c.n_heads = read_hf_head_count(r, c.hidden_size);
-  c.n_kv_heads = r.optional<int64_t>("num_key_value_heads", c.n_heads);
-  c.head_dim = c.hidden_size / c.n_heads;
   c.max_position_embeddings = r.optional<int64_t>("max_position_embeddings", 8192);
   c.norm_eps = r.optional<double>("layer_norm_epsilon", 1e-5);
   c.rope_theta = r.optional<double>("rope_embedding_base", 1e6);
