@@ -169,8 +169,11 @@ int64_t Scheduler::running() const {
 void Scheduler::free_slot(size_t s) {
   cache_->release(static_cast<int64_t>(s));
   slots_[s] = Slot{};
+  free_pages_ = cache_->free_pages();  // published at once: /health may be asked the next moment
 }
 
+// The request stops counting as load before its last event reaches the client, so that a client
+// that asks /health after its answer sees the server as it left it.
 void Scheduler::finish(ActiveSequence& sequence, RequestHandle& handle, const std::string& reason) {
   auto tail = sequence.finish(reason);
   if (!tail.empty()) handle.push({SampledToken{-1, 0.f, {}}, tail, false, {}, {}});
@@ -178,13 +181,15 @@ void Scheduler::finish(ActiveSequence& sequence, RequestHandle& handle, const st
   done.token.id = -1;
   done.done = true;
   done.output = sequence.output();
-  handle.push(std::move(done));
   --load_;
+  handle.push(std::move(done));
 }
 
+// The slot's pages go back to the cache before the client hears that its request ended (same reason).
 void Scheduler::end_request(size_t s, const std::string& reason) {
-  finish(*slots_[s].sequence, *slots_[s].handle, reason);
+  Slot slot = std::move(slots_[s]);
   free_slot(s);
+  finish(*slot.sequence, *slot.handle, reason);
 }
 
 // Waits for work; takes waiting requests (first come, first served) into free slots while their

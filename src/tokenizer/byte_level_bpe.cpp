@@ -57,10 +57,18 @@ std::unique_ptr<Tokenizer> build_byte_level_bpe(std::unordered_map<std::string, 
                             std::make_unique<BytePairEncoder>(std::move(ranks), std::move(ids), vocab_where), pattern);
 }
 
+// A string field of a JSON object, or "" when absent or not a string (hostile files put anything
+// anywhere; nlohmann's value() would throw its own type_error).
+std::string text_field(const nlohmann::json& o, const char* key) {
+  if (!o.is_object()) return "";
+  const auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 // True when a tokenizers pre_tokenizer (possibly a Sequence) contains ByteLevel.
 bool has_byte_level(const nlohmann::json& pre) {
   if (!pre.is_object()) return false;
-  if (pre.value("type", "") == "ByteLevel") return true;
+  if (text_field(pre, "type") == "ByteLevel") return true;
   if (pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
     for (const auto& p : pre["pretokenizers"]) {
       if (has_byte_level(p)) return true;
@@ -78,9 +86,18 @@ std::string pre_tokenizer_pattern(const nlohmann::json& pre, const std::string& 
     throw Error("$.pre_tokenizer: " + what + " is not supported", path,
                 "byte-level BPE tokenizer.json files need ByteLevel, optionally after one regex Split");
   };
+  // A boolean field; absent gives `fallback`, another type is an error naming it.
+  auto flag = [&](const nlohmann::json& step, const char* key, bool fallback) {
+    const auto it = step.find(key);
+    if (it == step.end() || it->is_null()) return fallback;
+    if (!it->is_boolean()) {
+      throw Error(std::string("$.pre_tokenizer: \"") + key + "\" must be true or false", path);
+    }
+    return it->get<bool>();
+  };
   if (!pre.is_object()) unsupported("a missing or non-object pre_tokenizer");
   std::vector<nlohmann::json> steps;
-  if (pre.value("type", "") == "Sequence") {
+  if (text_field(pre, "type") == "Sequence") {
     if (!pre.contains("pretokenizers") || !pre["pretokenizers"].is_array()) unsupported("a Sequence without pretokenizers");
     for (const auto& p : pre["pretokenizers"]) steps.push_back(p);
   } else {
@@ -89,21 +106,19 @@ std::string pre_tokenizer_pattern(const nlohmann::json& pre, const std::string& 
   std::string split_pattern;
   bool byte_level = false, byte_level_regex = true;
   for (const auto& step : steps) {
-    const std::string type = step.is_object() ? step.value("type", "") : "";
+    const std::string type = text_field(step, "type");
     if (type == "ByteLevel" && !byte_level) {
       byte_level = true;
-      if (step.contains("use_regex") && step["use_regex"].is_boolean()) byte_level_regex = step["use_regex"].get<bool>();
-      if (step.contains("add_prefix_space") && step["add_prefix_space"] == true) unsupported("ByteLevel add_prefix_space=true");
+      byte_level_regex = flag(step, "use_regex", true);
+      if (flag(step, "add_prefix_space", false)) unsupported("ByteLevel add_prefix_space=true");
     } else if (type == "Split" && split_pattern.empty() && !byte_level) {
-      const auto& pattern = step.value("pattern", nlohmann::json());
-      if (!pattern.is_object() || !pattern.contains("Regex") || !pattern["Regex"].is_string()) {
-        unsupported("a Split whose pattern is not {\"Regex\": ...}");
-      }
-      if (step.value("behavior", "") != "Isolated" || step.value("invert", false)) {
+      const auto it = step.find("pattern");
+      const std::string regex = it != step.end() ? text_field(*it, "Regex") : "";
+      if (regex.empty()) unsupported("a Split whose pattern is not {\"Regex\": ...} with a non-empty string");
+      if (text_field(step, "behavior") != "Isolated" || flag(step, "invert", false)) {
         unsupported("a Split other than behavior Isolated, invert false");
       }
-      split_pattern = pattern["Regex"].get<std::string>();
-      if (split_pattern.empty()) unsupported("an empty Split pattern");
+      split_pattern = regex;
     } else {
       unsupported("pre-tokenizer \"" + (type.empty() ? step.dump().substr(0, 80) : type) + "\" in this position");
     }
@@ -145,7 +160,7 @@ std::unique_ptr<Tokenizer> make_byte_level_bpe_from_tokenizer_json(const std::st
     throw Error("tokenizer.json has no \"model\" object", path);
   }
   const auto& model = j["model"];
-  if (model.value("type", "") != "BPE" || !has_byte_level(j.value("pre_tokenizer", nlohmann::json()))) {
+  if (text_field(model, "type") != "BPE" || !has_byte_level(j.value("pre_tokenizer", nlohmann::json()))) {
     throw Error("only byte-level BPE tokenizer.json files are read", path,
                 "SentencePiece-based models (Phi-3) ship tokenizer.model: keep it next to tokenizer.json");
   }

@@ -152,7 +152,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const TokenizerFiles& files) {
     tokenizer = make_tiktoken(tiktoken);
     add_tiktoken_specials(*tokenizer);
   } else if (!tokenizer_json.empty() && !slow_files_named) {
-    tokenizer = make_byte_level_bpe_from_tokenizer_json(tokenizer_json);
+    with_file_context(tokenizer_json, [&] { tokenizer = make_byte_level_bpe_from_tokenizer_json(tokenizer_json); });
     if (auto id = tokenizer->token_to_id("<|endoftext|>")) {
       tokenizer->set_bos_id(*id);
       tokenizer->set_eos_id(*id);
