@@ -12,7 +12,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
+#include <nlohmann/json.hpp>
 
+#include "kernel_options.h"
 #include "phi/config/model_config.h"
 #include "phi/models/family.h"
 #include "phi/models/model_info.h"
@@ -60,6 +62,7 @@ void decode_paged(benchmark::State& state) { run_decode(state, true); }
 }  // namespace
 
 int main(int argc, char** argv) {
+  const auto kernels = phi::bench::take_kernel_options(argc, argv);
   std::string config_path;
   std::vector<char*> rest = {argv[0]};
   for (int i = 1; i < argc; ++i) {
@@ -71,8 +74,9 @@ int main(int argc, char** argv) {
   }
   auto config = phi::load_model_config(config_path);
   g_model = std::make_unique<phi::Transformer>(phi::Transformer::random(config, 0, at::kFloat));
-  std::fprintf(stderr, "model: %lld parameters, %d threads\n",
-               static_cast<long long>(phi::model_info(config).n_parameters), at::get_num_threads());
+  std::fprintf(stderr, "model: %lld parameters, %d threads, kernels %s\n",
+               static_cast<long long>(phi::model_info(config).n_parameters), at::get_num_threads(),
+               kernels.to_json().dump().c_str());
   benchmark::RegisterBenchmark("decode", decode)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
   benchmark::RegisterBenchmark("decode_paged", decode_paged)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
   int n = static_cast<int>(rest.size());

@@ -41,6 +41,7 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <nvtx3/nvToolsExt.h>
 
+#include "kernel_options.h"
 #include "phi/config/model_config.h"
 #include "phi/infer/decode_graph.h"
 #include "phi/kernels/attention.h"
@@ -407,6 +408,7 @@ void profile_step(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  phi::bench::take_kernel_options(argc, argv);
   const bool profile = argc > 1 && std::string(argv[1]) == "--profile";
   if (!profile) benchmark::Initialize(&argc, argv);
   if (!phi::cuda_kernels_runnable()) {
