@@ -24,10 +24,17 @@ std::string family_names() {
   return names;
 }
 
-const FamilySpec& family_spec(const std::string& name) {
+namespace {
+const FamilySpec* find_family(const std::string& name) {
   for (const auto* f : registered_families()) {
-    if (f->name == name) return *f;
+    if (f->name == name) return f;
   }
+  return nullptr;
+}
+}  // namespace
+
+const FamilySpec& family_spec(const std::string& name) {
+  if (const auto* f = find_family(name)) return *f;
   throw Error("unknown model family \"" + name + "\"", "", "registered families: " + family_names());
 }
 
@@ -35,12 +42,19 @@ ModelConfig model_config_from_hf_json(const nlohmann::json& j, const std::string
   JsonReader r(j, source);
   auto model_type = r.required<std::string>("model_type");
   const FamilySpec* family = nullptr;
-  std::string types;
   for (const auto* f : registered_families()) {
-    if (types.find(f->hf_model_type) == std::string::npos) types += (types.empty() ? "" : ", ") + f->hf_model_type;
-    if (!family && f->hf_model_type == model_type && (!f->claims_hf_config || f->claims_hf_config(j))) family = f;
+    if (f->hf_model_type == model_type && (!f->claims_hf_config || f->claims_hf_config(j))) {
+      family = f;
+      break;
+    }
   }
-  if (!family) r.fail("model_type", "\"" + model_type + "\" is not a phi model (expected " + types + ")");
+  if (!family) {
+    std::string types;
+    for (const auto* f : registered_families()) {
+      if (types.find(f->hf_model_type) == std::string::npos) types += (types.empty() ? "" : ", ") + f->hf_model_type;
+    }
+    r.fail("model_type", "\"" + model_type + "\" is not a phi model (expected " + types + ")");
+  }
   ModelConfig c;
   c.family = family->name;
   family->read_hf_config(r, c);
@@ -72,9 +86,7 @@ ModelConfig load_model_config(const std::string& path, const std::vector<std::st
     return model_config_from_hf_json(document, path);
   }
   auto config = model_config_from_json(document, path);
-  bool known = false;
-  for (const auto* f : registered_families()) known = known || f->name == config.family;
-  if (!known) {
+  if (!find_family(config.family)) {
     throw Error("invalid model config: $.family has unknown value \"" + config.family + "\" (allowed: " +
                     family_names() + ")",
                 path);

@@ -43,20 +43,19 @@ constexpr bool same(const char* a, const char* b) {
   return *a == *b;
 }
 
-/// The entry named `name` has passed on a GPU (an unknown name fails to compile where it is
-/// constexpr, and is false otherwise).
+/// The entry named `name`, or null.
+constexpr const Kernel* find(const char* name) {
+  for (const auto& k : kKernels) {
+    if (same(k.name, name)) return &k;
+  }
+  return nullptr;
+}
+/// The entry named `name` has passed on a GPU (false for an unknown name).
 constexpr bool is(const char* name) {
-  for (const auto& k : kKernels) {
-    if (same(k.name, name)) return k.verified;
-  }
-  return false;
+  const Kernel* k = find(name);
+  return k != nullptr && k->verified;
 }
-constexpr bool known(const char* name) {
-  for (const auto& k : kKernels) {
-    if (same(k.name, name)) return true;
-  }
-  return false;
-}
+constexpr bool known(const char* name) { return find(name) != nullptr; }
 
 // The dispatch's switches.
 static_assert(known("flash_masks") && known("paged_decode") && known("paged_decode_graph"));
