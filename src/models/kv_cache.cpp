@@ -95,6 +95,28 @@ void KVCache::reset_slot(int64_t slot, int64_t planned_length) {
   long_rope_[slot] = rope_uses_long_factors(*config_, planned_length);
 }
 
+void KVCache::copy_prefix(int64_t from, int64_t length, const std::vector<int64_t>& to_slots) {
+  PHI_CHECK(from >= 0 && from < batch_size_, "slot ", from, " outside [0, ", batch_size_, ")");
+  PHI_CHECK(length >= 0 && length <= host_lengths_[from], "slot ", from, " holds ", host_lengths_[from],
+            " positions, not ", length);
+  for (auto s : to_slots) PHI_CHECK(s >= 0 && s < batch_size_ && s != from, "cannot copy slot ", from, " to slot ", s);
+  if (to_slots.empty()) return;
+  if (length > 0) {
+    auto index = at::tensor(to_slots, at::kLong).to(keys_[0].device());
+    const auto n = static_cast<int64_t>(to_slots.size());
+    for (size_t layer = 0; layer < keys_.size(); ++layer) {
+      for (auto* pool : {&keys_[layer], &values_[layer]}) {
+        auto source = pool->narrow(0, from, 1).narrow(2, 0, length);
+        pool->narrow(2, 0, length).index_copy_(0, index, source.expand({n, -1, -1, -1}).contiguous());
+      }
+    }
+  }
+  for (auto s : to_slots) {
+    host_lengths_[s] = length;
+    long_rope_[s] = long_rope_[from];
+  }
+}
+
 void KVCache::reset() { std::fill(host_lengths_.begin(), host_lengths_.end(), 0); }
 
 // ---- PagedKVCache ----------------------------------------------------------------------------------

@@ -450,8 +450,16 @@ at::Tensor Transformer::loss(const at::Tensor& ids, const at::Tensor& targets, c
 }
 
 at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths,
-                                       KVStore& cache, const std::vector<int64_t>& slots) const {
+                                       KVStore& cache, const std::vector<int64_t>& slots,
+                                       const at::Tensor& logit_positions) const {
   const int64_t B = ids.size(0), T = ids.size(1);
+  if (logit_positions.defined()) {
+    PHI_CHECK(logit_positions.dim() == 2 && logit_positions.size(0) == B && logit_positions.scalar_type() == at::kLong,
+              "logit_positions must be int64 [", B, ", K]");
+    PHI_CHECK(logit_positions.numel() == 0 ||
+                  (logit_positions.min().item<int64_t>() >= 0 && logit_positions.max().item<int64_t>() < T),
+              "logit_positions must lie in [0, ", T, ")");
+  }
   std::vector<int64_t> step_slots;
   if (slots.empty()) {
     PHI_CHECK(B == cache.batch_size(), "ids batch ", B, " != cache batch ", cache.batch_size());
@@ -481,8 +489,14 @@ at::Tensor Transformer::forward_cached(const at::Tensor& ids, const std::vector<
   auto in = checked_inputs(ids, positions, start + new_len, long_rope);
   in.query_layout = all_full ? QueryLayout::kEndAtLengths : QueryLayout::kAtPositions;
   CachedAttention kv(cache, step_slots, new_lengths, slot_index, n_keys, config_.resolved_attention_scale());
-  auto logits = decode(in, kv, false, false);
+  const bool selected = logit_positions.defined();
+  auto out = decode(in, kv, false, selected);
   cache.advance(step_slots, new_lengths);
+  if (selected) {
+    auto index = logit_positions.to(device()).unsqueeze(-1).expand({B, logit_positions.size(1), out.size(-1)});
+    return head_logits(out.gather(1, index));
+  }
+  auto logits = out;
   auto valid = at::arange(T, long_options).unsqueeze(0).lt(new_len.unsqueeze(1)).unsqueeze(-1);
   return logits.masked_fill(valid.logical_not(), 0.0f);
 }

@@ -61,6 +61,37 @@ TEST_P(DecoderTest, KvCacheDecodingOf32TokensEqualsFullForward) {
   EXPECT_EQ(cache.lengths_vector(), (std::vector<int64_t>{total, total}));
 }
 
+// What scoring does (eval/loglikelihood.h): a prefix computed once in one slot, copied into others,
+// unequal suffixes run behind it with only chosen positions' logits; equal to whole-sequence forwards.
+TEST_P(DecoderTest, SharedPrefixAndSelectedLogitsEqualFullForward) {
+  at::NoGradGuard no_grad;
+  auto config = tiny(GetParam().preset, GetParam().long_rope);
+  auto model = phi::Transformer::random(config, 11, at::kFloat, 0.1);
+  const int64_t prefix = 13, capacity = 40;
+  const std::vector<int64_t> suffix = {9, 4, 12};
+  auto ids = at::randint(0, 400, {3, prefix + 12}, at::kLong);
+  ids.narrow(1, 0, prefix).copy_(ids[0].narrow(0, 0, prefix).expand({3, prefix}));
+  auto cache = model.make_cache(4, capacity, capacity);
+  auto none = model.forward_cached(ids[0].narrow(0, 0, prefix).unsqueeze(0), {prefix}, cache, {3},
+                                   at::empty({1, 0}, at::kLong));
+  EXPECT_EQ(none.size(1), 0);
+  cache.copy_prefix(3, prefix, {0, 1, 2});
+  EXPECT_EQ(cache.lengths_vector(), (std::vector<int64_t>{prefix, prefix, prefix, prefix}));
+  // Row b's last two real positions (and a repeat, as padded scoring rows have).
+  auto positions = at::tensor(std::vector<int64_t>{7, 8, 8, 2, 3, 3, 10, 11, 11}, at::kLong).view({3, 3});
+  auto got = model.forward_cached(ids.narrow(1, prefix, 12), suffix, cache, {0, 1, 2}, positions);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{3, 3, config.vocab_size}));
+  for (int64_t b = 0; b < 3; ++b) {
+    auto full = model.forward(ids[b].narrow(0, 0, prefix + suffix[b]).unsqueeze(0))[0];
+    for (int64_t k = 0; k < 3; ++k) {
+      const int64_t p = prefix + positions[b][k].item<int64_t>();
+      EXPECT_LT(relative_error(got[b][k], full[p]), 1e-5) << "row " << b << " position " << p;
+    }
+  }
+  EXPECT_THROW(cache.copy_prefix(3, prefix + 1, {0}), phi::Error);
+  EXPECT_THROW(model.forward_cached(ids.narrow(1, 0, 2), {2, 2, 2}, cache, {0, 1, 2}, positions), phi::Error);
+}
+
 TEST_P(DecoderTest, BatchOfUnequalLengthsEqualsSequencesAlone) {
   at::NoGradGuard no_grad;
   auto config = tiny(GetParam().preset, GetParam().long_rope);

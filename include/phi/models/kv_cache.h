@@ -73,6 +73,9 @@ class KVCache : public KVStore {
   void advance(const std::vector<int64_t>& slots, const std::vector<int64_t>& new_lengths) override;
   /// Empties one slot and fixes its LongRoPE factor set from the request's planned length.
   void reset_slot(int64_t slot, int64_t planned_length);
+  /// Makes each slot of `to_slots` hold the first `length` positions of slot `from` (keys, values,
+  /// LongRoPE factor set): a shared prompt prefix computed once serves many sequences.
+  void copy_prefix(int64_t from, int64_t length, const std::vector<int64_t>& to_slots);
   /// Empties every slot.
   void reset();
 

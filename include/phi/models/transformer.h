@@ -93,9 +93,11 @@ class Transformer {
   /// Incremental forward over a KV cache: row i of ids [n, T] is appended to cache slot slots[i]
   /// (all slots in order when `slots` is empty) at the slot's length; new_lengths[i] <= T says how
   /// many of the T tokens are real (prefill of unequal prompts). Returns float32 logits [n, T, V]
-  /// (positions past new_lengths[i] are 0).
+  /// (positions past new_lengths[i] are 0). With `logit_positions` (int64 [n, K], each in [0, T))
+  /// only those positions' logits are computed: [n, K, V] (the head is the largest matrix of a
+  /// small model; scoring and prefill need a few positions, not every one).
   at::Tensor forward_cached(const at::Tensor& ids, const std::vector<int64_t>& new_lengths, KVStore& cache,
-                            const std::vector<int64_t>& slots = {}) const;
+                            const std::vector<int64_t>& slots = {}, const at::Tensor& logit_positions = {}) const;
 
   /// One decode step for cache rows 0..n-1 with every input on the device and no host reads, so
   /// that it can be captured in a CUDA graph (infer/decode_graph.h): ids int64 [n, 1]; positions
