@@ -163,3 +163,45 @@ def read_shard(path):
     mask = list(raw[offset + (n_docs + 1) * 8:]) if flags & 1 else None
     assert len(raw) == offset + (n_docs + 1) * 8 + (n_tokens if flags & 1 else 0)
     return tokens, index, mask
+
+
+def start_server(model_dir, *extra, context=512):
+    """Starts `phi serve` on 127.0.0.1 and a free port; returns (process, base URL)."""
+    import re
+    import time
+
+    import pytest
+
+    proc = subprocess.Popen([PHI_BIN, "serve", "--model", str(model_dir), "--port", "0", "--max-batch", "16",
+                             "--context", str(context), "--max-tokens-limit", "256", "--max-request-bytes",
+                             "65536", "--model-name", "phi-test", *extra],
+                            stderr=subprocess.PIPE, text=True)
+    port = None
+    deadline = time.time() + 60
+    lines = []
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        if match:
+            port = int(match.group(1))
+            break
+        if proc.poll() is not None:
+            break
+    if port is None:
+        proc.kill()
+        pytest.fail("server did not start:\n" + "".join(lines))
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_server(proc):
+    """SIGTERM, and the server must exit cleanly within 20 s."""
+    import pytest
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("server did not stop on SIGTERM")
+    assert proc.returncode == 0

@@ -184,4 +184,49 @@ std::vector<std::vector<ContinuationScore>> score_continuations(
   return scores;
 }
 
+PromptScores score_prompt(const Transformer& model, const std::vector<int64_t>& ids, int64_t top_k, int64_t chunk) {
+  PHI_CHECK(!ids.empty(), "an empty prompt has nothing to score");
+  PHI_CHECK(top_k >= 0 && chunk > 0, "top_k must be >= 0 and chunk > 0");
+  at::NoGradGuard no_grad;
+  const auto n = static_cast<int64_t>(ids.size());
+  PromptScores scores;
+  scores.tokens.resize(ids.size());
+  scores.tokens[0].id = ids[0];
+  auto cache = model.make_cache(1, n, n);
+  const int64_t k = std::max<int64_t>(top_k, 1);
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t len = std::min(chunk, n - begin);
+    std::vector<int64_t> piece(ids.begin() + begin, ids.begin() + begin + len);
+    auto logprobs = at::log_softmax(model.forward_cached(at::tensor(piece, at::kLong).unsqueeze(0), {len}, cache)[0], -1);
+    // Position p predicts token p + 1 (the next token after the prompt at the last position).
+    std::vector<int64_t> targets;
+    for (int64_t p = begin; p < begin + len; ++p) targets.push_back(p + 1 < n ? ids[static_cast<size_t>(p + 1)] : 0);
+    auto picked = logprobs.gather(1, at::tensor(targets, at::kLong).to(logprobs.device()).unsqueeze(1)).squeeze(1).cpu();
+    auto best = logprobs.topk(k, -1);
+    auto best_values = std::get<0>(best).cpu();
+    auto best_ids = std::get<1>(best).cpu();
+    auto pv = picked.accessor<float, 1>();
+    auto bv = best_values.accessor<float, 2>();
+    auto bi = best_ids.accessor<int64_t, 2>();
+    for (int64_t i = 0; i < len; ++i) {
+      const int64_t p = begin + i;
+      PromptTokenScore s;
+      if (p + 1 < n) {
+        s.id = targets[static_cast<size_t>(i)];
+        s.logprob = pv[i];
+      } else {
+        s.id = bi[i][0];
+        s.logprob = bv[i][0];
+      }
+      for (int64_t j = 0; j < top_k; ++j) s.top.emplace_back(bi[i][j], bv[i][j]);
+      if (p + 1 < n) {
+        scores.tokens[static_cast<size_t>(p + 1)] = std::move(s);
+      } else {
+        scores.next = std::move(s);
+      }
+    }
+  }
+  return scores;
+}
+
 }  // namespace phi

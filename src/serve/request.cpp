@@ -42,7 +42,8 @@ bool get_bool(const Json& body, const char* key, bool fallback) {
 }
 
 // Sampling parameters shared by both endpoints.
-SamplingParams sampling(const Json& body, int64_t default_max_tokens, const RequestLimits& limits) {
+SamplingParams sampling(const Json& body, int64_t default_max_tokens, const RequestLimits& limits,
+                        int64_t min_max_tokens = 1) {
   SamplingParams p;
   p.temperature = get_number(body, "temperature", 1.0);
   p.top_p = get_number(body, "top_p", 1.0);
@@ -66,7 +67,9 @@ SamplingParams sampling(const Json& body, int64_t default_max_tokens, const Requ
     bad_request("repetition_penalty must be in (0, 10]", "repetition_penalty");
   }
   int64_t max_tokens = get_integer(body, "max_tokens", get_integer(body, "max_completion_tokens", default_max_tokens));
-  if (max_tokens < 1) bad_request("max_tokens must be at least 1", "max_tokens");
+  if (max_tokens < min_max_tokens) {
+    bad_request("max_tokens must be at least " + std::to_string(min_max_tokens), "max_tokens");
+  }
   if (max_tokens > limits.max_tokens_limit) {
     bad_request("max_tokens " + std::to_string(max_tokens) + " exceeds this server's limit of " +
                     std::to_string(limits.max_tokens_limit),
@@ -96,31 +99,45 @@ SamplingParams sampling(const Json& body, int64_t default_max_tokens, const Requ
   return p;
 }
 
-std::vector<int64_t> completion_prompt(const Json& body, const Tokenizer& tokenizer, const RequestLimits& limits) {
+// The prompts of a completion request: text, token ids, or an array of either (a batch).
+std::vector<std::vector<int64_t>> completion_prompts(const Json& body, const Tokenizer& tokenizer,
+                                                     const RequestLimits& limits) {
   if (!body.contains("prompt")) bad_request("prompt is required", "prompt");
   const auto& prompt = body["prompt"];
   auto encode = [&](const std::string& text) {
     try {
       // A text prompt starts with BOS when the tokenizer says so (add_bos_token), as in transformers,
-      // llama.cpp and vLLM; one that cannot fit the context is refused before it is tokenized.
+      // llama.cpp and vLLM; one that cannot fit the context is refused before tokenizing.
       return tokenizer.encode(text, tokenizer.prompt_options(limits.context));
     } catch (const Error& e) {
       bad_request(e.message(), "prompt");
     }
   };
-  if (prompt.is_string()) return encode(prompt.get<std::string>());
-  if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) return encode(prompt[0].get<std::string>());
-  if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
+  auto ids_of = [&](const Json& array) {
     std::vector<int64_t> ids;
-    for (const auto& id : prompt) {
+    for (const auto& id : array) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= tokenizer.vocab_size()) {
         bad_request("prompt token " + id.dump() + " is not a token id", "prompt");
       }
       ids.push_back(id.get<int64_t>());
     }
     return ids;
+  };
+  const char* shapes = "prompt must be a string, token ids, or an array of strings or of token-id arrays";
+  if (prompt.is_string()) return {encode(prompt.get<std::string>())};
+  if (!prompt.is_array() || prompt.empty()) bad_request(shapes, "prompt");
+  if (prompt[0].is_number_integer()) return {ids_of(prompt)};
+  std::vector<std::vector<int64_t>> prompts;
+  for (const auto& item : prompt) {
+    if (item.is_string()) {
+      prompts.push_back(encode(item.get<std::string>()));
+    } else if (item.is_array() && !item.empty()) {
+      prompts.push_back(ids_of(item));
+    } else {
+      bad_request(shapes, "prompt");
+    }
   }
-  bad_request("prompt must be a string, a one-element array of strings, or an array of token ids", "prompt");
+  return prompts;
 }
 
 }  // namespace
@@ -128,16 +145,36 @@ std::vector<int64_t> completion_prompt(const Json& body, const Tokenizer& tokeni
 ParsedRequest parse_completion_request(const std::string& text, const Tokenizer& tokenizer, const RequestLimits& limits) {
   auto body = parse_body(text);
   ParsedRequest request;
-  if (get_bool(body, "echo", false)) bad_request("echo is not supported", "echo");
-  request.params = sampling(body, 16, limits);
+  request.echo = get_bool(body, "echo", false);
+  // echo scores the prompt (lm-eval's log-likelihood requests: max_tokens 0 or 1, greedy).
+  request.params = sampling(body, 16, limits, request.echo ? 0 : 1);
+  if (request.echo && request.params.max_new_tokens > 1) {
+    bad_request("echo supports max_tokens 0 or 1 (scoring a prompt); generate without echo", "max_tokens");
+  }
+  if (request.echo && request.params.max_new_tokens == 1 && !request.params.greedy()) {
+    bad_request("echo with max_tokens 1 needs temperature 0", "temperature");
+  }
   request.completion_logprobs = get_integer(body, "logprobs", -1);
   if (body.contains("logprobs") && !body["logprobs"].is_null() &&
       (request.completion_logprobs < 0 || request.completion_logprobs > 5)) {
     bad_request("logprobs must be in [0, 5]", "logprobs");
   }
   request.params.top_logprobs = std::max<int64_t>(0, request.completion_logprobs);
-  request.prompt = completion_prompt(body, tokenizer, limits);
+  request.prompts = completion_prompts(body, tokenizer, limits);
   request.stream = get_bool(body, "stream", false);
+  if (request.prompts.size() > 1 && !request.echo) {
+    bad_request("several prompts in one request are supported with echo only: send one request per prompt", "prompt");
+  }
+  if (request.echo && request.stream) bad_request("echo cannot be streamed", "stream");
+  for (const auto& p : request.prompts) {
+    if (p.empty()) bad_request("the prompt is empty", "prompt");
+    if (request.echo && static_cast<int64_t>(p.size()) + request.params.max_new_tokens > limits.context) {
+      bad_request("the prompt has " + std::to_string(p.size()) + " tokens; with max_tokens it exceeds the context of " +
+                      std::to_string(limits.context) + " tokens",
+                  "prompt");
+    }
+  }
+  request.prompt = request.prompts[0];
   return request;
 }
 

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "phi/core/error.h"
+#include "phi/eval/loglikelihood.h"
 #include "phi/serve/request.h"
 
 namespace phi {
@@ -132,8 +133,68 @@ struct Server::Impl {
         });
   }
 
+  // echo: each prompt scored (every token's logprob after the ones before it, with the top
+  // alternatives), and with max_tokens 1 the greedy next token appended: one forward per prompt,
+  // run here rather than through the scheduler (lm-eval's local-completions log-likelihoods).
+  void echo_completions(const ParsedRequest& request, httplib::Response& res) {
+    const int64_t top = std::max<int64_t>(request.completion_logprobs, 0);
+    Json choices = Json::array();
+    int64_t prompt_tokens = 0, completion_tokens = 0;
+    for (size_t i = 0; i < request.prompts.size(); ++i) {
+      const auto& ids = request.prompts[i];
+      const auto scores = score_prompt(scheduler.model(), ids, top);
+      std::vector<const PromptTokenScore*> shown;
+      for (const auto& t : scores.tokens) shown.push_back(&t);
+      if (request.params.max_new_tokens == 1) shown.push_back(&scores.next);
+      Json logprobs = {{"tokens", Json::array()}, {"token_logprobs", Json::array()}, {"top_logprobs", Json::array()},
+                       {"text_offset", Json::array()}};
+      // Each token's text is what it adds to the decoded prefix (a SentencePiece token alone would
+      // lose its leading space).
+      std::string text;
+      std::vector<int64_t> prefix;
+      for (size_t p = 0; p < shown.size(); ++p) {
+        const auto& t = *shown[p];
+        prefix.push_back(t.id);
+        const auto decoded = tokenizer.decode(prefix);
+        const auto piece = decoded.compare(0, text.size(), text) == 0 ? decoded.substr(text.size()) : token_text(t.id);
+        logprobs["tokens"].push_back(piece);
+        logprobs["text_offset"].push_back(text.size());
+        text = decoded.compare(0, text.size(), text) == 0 ? decoded : text + piece;
+        if (p == 0) {
+          logprobs["token_logprobs"].push_back(nullptr);
+          logprobs["top_logprobs"].push_back(nullptr);
+          continue;
+        }
+        logprobs["token_logprobs"].push_back(t.logprob);
+        Json alternatives = Json::object();
+        for (const auto& [id, lp] : t.top) alternatives[token_text(id)] = lp;
+        logprobs["top_logprobs"].push_back(alternatives);
+      }
+      choices.push_back({{"index", i},
+                         {"text", text},
+                         {"finish_reason", "length"},
+                         {"logprobs", request.completion_logprobs >= 0 ? logprobs : Json(nullptr)}});
+      prompt_tokens += static_cast<int64_t>(ids.size());
+      completion_tokens += request.params.max_new_tokens;
+    }
+    Json response = {{"id", random_id("cmpl")},
+                     {"object", "text_completion"},
+                     {"created", now_seconds()},
+                     {"model", options.model_name},
+                     {"choices", choices},
+                     {"usage",
+                      {{"prompt_tokens", prompt_tokens},
+                       {"completion_tokens", completion_tokens},
+                       {"total_tokens", prompt_tokens + completion_tokens}}}};
+    res.set_content(response.dump(), "application/json");
+  }
+
   void completions(const httplib::Request& req, httplib::Response& res) {
     auto request = parse_completion_request(req.body, tokenizer, limits());
+    if (request.echo) {
+      echo_completions(request, res);
+      return;
+    }
     const int64_t logprobs = request.completion_logprobs;
     auto handle = submit(std::move(request.prompt), request.params);
     const std::string id = random_id("cmpl");

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import assert_clean_failure, random_model_with_tokenizer, require_shared_data, run_phi  # noqa: E402
+from phitest import (assert_clean_failure, random_model_with_tokenizer, require_shared_data, run_phi,  # noqa: E402
+                     start_server, stop_server)
 
 pytest.importorskip("lm_eval", reason="lm-eval is the oracle (scripts/setup.sh installs it)")
 
@@ -62,11 +63,11 @@ def lm_eval_tasks(tmp_path, data_dir, subjects):
     return task_dir, names
 
 
-def run_lm_eval(model_dir, task_dir, names, shots, limit):
+def run_lm_eval(model_dir, task_dir, names, shots, limit, model="hf", model_args=None):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    result = simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32,device=cpu",
+    result = simple_evaluate(model=model, model_args=model_args or f"pretrained={model_dir},dtype=float32,device=cpu",
                              tasks=names, num_fewshot=shots, limit=limit, log_samples=True, batch_size=8,
                              task_manager=TaskManager(include_path=str(task_dir)))
     out = {}
@@ -218,3 +219,28 @@ def test_bad_inputs(tmp_path, phi2_model):
     proc = run_phi("eval", "mmlu", "--model", phi2_model, "--data", tmp_path / "nowhere", "--subjects",
                    "abstract_algebra", check=False)
     assert_clean_failure(proc, "no dev file for MMLU subject abstract_algebra")
+
+
+def test_lm_eval_local_completions_drives_phi_serve(tmp_path, phi2_model):
+    """lm-eval's local-completions model (echo + logprobs requests) against `phi serve` chooses the
+    same answers as `phi eval mmlu`, with the same log-likelihoods."""
+    data_dir = extract_mmlu(tmp_path)
+    subjects = SUBJECTS[:2]
+    samples = tmp_path / "samples.jsonl"
+    run_phi("eval", "mmlu", "--model", phi2_model, "--data", data_dir, "--subjects", ",".join(subjects),
+            "--limit", 5, "--samples", samples)
+    ours = {(s["subject"], s["index"]): s for s in map(json.loads, samples.read_text().splitlines())}
+    task_dir, names = lm_eval_tasks(tmp_path, data_dir, subjects)
+    proc, base = start_server(phi2_model, context=2048)
+    try:
+        theirs = run_lm_eval(phi2_model, task_dir, names, 5, 5, model="local-completions",
+                             model_args=f"model=phi-test,base_url={base}/v1/completions,tokenizer={phi2_model},"
+                                        "tokenizer_backend=huggingface,tokenized_requests=True,max_length=2048,"
+                                        "num_concurrent=1,max_retries=1")
+    finally:
+        stop_server(proc)
+    assert len(theirs) == len(ours) == 10
+    for key, lls in theirs.items():
+        s = ours[key]
+        assert s["pred"] == max(range(4), key=lambda c: (lls[c], -c)), (s, lls)
+        assert max(abs(a - b) for a, b in zip(s["loglikelihoods"], lls)) < 1e-4

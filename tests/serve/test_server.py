@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import PHI_BIN, random_model_with_tokenizer  # noqa: E402
+from phitest import PHI_BIN, random_model_with_tokenizer, start_server, stop_server  # noqa: E402
 
 openai = pytest.importorskip("openai")
 transformers = pytest.importorskip("transformers")
@@ -23,40 +23,6 @@ transformers = pytest.importorskip("transformers")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return random_model_with_tokenizer(tmp_path_factory.mktemp("served"), "phi3", max_position_embeddings=512)[1]
-
-
-def start_server(model_dir, *extra):
-    """Starts `phi serve` on a free port; returns (process, base URL)."""
-    proc = subprocess.Popen([PHI_BIN, "serve", "--model", str(model_dir), "--port", "0", "--max-batch", "16",
-                             "--context", "512", "--max-tokens-limit", "256", "--max-request-bytes", "65536",
-                             "--model-name", "phi-test", *extra],
-                            stderr=subprocess.PIPE, text=True)
-    port = None
-    deadline = time.time() + 60
-    lines = []
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        lines.append(line)
-        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-        if match:
-            port = int(match.group(1))
-            break
-        if proc.poll() is not None:
-            break
-    if port is None:
-        proc.kill()
-        pytest.fail("server did not start:\n" + "".join(lines))
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def stop_server(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("server did not stop on SIGTERM")
-    assert proc.returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +274,12 @@ def test_cuda_graphs_need_a_cuda_model(model_dir):
     ({"prompt": "x", "repetition_penalty": 50}, "repetition_penalty must be in (0, 10]"),
     ({"prompt": "x", "repetition_penalty": 0}, "repetition_penalty must be in (0, 10]"),
     ({"prompt": "word " * 12000}, "longer than 512 tokens"),
+    ({"prompt": "x", "echo": True, "max_tokens": 2}, "echo supports max_tokens 0 or 1"),
+    ({"prompt": "x", "echo": True, "max_tokens": 1, "temperature": 1}, "needs temperature 0"),
+    ({"prompt": "x", "echo": True, "max_tokens": 0, "stream": True}, "echo cannot be streamed"),
+    ({"prompt": ["a", "b"], "max_tokens": 2}, "supported with echo only"),
+    ({"prompt": [[1, 2], []], "echo": True, "max_tokens": 0}, "prompt must be"),
+    ({"prompt": "x", "max_tokens": 0}, "max_tokens must be at least 1"),
 ])
 def test_out_of_range_parameters_get_400(server, body, fragment):
     code, payload = post(server, "/v1/completions", body)
@@ -361,3 +333,28 @@ def test_text_prompts_follow_add_bos_token_like_transformers(model_dir, tmp_path
         assert code == 200 and payload["usage"]["prompt_tokens"] == len(expected)
     finally:
         stop_server(proc)
+
+
+def test_echo_scores_prompts_like_transformers(server, client, model_dir):
+    """echo + logprobs (lm-eval's log-likelihood request): every prompt token's logprob after the
+    ones before it, the top alternatives, and with max_tokens 1 the greedy next token; batch prompts
+    as token-id arrays. Checked against transformers' log-softmax of the same ids."""
+    import torch
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompts = [[1, 450, 7483, 310, 3444, 338], [1, 15043, 3186, 13, 29909]]
+    r = client.completions.create(model="phi-test", prompt=prompts, max_tokens=1, temperature=0, logprobs=2,
+                                  echo=True)
+    assert len(r.choices) == 2
+    for ids, choice in zip(prompts, sorted(r.choices, key=lambda c: c.index)):
+        with torch.no_grad():
+            lp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+        got = choice.logprobs.token_logprobs
+        assert got[0] is None and len(got) == len(ids) + 1
+        for p in range(1, len(ids)):
+            assert abs(got[p] - lp[p - 1, ids[p]].item()) < 1e-4
+            assert abs(max(choice.logprobs.top_logprobs[p].values()) - lp[p - 1].max().item()) < 1e-4
+        assert abs(got[-1] - lp[-1].max().item()) < 1e-4  # the greedy next token
+    zero = client.completions.create(model="phi-test", prompt="The capital of France is", max_tokens=0,
+                                     temperature=0, logprobs=0, echo=True)
+    assert zero.choices[0].text.endswith("The capital of France is") and zero.usage.completion_tokens == 0

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace phi {
@@ -59,5 +60,23 @@ struct ScoringStats {
 std::vector<std::vector<ContinuationScore>> score_continuations(
     const Transformer& model, const std::vector<LoglikelihoodRequest>& requests, int64_t batch_size,
     ScoringStats* stats = nullptr, const std::function<void(int64_t rows)>& on_batch = {});
+
+struct PromptTokenScore {
+  int64_t id = 0;
+  float logprob = 0.f;                         // log-probability after the tokens before it
+  std::vector<std::pair<int64_t, float>> top;  // the `top_k` most likely tokens there, best first
+};
+
+struct PromptScores {
+  std::vector<PromptTokenScore> tokens;  // one per prompt token; tokens[0] has no context (logprob 0, no top)
+  PromptTokenScore next;                 // the most likely token after the whole prompt
+};
+
+/// Every token's log-probability given the ones before it, with the top_k alternatives at each
+/// position, and the greedy next token: what an OpenAI `echo` + `logprobs` completion returns
+/// (lm-eval's local-completions model scores with it). The prompt runs in chunks of `chunk` tokens
+/// over a KV cache, so that its [T, V] logits are never whole.
+PromptScores score_prompt(const Transformer& model, const std::vector<int64_t>& ids, int64_t top_k,
+                          int64_t chunk = 512);
 
 }  // namespace phi

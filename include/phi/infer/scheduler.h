@@ -76,6 +76,8 @@ struct SchedulerOptions {
 class Scheduler {
  public:
   Scheduler(const Transformer& model, const Tokenizer& tokenizer, SchedulerOptions options);
+  /// The model requests run on (read-only: the server also scores prompts with it).
+  const Transformer& model() const { return model_; }
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;

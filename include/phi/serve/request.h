@@ -26,15 +26,19 @@ struct RequestLimits {
 };
 
 struct ParsedRequest {
-  std::vector<int64_t> prompt;
+  std::vector<int64_t> prompt;                 // the (first) prompt
+  std::vector<std::vector<int64_t>> prompts;   // /v1/completions: every prompt (several only with echo)
+  bool echo = false;                           // /v1/completions: score the prompt, return it with its logprobs
   SamplingParams params;
   bool stream = false;
   int64_t completion_logprobs = -1;  // /v1/completions: `logprobs` (0-5), -1 when not asked
   bool chat_logprobs = false;        // /v1/chat/completions: `logprobs: true`
 };
 
-/// `/v1/completions`: prompt as text (BOS as the tokenizer's add_bos_token says), a one-element
-/// array of text, or token ids; sampling parameters in OpenAI's ranges.
+/// `/v1/completions`: prompt as text (BOS as the tokenizer's add_bos_token says), token ids, or an
+/// array of texts or token-id arrays (several only with `echo`); sampling parameters in OpenAI's
+/// ranges. `echo: true` (what lm-eval's local-completions sends for log-likelihoods) takes
+/// max_tokens 0 or 1 (greedy).
 ParsedRequest parse_completion_request(const std::string& body, const Tokenizer& tokenizer, const RequestLimits& limits);
 /// `/v1/chat/completions`: messages through the chat template (content never becomes control
 /// tokens, ChatTemplate::encode), default max_tokens the room left in the context.
