@@ -5,6 +5,9 @@
 //   phi eval perplexity --model DIR --input FILE|SHARDS [--seq-len N --stride S] [--output R.json]
 //   phi eval humaneval|mbpp --completions FILE.jsonl [--problems FILE]   (execute given completions)
 //   phi eval humaneval|mbpp --model DIR [--samples N --temperature T --top-p P] --output R.json
+//   phi eval mt-bench generate --model DIR --output ANSWERS.jsonl
+//   phi eval mt-bench judge --answers ANSWERS.jsonl --judge-url URL --output JUDGMENTS.jsonl
+//   phi eval mt-bench show --judgments JUDGMENTS.jsonl [--output SUMMARY.json]
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -22,6 +25,7 @@
 #include "phi/eval/code_eval.h"
 #include "phi/eval/lego.h"
 #include "phi/eval/mmlu.h"
+#include "phi/eval/mt_bench.h"
 #include "phi/eval/perplexity.h"
 #include "phi/eval/report.h"
 #include "phi/infer/generator.h"
@@ -195,6 +199,145 @@ int run_perplexity_eval(PerplexityEvalOptions o) {
   std::cout << fmt::format("perplexity {:.4f} (nll {:.6f}) over {} tokens in {} windows; every token once: {:.4f}\n",
                            r.perplexity, r.nll, r.tokens, r.windows, r.perplexity_exact);
   return 0;
+}
+
+// ---- MT-bench ----------------------------------------------------------------------------------------
+
+std::string shared_eval_file(const std::string& name) {
+  const std::string path = "../shared/data/eval/mt_bench/" + name;
+  if (std::filesystem::exists(path)) return path;
+  throw Error("no " + name + " given and none found at " + path, "", "pass the file's path");
+}
+
+std::vector<MtBenchQuestion> first_questions(const std::string& path, int64_t limit) {
+  auto questions = load_mt_bench_questions(path.empty() ? shared_eval_file("question.jsonl") : path);
+  if (limit > 0 && static_cast<int64_t>(questions.size()) > limit) questions.resize(static_cast<size_t>(limit));
+  return questions;
+}
+
+struct MtBenchOptions {
+  InferenceModelOptions model;
+  std::string questions, judge_prompts, reference, output, cache, model_id;
+  std::vector<std::string> answers;
+  std::string judgments;
+  std::string api_key_env = "OPENAI_API_KEY";
+  bool no_cache = false;
+  int64_t limit = 0;
+  MtBenchGenerateOptions generate;
+  MtBenchJudgeOptions judge;
+};
+
+int run_mt_bench_generate(MtBenchOptions o) {
+  auto loaded = InferenceModel::load(o.model);
+  const auto questions = first_questions(o.questions, o.limit);
+  o.generate.model_id = o.model_id.empty() ? std::filesystem::path(o.model.model).filename().string() : o.model_id;
+  o.generate.cache_dir = cache_dir_for(o.cache, o.no_cache, o.output);
+  o.generate.fingerprint = o.model.model + " " + model_config_hash(loaded.model.config()) + " " + o.model.dtype + " " +
+                           loaded.chat.name() + " " + std::to_string(questions.size());
+  const auto lines = generate_mt_bench_answers(loaded.model, *loaded.tokenizer, loaded.chat, loaded.end_token_ids,
+                                               questions, o.generate);
+  write_jsonl_file(o.output, lines);
+  if (o.cache.empty()) EvalCache::remove(o.generate.cache_dir);
+  std::cout << fmt::format("{} answers of {} written to {} (chat template {})\n", lines.size(), o.generate.model_id,
+                           o.output, loaded.chat.name());
+  return 0;
+}
+
+int run_mt_bench_judge(MtBenchOptions o) {
+  const auto questions = first_questions(o.questions, o.limit);
+  const auto prompts = load_judge_prompts(o.judge_prompts.empty() ? shared_eval_file("judge_prompts.jsonl") : o.judge_prompts);
+  const auto references =
+      load_answer_turns(o.reference.empty() ? shared_eval_file("reference_answer_gpt-4.jsonl") : o.reference);
+  std::vector<JudgeRequest> requests;
+  std::string fingerprint;
+  for (const auto& file : o.answers) {
+    // FastChat names a model by its answer file's stem.
+    const auto name = std::filesystem::path(file).stem().string();
+    auto more = mt_bench_judge_requests(questions, load_answer_turns(file), prompts, references, name);
+    requests.insert(requests.end(), more.begin(), more.end());
+    fingerprint += file + " " + std::to_string(std::filesystem::file_size(file)) + ";";
+  }
+  if (const char* key = std::getenv(o.api_key_env.c_str())) o.judge.api_key = key;
+  o.judge.cache_dir = cache_dir_for(o.cache, o.no_cache, o.output);
+  o.judge.fingerprint = fingerprint + " " + std::to_string(questions.size()) + " runs " + std::to_string(o.judge.runs);
+  const auto judgments = judge_mt_bench(requests, o.judge);
+  write_jsonl_file(o.output, judgments);
+  if (o.cache.empty()) EvalCache::remove(o.judge.cache_dir);
+  int64_t no_score = 0;
+  for (const auto& j : judgments) no_score += j["score"].get<double>() == -1 ? 1 : 0;
+  std::cout << fmt::format("{} judgments written to {} ({} without a score)\n", judgments.size(), o.output, no_score);
+  return 0;
+}
+
+int run_mt_bench_show(const MtBenchOptions& o) {
+  const auto questions = first_questions(o.questions, 0);
+  std::vector<nlohmann::json> judgments;
+  for_each_jsonl(o.judgments, [&](const nlohmann::json& j, const std::string& where) {
+    if (!j.is_object() || !j.contains("model") || !j.contains("score") || !j.contains("turn") ||
+        !j.contains("question_id") || !j["score"].is_number()) {
+      throw Error("a judgment needs question_id, model, turn and a numeric score", where);
+    }
+    judgments.push_back(j);
+    return true;
+  });
+  const auto summary = mt_bench_summary(judgments, questions);
+  auto number = [](const nlohmann::json& v) { return v.is_null() ? std::string("-") : fmt::format("{:.4f}", v.get<double>()); };
+  std::cout << "| model | turn 1 | turn 2 | average | median of runs | judgments | no score |\n|---|---|---|---|---|---|---|\n";
+  for (const auto& [name, m] : summary.items()) {
+    std::cout << fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", name, number(m["turn_1"]), number(m["turn_2"]),
+                             number(m["average"]), number(m["median_of_runs"]), m["judgments"].get<int64_t>(),
+                             m["no_score"].get<int64_t>());
+  }
+  for (const auto& [name, m] : summary.items()) {
+    std::cout << name << " by category:";
+    for (const auto& [c, v] : m["categories"].items()) std::cout << " " << c << " " << number(v);
+    std::cout << "\n";
+  }
+  if (!o.output.empty()) write_json_file(o.output, {{"task", "mt-bench"}, {"judgments", o.judgments}, {"models", summary}});
+  return 0;
+}
+
+void add_mt_bench_command(CLI::App* cmd, Runner& run) {
+  auto o = std::make_shared<MtBenchOptions>();
+  auto* mt = cmd->add_subcommand("mt-bench", "MT-bench as FastChat's llm_judge (single-answer grading)");
+  mt->require_subcommand(1);
+  auto* gen = mt->add_subcommand("generate", "answer the questions, both turns, with the model's chat template");
+  o->model.add_options(gen);
+  gen->add_option("--questions", o->questions, "question.jsonl (default ../shared/data/eval/mt_bench/)");
+  gen->add_option("--output", o->output, "answers JSONL in FastChat's model-answer format")->required();
+  gen->add_option("--model-id", o->model_id, "model_id written in the answers (default: the model directory's name)");
+  gen->add_option("--max-new-tokens", o->generate.max_new_tokens, "per turn")->capture_default_str();
+  gen->add_option("--batch-size", o->generate.batch_size, "questions generated together")->capture_default_str();
+  gen->add_option("--seed", o->generate.seed, "sampling seed (writing, roleplay, stem, humanities sample)")->capture_default_str();
+  gen->add_option("--limit", o->limit, "the first N questions (0: all)");
+  gen->add_option("--cache", o->cache, "keep finished questions here (default: OUTPUT.cache, removed after)");
+  gen->add_flag("--no-cache", o->no_cache, "keep no cache");
+  gen->callback([&run, o]() { run = [o]() { return run_mt_bench_generate(*o); }; });
+
+  auto* judge = mt->add_subcommand("judge", "grade answers with a judge model behind an OpenAI-compatible endpoint");
+  judge->add_option("--answers", o->answers, "model-answer JSONL files (a model is named by its file's stem)")->required();
+  judge->add_option("--questions", o->questions, "question.jsonl");
+  judge->add_option("--judge-prompts", o->judge_prompts, "judge_prompts.jsonl");
+  judge->add_option("--reference", o->reference, "the reference answers (FastChat's reference_answer/gpt-4.jsonl)");
+  judge->add_option("--judge-url", o->judge.url, "OpenAI-compatible base URL, e.g. https://api.openai.com/v1")->required();
+  judge->add_option("--judge-model", o->judge.judge_model, "judge model name")->capture_default_str();
+  judge->add_option("--api-key-env", o->api_key_env, "environment variable holding the API key")->capture_default_str();
+  judge->add_option("--parallel", o->judge.parallel, "requests in flight")->capture_default_str();
+  judge->add_option("--judge-runs", o->judge.runs, "judge everything N times (show reports the median)")->capture_default_str();
+  judge->add_option("--max-retries", o->judge.max_retries, "per request")->capture_default_str();
+  judge->add_option("--timeout", o->judge.timeout_seconds, "seconds per request")->capture_default_str();
+  judge->add_option("--output", o->output, "judgments JSONL in FastChat's format")->required();
+  judge->add_option("--limit", o->limit, "the first N questions (0: all)");
+  judge->add_option("--cache", o->cache, "keep finished judgments here (default: OUTPUT.cache, removed after)");
+  judge->add_flag("--no-cache", o->no_cache, "keep no cache");
+  judge->callback([&run, o]() { run = [o]() { return run_mt_bench_judge(*o); }; });
+  o->judge.judge_model = "gpt-4";
+
+  auto* show = mt->add_subcommand("show", "averages per turn, per category and overall, as FastChat's show_result");
+  show->add_option("--judgments", o->judgments, "judgments JSONL")->required();
+  show->add_option("--questions", o->questions, "question.jsonl (for the categories)");
+  show->add_option("--output", o->output, "the summary as JSON");
+  show->callback([&run, o]() { run = [o]() { return run_mt_bench_show(*o); }; });
 }
 
 // ---- HumanEval and MBPP ---------------------------------------------------------------------------
@@ -474,6 +617,7 @@ void add_eval_command(CLI::App& root, Runner& run) {
   ppl->add_flag("--no-cache", p->no_cache, "keep no cache of finished windows");
   ppl->callback([&run, p]() { run = [p]() { return run_perplexity_eval(*p); }; });
 
+  add_mt_bench_command(cmd, run);
   add_code_eval_command(cmd, run, "humaneval");
   add_code_eval_command(cmd, run, "mbpp");
 }
