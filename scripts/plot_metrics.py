@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Draws the loss (and validation loss) and learning-rate curves of a run's metrics.jsonl to a PNG.
+"""Draws the loss (and validation loss), the recipe's eval tasks (held-out perplexity as nats/token on
+the loss axis, accuracies on their own axis) and learning-rate curves of a run's metrics.jsonl to a PNG.
    plot_metrics.py RUN_DIR [--output RUN_DIR/loss.png]"""
 import argparse
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +27,19 @@ def main():
     valid = [(r["step"], r["valid_loss"]) for r in rows if "valid_loss" in r]
     if valid:
         loss_ax.plot(*zip(*valid), "o-", label="validation loss")
+    eval_keys = sorted({k for r in rows for k in r if k.startswith("eval/")})
+    for key in (k for k in eval_keys if k.endswith("/perplexity")):
+        points = [(r["step"], math.log(r[key])) for r in rows if key in r]
+        loss_ax.plot(*zip(*points), "s--", label=f"{key.split('/')[1]} (log perplexity)")
+    accuracies = [k for k in eval_keys if k.endswith("/acc")]
+    if accuracies:
+        acc_ax = loss_ax.twinx()
+        for key in accuracies:
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            acc_ax.plot(*zip(*points), "^:", color="tab:green", label=f"{key.split('/')[1]} accuracy")
+        acc_ax.set_ylabel("accuracy")
+        acc_ax.set_ylim(0, 1)
+        acc_ax.legend(loc="upper center")
     loss_ax.set_ylabel("loss (nats/token)")
     loss_ax.legend()
     loss_ax.grid(alpha=0.3)

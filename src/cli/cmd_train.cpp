@@ -4,11 +4,17 @@
 // template into the run directory (loss on assistant turns / answers only).
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <memory>
 
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "phi/core/error.h"
+#include "phi/eval/mmlu.h"
+#include "phi/eval/perplexity.h"
+#include "phi/models/transformer.h"
+#include "phi/tokenizer/tokenizer.h"
 #include "phi/train/trainer.h"
 
 namespace phi::cli {
@@ -45,6 +51,54 @@ std::string tokenized_source(const std::string& path, const TrainConfig& config,
   return out.string();
 }
 
+// The recipe's eval tasks (train_config.h's evals) run with phi/eval: inputs are loaded once per
+// task (tokens, MMLU subjects, tokenizer) and reused at every evaluation.
+TrainHooks eval_hooks(const TrainConfig& config) {
+  struct Loaded {
+    std::unique_ptr<Tokenizer> tokenizer;
+    std::vector<int64_t> tokens;
+    std::vector<MmluSubject> subjects;
+  };
+  auto loaded = std::make_shared<std::map<std::string, Loaded>>();
+  auto init_from = config.model.init_from;
+  TrainHooks hooks;
+  hooks.evaluate = [loaded, init_from](const Transformer& model, const EvalTaskSection& task) -> nlohmann::json {
+    auto& state = (*loaded)[task.name];
+    const std::string tokenizer_dir = task.tokenizer.empty() ? init_from : task.tokenizer;
+    const bool needs_tokenizer = task.task == "mmlu" || !std::filesystem::is_directory(task.input);
+    if (needs_tokenizer && !state.tokenizer) {
+      if (tokenizer_dir.empty()) {
+        throw Error("eval task '" + task.name + "' needs a tokenizer", "", "set its \"tokenizer\" (a model directory)");
+      }
+      state.tokenizer = load_tokenizer(tokenizer_dir);
+    }
+    if (task.task == "perplexity") {
+      if (state.tokens.empty()) state.tokens = perplexity_tokens(task.input, state.tokenizer.get(), task.max_tokens);
+      PerplexityOptions options;
+      options.seq_len = task.seq_len;
+      options.stride = task.stride;
+      const auto r = sliding_window_perplexity(model, state.tokens, options);
+      return {{"perplexity", r.perplexity_exact}, {"nll", r.nll_exact}, {"tokens", r.tokens}};
+    }
+    if (state.subjects.empty()) {
+      auto names = task.subjects;
+      if (names.empty()) {
+        for (const auto& entry : mmlu_subjects()) names.push_back(entry.first);
+      }
+      for (const auto& name : names) state.subjects.push_back(load_mmlu_subject(task.data, name));
+    }
+    MmluOptions options;
+    options.shots = task.shots;
+    options.limit = task.limit;
+    options.batch_size = task.batch_size;
+    const auto run = evaluate_mmlu(model, *state.tokenizer, state.subjects, options);
+    const auto metrics = mmlu_metrics(run.samples);
+    return {{"acc", metrics["acc"]}, {"acc_macro_subjects", metrics["acc_macro_subjects"]},
+            {"questions", metrics["questions"]}};
+  };
+  return hooks;
+}
+
 // One job for both commands; finetune checks init_from and tokenizes .jsonl sources first.
 int run_job(const TrainOptions& o, bool finetune) {
   auto config = load_train_config(o.config, o.overrides);
@@ -63,7 +117,7 @@ int run_job(const TrainOptions& o, bool finetune) {
     }
     if (!config.data.valid.empty()) config.data.valid = tokenized_source(config.data.valid, config, "valid", o.resume);
   }
-  train(config, o.resume);
+  train(config, o.resume, eval_hooks(config));
   return 0;
 }
 

@@ -168,6 +168,46 @@ void KernelSection::validate(const JsonReader& r) const {
   one_of("flash_kernel", flash_kernel, "wmma", "mma");
 }
 
+EvalTaskSection EvalTaskSection::from_json(JsonReader& r) {
+  EvalTaskSection s;
+  s.task = r.required<std::string>("task");
+  if (s.task != "perplexity" && s.task != "mmlu") r.fail("task", "must be perplexity or mmlu");
+  s.name = r.optional<std::string>("name", s.task);
+  s.every = r.optional<int64_t>("every", 0);
+  s.tokenizer = r.optional<std::string>("tokenizer", "");
+  if (s.task == "perplexity") {
+    s.input = r.required<std::string>("input");
+    s.seq_len = r.optional<int64_t>("seq_len", 0);
+    s.stride = r.optional<int64_t>("stride", 0);
+    s.max_tokens = r.optional<int64_t>("max_tokens", 0);
+  } else if (s.task == "mmlu") {
+    s.data = r.required<std::string>("data");
+    s.subjects = r.optional<std::vector<std::string>>("subjects", {});
+    s.shots = r.optional<int64_t>("shots", s.shots);
+    s.limit = r.optional<int64_t>("limit", 0);
+    s.batch_size = r.optional<int64_t>("batch_size", s.batch_size);
+  }
+  return s;
+}
+
+nlohmann::json EvalTaskSection::to_json() const {
+  nlohmann::json j = {{"task", task}, {"name", name}, {"every", every}};
+  if (!tokenizer.empty()) j["tokenizer"] = tokenizer;
+  if (task == "perplexity") {
+    j.update({{"input", input}, {"seq_len", seq_len}, {"stride", stride}, {"max_tokens", max_tokens}});
+  } else {
+    j.update({{"data", data}, {"subjects", subjects}, {"shots", shots}, {"limit", limit}, {"batch_size", batch_size}});
+  }
+  return j;
+}
+
+void EvalTaskSection::validate(const JsonReader& r) const {
+  if (every < 0) r.fail("every", "must be >= 0");
+  if (name.empty() || name.find('/') != std::string::npos) r.fail("name", "must be a non-empty name without '/'");
+  if (seq_len < 0 || stride < 0 || max_tokens < 0) r.fail("seq_len", "seq_len, stride and max_tokens must be >= 0");
+  if (shots < 0 || limit < 0 || batch_size < 1) r.fail("shots", "shots and limit must be >= 0, batch_size >= 1");
+}
+
 TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source) {
   JsonReader r(j, source);
   TrainConfig c;
@@ -191,20 +231,41 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   if (!r.has_value("optimizer")) r.ignore({"optimizer"});
   c.schedule = r.has_value("schedule") ? schedule_config_from_json(r.raw("schedule"), source) : ScheduleConfig{};
   if (!r.has_value("schedule")) r.ignore({"schedule"});
+  if (r.has_value("evals")) {
+    const auto& list = r.raw("evals");
+    if (!list.is_array()) r.fail("evals", "must be an array of {task, every, ...}");
+    for (size_t i = 0; i < list.size(); ++i) {
+      JsonReader task(list[i], source, r.path_of("evals") + "[" + std::to_string(i) + "]");
+      auto section = EvalTaskSection::from_json(task);
+      task.finish();
+      section.validate(task);
+      for (const auto& other : c.evals) {
+        if (other.name == section.name) task.fail("name", "another eval task is named '" + section.name + "'");
+      }
+      c.evals.push_back(std::move(section));
+    }
+  } else {
+    r.ignore({"evals"});
+  }
   r.finish();
   c.data.validate(source);
   return c;
 }
 
 nlohmann::json train_config_to_json(const TrainConfig& c) {
-  return {{"run", c.run.to_json()},
-          {"model", c.model.to_json()},
-          {"data", c.data.to_json()},
-          {"training", c.training.to_json()},
-          {"checkpoint", c.checkpoint.to_json()},
-          {"kernels", c.kernels.to_json()},
-          {"optimizer", optimizer_config_to_json(c.optimizer)},
-          {"schedule", schedule_config_to_json(c.schedule)}};
+  nlohmann::json j = {{"run", c.run.to_json()},
+                      {"model", c.model.to_json()},
+                      {"data", c.data.to_json()},
+                      {"training", c.training.to_json()},
+                      {"checkpoint", c.checkpoint.to_json()},
+                      {"kernels", c.kernels.to_json()},
+                      {"optimizer", optimizer_config_to_json(c.optimizer)},
+                      {"schedule", schedule_config_to_json(c.schedule)}};
+  if (!c.evals.empty()) {
+    j["evals"] = nlohmann::json::array();
+    for (const auto& e : c.evals) j["evals"].push_back(e.to_json());
+  }
+  return j;
 }
 
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {

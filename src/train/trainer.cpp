@@ -73,9 +73,12 @@ struct StepResult {
 
 class Trainer {
  public:
-  Trainer(const TrainConfig& config, bool resume)
-      : config_(config), device_(parse_device(config.training.device)),
+  Trainer(const TrainConfig& config, bool resume, const TrainHooks& hooks)
+      : config_(config), hooks_(hooks), device_(parse_device(config.training.device)),
         checkpoints_(config.run.dir, config.checkpoint.keep) {
+    if (!config.evals.empty() && !hooks.evaluate) {
+      throw Error("the recipe names eval tasks but this command cannot run them", config.run.dir);
+    }
     build(resume);
   }
 
@@ -88,10 +91,13 @@ class Trainer {
   void describe() const;
   StepResult train_step(int64_t step, double lr);
   double evaluate();
+  /// The recipe's eval tasks due at this step, their metrics as "eval/<name>/<metric>" in `row`.
+  void run_eval_tasks(int64_t step, bool last, nlohmann::json& row);
   void checkpoint(int64_t step);
   [[noreturn]] void stop_diverged(int64_t step) const;
 
   const TrainConfig& config_;
+  const TrainHooks& hooks_;
   c10::Device device_;
   CheckpointManager checkpoints_;
   std::optional<Transformer> model_;
@@ -288,6 +294,18 @@ double Trainer::evaluate() {
                   " (training.max_nonfinite_steps sets how many are tolerated)");
 }
 
+void Trainer::run_eval_tasks(int64_t step, bool last, nlohmann::json& row) {
+  for (const auto& task : config_.evals) {
+    if (!last && !(task.every > 0 && (step + 1) % task.every == 0)) continue;
+    at::NoGradGuard no_grad;
+    const auto start = std::chrono::steady_clock::now();
+    const auto metrics = hooks_.evaluate(*model_, task);
+    for (const auto& [key, value] : metrics.items()) row["eval/" + task.name + "/" + key] = value;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    spdlog::info("step {}: eval {} {} ({:.1f} s)", step + 1, task.name, metrics.dump(), seconds);
+  }
+}
+
 // checkpoint: never of a diverged state (it could rotate out the good ones).
 void Trainer::checkpoint(int64_t step) {
   const double last_loss = summary_.losses.empty() ? 0.0 : summary_.losses.back();
@@ -337,6 +355,7 @@ TrainSummary Trainer::run() {
       row["valid_ppl"] = std::exp(valid_loss);
       summary_.final_valid_loss = valid_loss;
     }
+    run_eval_tasks(step, last, row);
     metrics << row.dump() << "\n" << std::flush;
     if (tty) {
       const double eta = elapsed / static_cast<double>(step + 1 - start_step_) *
@@ -366,8 +385,8 @@ TrainSummary Trainer::run() {
 
 }  // namespace
 
-TrainSummary train(const TrainConfig& config, bool resume) {
-  Trainer trainer(config, resume);
+TrainSummary train(const TrainConfig& config, bool resume, const TrainHooks& hooks) {
+  Trainer trainer(config, resume, hooks);
   return trainer.run();
 }
 

@@ -417,3 +417,58 @@ def test_kernel_choice_is_recorded_and_reproduced_on_resume(workspace, tmp_path)
     assert "kernels: attention fused, elementwise aten, flash kernel mma" in resumed.stderr
     proc = run_phi("train", "--config", config, "--set", 'kernels={"attention": "flash"}', check=False)
     assert proc.returncode == 1 and "$.kernels.attention must be aten or fused" in proc.stderr
+
+
+def test_eval_tasks_during_training(tmp_path):
+    """A recipe's evals (perplexity on a held-out file, an MMLU subset) run every N steps and at the
+    end; their numbers land in metrics.jsonl and equal `phi eval` on the checkpoint of that step."""
+    import tarfile
+
+    from phitest import SHARED, random_model_with_tokenizer, require_shared_data
+
+    require_shared_data()
+    _, model_dir = random_model_with_tokenizer(tmp_path, "phi2", max_position_embeddings=1024)
+    text = (SHARED / "text" / "tinyshakespeare" / "input.txt").read_text()
+    train_txt, heldout = tmp_path / "train.txt", tmp_path / "heldout.txt"
+    train_txt.write_text(text[:20000])
+    heldout.write_text(text[-3000:])
+    shards = tmp_path / "shards"
+    run_phi("data", "tokenize", "--tokenizer", model_dir, "--input", train_txt, "--output", shards)
+    mmlu = tmp_path / "mmlu_data"
+    with tarfile.open(SHARED / "eval" / "mmlu" / "mmlu_dev_test_reformatted.tar.gz") as tar:
+        tar.extractall(mmlu, members=[m for m in tar.getmembers() if "/anatomy_" in m.name], filter="data")
+    run_dir = tmp_path / "run"
+    r = {"run": {"dir": str(run_dir), "seed": 3}, "model": {"init_from": str(model_dir)},
+         "data": {"sources": [{"path": str(shards)}], "seq_len": 64},
+         "training": {"batch_size": 4, "max_steps": 6, "log_every": 3},
+         "checkpoint": {"every": 4, "keep": 3},
+         "optimizer": {"name": "adamw", "lr": 1e-3},
+         "schedule": {"kind": "constant", "warmup_steps": 0, "total_steps": 6},
+         "evals": [{"task": "perplexity", "name": "heldout", "every": 4, "input": str(heldout), "seq_len": 128},
+                   {"task": "mmlu", "every": 0, "data": str(mmlu / "mmlu"), "subjects": ["anatomy"], "shots": 2,
+                    "limit": 6}]}
+    (tmp_path / "r.json").write_text(json.dumps(r))
+    run_phi("train", "--config", tmp_path / "r.json")
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    with_ppl = [row["step"] for row in rows if "eval/heldout/perplexity" in row]
+    with_mmlu = [row["step"] for row in rows if "eval/mmlu/acc" in row]
+    assert with_ppl == [4, 6] and with_mmlu == [6]
+    for step in (4, 6):
+        checkpoint = run_dir / "checkpoints" / f"step-{step:08d}" / "model"
+        report = tmp_path / f"ppl{step}.json"
+        run_phi("eval", "perplexity", "--model", checkpoint, "--input", heldout, "--seq-len", 128, "--output", report)
+        expected = json.loads(report.read_text())["metrics"]["perplexity_exact"]
+        got = next(row for row in rows if row["step"] == step)["eval/heldout/perplexity"]
+        assert abs(got / expected - 1) < 1e-5, (step, got, expected)
+    report = tmp_path / "mmlu.json"
+    run_phi("eval", "mmlu", "--model", run_dir / "checkpoints" / "step-00000006" / "model", "--data", mmlu / "mmlu",
+            "--subjects", "anatomy", "--shots", 2, "--limit", 6, "--output", report)
+    assert rows[-1]["eval/mmlu/acc"] == json.loads(report.read_text())["metrics"]["acc"]
+    bad = dict(r, evals=[{"task": "bleu", "every": 2}])
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    proc = run_phi("train", "--config", tmp_path / "bad.json", check=False)
+    assert proc.returncode == 1 and "$.evals[0].task" in proc.stderr and "perplexity or mmlu" in proc.stderr
+    bad = dict(r, evals=[{"task": "perplexity", "input": "x", "seq_lenn": 5}])
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    proc = run_phi("train", "--config", tmp_path / "bad.json", check=False)
+    assert proc.returncode == 1 and "seq_lenn" in proc.stderr

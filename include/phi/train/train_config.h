@@ -86,6 +86,26 @@ struct KernelSection {
   void validate(const JsonReader& r) const;
 };
 
+/// An evaluation run during training every `every` steps (and at the end); its metrics go into
+/// metrics.jsonl as "eval/<name>/<metric>". The tasks themselves live in phi/eval; the command that
+/// runs the job wires them in (train and eval sit on one rung of the module ladder).
+struct EvalTaskSection {
+  std::string task;       // "perplexity" or "mmlu"
+  std::string name;       // the key in metrics.jsonl (default: the task)
+  int64_t every = 0;      // steps between runs (0: only at the end)
+  std::string tokenizer;  // a tokenizer / model directory (default: model.init_from)
+  // perplexity
+  std::string input;      // a text file or a token-shard dataset
+  int64_t seq_len = 0, stride = 0, max_tokens = 0;
+  // mmlu
+  std::string data;       // the directory holding dev/ and test/
+  std::vector<std::string> subjects;
+  int64_t shots = 5, limit = 0, batch_size = 16;
+  static EvalTaskSection from_json(JsonReader& r);
+  nlohmann::json to_json() const;
+  void validate(const JsonReader& r) const;
+};
+
 struct TrainConfig {
   RunSection run;
   ModelSection model;
@@ -95,6 +115,7 @@ struct TrainConfig {
   KernelSection kernels;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
+  std::vector<EvalTaskSection> evals;
 };
 
 /// Reads a recipe; unknown keys anywhere are errors naming the JSON path.

@@ -9,12 +9,17 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "phi/train/train_config.h"
 
 namespace phi {
+
+class Transformer;
 
 struct TrainSummary {
   int64_t steps = 0;
@@ -26,10 +31,17 @@ struct TrainSummary {
   std::vector<double> losses;  // per step run in this process
 };
 
+/// What a caller adds to a run: `evaluate` runs one of the recipe's eval tasks on the model being
+/// trained (no gradients) and returns its metrics ({"acc": ..., ...}); the trainer calls it every
+/// task.every steps and at the end, and writes the numbers into metrics.jsonl.
+struct TrainHooks {
+  std::function<nlohmann::json(const Transformer& model, const EvalTaskSection& task)> evaluate;
+};
+
 /// Runs (or with `resume`, continues from the newest usable complete checkpoint in run.dir) the
 /// job. Throws phi::Error when training diverges (training.max_nonfinite_steps), leaving the last
-/// good checkpoints in place.
-TrainSummary train(const TrainConfig& config, bool resume);
+/// good checkpoints in place. A recipe with eval tasks needs hooks.evaluate.
+TrainSummary train(const TrainConfig& config, bool resume, const TrainHooks& hooks = {});
 
 /// The newest checkpoint directory with its DONE marker under run_dir/checkpoints ("" if none).
 std::string latest_checkpoint(const std::string& run_dir);
