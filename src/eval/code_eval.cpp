@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "phi/core/error.h"
+#include "phi/core/json_reader.h"
 #include "phi/core/text_io.h"
 
 namespace phi {
@@ -67,16 +68,6 @@ std::vector<nlohmann::json> parse_jsonl(const std::string& text, const std::stri
   return lines;
 }
 
-template <typename T>
-T field(const nlohmann::json& j, const char* key, const std::string& where) {
-  if (!j.is_object() || !j.contains(key)) throw Error(std::string("missing field '") + key + "'", where);
-  try {
-    return j.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw Error(std::string("field '") + key + "' has the wrong type", where);
-  }
-}
-
 }  // namespace
 
 std::vector<HumanEvalProblem> load_humaneval(const std::string& path) {
@@ -84,12 +75,13 @@ std::vector<HumanEvalProblem> load_humaneval(const std::string& path) {
   std::vector<HumanEvalProblem> problems;
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string where = path + " problem " + std::to_string(i + 1);
+    JsonReader r(lines[i], where);
     HumanEvalProblem p;
-    p.task_id = field<std::string>(lines[i], "task_id", where);
-    p.prompt = field<std::string>(lines[i], "prompt", where);
-    p.test = field<std::string>(lines[i], "test", where);
-    p.entry_point = field<std::string>(lines[i], "entry_point", where);
-    if (lines[i].contains("canonical_solution")) p.canonical_solution = field<std::string>(lines[i], "canonical_solution", where);
+    p.task_id = r.required<std::string>("task_id");
+    p.prompt = r.required<std::string>("prompt");
+    p.test = r.required<std::string>("test");
+    p.entry_point = r.required<std::string>("entry_point");
+    p.canonical_solution = r.optional<std::string>("canonical_solution", "");
     problems.push_back(std::move(p));
   }
   return problems;
@@ -111,14 +103,14 @@ std::vector<MbppTask> load_mbpp(const std::string& path) {
   std::vector<MbppTask> tasks;
   for (size_t i = 0; i < items.size(); ++i) {
     const std::string where = path + " task " + std::to_string(i + 1);
-    const auto& j = items[i];
+    JsonReader r(items[i], where);
     MbppTask t;
-    t.task_id = field<int64_t>(j, "task_id", where);
-    t.text = j.contains("text") ? field<std::string>(j, "text", where) : field<std::string>(j, "prompt", where);
-    t.code = field<std::string>(j, "code", where);
-    t.test_list = field<std::vector<std::string>>(j, "test_list", where);
-    if (j.contains("test_setup_code")) t.test_setup_code = field<std::string>(j, "test_setup_code", where);
-    if (j.contains("test_imports")) t.test_imports = field<std::vector<std::string>>(j, "test_imports", where);
+    t.task_id = r.required<int64_t>("task_id");
+    t.text = r.has("text") ? r.required<std::string>("text") : r.required<std::string>("prompt");
+    t.code = r.required<std::string>("code");
+    t.test_list = r.required<std::vector<std::string>>("test_list");
+    t.test_setup_code = r.optional<std::string>("test_setup_code", "");
+    t.test_imports = r.optional<std::vector<std::string>>("test_imports", {});
     tasks.push_back(std::move(t));
   }
   return tasks;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "phi/core/error.h"
+#include "phi/core/json_reader.h"
 #include "phi/core/progress.h"
 #include "phi/core/text_io.h"
 #include "eval/chat_client.h"
@@ -24,16 +25,6 @@ namespace phi {
 
 namespace {
 
-template <typename T>
-T read_field(const nlohmann::json& j, const char* key, const std::string& where) {
-  if (!j.is_object() || !j.contains(key)) throw Error(std::string("missing field '") + key + "'", where);
-  try {
-    return j.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw Error(std::string("field '") + key + "' has the wrong type", where);
-  }
-}
-
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -43,10 +34,11 @@ double now_seconds() {
 std::vector<MtBenchQuestion> load_mt_bench_questions(const std::string& path) {
   std::vector<MtBenchQuestion> questions;
   for_each_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
+    JsonReader r(j, where);
     MtBenchQuestion q;
-    q.question_id = read_field<int64_t>(j, "question_id", where);
-    q.category = read_field<std::string>(j, "category", where);
-    q.turns = read_field<std::vector<std::string>>(j, "turns", where);
+    q.question_id = r.required<int64_t>("question_id");
+    q.category = r.required<std::string>("category");
+    q.turns = r.required<std::vector<std::string>>("turns");
     if (q.turns.empty()) throw Error("a question needs at least one turn", where);
     questions.push_back(std::move(q));
     return true;
@@ -57,13 +49,14 @@ std::vector<MtBenchQuestion> load_mt_bench_questions(const std::string& path) {
 std::map<std::string, JudgePrompt> load_judge_prompts(const std::string& path) {
   std::map<std::string, JudgePrompt> prompts;
   for_each_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
+    JsonReader r(j, where);
     JudgePrompt p;
-    p.name = read_field<std::string>(j, "name", where);
-    p.type = read_field<std::string>(j, "type", where);
-    p.category = read_field<std::string>(j, "category", where);
-    p.system_prompt = read_field<std::string>(j, "system_prompt", where);
-    p.prompt_template = read_field<std::string>(j, "prompt_template", where);
-    p.output_format = read_field<std::string>(j, "output_format", where);
+    p.name = r.required<std::string>("name");
+    p.type = r.required<std::string>("type");
+    p.category = r.required<std::string>("category");
+    p.system_prompt = r.required<std::string>("system_prompt");
+    p.prompt_template = r.required<std::string>("prompt_template");
+    p.output_format = r.required<std::string>("output_format");
     prompts[p.name] = std::move(p);
     return true;
   });
@@ -73,10 +66,11 @@ std::map<std::string, JudgePrompt> load_judge_prompts(const std::string& path) {
 std::map<int64_t, std::vector<std::string>> load_answer_turns(const std::string& path) {
   std::map<int64_t, std::vector<std::string>> answers;
   for_each_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
-    const auto id = read_field<int64_t>(j, "question_id", where);
-    const auto choices = read_field<std::vector<nlohmann::json>>(j, "choices", where);
-    if (choices.empty()) throw Error("an answer needs at least one choice", where);
-    answers[id] = read_field<std::vector<std::string>>(choices[0], "turns", where);
+    JsonReader r(j, where);
+    const auto id = r.required<int64_t>("question_id");
+    const auto& choices = r.raw("choices");
+    if (!choices.is_array() || choices.empty()) r.fail("choices", "must be a non-empty array");
+    answers[id] = JsonReader(choices[0], where, "$.choices[0]").required<std::vector<std::string>>("turns");
     return true;
   });
   return answers;

@@ -154,7 +154,9 @@ struct Server::Impl {
       std::vector<int64_t> prefix;
       for (size_t p = 0; p < shown.size(); ++p) {
         const auto& t = *shown[p];
-        prefix.push_back(t.id);
+        // An id of a padded embedding that the tokenizer does not know reads as "" (token_text).
+        const bool known = t.id >= 0 && t.id < tokenizer.vocab_size();
+        if (known) prefix.push_back(t.id);
         const auto decoded = tokenizer.decode(prefix);
         const auto piece = decoded.compare(0, text.size(), text) == 0 ? decoded.substr(text.size()) : token_text(t.id);
         logprobs["tokens"].push_back(piece);

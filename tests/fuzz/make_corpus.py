@@ -134,10 +134,29 @@ def shard_seeds():
     put("shards", "manifest", b"\1" + json.dumps(manifest).encode())
 
 
+def eval_inputs_seeds():
+    """The first byte picks the reader (fuzz_eval_inputs.cpp): MMLU CSV, HumanEval, MBPP, MT-bench,
+    a judge reply, a judge prompt template."""
+    put("eval_inputs", "mmlu_reformatted", b"\x00question,choice0,choice1,choice2,choice3,answer\n"
+        b'"What, exactly?",a,"b ""quoted""",c,d,2\nplain,1,2,3,4,0\n')
+    put("eval_inputs", "mmlu_original", b'\x06Which organ?,heart,lung,liver,skin,B\r\n"multi\nline",w,x,y,z,D\n')
+    put("eval_inputs", "humaneval", b"\x01" + json.dumps(
+        {"task_id": "HumanEval/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n",
+         "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}).encode() + b"\n")
+    put("eval_inputs", "mbpp", b"\x02" + json.dumps(
+        {"task_id": 11, "text": "t", "code": "def f(): return 1", "test_list": ["assert f() == 1"],
+         "test_setup_code": "", "challenge_test_list": []}).encode() + b"\n")
+    put("eval_inputs", "mt_bench", b"\x03" + json.dumps(
+        {"question_id": 81, "category": "writing", "turns": ["a", "b"],
+         "choices": [{"index": 0, "turns": ["x", "y"]}]}).encode() + b"\n")
+    put("eval_inputs", "rating", b"\x04The answer is good. Rating: [[8.5]] and [7]")
+    put("eval_inputs", "format", b"\x05[Question]\n{question}\n{{literal}}\n[Answer]\n{answer}\n{ref_answer_1}")
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO / "tests"))
     for make in (safetensors_seeds, model_config_seeds, train_recipe_seeds, tokenizer_seeds, jinja_seeds,
-                 server_request_seeds, jsonl_seeds, shard_seeds):
+                 server_request_seeds, jsonl_seeds, shard_seeds, eval_inputs_seeds):
         make()
     for d in sorted(OUT.iterdir()):
         print(d.name, len(list(d.iterdir())), "seeds")
