@@ -169,7 +169,7 @@ int run_mmlu_eval(MmluEvalOptions o) {
 
 struct PerplexityEvalOptions {
   EvalModelOptions model;
-  std::string input, output, cache;
+  std::string input, output, samples, cache;
   bool no_cache = false;
   int64_t max_tokens = 0;
   PerplexityOptions run;
@@ -194,6 +194,13 @@ int run_perplexity_eval(PerplexityEvalOptions o) {
                        {"windows", r.windows}};
   report["timings"] = {{"seconds", r.seconds},
                        {"tokens_per_second", r.seconds > 0 ? static_cast<double>(r.scored_tokens) / r.seconds : 0.0}};
+  if (!o.samples.empty()) {
+    std::vector<nlohmann::json> lines;
+    for (const auto& w : r.per_window) {
+      lines.push_back({{"begin", w.begin}, {"end", w.end}, {"scored", w.scored}, {"nll", w.nll}});
+    }
+    write_jsonl_file(o.samples, lines);
+  }
   if (!o.output.empty()) write_json_file(o.output, report);
   if (o.cache.empty()) EvalCache::remove(o.run.cache_dir);
   std::cout << fmt::format("perplexity {:.4f} (nll {:.6f}) over {} tokens in {} windows; every token once: {:.4f}\n",
@@ -613,6 +620,7 @@ void add_eval_command(CLI::App& root, Runner& run) {
   ppl->add_option("--stride", p->run.stride, "tokens between window starts (default: half the window)");
   ppl->add_option("--max-tokens", p->max_tokens, "score only the first N tokens (0: all)");
   ppl->add_option("--output", p->output, "the JSON report");
+  ppl->add_option("--samples", p->samples, "per-window JSONL (begin, end, scored, nll)");
   ppl->add_option("--cache", p->cache, "keep finished windows here (default: REPORT.cache, removed after)");
   ppl->add_flag("--no-cache", p->no_cache, "keep no cache of finished windows");
   ppl->callback([&run, p]() { run = [p]() { return run_perplexity_eval(*p); }; });

@@ -97,8 +97,11 @@ PerplexityResult sliding_window_perplexity(const Transformer& model, const std::
       }
       cache.store(group, rows);
     }
-    for (const auto& row : rows) {
+    for (size_t k = 0; k < rows.size(); ++k) {
+      const auto& row = rows[k];
       const double mean = row["mean"].get<double>();
+      const auto& win = windows[first + k];
+      r.per_window.push_back({win.begin, win.end, row["scored"].get<int64_t>(), mean});
       const auto scored = row["scored"].get<int64_t>();
       const double weight = static_cast<double>(row["labels"].get<int64_t>() - 1);  // the guide's count
       weighted += mean * weight;

@@ -50,9 +50,14 @@ def test_perplexity_matches_transformers(tmp_path, family, seq_len, stride):
     src = tmp_path / "text.txt"
     src.write_text(text)
     report = tmp_path / "ppl.json"
+    samples = tmp_path / "windows.jsonl"
     run_phi("eval", "perplexity", "--model", model_dir, "--input", src, "--seq-len", seq_len, "--stride", stride,
-            "--output", report)
+            "--output", report, "--samples", samples)
     metrics = json.loads(report.read_text())["metrics"]
+    windows = [json.loads(x) for x in samples.read_text().splitlines()]
+    assert len(windows) == metrics["windows"] and sum(w["scored"] for w in windows) == metrics["scored_tokens"]
+    nll = sum(w["nll"] * w["scored"] for w in windows) / metrics["scored_tokens"]
+    assert abs(math.exp(nll) / metrics["perplexity_exact"] - 1) < 1e-9
     ids = torch.tensor([AutoTokenizer.from_pretrained(model_dir).encode(text)])
     assert metrics["tokens"] == ids.size(1)
     ppl, exact = guide_perplexity(model.float(), ids, seq_len, stride)

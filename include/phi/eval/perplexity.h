@@ -4,7 +4,8 @@
 //   - `perplexity`: exactly the guide's number, which weights each window's mean loss by its count
 //     of unmasked labels minus one (slightly off for every window after the first, whose first
 //     scored token also counts);
-//   - `perplexity_exact`: every token predicted once, each weighted equally.
+//   - `perplexity_exact`: every predicted token counted once, each weighted equally (a window's first
+//     token has no context and is not predicted: with stride == seq_len one token per window).
 #pragma once
 
 #include <cstdint>
@@ -23,13 +24,20 @@ struct PerplexityOptions {
   std::string fingerprint;  // the model and input, stored with the settings
 };
 
+struct PerplexityWindow {
+  int64_t begin = 0, end = 0;  // token range [begin, end) of the stream
+  int64_t scored = 0;          // tokens predicted in this window (the ones the previous did not reach)
+  double nll = 0;              // their mean negative log-likelihood
+};
+
 struct PerplexityResult {
   double perplexity = 0, nll = 0;              // the guide's weighting
   double perplexity_exact = 0, nll_exact = 0;  // per predicted token
   int64_t tokens = 0;                          // in the stream
-  int64_t scored_tokens = 0;                   // predicted (tokens - 1)
+  int64_t scored_tokens = 0;                   // predicted (tokens - 1 when the windows overlap)
   int64_t windows = 0;
   double seconds = 0;                          // this run's scoring
+  std::vector<PerplexityWindow> per_window;    // the samples JSONL
 };
 
 PerplexityResult sliding_window_perplexity(const Transformer& model, const std::vector<int64_t>& ids,
