@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end, on nothing but what the project generates: build; write a synthetic
 # textbook corpus; train a tokenizer on it; tokenize it into shards; pretrain a tiny phi
-# (configs/train/tiny-textbook.json); draw the loss curve; sample from the model; then the LEGO
+# (configs/train/tiny-textbook.json); draw the loss curve; sample from the model; measure its
+# held-out perplexity (phi eval perplexity, docs/eval.md); then the LEGO
 # recipe (scripts/lego.sh: >= 95% on held-out chains). About 16 minutes on a 2-core CPU. Outputs go
 # to runs/quickstart (PHI_RUN_DIR).
 set -euo pipefail
@@ -59,7 +60,11 @@ print("-" * 60)
 summary = json.load(open(f"{run}/run/summary.json"))
 print(f"final train loss {summary['final_loss']:.3f}, validation loss {summary['final_valid_loss']:.3f}")
 PY
-echo "== 7. the LEGO recipe (configs/train/lego-tiny.json; skip with PHI_QUICKSTART_LEGO=0)"
+echo "== 7. held-out perplexity (the transformers sliding-window protocol, docs/eval.md)"
+"$PHI" eval perplexity --model "$MODEL" --input "$RUN/textbook-valid.txt" --max-tokens 20000 \
+  --output "$RUN/perplexity.json"
+
+echo "== 8. the LEGO recipe (configs/train/lego-tiny.json; skip with PHI_QUICKSTART_LEGO=0)"
 if [ "${PHI_QUICKSTART_LEGO:-1}" != 0 ]; then
   PHI_BIN="$PHI" bash scripts/lego.sh "$RUN/lego"
 fi

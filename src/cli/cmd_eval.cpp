@@ -203,7 +203,7 @@ int run_perplexity_eval(PerplexityEvalOptions o) {
   }
   if (!o.output.empty()) write_json_file(o.output, report);
   if (o.cache.empty()) EvalCache::remove(o.run.cache_dir);
-  std::cout << fmt::format("perplexity {:.4f} (nll {:.6f}) over {} tokens in {} windows; every token once: {:.4f}\n",
+  std::cout << fmt::format("perplexity {:.4f} (nll {:.6f}) over {} tokens in {} windows; each predicted token once: {:.4f}\n",
                            r.perplexity, r.nll, r.tokens, r.windows, r.perplexity_exact);
   return 0;
 }
