@@ -24,6 +24,8 @@ void add_data_command(CLI::App& root, Runner& run);
 void add_train_command(CLI::App& root, Runner& run);
 void add_eval_command(CLI::App& root, Runner& run);
 void add_finetune_command(CLI::App& root, Runner& run);
+/// `phi launch` and `phi dist check`.
+void add_launch_command(CLI::App& root, Runner& run);
 
 /// `phi data tokenize`: text / prompt+answer / conversation files into a token-shard dataset.
 struct TokenizeJob {

@@ -11,7 +11,21 @@
 #include "cli/commands.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
+#include "phi/dist/env.h"
 #include "phi/kernels/cuda_kernels.h"
+
+namespace {
+
+// Under torchrun, the failure also goes to TORCHELASTIC_ERROR_FILE so that torchrun names this
+// rank's error as the root cause.
+void record_failure(const std::string& message) {
+  try {
+    phi::write_torchelastic_error(phi::read_dist_env(), message);
+  } catch (const std::exception&) {
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("phi");
@@ -36,6 +50,7 @@ int main(int argc, char** argv) {
   phi::cli::add_train_command(app, run);
   phi::cli::add_eval_command(app, run);
   phi::cli::add_finetune_command(app, run);
+  phi::cli::add_launch_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -51,8 +66,10 @@ int main(int argc, char** argv) {
     return run ? run() : 1;
   } catch (const phi::Error& e) {
     std::cerr << "error: " << e.what() << std::endl;
+    record_failure(e.what());
   } catch (const c10::Error& e) {
     std::cerr << "error: " << e.what_without_backtrace() << std::endl;
+    record_failure(e.what_without_backtrace());
   } catch (const nlohmann::json::exception& e) {
     // A JSON value of an unexpected type that no reader above named (they name file and path).
     std::cerr << "error: unexpected JSON value: " << phi::json_error_text(e)
@@ -63,6 +80,7 @@ int main(int argc, char** argv) {
               << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << std::endl;
+    record_failure(e.what());
   }
   return 1;
 }

@@ -7,8 +7,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 # Lower rungs first; modules on one rung may not include each other.
-LADDER = [["core"], ["config"], ["io"], ["kernels"], ["models"], ["tokenizer"], ["infer"], ["data"],
-          ["train", "eval", "dist"], ["serve"], ["cli"]]
+LADDER = [["core"], ["config"], ["io"], ["kernels"], ["models"], ["tokenizer"], ["infer"], ["data"], ["dist"],
+          ["train", "eval"], ["serve"], ["cli"]]
 RUNG = {module: i for i, rung in enumerate(LADDER) for module in rung}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"(?:phi/)?([a-z_]+)/[^"]+"')
 
