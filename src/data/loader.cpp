@@ -47,11 +47,14 @@ struct TokenLoader::Source {
 };
 
 TokenLoader::TokenLoader(std::vector<DataSource> sources, int64_t seq_len, int64_t batch_size, uint64_t seed,
-                         LoaderState state, bool prefetch, bool pack, bool document_masks)
-    : seq_len_(seq_len), batch_size_(batch_size), pack_(pack), document_masks_(document_masks && pack), seed_(seed),
-      prefetch_(prefetch) {
+                         LoaderState state, bool prefetch, bool pack, bool document_masks, int64_t first_row,
+                         int64_t rows)
+    : seq_len_(seq_len), batch_size_(batch_size), first_row_(first_row), rows_(rows > 0 ? rows : batch_size),
+      pack_(pack), document_masks_(document_masks && pack), seed_(seed), prefetch_(prefetch) {
   PHI_CHECK(!sources.empty(), "the loader needs at least one data source");
   PHI_CHECK(seq_len > 0 && batch_size > 0, "seq_len and batch_size must be > 0");
+  PHI_CHECK(first_row_ >= 0 && first_row_ + rows_ <= batch_size_, "rows [", first_row_, ", ", first_row_ + rows_,
+            ") outside the batch of ", batch_size_);
   double total = 0;
   for (const auto& spec : sources) {
     if (!(spec.weight > 0)) throw Error("data source weight must be > 0", spec.path);
@@ -159,12 +162,14 @@ void TokenLoader::read_sequence(const Source& source, int64_t sequence, int64_t*
 }
 
 Batch TokenLoader::make_batch(LoaderState& state) const {
-  auto tokens = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
-  auto mask = at::empty({batch_size_, seq_len_ + 1}, at::kByte);
+  auto tokens = at::empty({rows_, seq_len_ + 1}, at::kLong);
+  auto mask = at::empty({rows_, seq_len_ + 1}, at::kByte);
   int64_t* data = tokens.data_ptr<int64_t>();
   uint8_t* mask_data = mask.data_ptr<uint8_t>();
   at::Tensor segments;
-  if (document_masks_) segments = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
+  if (document_masks_) segments = at::empty({rows_, seq_len_ + 1}, at::kLong);
+  // Every row of the global batch is drawn (the position counts global sequences); only this
+  // process's rows are read.
   for (int64_t b = 0; b < batch_size_; ++b) {
     const uint64_t draw = splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(state.samples)));
     const double u = static_cast<double>(draw >> 11) * (1.0 / 9007199254740992.0);
@@ -181,9 +186,12 @@ Batch TokenLoader::make_batch(LoaderState& state) const {
       std::shuffle(source.order.begin(), source.order.end(), rng);
       source.epoch = epoch;
     }
-    read_sequence(source, source.order[cursor % source.n_sequences], data + b * (seq_len_ + 1),
-                  mask_data + b * (seq_len_ + 1),
-                  document_masks_ ? segments.data_ptr<int64_t>() + b * (seq_len_ + 1) : nullptr);
+    const int64_t row = b - first_row_;
+    if (row >= 0 && row < rows_) {
+      read_sequence(source, source.order[cursor % source.n_sequences], data + row * (seq_len_ + 1),
+                    mask_data + row * (seq_len_ + 1),
+                    document_masks_ ? segments.data_ptr<int64_t>() + row * (seq_len_ + 1) : nullptr);
+    }
     ++state.samples;
   }
   auto targets = tokens.narrow(1, 1, seq_len_).contiguous();

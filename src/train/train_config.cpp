@@ -168,6 +168,29 @@ void KernelSection::validate(const JsonReader& r) const {
   one_of("flash_kernel", flash_kernel, "wmma", "mma");
 }
 
+DistributedSection DistributedSection::from_json(JsonReader& r) {
+  DistributedSection s;
+  s.backend = r.optional<std::string>("backend", s.backend);
+  s.strategy = r.optional<std::string>("strategy", s.strategy);
+  s.bucket_mb = r.optional<double>("bucket_mb", s.bucket_mb);
+  s.timeout_s = r.optional<double>("timeout_s", s.timeout_s);
+  return s;
+}
+
+nlohmann::json DistributedSection::to_json() const {
+  return {{"backend", backend}, {"strategy", strategy}, {"bucket_mb", bucket_mb}, {"timeout_s", timeout_s}};
+}
+
+void DistributedSection::validate(const JsonReader& r) const {
+  if (backend != "auto" && backend != "gloo" && backend != "nccl") r.fail("backend", "must be auto, gloo or nccl");
+  if (strategy == "zero1" || strategy == "fsdp") {
+    r.fail("strategy", "'" + strategy + "' is not implemented yet: this build trains data-parallel with ddp");
+  }
+  if (strategy != "ddp") r.fail("strategy", "must be ddp");
+  if (!(bucket_mb > 0 && bucket_mb <= 4096)) r.fail("bucket_mb", "must be in (0, 4096]");
+  if (!(timeout_s > 0)) r.fail("timeout_s", "must be > 0");
+}
+
 EvalTaskSection EvalTaskSection::from_json(JsonReader& r) {
   EvalTaskSection s;
   s.task = r.required<std::string>("task");
@@ -227,6 +250,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   c.training = optional_section<TrainingSection>(r, "training");
   c.checkpoint = optional_section<CheckpointSection>(r, "checkpoint");
   c.kernels = optional_section<KernelSection>(r, "kernels");
+  c.distributed = optional_section<DistributedSection>(r, "distributed");
   c.optimizer = r.has_value("optimizer") ? optimizer_config_from_json(r.raw("optimizer"), source) : OptimizerConfig{};
   if (!r.has_value("optimizer")) r.ignore({"optimizer"});
   c.schedule = r.has_value("schedule") ? schedule_config_from_json(r.raw("schedule"), source) : ScheduleConfig{};
@@ -260,7 +284,8 @@ nlohmann::json train_config_to_json(const TrainConfig& c) {
                       {"checkpoint", c.checkpoint.to_json()},
                       {"kernels", c.kernels.to_json()},
                       {"optimizer", optimizer_config_to_json(c.optimizer)},
-                      {"schedule", schedule_config_to_json(c.schedule)}};
+                      {"schedule", schedule_config_to_json(c.schedule)},
+                      {"distributed", c.distributed.to_json()}};
   if (!c.evals.empty()) {
     j["evals"] = nlohmann::json::array();
     for (const auto& e : c.evals) j["evals"].push_back(e.to_json());

@@ -12,12 +12,14 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "core/autocast_guard.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/data/shards.h"
+#include "phi/dist/communicator.h"
 #include "phi/kernels/kernel_choice.h"
 #include "phi/models/family.h"
 #include "phi/models/model_info.h"
@@ -79,14 +81,21 @@ class Trainer {
     if (!config.evals.empty() && !hooks.evaluate) {
       throw Error("the recipe names eval tasks but this command cannot run them", config.run.dir);
     }
+    join_ranks();
     build(resume);
   }
 
   TrainSummary run();
 
  private:
+  /// The other processes of the job (one process: a local communicator); per-rank logs.
+  void join_ranks();
+  bool leader() const { return comm_->rank() == 0; }
   void build(bool resume);
   void choose_kernels(bool resume);
+  /// The reduction point of data parallelism: every trainable gradient summed over the ranks, in
+  /// buckets of distributed.bucket_mb (the identity on one process).
+  void reduce_gradients();
   LoaderState restore(const CheckpointManager::Loaded& resumed);
   void describe() const;
   StepResult train_step(int64_t step, double lr);
@@ -99,6 +108,8 @@ class Trainer {
   const TrainConfig& config_;
   const TrainHooks& hooks_;
   c10::Device device_;
+  DistEnv dist_;
+  std::unique_ptr<Communicator> comm_;
   CheckpointManager checkpoints_;
   std::optional<Transformer> model_;
   std::optional<Optimizer> optimizer_;
@@ -110,6 +121,74 @@ class Trainer {
   TrainSummary summary_;
 };
 
+void Trainer::join_ranks() {
+  const auto& d = config_.distributed;
+  dist_ = read_dist_env();
+  CommunicatorOptions options;
+  options.backend = d.backend;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(d.timeout_s * 1000));
+  options.cuda = device_.is_cuda();
+  comm_ = make_communicator(dist_, options);
+  if (!dist_.distributed()) return;
+  // Every rank logs to run.dir/logs/rank-R.log; only rank 0 speaks on the console.
+  fs::create_directories(fs::path(config_.run.dir) / "logs");
+  auto logger = spdlog::default_logger();
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(
+      (fs::path(config_.run.dir) / "logs" / ("rank-" + std::to_string(dist_.rank) + ".log")).string(), false);
+  if (dist_.rank > 0) {
+    for (auto& sink : logger->sinks()) sink->set_level(spdlog::level::warn);
+  }
+  logger->sinks().push_back(file);
+  if (config_.training.batch_size % dist_.world_size != 0) {
+    throw Error("training.batch_size " + std::to_string(config_.training.batch_size) + " does not divide among " +
+                    std::to_string(dist_.world_size) + " ranks",
+                "", "the batch size is global: make it a multiple of the world size");
+  }
+  spdlog::info("rank {} of {} ({} launch, {} backend, {} via {}:{})", dist_.rank, dist_.world_size, dist_.launcher,
+               comm_->backend(), config_.distributed.strategy, dist_.master_addr, dist_.master_port);
+}
+
+void Trainer::reduce_gradients() {
+  if (comm_->world_size() == 1) return;
+  const int64_t bucket_elements =
+      std::max<int64_t>(1, static_cast<int64_t>(config_.distributed.bucket_mb * 1048576.0 / 4.0));
+  std::vector<at::Tensor> params;
+  for (auto& [name, p] : model_->mutable_parameters()) {
+    if (!p.requires_grad()) continue;  // frozen: no gradient, no communication
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);  // a rank whose batch scored nothing
+    params.push_back(p);
+  }
+  struct Bucket {
+    std::vector<at::Tensor> grads;
+    at::Tensor flat;
+    std::unique_ptr<PendingCollective> pending;
+  };
+  std::vector<Bucket> buckets;
+  int64_t filled = 0;
+  for (const auto& p : params) {
+    if (buckets.empty() || (filled + p.numel() > bucket_elements && !buckets.back().grads.empty())) {
+      buckets.emplace_back();
+      filled = 0;
+    }
+    buckets.back().grads.push_back(p.grad());
+    filled += p.numel();
+  }
+  for (auto& b : buckets) {
+    std::vector<at::Tensor> flat;
+    for (const auto& g : b.grads) flat.push_back(g.reshape({-1}).to(at::kFloat));
+    b.flat = at::cat(flat);
+    b.pending = comm_->all_reduce_async(b.flat);
+  }
+  for (auto& b : buckets) {
+    b.pending->wait();
+    int64_t offset = 0;
+    for (auto& g : b.grads) {
+      g.copy_(b.flat.narrow(0, offset, g.numel()).view(g.sizes()));
+      offset += g.numel();
+    }
+  }
+}
+
 // build: the model (fresh, from init_from, or from the newest usable checkpoint), the optimizer,
 // the loss scaler, the data loader and the resumed state.
 void Trainer::build(bool resume) {
@@ -118,7 +197,8 @@ void Trainer::build(bool resume) {
   if (c.training.precision != "f32" && !at::autocast::is_autocast_available(device_.type())) {
     throw Error("precision " + c.training.precision + " needs autocast on " + c.training.device + ", which this build lacks");
   }
-  checkpoints_.remove_stale();
+  if (leader()) checkpoints_.remove_stale();
+  comm_->barrier();
   choose_kernels(resume);
   std::optional<CheckpointManager::Loaded> resumed;
   if (resume) {
@@ -149,8 +229,14 @@ void Trainer::build(bool resume) {
   }
 
   const LoaderState loader_state = resumed ? restore(*resumed) : LoaderState{};
+  const int64_t rows = c.training.batch_size / comm_->world_size();
   loader_.emplace(c.data.sources, c.data.seq_len, c.training.batch_size, c.run.seed, loader_state, true, c.data.pack,
-                  c.data.document_masks);
+                  c.data.document_masks, comm_->rank() * rows, rows);
+  // Every rank starts from rank 0's weights (the same seed gives the same ones; a broadcast makes sure).
+  for (auto& [name, p] : model.mutable_parameters()) {
+    at::NoGradGuard no_grad;
+    comm_->broadcast(p, 0);
+  }
   tokenizer_dir_ = !c.model.init_from.empty() ? c.model.init_from : read_manifest(c.data.sources[0].path).tokenizer;
   checkpoints_ = CheckpointManager(c.run.dir, c.checkpoint.keep, tokenizer_dir_);
   if (c.data.seq_len > model.config().max_position_embeddings) {
@@ -188,7 +274,7 @@ void Trainer::choose_kernels(bool resume) {
   const auto effective = KernelChoice::current();
   spdlog::info("kernels: attention {}, elementwise {}, flash kernel {}", effective.attention, effective.elementwise,
                effective.flash_kernel);
-  if (!resume) {
+  if (!resume && leader()) {
     auto resolved = train_config_to_json(c);
     resolved["kernels"] = effective.to_json();
     write_json_file_atomic(saved_config.string(), resolved);
@@ -240,17 +326,45 @@ void Trainer::describe() const {
 StepResult Trainer::train_step(int64_t step, double lr) {
   const auto& t = config_.training;
   StepResult result;
+  // Each micro-step's loss is the mean over the scored tokens of the whole global batch: a rank
+  // weights its own mean by its share of them (ranks may score different counts: padding, masks),
+  // so that the gradients summed over the ranks are the one-process gradient.
+  std::vector<Batch> batches;
+  auto counts = at::zeros({t.grad_accum}, at::kDouble);
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
-    auto batch = loader_->next();
+    batches.push_back(loader_->next());
+    counts[micro] = batches.back().targets.ne(-100).sum().item<double>();
+  }
+  auto global_counts = counts.clone();
+  comm_->all_reduce(global_counts);
+  auto sums = at::zeros({t.grad_accum}, at::kDouble);
+  for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
+    const auto& batch = batches[static_cast<size_t>(micro)];
+    const double local = counts[micro].item<double>(), global = global_counts[micro].item<double>();
+    if (local == 0 && global > 0) continue;  // nothing scored here: this rank adds a zero gradient
     at::Tensor loss;
     {
       AutocastGuard autocast(device_.type(), t.precision != "f32", compute_dtype(t.precision));
       loss = model_->loss(batch.inputs, batch.targets, batch.segments);
     }
-    (loss * (scaler_.scale / static_cast<double>(t.grad_accum))).backward();
-    result.loss += loss.item<double>() / static_cast<double>(t.grad_accum);
+    const double share = global > 0 ? local / global : 1.0;
+    (loss * (scaler_.scale * share / static_cast<double>(t.grad_accum))).backward();
+    const double mean = loss.item<double>();
+    if (comm_->world_size() == 1) {
+      result.loss += mean / static_cast<double>(t.grad_accum);
+    } else {
+      sums[micro] = global > 0 ? mean * local : mean;
+    }
   }
-  // (Data parallelism reduces gradients here.)
+  if (comm_->world_size() > 1) {
+    comm_->all_reduce(sums);
+    for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
+      const double global = global_counts[micro].item<double>();
+      result.loss += (global > 0 ? sums[micro].item<double>() / global : sums[micro].item<double>()) /
+                     static_cast<double>(t.grad_accum);
+    }
+  }
+  reduce_gradients();
   result.grad_norm = optimizer_->step(lr, scaler_.scale);
   result.overflow = !std::isfinite(result.grad_norm);
   // A skipped step is for the rare f16 overflow that a smaller loss scale absorbs; a non-finite
@@ -324,15 +438,19 @@ void Trainer::checkpoint(int64_t step) {
                                         {"recent_losses", summary_.losses},
                                         {"loss_scale", scaler_.scale},
                                         {"loss_scale_clean_steps", scaler_.clean_steps}};
-  checkpoints_.save(step, *model_, state, trainer_state);
+  // Data parallelism keeps every rank's state identical: rank 0 writes it, the others wait until it
+  // is complete (DONE), so that no rank runs ahead of the last checkpoint.
+  if (leader()) checkpoints_.save(step, *model_, state, trainer_state);
+  comm_->barrier();
 }
 
 TrainSummary Trainer::run() {
   const auto& c = config_;
-  std::ofstream metrics(fs::path(c.run.dir) / "metrics.jsonl", std::ios::app);
+  std::ofstream metrics;
+  if (leader()) metrics.open(fs::path(c.run.dir) / "metrics.jsonl", std::ios::app);
   const int64_t tokens_per_step = c.training.batch_size * c.training.grad_accum * c.data.seq_len;
   const auto start = std::chrono::steady_clock::now();
-  const bool tty = isatty(STDERR_FILENO);
+  const bool tty = isatty(STDERR_FILENO) && leader();
   double loss_value = 0;
   for (int64_t step = start_step_; step < c.training.max_steps; ++step) {
     const double lr = scheduled_lr(c.schedule, c.optimizer.lr, step);
@@ -356,7 +474,7 @@ TrainSummary Trainer::run() {
       summary_.final_valid_loss = valid_loss;
     }
     run_eval_tasks(step, last, row);
-    metrics << row.dump() << "\n" << std::flush;
+    if (leader()) metrics << row.dump() << "\n" << std::flush;
     if (tty) {
       const double eta = elapsed / static_cast<double>(step + 1 - start_step_) *
                          static_cast<double>(c.training.max_steps - step - 1);
@@ -377,7 +495,7 @@ TrainSummary Trainer::run() {
                                   {"skipped_steps", summary_.skipped_steps}, {"precision", c.training.precision},
                                   {"final_valid_loss", summary_.final_valid_loss},
                                   {"tokens_per_s", summary_.tokens_per_second}};
-  write_json_file_atomic((fs::path(c.run.dir) / "summary.json").string(), final_summary);
+  if (leader()) write_json_file_atomic((fs::path(c.run.dir) / "summary.json").string(), final_summary);
   spdlog::info("done: {} steps, loss {:.4f}{}", summary_.steps, summary_.final_loss,
                summary_.final_valid_loss >= 0 ? fmt::format(", valid loss {:.4f}", summary_.final_valid_loss) : "");
   return summary_;

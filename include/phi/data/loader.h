@@ -48,8 +48,12 @@ class TokenLoader {
   /// pack = false: one document per sequence (cut at seq_len + 1 tokens, shorter ones padded with
   /// ignored targets) instead of packing the token stream. document_masks (packed only): batches
   /// carry segment ids so that attention does not cross document boundaries.
+  /// `rows` / `first_row` (data parallelism): each batch holds rows [first_row, first_row + rows) of
+  /// the global batch of `batch_size` sequences; the position still counts every global sequence, so
+  /// ranks read disjoint slices of the same global batches whatever the world size (rows 0: all).
   TokenLoader(std::vector<DataSource> sources, int64_t seq_len, int64_t batch_size, uint64_t seed,
-              LoaderState state = {}, bool prefetch = true, bool pack = true, bool document_masks = false);
+              LoaderState state = {}, bool prefetch = true, bool pack = true, bool document_masks = false,
+              int64_t first_row = 0, int64_t rows = 0);
   ~TokenLoader();
   TokenLoader(const TokenLoader&) = delete;
   TokenLoader& operator=(const TokenLoader&) = delete;
@@ -71,6 +75,7 @@ class TokenLoader {
   std::vector<double> cumulative_weights_;
   int64_t seq_len_;
   int64_t batch_size_;
+  int64_t first_row_ = 0, rows_ = 0;  // this process's slice of each global batch
   bool pack_ = true;
   bool document_masks_ = false;
   uint64_t seed_;

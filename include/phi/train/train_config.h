@@ -86,6 +86,17 @@ struct KernelSection {
   void validate(const JsonReader& r) const;
 };
 
+/// Several processes (launched by torchrun, srun or `phi launch`; phi/dist): how they train together.
+struct DistributedSection {
+  std::string backend = "auto";   // auto (nccl on CUDA, gloo on CPU), gloo, nccl
+  std::string strategy = "ddp";   // ddp (ZeRO-1 and fully sharded: docs/distributed.md)
+  double bucket_mb = 25;          // gradients are all-reduced in buckets of this size
+  double timeout_s = 60;          // a collective waiting longer fails the run (a rank died or hangs)
+  static DistributedSection from_json(JsonReader& r);
+  nlohmann::json to_json() const;
+  void validate(const JsonReader& r) const;
+};
+
 /// An evaluation run during training every `every` steps (and at the end); its metrics go into
 /// metrics.jsonl as "eval/<name>/<metric>". The tasks themselves live in phi/eval; the command that
 /// runs the job wires them in (train and eval sit on one rung of the module ladder).
@@ -116,6 +127,7 @@ struct TrainConfig {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   std::vector<EvalTaskSection> evals;
+  DistributedSection distributed;
 };
 
 /// Reads a recipe; unknown keys anywhere are errors naming the JSON path.

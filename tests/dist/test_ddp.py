@@ -1,0 +1,116 @@
+"""Data-parallel training over Gloo on 127.0.0.1: 2 and 3 ranks launched by `phi launch` equal one
+process with the same global batch (per-step losses and final weights within 1e-5 relative, float32,
+30 steps), with gradient accumulation, unpacked documents of uneven length (the loss is normalised by
+the global count of scored tokens), a frozen embedding and tied embeddings; a 2-rank checkpoint
+resumes on 3 ranks and on 1 along the uninterrupted trajectory."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from phitest import PHI_BIN, require_shared_data, run_phi  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Speeches of Tiny Shakespeare as documents (uneven lengths), a BPE tokenizer trained on them."""
+    text = (require_shared_data() / "text" / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    root = tmp_path_factory.mktemp("ddp")
+    speeches = [s for s in text[:60000].split("\n\n") if s.strip()]
+    (root / "train.txt").write_text("<|endoftext|>".join(speeches), encoding="utf-8")
+    run_phi("tokenizer", "train", "--kind", "bpe", "--vocab-size", "384", "--input", root / "train.txt", "--output", root / "tok")
+    run_phi("data", "tokenize", "--tokenizer", root / "tok", "--input", root / "train.txt", "--output", root / "shards")
+    return root
+
+
+def write_recipe(data, run_dir, steps=30, extra=None, **sections):
+    r = {"run": {"dir": str(run_dir), "seed": 5},
+         "model": {"preset": "tiny-phi3", "set": ["vocab_size=384", "max_position_embeddings=128"]},
+         "data": {"sources": [{"path": str(data / "shards")}], "seq_len": 48, "pack": False},
+         "training": {"batch_size": 6, "grad_accum": 2, "max_steps": steps, "log_every": 10},
+         "checkpoint": {"every": 10, "keep": 5},
+         "optimizer": {"name": "adamw", "lr": 2e-3},
+         "schedule": {"kind": "cosine", "warmup_steps": 3, "total_steps": 30},
+         "distributed": {"timeout_s": 60}}
+    for key, value in sections.items():
+        r[key].update(value)
+    path = Path(str(run_dir) + ".json")
+    path.write_text(json.dumps(r))
+    return path
+
+
+def train(recipe, nproc, *extra):
+    if nproc == 1:
+        return run_phi("train", "--config", recipe, *extra, timeout=600)
+    proc = subprocess.run([PHI_BIN, "launch", "--nproc", str(nproc), "--", "train", "--config", str(recipe), *extra],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def losses(run_dir):
+    return np.array([r["loss"] for r in map(json.loads, (Path(run_dir) / "metrics.jsonl").read_text().splitlines())])
+
+
+def weights(run_dir, step):
+    from safetensors.numpy import load_file
+
+    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step:08d}" / "model" / "model.safetensors"))
+
+
+def assert_same_run(a, b, step=30, tol=1e-5):
+    la, lb = losses(a), losses(b)
+    assert len(la) == len(lb)
+    assert np.max(np.abs(la - lb) / np.abs(la)) < tol, (la, lb)
+    wa, wb = weights(a, step), weights(b, step)
+    assert wa.keys() == wb.keys()
+    worst = max(float(np.max(np.abs(wa[k] - wb[k])) / max(float(np.max(np.abs(wa[k]))), 1e-12)) for k in wa)
+    assert worst < tol, worst
+    return float(np.max(np.abs(la - lb) / np.abs(la))), worst
+
+
+@pytest.mark.parametrize("variant", ["plain", "frozen_embedding_sgd", "tied"])
+def test_ranks_equal_one_process(data, tmp_path, variant):
+    sections = {}
+    if variant == "frozen_embedding_sgd":
+        sections = {"optimizer": {"name": "sgd", "lr": 0.05, "freeze": ["embed"]}}
+    if variant == "tied":
+        sections = {"model": {"set": ["vocab_size=384", "max_position_embeddings=128", "tie_embeddings=true"]}}
+    runs = {}
+    for nproc in (1, 2, 3):
+        run_dir = tmp_path / f"{variant}-{nproc}"
+        train(write_recipe(data, run_dir, **sections), nproc)
+        runs[nproc] = run_dir
+    for nproc in (2, 3):
+        loss_err, weight_err = assert_same_run(runs[1], runs[nproc])
+        print(f"{variant}: {nproc} ranks vs 1 process: losses {loss_err:.1e}, weights {weight_err:.1e}")
+    assert (runs[2] / "logs" / "rank-1.log").exists()
+    if variant == "frozen_embedding_sgd":
+        start = weights(runs[2], 10)["model.embed_tokens.weight"]
+        assert np.array_equal(start, weights(runs[2], 30)["model.embed_tokens.weight"])
+
+
+def test_resume_on_another_world_size(data, tmp_path):
+    """A 2-rank run checkpointed at step 20 continues on 3 ranks and on 1 along the uninterrupted run."""
+    full = tmp_path / "full"
+    train(write_recipe(data, full), 1)
+    for nproc in (3, 1):
+        part = tmp_path / f"part-{nproc}"
+        train(write_recipe(data, part, steps=20), 2)
+        train(write_recipe(data, part, steps=30), nproc, "--resume")
+        assert_same_run(full, part)
+
+
+def test_batch_must_divide_among_ranks(data, tmp_path):
+    recipe = write_recipe(data, tmp_path / "odd", training={"batch_size": 5})
+    proc = subprocess.run([PHI_BIN, "launch", "--nproc", "2", "--", "train", "--config", str(recipe)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "does not divide among 2 ranks" in proc.stderr
+    recipe = write_recipe(data, tmp_path / "z", distributed={"strategy": "zero3"})
+    proc = run_phi("train", "--config", recipe, check=False)
+    assert proc.returncode == 1 and "$.distributed.strategy" in proc.stderr
