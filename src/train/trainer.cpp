@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,8 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 #include <spdlog/spdlog.h>
 
 #include "core/autocast_guard.h"
@@ -27,6 +31,15 @@
 #include "phi/train/checkpoint.h"
 
 namespace phi {
+
+namespace {
+
+// SIGTERM (what Slurm sends before preemption, and torchrun / phi launch to stop a job): the
+// training loop saves a checkpoint after the current step and returns.
+std::atomic<bool> g_stop_requested{false};
+void request_stop(int) { g_stop_requested = true; }
+
+}  // namespace
 
 namespace fs = std::filesystem;
 
@@ -139,6 +152,18 @@ void Trainer::join_ranks() {
     for (auto& sink : logger->sinks()) sink->set_level(spdlog::level::warn);
   }
   logger->sinks().push_back(file);
+  // Every rank must run the same recipe (a rank started with another file or --set would train
+  // something else and corrupt the shared checkpoints).
+  const auto recipe = train_config_to_json(config_).dump();
+  const auto hash = static_cast<int64_t>(XXH64(recipe.data(), recipe.size(), 0) >> 1);
+  auto hashes = at::empty({dist_.world_size}, at::kLong);
+  comm_->all_gather(at::full({1}, hash, at::kLong), hashes);
+  for (int r = 0; r < dist_.world_size; ++r) {
+    if (hashes[r].item<int64_t>() != hash) {
+      throw Error("rank " + std::to_string(r) + " runs a different recipe than rank " + std::to_string(dist_.rank),
+                  config_.run.dir, "start every rank with the same --config and --set values");
+    }
+  }
   if (config_.training.batch_size % dist_.world_size != 0) {
     throw Error("training.batch_size " + std::to_string(config_.training.batch_size) + " does not divide among " +
                     std::to_string(dist_.world_size) + " ranks",
@@ -452,6 +477,8 @@ TrainSummary Trainer::run() {
   const auto start = std::chrono::steady_clock::now();
   const bool tty = isatty(STDERR_FILENO) && leader();
   double loss_value = 0;
+  g_stop_requested = false;
+  const auto previous_handler = std::signal(SIGTERM, request_stop);
   for (int64_t step = start_step_; step < c.training.max_steps; ++step) {
     const double lr = scheduled_lr(c.schedule, c.optimizer.lr, step);
     const auto result = train_step(step, lr);
@@ -484,9 +511,24 @@ TrainSummary Trainer::run() {
       spdlog::info("step {}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s", step + 1, c.training.max_steps, loss_value, lr,
                    tokens_per_second);
     }
-    if ((c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last) checkpoint(step + 1);
+    const bool saved = (c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0) || last;
+    if (saved) checkpoint(step + 1);
     summary_.tokens_per_second = tokens_per_second;
+    // A stop asked of any rank stops every rank at the same step, after a checkpoint.
+    auto stop = at::full({1}, g_stop_requested ? 1.0 : 0.0, at::kDouble);
+    comm_->all_reduce(stop, ReduceOp::kMax);
+    if (stop.item<double>() > 0 && !last) {
+      if (!saved) checkpoint(step + 1);
+      if (tty) std::fprintf(stderr, "\n");
+      spdlog::warn("stopped by SIGTERM after step {}: checkpoint saved; resume with --resume", step + 1);
+      summary_.steps = step + 1;
+      summary_.final_loss = loss_value;
+      summary_.interrupted = true;
+      std::signal(SIGTERM, previous_handler);
+      return summary_;
+    }
   }
+  std::signal(SIGTERM, previous_handler);
   if (tty) std::fprintf(stderr, "\n");
   summary_.steps = c.training.max_steps;
   summary_.final_loss = loss_value;

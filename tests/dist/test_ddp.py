@@ -114,3 +114,91 @@ def test_batch_must_divide_among_ranks(data, tmp_path):
     recipe = write_recipe(data, tmp_path / "z", distributed={"strategy": "zero3"})
     proc = run_phi("train", "--config", recipe, check=False)
     assert proc.returncode == 1 and "$.distributed.strategy" in proc.stderr
+
+
+def wait_for_step(run_dir, step, proc_list, timeout=120):
+    import time
+
+    deadline = time.monotonic() + timeout
+    metrics = Path(run_dir) / "metrics.jsonl"
+    while time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= step:
+            return
+        assert all(p.poll() is None for p in proc_list), "a rank ended early"
+        time.sleep(0.1)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(data, tmp_path):
+    """SIGTERM to the launcher reaches every rank: they stop at the same step after a checkpoint;
+    --resume then finishes along the uninterrupted trajectory."""
+    import signal
+    import time
+
+    full = tmp_path / "full"
+    train(write_recipe(data, full, steps=60, schedule={"total_steps": 60}), 2)
+    run_dir = tmp_path / "stopped"
+    recipe = write_recipe(data, run_dir, steps=60, schedule={"total_steps": 60}, checkpoint={"every": 1000})
+    proc = subprocess.Popen([PHI_BIN, "launch", "--nproc", "2", "--", "train", "--config", str(recipe)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_step(run_dir, 8, [proc])
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    saved = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if (p / "DONE").exists())
+    assert len(saved) == 1 and "stopped by SIGTERM" in err, (saved, err[-3000:])
+    stopped_at = int(saved[0].split("-")[1])
+    assert 8 <= stopped_at < 60
+    train(recipe, 2, "--resume")
+    a, b = losses(full), losses(run_dir)
+    assert len(b) == 60 and np.max(np.abs(a - b) / np.abs(a)) < 1e-5
+
+
+def test_a_killed_rank_stops_the_job_within_the_timeout(data, tmp_path):
+    """SIGKILL of one rank mid-run (no launcher to clean up): the other exits non-zero within the
+    collective timeout naming the collective; the last checkpoint is intact and the job resumes."""
+    import os
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run_dir = tmp_path / "killed"
+    recipe = write_recipe(data, run_dir, steps=400, schedule={"total_steps": 400}, distributed={"timeout_s": 10},
+                          checkpoint={"every": 5})
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([PHI_BIN, "train", "--config", str(recipe)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    wait_for_step(run_dir, 7, procs)
+    procs[1].send_signal(signal.SIGKILL)
+    start = time.monotonic()
+    _, err = procs[0].communicate(timeout=120)
+    assert procs[0].returncode == 1 and "failed" in err and "rank 0 of 2" in err, err[-3000:]
+    assert time.monotonic() - start < 40
+    procs[1].wait()
+    complete = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if (p / "DONE").exists())
+    assert complete, "no complete checkpoint left"
+    recipe = write_recipe(data, run_dir, steps=int(complete[-1].split("-")[1]) + 5, schedule={"total_steps": 400},
+                          distributed={"timeout_s": 10}, checkpoint={"every": 5})
+    train(recipe, 2, "--resume")
+
+
+def test_ranks_with_different_recipes_are_refused(data, tmp_path):
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    recipe = write_recipe(data, tmp_path / "mismatch")
+    procs = []
+    for rank, extra in ((0, []), (1, ["--set", "optimizer.lr=0.1"])):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([PHI_BIN, "train", "--config", str(recipe), *extra], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 1 for p in procs)
+    assert any("runs a different recipe" in e for e in errs), errs

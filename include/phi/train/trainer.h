@@ -29,6 +29,7 @@ struct TrainSummary {
   int64_t skipped_steps = 0;   // steps without an update (f16 overflow, diverged steps)
   double loss_scale = 1;       // the final loss scale (f16)
   std::vector<double> losses;  // per step run in this process
+  bool interrupted = false;    // stopped by SIGTERM after a checkpoint (resume with --resume)
 };
 
 /// What a caller adds to a run: `evaluate` runs one of the recipe's eval tasks on the model being
