@@ -173,12 +173,14 @@ DistributedSection DistributedSection::from_json(JsonReader& r) {
   s.backend = r.optional<std::string>("backend", s.backend);
   s.strategy = r.optional<std::string>("strategy", s.strategy);
   s.bucket_mb = r.optional<double>("bucket_mb", s.bucket_mb);
+  s.overlap = r.optional<bool>("overlap", s.overlap);
   s.timeout_s = r.optional<double>("timeout_s", s.timeout_s);
   return s;
 }
 
 nlohmann::json DistributedSection::to_json() const {
-  return {{"backend", backend}, {"strategy", strategy}, {"bucket_mb", bucket_mb}, {"timeout_s", timeout_s}};
+  return {{"backend", backend}, {"strategy", strategy}, {"bucket_mb", bucket_mb}, {"overlap", overlap},
+          {"timeout_s", timeout_s}};
 }
 
 void DistributedSection::validate(const JsonReader& r) const {

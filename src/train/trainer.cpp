@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -9,7 +10,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -86,6 +89,142 @@ struct StepResult {
   bool diverged = false;  // a non-finite loss, or an overflow that loss scaling cannot absorb
 };
 
+// ---- Data-parallel gradient reduction ---------------------------------------------------------------
+
+// Trainable parameters in buckets of about bucket_mb, in the order backward produces their
+// gradients (the head and the last layers first). During the last micro-step's backward each
+// parameter's hook writes its final gradient (what has accumulated plus what arrives) into its
+// bucket; a full bucket's all-reduce starts at once and runs while backward goes on (PyTorch DDP's
+// and Megatron's overlap). finish() waits for every bucket and copies the sums back.
+class GradientReducer {
+ public:
+  GradientReducer(ParameterMap& parameters, Communicator& comm, double bucket_mb, bool overlap)
+      : comm_(comm), overlap_(overlap) {
+    // Backward order: lm_head, final norm, layers from last to first, embedding.
+    std::vector<std::pair<std::tuple<int, int64_t, std::string>, at::Tensor*>> ordered;
+    for (auto& [name, p] : parameters) {
+      if (!p.requires_grad()) continue;  // frozen: no gradient, no communication
+      int group = 1;
+      int64_t layer = 0;
+      if (name.rfind("lm_head", 0) == 0) group = 0;
+      if (name.rfind("final_norm", 0) == 0) group = 0;
+      if (name.rfind("embed", 0) == 0) group = 2;
+      if (name.rfind("layers.", 0) == 0) layer = -std::stoll(name.substr(7, name.find('.', 7) - 7));
+      ordered.push_back({{group, layer, name}, &p});
+    }
+    std::sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    const int64_t bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1048576.0 / 4.0));
+    int64_t filled = 0;
+    for (auto& [key, p] : ordered) {
+      if (buckets_.empty() || (filled + p->numel() > bucket_elements && !buckets_.back().slots.empty())) {
+        buckets_.emplace_back();
+        filled = 0;
+      }
+      auto& bucket = buckets_.back();
+      slot_of_[p->unsafeGetTensorImpl()] = {buckets_.size() - 1, bucket.slots.size()};
+      bucket.slots.push_back({p, filled});
+      filled += p->numel();
+      bucket.elements = filled;
+    }
+    if (overlap_) {
+      for (auto& bucket : buckets_) {
+        for (auto& slot : bucket.slots) {
+          at::Tensor* param = slot.param;
+          param->register_hook([this, param](const at::Tensor& grad) {
+            on_gradient(*param, grad);
+            return grad;
+          });
+        }
+      }
+    }
+  }
+
+  /// Buckets whose all-reduce started during the last backward (the rest started after it).
+  int64_t started_in_backward() const { return started_in_backward_; }
+  int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
+
+  /// The next backward is the last micro-step's: its hooks start the buckets' all-reduces.
+  void arm() {
+    armed_ = overlap_;
+    started_in_backward_ = 0;
+    for (auto& bucket : buckets_) {
+      bucket.flat = at::empty({bucket.elements}, at::kFloat);
+      bucket.ready = 0;
+      bucket.pending.reset();
+      for (auto& slot : bucket.slots) slot.written = false;
+    }
+  }
+
+  /// Every bucket not started during backward starts now; all are waited for and copied back.
+  /// Returns the seconds spent waiting (communication not hidden behind backward).
+  double finish() {
+    armed_ = false;
+    for (auto& bucket : buckets_) {
+      for (auto& slot : bucket.slots) {
+        if (slot.written) continue;
+        auto& g = slot.param->mutable_grad();
+        if (!g.defined()) g = at::zeros_like(*slot.param);  // no gradient reached it on this rank
+        bucket.flat.narrow(0, slot.offset, g.numel()).copy_(g.reshape({-1}));
+        slot.written = true;
+        ++bucket.ready;
+      }
+      if (!bucket.pending) bucket.pending = comm_.all_reduce_async(bucket.flat);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    for (auto& bucket : buckets_) bucket.pending->wait();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (auto& bucket : buckets_) {
+      for (auto& slot : bucket.slots) {
+        auto& g = slot.param->mutable_grad();
+        g.copy_(bucket.flat.narrow(0, slot.offset, g.numel()).view(g.sizes()));
+      }
+      bucket.pending.reset();
+    }
+    return waited;
+  }
+
+ private:
+  struct Slot {
+    at::Tensor* param;
+    int64_t offset;
+    bool written = false;
+  };
+  struct Bucket {
+    std::vector<Slot> slots;
+    int64_t elements = 0;
+    at::Tensor flat;
+    size_t ready = 0;
+    std::unique_ptr<PendingCollective> pending;
+  };
+
+  void on_gradient(const at::Tensor& param, const at::Tensor& grad) {
+    if (!armed_) return;
+    auto it = slot_of_.find(param.unsafeGetTensorImpl());
+    if (it == slot_of_.end()) return;
+    auto& bucket = buckets_[it->second.first];
+    auto& slot = bucket.slots[it->second.second];
+    auto target = bucket.flat.narrow(0, slot.offset, param.numel()).view(param.sizes());
+    const auto& accumulated = param.grad();
+    if (accumulated.defined()) {
+      at::add_out(target, accumulated, grad);
+    } else {
+      target.copy_(grad);
+    }
+    slot.written = true;
+    if (++bucket.ready == bucket.slots.size()) {
+      bucket.pending = comm_.all_reduce_async(bucket.flat);
+      ++started_in_backward_;
+    }
+  }
+
+  Communicator& comm_;
+  bool overlap_;
+  bool armed_ = false;
+  int64_t started_in_backward_ = 0;
+  std::vector<Bucket> buckets_;
+  std::map<const void*, std::pair<size_t, size_t>> slot_of_;
+};
+
 class Trainer {
  public:
   Trainer(const TrainConfig& config, bool resume, const TrainHooks& hooks)
@@ -106,9 +245,7 @@ class Trainer {
   bool leader() const { return comm_->rank() == 0; }
   void build(bool resume);
   void choose_kernels(bool resume);
-  /// The reduction point of data parallelism: every trainable gradient summed over the ranks, in
-  /// buckets of distributed.bucket_mb (the identity on one process).
-  void reduce_gradients();
+
   LoaderState restore(const CheckpointManager::Loaded& resumed);
   void describe() const;
   StepResult train_step(int64_t step, double lr);
@@ -123,6 +260,8 @@ class Trainer {
   c10::Device device_;
   DistEnv dist_;
   std::unique_ptr<Communicator> comm_;
+  std::unique_ptr<GradientReducer> reducer_;  // several ranks only
+  double comm_wait_seconds_ = 0;              // this step's all-reduce wait after backward
   CheckpointManager checkpoints_;
   std::optional<Transformer> model_;
   std::optional<Optimizer> optimizer_;
@@ -173,47 +312,6 @@ void Trainer::join_ranks() {
                comm_->backend(), config_.distributed.strategy, dist_.master_addr, dist_.master_port);
 }
 
-void Trainer::reduce_gradients() {
-  if (comm_->world_size() == 1) return;
-  const int64_t bucket_elements =
-      std::max<int64_t>(1, static_cast<int64_t>(config_.distributed.bucket_mb * 1048576.0 / 4.0));
-  std::vector<at::Tensor> params;
-  for (auto& [name, p] : model_->mutable_parameters()) {
-    if (!p.requires_grad()) continue;  // frozen: no gradient, no communication
-    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);  // a rank whose batch scored nothing
-    params.push_back(p);
-  }
-  struct Bucket {
-    std::vector<at::Tensor> grads;
-    at::Tensor flat;
-    std::unique_ptr<PendingCollective> pending;
-  };
-  std::vector<Bucket> buckets;
-  int64_t filled = 0;
-  for (const auto& p : params) {
-    if (buckets.empty() || (filled + p.numel() > bucket_elements && !buckets.back().grads.empty())) {
-      buckets.emplace_back();
-      filled = 0;
-    }
-    buckets.back().grads.push_back(p.grad());
-    filled += p.numel();
-  }
-  for (auto& b : buckets) {
-    std::vector<at::Tensor> flat;
-    for (const auto& g : b.grads) flat.push_back(g.reshape({-1}).to(at::kFloat));
-    b.flat = at::cat(flat);
-    b.pending = comm_->all_reduce_async(b.flat);
-  }
-  for (auto& b : buckets) {
-    b.pending->wait();
-    int64_t offset = 0;
-    for (auto& g : b.grads) {
-      g.copy_(b.flat.narrow(0, offset, g.numel()).view(g.sizes()));
-      offset += g.numel();
-    }
-  }
-}
-
 // build: the model (fresh, from init_from, or from the newest usable checkpoint), the optimizer,
 // the loss scaler, the data loader and the resumed state.
 void Trainer::build(bool resume) {
@@ -261,6 +359,10 @@ void Trainer::build(bool resume) {
   for (auto& [name, p] : model.mutable_parameters()) {
     at::NoGradGuard no_grad;
     comm_->broadcast(p, 0);
+  }
+  if (comm_->world_size() > 1) {
+    reducer_ = std::make_unique<GradientReducer>(model.mutable_parameters(), *comm_, c.distributed.bucket_mb,
+                                                 c.distributed.overlap);
   }
   tokenizer_dir_ = !c.model.init_from.empty() ? c.model.init_from : read_manifest(c.data.sources[0].path).tokenizer;
   checkpoints_ = CheckpointManager(c.run.dir, c.checkpoint.keep, tokenizer_dir_);
@@ -373,6 +475,7 @@ StepResult Trainer::train_step(int64_t step, double lr) {
       loss = model_->loss(batch.inputs, batch.targets, batch.segments);
     }
     const double share = global > 0 ? local / global : 1.0;
+    if (reducer_ && micro + 1 == t.grad_accum) reducer_->arm();  // only the last backward communicates
     (loss * (scaler_.scale * share / static_cast<double>(t.grad_accum))).backward();
     const double mean = loss.item<double>();
     if (comm_->world_size() == 1) {
@@ -389,7 +492,10 @@ StepResult Trainer::train_step(int64_t step, double lr) {
                      static_cast<double>(t.grad_accum);
     }
   }
-  reduce_gradients();
+  if (reducer_) {
+    if (batches.empty() || counts[t.grad_accum - 1].item<double>() == 0) reducer_->arm();
+    comm_wait_seconds_ = reducer_->finish();
+  }
   result.grad_norm = optimizer_->step(lr, scaler_.scale);
   result.overflow = !std::isfinite(result.grad_norm);
   // A skipped step is for the rare f16 overflow that a smaller loss scale absorbs; a non-finite
@@ -493,6 +599,11 @@ TrainSummary Trainer::run() {
                           {"grad_norm", result.overflow ? nlohmann::json(nullptr) : nlohmann::json(result.grad_norm)},
                           {"tokens_per_s", tokens_per_second}, {"elapsed_s", elapsed}};
     if (scaler_.dynamic) row["loss_scale"] = scaler_.scale;
+    if (reducer_) {
+      row["allreduce_wait_s"] = comm_wait_seconds_;
+      row["buckets"] = reducer_->buckets();
+      row["buckets_started_in_backward"] = reducer_->started_in_backward();
+    }
     const bool last = step + 1 == c.training.max_steps;
     if (!c.data.valid.empty() && ((c.training.eval_every > 0 && (step + 1) % c.training.eval_every == 0) || last)) {
       const double valid_loss = evaluate();

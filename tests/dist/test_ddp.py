@@ -74,9 +74,13 @@ def assert_same_run(a, b, step=30, tol=1e-5):
     return float(np.max(np.abs(la - lb) / np.abs(la))), worst
 
 
-@pytest.mark.parametrize("variant", ["plain", "frozen_embedding_sgd", "tied"])
+@pytest.mark.parametrize("variant", ["plain", "frozen_embedding_sgd", "tied", "small_buckets", "no_overlap"])
 def test_ranks_equal_one_process(data, tmp_path, variant):
     sections = {}
+    if variant == "small_buckets":  # many buckets, each all-reduced during backward as it fills
+        sections = {"distributed": {"bucket_mb": 0.02}}
+    if variant == "no_overlap":
+        sections = {"distributed": {"overlap": False}}
     if variant == "frozen_embedding_sgd":
         sections = {"optimizer": {"name": "sgd", "lr": 0.05, "freeze": ["embed"]}}
     if variant == "tied":
@@ -90,6 +94,12 @@ def test_ranks_equal_one_process(data, tmp_path, variant):
         loss_err, weight_err = assert_same_run(runs[1], runs[nproc])
         print(f"{variant}: {nproc} ranks vs 1 process: losses {loss_err:.1e}, weights {weight_err:.1e}")
     assert (runs[2] / "logs" / "rank-1.log").exists()
+    rows = [json.loads(x) for x in (runs[2] / "metrics.jsonl").read_text().splitlines()]
+    started = {r["buckets_started_in_backward"] for r in rows}
+    if variant == "small_buckets":
+        assert rows[0]["buckets"] > 5 and min(started) > 0  # all-reduces ran during backward
+    if variant == "no_overlap":
+        assert started == {0}
     if variant == "frozen_embedding_sgd":
         start = weights(runs[2], 10)["model.embed_tokens.weight"]
         assert np.array_equal(start, weights(runs[2], 30)["model.embed_tokens.weight"])

@@ -91,6 +91,7 @@ struct DistributedSection {
   std::string backend = "auto";   // auto (nccl on CUDA, gloo on CPU), gloo, nccl
   std::string strategy = "ddp";   // ddp (ZeRO-1 and fully sharded: docs/distributed.md)
   double bucket_mb = 25;          // gradients are all-reduced in buckets of this size
+  bool overlap = true;            // a bucket's all-reduce starts during backward as soon as it is full
   double timeout_s = 60;          // a collective waiting longer fails the run (a rank died or hangs)
   static DistributedSection from_json(JsonReader& r);
   nlohmann::json to_json() const;
