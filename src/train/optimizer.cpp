@@ -1,5 +1,7 @@
 #include "phi/train/optimizer.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <map>
 
@@ -102,6 +104,35 @@ int64_t Optimizer::trainable_parameters() const {
 }
 int64_t Optimizer::frozen_parameters() const { return frozen_count_; }
 
+void Optimizer::restrict_updates(const std::vector<std::string>& owned) {
+  restricted_ = !owned.empty();
+  for (auto& s : slots_) {
+    s.owned = !restricted_ || std::find(owned.begin(), owned.end(), s.name) != owned.end();
+    if (!s.owned) s.exp_avg = s.exp_avg_sq = s.momentum = at::Tensor();
+  }
+}
+
+std::vector<std::pair<std::string, int64_t>> Optimizer::trainable() const {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& s : slots_) out.emplace_back(s.name, s.param.numel());
+  return out;
+}
+
+std::vector<std::string> Optimizer::state_kinds() const {
+  if (config_.name == "adamw") return {"exp_avg", "exp_avg_sq"};
+  return config_.momentum > 0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
+}
+
+at::Tensor Optimizer::state(const std::string& param, const std::string& kind) const {
+  for (const auto& s : slots_) {
+    if (s.name != param) continue;
+    if (kind == "exp_avg") return s.exp_avg;
+    if (kind == "exp_avg_sq") return s.exp_avg_sq;
+    if (kind == "momentum") return s.momentum;
+  }
+  return {};
+}
+
 int64_t Optimizer::state_bytes_per_parameter() const {
   if (config_.name == "adamw") return 16;
   return config_.momentum > 0 ? 12 : 8;
@@ -128,13 +159,17 @@ double Optimizer::step(double lr, double grad_scale) {
   const double clip = config_.clip_grad_norm > 0 && norm > config_.clip_grad_norm ? config_.clip_grad_norm / (norm + 1e-6) : 1.0;
   const double factor = clip / grad_scale;
   const bool on_cuda = !slots_.empty() && slots_.front().param.is_cuda();
-  if (config_.name == "adamw" && (config_.fused == "on" || (config_.fused == "auto" && on_cuda))) {
+  if (config_.name == "adamw" && !restricted_ && (config_.fused == "on" || (config_.fused == "auto" && on_cuda))) {
     fused_adamw(lr, factor);
     return norm;
   }
   for (auto& s : slots_) {
     auto grad = s.param.mutable_grad();
     if (!grad.defined()) continue;
+    if (!s.owned) {  // ZeRO-1: another process updates it
+      grad.zero_();
+      continue;
+    }
     if (factor != 1.0) grad.mul_(factor);
     const double step_lr = lr * s.lr_scale;
     if (config_.name == "adamw") {
@@ -215,6 +250,7 @@ NamedTensors Optimizer::state_tensors() const {
 void Optimizer::load_state(const TensorStore& store, int64_t steps) {
   steps_ = steps;
   for (auto& s : slots_) {
+    if (!s.owned) continue;
     auto load = [&](const std::string& key, at::Tensor& target) {
       if (!store.contains(key)) return;
       auto t = store.tensor(key);

@@ -242,6 +242,12 @@ class Trainer {
  private:
   /// The other processes of the job (one process: a local communicator); per-rank logs.
   void join_ranks();
+  /// ZeRO-1: each trainable parameter gets one owner rank (greedy by size, largest first), which
+  /// alone keeps its optimizer state and updates it; owners broadcast their updated parameters.
+  void partition_optimizer();
+  void share_updated_parameters();
+  /// The whole optimizer state on every rank's call (rank 0 saves it): ZeRO-1 owners broadcast theirs.
+  NamedTensors gathered_optimizer_state();
   bool leader() const { return comm_->rank() == 0; }
   void build(bool resume);
   void choose_kernels(bool resume);
@@ -261,6 +267,7 @@ class Trainer {
   DistEnv dist_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<GradientReducer> reducer_;  // several ranks only
+  std::map<std::string, int> owner_;          // ZeRO-1: the rank that updates each trainable parameter
   double comm_wait_seconds_ = 0;              // this step's all-reduce wait after backward
   CheckpointManager checkpoints_;
   std::optional<Transformer> model_;
@@ -272,6 +279,70 @@ class Trainer {
   std::string tokenizer_dir_;
   TrainSummary summary_;
 };
+
+void Trainer::partition_optimizer() {
+  auto params = optimizer_->trainable();
+  std::stable_sort(params.begin(), params.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::vector<int64_t> load(static_cast<size_t>(comm_->world_size()), 0);
+  std::vector<std::string> mine;
+  for (const auto& [name, numel] : params) {
+    const auto r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner_[name] = r;
+    load[static_cast<size_t>(r)] += numel;
+    if (r == comm_->rank()) mine.push_back(name);
+  }
+  optimizer_->restrict_updates(mine);
+  const int64_t total = optimizer_->trainable_parameters();
+  const int64_t here = load[static_cast<size_t>(comm_->rank())];
+  const double state_bytes = static_cast<double>(optimizer_->state_bytes_per_parameter() - 8);
+  spdlog::info("zero1: this rank updates {} of {} trainable parameters ({:.1f}%); {:.2f} bytes/parameter of "
+               "weights+gradients+state on this rank ({} with ddp)",
+               here, total, 100.0 * static_cast<double>(here) / static_cast<double>(std::max<int64_t>(total, 1)),
+               8.0 + state_bytes * static_cast<double>(here) / static_cast<double>(std::max<int64_t>(total, 1)),
+               optimizer_->state_bytes_per_parameter());
+}
+
+void Trainer::share_updated_parameters() {
+  if (owner_.empty()) return;
+  at::NoGradGuard no_grad;
+  auto& params = model_->mutable_parameters();
+  for (int r = 0; r < comm_->world_size(); ++r) {
+    std::vector<at::Tensor> owned;
+    for (const auto& [name, numel] : optimizer_->trainable()) {
+      if (owner_[name] == r) owned.push_back(params.at(name));
+    }
+    if (owned.empty()) continue;
+    std::vector<at::Tensor> flat;
+    for (const auto& p : owned) flat.push_back(p.reshape({-1}));
+    auto buffer = at::cat(flat);
+    comm_->broadcast(buffer, r);
+    int64_t offset = 0;
+    for (auto& p : owned) {
+      p.copy_(buffer.narrow(0, offset, p.numel()).view(p.sizes()));
+      offset += p.numel();
+    }
+  }
+}
+
+NamedTensors Trainer::gathered_optimizer_state() {
+  if (owner_.empty()) return optimizer_->state_tensors();
+  at::NoGradGuard no_grad;
+  NamedTensors out;
+  const auto& params = model_->parameters();
+  for (const auto& [name, numel] : optimizer_->trainable()) {
+    const int owner = owner_.at(name);
+    for (const auto& kind : optimizer_->state_kinds()) {
+      auto mine = optimizer_->state(name, kind);
+      auto defined = at::full({1}, mine.defined() ? 1.0 : 0.0, at::kDouble);
+      comm_->broadcast(defined, owner);
+      if (defined.item<double>() == 0) continue;
+      auto tensor = mine.defined() ? mine.clone() : at::zeros_like(params.at(name));
+      comm_->broadcast(tensor, owner);
+      out.push_back({name + "." + kind, tensor});
+    }
+  }
+  return out;
+}
 
 void Trainer::join_ranks() {
   const auto& d = config_.distributed;
@@ -345,6 +416,7 @@ void Trainer::build(bool resume) {
   if (model.dtype() != at::kFloat) model.to(device_, at::kFloat);  // master weights are float32
   model.set_activation_checkpointing(c.training.activation_checkpointing);
   optimizer_.emplace(model.mutable_parameters(), c.optimizer);
+  if (c.distributed.strategy == "zero1" && comm_->world_size() > 1) partition_optimizer();
   if (c.training.precision == "f16") {
     scaler_.dynamic = true;
     scaler_.scale = c.training.loss_scale;
@@ -497,6 +569,7 @@ StepResult Trainer::train_step(int64_t step, double lr) {
     comm_wait_seconds_ = reducer_->finish();
   }
   result.grad_norm = optimizer_->step(lr, scaler_.scale);
+  share_updated_parameters();
   result.overflow = !std::isfinite(result.grad_norm);
   // A skipped step is for the rare f16 overflow that a smaller loss scale absorbs; a non-finite
   // loss, or a non-finite gradient with no scale left to lower, means the run is diverging.
@@ -560,7 +633,7 @@ void Trainer::checkpoint(int64_t step) {
                     (std::isfinite(last_loss) ? "the weights are" : "the loss is") + " not finite; no checkpoint written",
                 config_.run.dir, "lower optimizer.lr; the last good checkpoint is " + (last_good.empty() ? "(none)" : last_good));
   }
-  NamedTensors state = optimizer_->state_tensors();
+  NamedTensors state = gathered_optimizer_state();
   state.push_back({"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()});
   if (model_->device().is_cuda()) state.push_back({"rng.cuda", cuda_rng_state()});
   const nlohmann::json trainer_state = {{"step", step},

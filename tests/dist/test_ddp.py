@@ -74,9 +74,15 @@ def assert_same_run(a, b, step=30, tol=1e-5):
     return float(np.max(np.abs(la - lb) / np.abs(la))), worst
 
 
-@pytest.mark.parametrize("variant", ["plain", "frozen_embedding_sgd", "tied", "small_buckets", "no_overlap"])
+@pytest.mark.parametrize("variant", ["plain", "frozen_embedding_sgd", "tied", "small_buckets", "no_overlap", "zero1",
+                                     "zero1_sgd_frozen"])
 def test_ranks_equal_one_process(data, tmp_path, variant):
     sections = {}
+    if variant == "zero1":
+        sections = {"distributed": {"strategy": "zero1"}}
+    if variant == "zero1_sgd_frozen":
+        sections = {"distributed": {"strategy": "zero1"},
+                    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "freeze": ["embed"]}}
     if variant == "small_buckets":  # many buckets, each all-reduced during backward as it fills
         sections = {"distributed": {"bucket_mb": 0.02}}
     if variant == "no_overlap":
@@ -100,19 +106,34 @@ def test_ranks_equal_one_process(data, tmp_path, variant):
         assert rows[0]["buckets"] > 5 and min(started) > 0  # all-reduces ran during backward
     if variant == "no_overlap":
         assert started == {0}
-    if variant == "frozen_embedding_sgd":
+    if variant.startswith("zero1"):
+        # Each rank keeps the optimizer state of its share of the trainable parameters only.
+        import re
+
+        for nproc in (2, 3):
+            shares = []
+            for r in range(nproc):
+                log = (runs[nproc] / "logs" / f"rank-{r}.log").read_text()
+                m = re.search(r"zero1: this rank updates (\d+) of (\d+) trainable parameters", log)
+                shares.append((int(m.group(1)), int(m.group(2))))
+            total = shares[0][1]
+            assert sum(s for s, _ in shares) == total
+            assert max(s for s, _ in shares) < 0.75 * total if nproc == 2 else max(s for s, _ in shares) < 0.55 * total
+    if variant in ("frozen_embedding_sgd", "zero1_sgd_frozen"):
         start = weights(runs[2], 10)["model.embed_tokens.weight"]
         assert np.array_equal(start, weights(runs[2], 30)["model.embed_tokens.weight"])
 
 
 def test_resume_on_another_world_size(data, tmp_path):
-    """A 2-rank run checkpointed at step 20 continues on 3 ranks and on 1 along the uninterrupted run."""
+    """A 2-rank run checkpointed at step 20 continues on 3 ranks and on 1 along the uninterrupted run,
+    with DDP and with ZeRO-1 (whose sharded optimizer state is gathered into the checkpoint)."""
     full = tmp_path / "full"
     train(write_recipe(data, full), 1)
-    for nproc in (3, 1):
-        part = tmp_path / f"part-{nproc}"
-        train(write_recipe(data, part, steps=20), 2)
-        train(write_recipe(data, part, steps=30), nproc, "--resume")
+    for strategy, nproc in (("ddp", 3), ("ddp", 1), ("zero1", 3), ("zero1", 1)):
+        part = tmp_path / f"part-{strategy}-{nproc}"
+        dist = {"strategy": strategy}
+        train(write_recipe(data, part, steps=20, distributed=dist), 2)
+        train(write_recipe(data, part, steps=30, distributed=dist), nproc, "--resume")
         assert_same_run(full, part)
 
 
@@ -121,9 +142,10 @@ def test_batch_must_divide_among_ranks(data, tmp_path):
     proc = subprocess.run([PHI_BIN, "launch", "--nproc", "2", "--", "train", "--config", str(recipe)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "does not divide among 2 ranks" in proc.stderr
-    recipe = write_recipe(data, tmp_path / "z", distributed={"strategy": "zero3"})
-    proc = run_phi("train", "--config", recipe, check=False)
-    assert proc.returncode == 1 and "$.distributed.strategy" in proc.stderr
+    for strategy, fragment in (("zero3", "must be ddp or zero1"), ("fsdp", "not implemented yet")):
+        recipe = write_recipe(data, tmp_path / "z", distributed={"strategy": strategy})
+        proc = run_phi("train", "--config", recipe, check=False)
+        assert proc.returncode == 1 and "$.distributed.strategy" in proc.stderr and fragment in proc.stderr
 
 
 def wait_for_step(run_dir, step, proc_list, timeout=120):

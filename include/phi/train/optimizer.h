@@ -58,6 +58,16 @@ class Optimizer {
   /// (AdamW 16: weight, grad, m, v; SGD with momentum 12: weight, grad, momentum).
   int64_t state_bytes_per_parameter() const;
   bool is_frozen(const std::string& name) const;
+  /// ZeRO-1: this process updates (and keeps state for) only the named trainable parameters; the
+  /// others' gradients still count in the global norm and are cleared, their values come from the
+  /// process that owns them. Empty: every parameter (the default).
+  void restrict_updates(const std::vector<std::string>& owned);
+  /// The trainable parameters in the optimizer's order, and their element counts.
+  std::vector<std::pair<std::string, int64_t>> trainable() const;
+  /// The state kinds this optimizer keeps per parameter ("exp_avg", "exp_avg_sq" or "momentum").
+  std::vector<std::string> state_kinds() const;
+  /// One state tensor (undefined when it does not exist yet, or is not kept here).
+  at::Tensor state(const std::string& param, const std::string& kind) const;
 
   /// State tensors by name ("<param>.exp_avg", ...) and the step count, for checkpoints.
   NamedTensors state_tensors() const;
@@ -71,9 +81,11 @@ class Optimizer {
     double lr_scale = 1;
     at::Tensor exp_avg, exp_avg_sq, momentum;
     at::Tensor step_count;  // float32 scalar on the parameter's device (the fused kernel's step)
+    bool owned = true;      // ZeRO-1: updated here
   };
   void fused_adamw(double lr, double grad_factor);
   std::vector<Slot> slots_;
+  bool restricted_ = false;
   std::vector<std::string> frozen_;
   int64_t frozen_count_ = 0;
   OptimizerConfig config_;

@@ -89,7 +89,7 @@ struct KernelSection {
 /// Several processes (launched by torchrun, srun or `phi launch`; phi/dist): how they train together.
 struct DistributedSection {
   std::string backend = "auto";   // auto (nccl on CUDA, gloo on CPU), gloo, nccl
-  std::string strategy = "ddp";   // ddp (ZeRO-1 and fully sharded: docs/distributed.md)
+  std::string strategy = "ddp";   // ddp, or zero1 (optimizer state sharded; docs/distributed.md)
   double bucket_mb = 25;          // gradients are all-reduced in buckets of this size
   bool overlap = true;            // a bucket's all-reduce starts during backward as soon as it is full
   double timeout_s = 60;          // a collective waiting longer fails the run (a rank died or hangs)
