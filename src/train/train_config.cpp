@@ -174,13 +174,14 @@ DistributedSection DistributedSection::from_json(JsonReader& r) {
   s.strategy = r.optional<std::string>("strategy", s.strategy);
   s.bucket_mb = r.optional<double>("bucket_mb", s.bucket_mb);
   s.overlap = r.optional<bool>("overlap", s.overlap);
+  s.reduce_dtype = r.optional<std::string>("reduce_dtype", s.reduce_dtype);
   s.timeout_s = r.optional<double>("timeout_s", s.timeout_s);
   return s;
 }
 
 nlohmann::json DistributedSection::to_json() const {
   return {{"backend", backend}, {"strategy", strategy}, {"bucket_mb", bucket_mb}, {"overlap", overlap},
-          {"timeout_s", timeout_s}};
+          {"reduce_dtype", reduce_dtype}, {"timeout_s", timeout_s}};
 }
 
 void DistributedSection::validate(const JsonReader& r) const {
@@ -190,6 +191,7 @@ void DistributedSection::validate(const JsonReader& r) const {
   }
   if (strategy != "ddp" && strategy != "zero1") r.fail("strategy", "must be ddp or zero1");
   if (!(bucket_mb > 0 && bucket_mb <= 4096)) r.fail("bucket_mb", "must be in (0, 4096]");
+  if (reduce_dtype != "f32" && reduce_dtype != "bf16") r.fail("reduce_dtype", "must be f32 or bf16");
   if (!(timeout_s > 0)) r.fail("timeout_s", "must be > 0");
 }
 

@@ -98,8 +98,9 @@ struct StepResult {
 // and Megatron's overlap). finish() waits for every bucket and copies the sums back.
 class GradientReducer {
  public:
-  GradientReducer(ParameterMap& parameters, Communicator& comm, double bucket_mb, bool overlap)
-      : comm_(comm), overlap_(overlap) {
+  GradientReducer(ParameterMap& parameters, Communicator& comm, double bucket_mb, bool overlap,
+                  c10::ScalarType reduce_dtype)
+      : comm_(comm), overlap_(overlap), dtype_(reduce_dtype) {
     // Backward order: lm_head, final norm, layers from last to first, embedding.
     std::vector<std::pair<std::tuple<int, int64_t, std::string>, at::Tensor*>> ordered;
     for (auto& [name, p] : parameters) {
@@ -113,7 +114,8 @@ class GradientReducer {
       ordered.push_back({{group, layer, name}, &p});
     }
     std::sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    const int64_t bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1048576.0 / 4.0));
+    const int64_t bucket_elements =
+        std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1048576.0 / static_cast<double>(c10::elementSize(dtype_))));
     int64_t filled = 0;
     for (auto& [key, p] : ordered) {
       if (buckets_.empty() || (filled + p->numel() > bucket_elements && !buckets_.back().slots.empty())) {
@@ -148,7 +150,7 @@ class GradientReducer {
     armed_ = overlap_;
     started_in_backward_ = 0;
     for (auto& bucket : buckets_) {
-      bucket.flat = at::empty({bucket.elements}, at::kFloat);
+      bucket.flat = at::empty({bucket.elements}, at::TensorOptions().dtype(dtype_));
       bucket.ready = 0;
       bucket.pending.reset();
       for (auto& slot : bucket.slots) slot.written = false;
@@ -205,11 +207,7 @@ class GradientReducer {
     auto& slot = bucket.slots[it->second.second];
     auto target = bucket.flat.narrow(0, slot.offset, param.numel()).view(param.sizes());
     const auto& accumulated = param.grad();
-    if (accumulated.defined()) {
-      at::add_out(target, accumulated, grad);
-    } else {
-      target.copy_(grad);
-    }
+    target.copy_(accumulated.defined() ? accumulated + grad : grad);  // in the bucket's dtype
     slot.written = true;
     if (++bucket.ready == bucket.slots.size()) {
       bucket.pending = comm_.all_reduce_async(bucket.flat);
@@ -219,6 +217,7 @@ class GradientReducer {
 
   Communicator& comm_;
   bool overlap_;
+  c10::ScalarType dtype_;  // the buckets' dtype: gradients are summed in it
   bool armed_ = false;
   int64_t started_in_backward_ = 0;
   std::vector<Bucket> buckets_;
@@ -434,7 +433,8 @@ void Trainer::build(bool resume) {
   }
   if (comm_->world_size() > 1) {
     reducer_ = std::make_unique<GradientReducer>(model.mutable_parameters(), *comm_, c.distributed.bucket_mb,
-                                                 c.distributed.overlap);
+                                                 c.distributed.overlap,
+                                                 c.distributed.reduce_dtype == "bf16" ? at::kBFloat16 : at::kFloat);
   }
   tokenizer_dir_ = !c.model.init_from.empty() ? c.model.init_from : read_manifest(c.data.sources[0].path).tokenizer;
   checkpoints_ = CheckpointManager(c.run.dir, c.checkpoint.keep, tokenizer_dir_);

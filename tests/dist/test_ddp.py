@@ -137,6 +137,17 @@ def test_resume_on_another_world_size(data, tmp_path):
         assert_same_run(full, part)
 
 
+def test_bf16_gradient_reduction(data, tmp_path):
+    """distributed.reduce_dtype bf16 halves the traffic; the sums are rounded to bf16, so the run
+    stays near (not equal to) the float32 one."""
+    ref, bf16 = tmp_path / "f32", tmp_path / "bf16"
+    train(write_recipe(data, ref), 2)
+    train(write_recipe(data, bf16, distributed={"reduce_dtype": "bf16", "bucket_mb": 0.02}), 2)
+    a, b = losses(ref), losses(bf16)
+    assert np.max(np.abs(a - b) / np.abs(a)) < 2e-2
+    assert np.max(np.abs(a - b)) > 0  # the rounding is real
+
+
 def test_batch_must_divide_among_ranks(data, tmp_path):
     recipe = write_recipe(data, tmp_path / "odd", training={"batch_size": 5})
     proc = subprocess.run([PHI_BIN, "launch", "--nproc", "2", "--", "train", "--config", str(recipe)],

@@ -92,6 +92,7 @@ struct DistributedSection {
   std::string strategy = "ddp";   // ddp, or zero1 (optimizer state sharded; docs/distributed.md)
   double bucket_mb = 25;          // gradients are all-reduced in buckets of this size
   bool overlap = true;            // a bucket's all-reduce starts during backward as soon as it is full
+  std::string reduce_dtype = "f32";  // f32, or bf16 (half the traffic; the sum rounded to bf16)
   double timeout_s = 60;          // a collective waiting longer fails the run (a rank died or hangs)
   static DistributedSection from_json(JsonReader& r);
   nlohmann::json to_json() const;
