@@ -245,6 +245,9 @@ class Trainer {
   /// alone keeps its optimizer state and updates it; owners broadcast their updated parameters.
   void partition_optimizer();
   void share_updated_parameters();
+  /// After the first step (when the optimizer state exists): the state bytes this rank holds,
+  /// measured, against the prediction (bytes per parameter x the parameters it updates).
+  void report_state_memory() const;
   /// The whole optimizer state on every rank's call (rank 0 saves it): ZeRO-1 owners broadcast theirs.
   NamedTensors gathered_optimizer_state();
   bool leader() const { return comm_->rank() == 0; }
@@ -299,6 +302,18 @@ void Trainer::partition_optimizer() {
                here, total, 100.0 * static_cast<double>(here) / static_cast<double>(std::max<int64_t>(total, 1)),
                8.0 + state_bytes * static_cast<double>(here) / static_cast<double>(std::max<int64_t>(total, 1)),
                optimizer_->state_bytes_per_parameter());
+}
+
+void Trainer::report_state_memory() const {
+  int64_t measured = 0;
+  for (const auto& entry : optimizer_->state_tensors()) measured += entry.second.numel() * entry.second.element_size();
+  int64_t updated = 0;
+  for (const auto& [name, numel] : optimizer_->trainable()) {
+    if (owner_.empty() || owner_.at(name) == comm_->rank()) updated += numel;
+  }
+  const int64_t predicted = (optimizer_->state_bytes_per_parameter() - 8) * updated;
+  spdlog::info("optimizer state on this rank: {} bytes measured, {} predicted ({} parameters updated here)", measured,
+               predicted, updated);
 }
 
 void Trainer::share_updated_parameters() {
@@ -570,6 +585,7 @@ StepResult Trainer::train_step(int64_t step, double lr) {
   }
   result.grad_norm = optimizer_->step(lr, scaler_.scale);
   share_updated_parameters();
+  if (step == start_step_) report_state_memory();
   result.overflow = !std::isfinite(result.grad_norm);
   // A skipped step is for the rare f16 overflow that a smaller loss scale absorbs; a non-finite
   // loss, or a non-finite gradient with no scale left to lower, means the run is diverging.

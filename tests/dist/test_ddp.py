@@ -100,6 +100,24 @@ def test_ranks_equal_one_process(data, tmp_path, variant):
         loss_err, weight_err = assert_same_run(runs[1], runs[nproc])
         print(f"{variant}: {nproc} ranks vs 1 process: losses {loss_err:.1e}, weights {weight_err:.1e}")
     assert (runs[2] / "logs" / "rank-1.log").exists()
+    # Optimizer-state bytes per rank: measured after the first step equals the prediction; with
+    # zero1 the ranks' states add up to one process's.
+    import re
+
+    for nproc in (2, 3):
+        measured = []
+        for r in range(nproc):
+            log = (runs[nproc] / "logs" / f"rank-{r}.log").read_text()
+            m = re.search(r"optimizer state on this rank: (\d+) bytes measured, (\d+) predicted", log)
+            assert m and m.group(1) == m.group(2), log[-2000:]
+            measured.append(int(m.group(1)))
+        if variant.startswith("zero1"):
+            total = int(re.search(r"updates \d+ of (\d+) trainable",
+                                  (runs[nproc] / "logs" / "rank-0.log").read_text()).group(1))
+            per_parameter = 8 if variant == "zero1" else 4  # AdamW's two moments; SGD's momentum (float32)
+            assert sum(measured) == per_parameter * total and max(measured) < sum(measured)
+        else:
+            assert len(set(measured)) == 1
     rows = [json.loads(x) for x in (runs[2] / "metrics.jsonl").read_text().splitlines()]
     started = {r["buckets_started_in_backward"] for r in rows}
     if variant == "small_buckets":
