@@ -146,6 +146,8 @@ int run_launch(const LaunchOptions& o) {
 }
 
 struct DistCheckOptions {
+  std::string backend = "auto";
+  std::string device = "cpu";
   int64_t elements = 1 << 20;
   int64_t repeats = 5;
   double timeout = 60;
@@ -156,6 +158,10 @@ int run_dist_check(const DistCheckOptions& o) {
   const auto env = read_dist_env();
   CommunicatorOptions options;
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout * 1000));
+  options.backend = o.backend;
+  const auto device = o.device == "cuda" ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
+                                         : c10::Device(o.device);
+  options.cuda = device.is_cuda();
   auto comm = make_communicator(env, options);
   if (o.fail_rank == env.rank) {
     std::cerr << "rank " << env.rank << " exits on purpose after joining (--simulate-failure-rank)\n";
@@ -166,23 +172,24 @@ int run_dist_check(const DistCheckOptions& o) {
   auto expect = [&](const char* what, const at::Tensor& got, const at::Tensor& want) {
     if (!at::allclose(got, want)) failures.push_back(what);
   };
-  auto t = at::full({7}, static_cast<float>(r + 1));
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  auto t = at::full({7}, static_cast<float>(r + 1), f32);
   comm->all_reduce(t);
-  expect("all_reduce sum", t, at::full({7}, static_cast<float>(w * (w + 1) / 2)));
-  auto m = at::full({3}, static_cast<float>(r));
+  expect("all_reduce sum", t.cpu(), at::full({7}, static_cast<float>(w * (w + 1) / 2)));
+  auto m = at::full({3}, static_cast<float>(r), f32);
   comm->all_reduce(m, ReduceOp::kMax);
-  expect("all_reduce max", m, at::full({3}, static_cast<float>(w - 1)));
-  auto b = at::full({5}, static_cast<float>(r * 10));
+  expect("all_reduce max", m.cpu(), at::full({3}, static_cast<float>(w - 1)));
+  auto b = at::full({5}, static_cast<float>(r * 10), f32);
   comm->broadcast(b, w - 1);
-  expect("broadcast", b, at::full({5}, static_cast<float>((w - 1) * 10)));
-  auto gathered = at::empty({w * 2});
-  comm->all_gather(at::full({2}, static_cast<float>(r)), gathered);
-  expect("all_gather", gathered, at::arange(w, at::kFloat).repeat_interleave(2));
-  auto scattered = at::empty({3});
-  comm->reduce_scatter(at::arange(w * 3, at::kFloat), scattered);
-  expect("reduce_scatter", scattered, at::arange(r * 3, r * 3 + 3, at::kFloat) * w);
+  expect("broadcast", b.cpu(), at::full({5}, static_cast<float>((w - 1) * 10)));
+  auto gathered = at::empty({w * 2}, f32);
+  comm->all_gather(at::full({2}, static_cast<float>(r), f32), gathered);
+  expect("all_gather", gathered.cpu(), at::arange(w, at::kFloat).repeat_interleave(2));
+  auto scattered = at::empty({3}, f32);
+  comm->reduce_scatter(at::arange(w * 3, f32), scattered);
+  expect("reduce_scatter", scattered.cpu(), at::arange(r * 3, r * 3 + 3, at::kFloat) * w);
   comm->barrier();
-  auto big = at::ones({o.elements});
+  auto big = at::ones({o.elements}, f32);
   comm->all_reduce(big);  // warm-up
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < o.repeats; ++i) comm->all_reduce(big);
@@ -220,6 +227,9 @@ void add_launch_command(CLI::App& root, Runner& run) {
   auto* dist = root.add_subcommand("dist", "Distributed tools");
   dist->require_subcommand(1);
   auto* check = dist->add_subcommand("check", "check every collective across the launched ranks, time all_reduce");
+  check->add_option("--backend", d->backend, "auto, gloo or nccl (nccl by name also with one process)")
+      ->capture_default_str();
+  check->add_option("--device", d->device, "cpu or cuda (each rank its LOCAL_RANK's GPU)")->capture_default_str();
   check->add_option("--elements", d->elements, "floats in the timed all_reduce")->capture_default_str();
   check->add_option("--repeats", d->repeats, "timed all_reduce calls")->capture_default_str();
   check->add_option("--timeout", d->timeout, "seconds a collective may wait for the others")->capture_default_str();

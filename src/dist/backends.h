@@ -17,6 +17,11 @@ inline std::string exception_text(const std::exception& e) {
   return e.what();
 }
 
+/// NCCL (CUDA tensors); nullptr when this build has no CUDA.
+std::unique_ptr<Communicator> make_nccl_communicator(const DistEnv& env, const CommunicatorOptions& options,
+                                                     const c10::intrusive_ptr<c10d::Store>& store);
+bool nccl_available();
+
 /// Gloo (CPU tensors); nullptr when this build has no Gloo.
 std::unique_ptr<Communicator> make_gloo_communicator(const DistEnv& env, const CommunicatorOptions& options,
                                                      const c10::intrusive_ptr<c10d::Store>& store);

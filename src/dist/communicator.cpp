@@ -34,15 +34,16 @@ class LocalCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommunicatorOptions& options) {
-  if (!env.distributed()) return std::make_unique<LocalCommunicator>();
+  // One process needs no group, unless NCCL is asked for by name (the GPU check of the NCCL path).
+  if (!env.distributed() && options.backend != "nccl") return std::make_unique<LocalCommunicator>();
   std::string backend = options.backend;
   if (backend == "auto") backend = options.cuda ? "nccl" : "gloo";
   if (backend != "gloo" && backend != "nccl") {
     throw Error("distributed backend '" + options.backend + "' is not auto, gloo or nccl");
   }
-  if (backend == "nccl") {
-    throw Error("the NCCL backend is not built into this phi yet", "",
-                "use backend gloo (CPU tensors) for now; docs/distributed.md");
+  if (backend == "nccl" && !nccl_available()) {
+    throw Error("this phi was built without CUDA: the NCCL backend is not available", "",
+                "use backend gloo with CPU tensors");
   }
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(env.master_port);
@@ -60,7 +61,8 @@ std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const Commun
                 "", "every rank must start within the timeout and reach MASTER_ADDR:MASTER_PORT");
   }
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("phi", store);
-  auto communicator = make_gloo_communicator(env, options, prefixed);
+  auto communicator = backend == "nccl" ? make_nccl_communicator(env, options, prefixed)
+                                        : make_gloo_communicator(env, options, prefixed);
   if (!communicator) {
     throw Error("this phi was built without Gloo (Debian's libgloo-dev): it cannot run " +
                 std::to_string(env.world_size) + " CPU ranks");

@@ -150,7 +150,7 @@ class GradientReducer {
     armed_ = overlap_;
     started_in_backward_ = 0;
     for (auto& bucket : buckets_) {
-      bucket.flat = at::empty({bucket.elements}, at::TensorOptions().dtype(dtype_));
+      bucket.flat = at::empty({bucket.elements}, at::TensorOptions().dtype(dtype_).device(bucket.slots.front().param->device()));
       bucket.ready = 0;
       bucket.pending.reset();
       for (auto& slot : bucket.slots) slot.written = false;
@@ -365,6 +365,10 @@ void Trainer::join_ranks() {
   options.backend = d.backend;
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(d.timeout_s * 1000));
   options.cuda = device_.is_cuda();
+  // Several ranks on CUDA: each takes the GPU of its local rank unless the recipe names one.
+  if (device_.is_cuda() && dist_.distributed() && !device_.has_index()) {
+    device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist_.local_rank));
+  }
   comm_ = make_communicator(dist_, options);
   if (!dist_.distributed()) return;
   // Every rank logs to run.dir/logs/rank-R.log; only rank 0 speaks on the console.
@@ -446,7 +450,7 @@ void Trainer::build(bool resume) {
     at::NoGradGuard no_grad;
     comm_->broadcast(p, 0);
   }
-  if (comm_->world_size() > 1) {
+  if (comm_->backend() != "local") {  // a process group (NCCL asked for by name may have one rank)
     reducer_ = std::make_unique<GradientReducer>(model.mutable_parameters(), *comm_, c.distributed.bucket_mb,
                                                  c.distributed.overlap,
                                                  c.distributed.reduce_dtype == "bf16" ? at::kBFloat16 : at::kFloat);
