@@ -537,6 +537,19 @@ void Trainer::describe() const {
                                              : "autocast compute, float32 master weights" +
                                                    std::string(scaler_.dynamic ? ", dynamic loss scaling" : ""),
                c.training.activation_checkpointing ? "on" : "off", model.config().name, device_.str());
+  if (comm_->world_size() > 1) {
+    // Weights + gradients + optimizer state per rank, activations not counted (docs/distributed.md).
+    const double n = comm_->world_size();
+    const double bytes = static_cast<double>(optimizer_->state_bytes_per_parameter());
+    const double frozen = 4.0 * static_cast<double>(optimizer_->frozen_parameters());
+    const double t = static_cast<double>(trainable);
+    auto size = [](double b) {
+      return b >= 1073741824.0 ? fmt::format("{:.2f} GiB", b / 1073741824.0) : fmt::format("{:.1f} MiB", b / 1048576.0);
+    };
+    spdlog::info("weights+gradients+optimizer state per rank of {}: ddp {}, zero1 {}, fully sharded {} (this run: {})",
+                 comm_->world_size(), size(bytes * t + frozen), size(8.0 * t + (bytes - 8.0) * t / n + frozen),
+                 size((bytes * t + frozen) / n), c.distributed.strategy);
+  }
 }
 
 // train_step: grad_accum micro-batches (forward under autocast, scaled backward), then the
