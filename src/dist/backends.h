@@ -1,13 +1,16 @@
-// Private: the process-group backends behind Communicator, each in its own translation unit.
+// Private: the c10d process groups behind Communicator. Each backend's headers stay in its own
+// translation unit (gloo_communicator.cpp, nccl_communicator.cpp), which only builds the group;
+// the collectives over any c10d::Backend live in communicator.cpp.
 #pragma once
 
 #include <memory>
+#include <string>
 
+#include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include "phi/dist/communicator.h"
-
-#include <c10/util/Exception.h>
 
 namespace phi {
 
@@ -17,13 +20,12 @@ inline std::string exception_text(const std::exception& e) {
   return e.what();
 }
 
-/// NCCL (CUDA tensors); nullptr when this build has no CUDA.
-std::unique_ptr<Communicator> make_nccl_communicator(const DistEnv& env, const CommunicatorOptions& options,
-                                                     const c10::intrusive_ptr<c10d::Store>& store);
+/// ProcessGroupGloo; undefined when this build has no Gloo.
+c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const DistEnv& env, const CommunicatorOptions& options,
+                                                    const c10::intrusive_ptr<c10d::Store>& store);
+/// ProcessGroupNCCL; undefined when this build has no CUDA.
+c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const DistEnv& env, const CommunicatorOptions& options,
+                                                    const c10::intrusive_ptr<c10d::Store>& store);
 bool nccl_available();
-
-/// Gloo (CPU tensors); nullptr when this build has no Gloo.
-std::unique_ptr<Communicator> make_gloo_communicator(const DistEnv& env, const CommunicatorOptions& options,
-                                                     const c10::intrusive_ptr<c10d::Store>& store);
 
 }  // namespace phi

@@ -31,6 +31,110 @@ class LocalCommunicator final : public Communicator {
   void barrier() override {}
 };
 
+c10d::ReduceOp to_c10d(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kMax:
+      return c10d::ReduceOp::MAX;
+    case ReduceOp::kMin:
+      return c10d::ReduceOp::MIN;
+    default:
+      return c10d::ReduceOp::SUM;
+  }
+}
+
+// The collectives over a c10d backend (Gloo or NCCL). A failure (a timeout, a rank that went
+// away) becomes phi::Error naming the collective, its size and this rank. NCCL moves CUDA tensors
+// only: with `stage_to_cuda` a host tensor (the trainer's counts and flags) goes through the GPU
+// and is copied back when the collective completes.
+class BackendCommunicator final : public Communicator {
+ public:
+  BackendCommunicator(const DistEnv& env, c10::intrusive_ptr<c10d::Backend> group, std::string name, bool stage_to_cuda)
+      : rank_(env.rank), world_(env.world_size), group_(std::move(group)), name_(std::move(name)),
+        stage_(stage_to_cuda) {}
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+  std::string backend() const override { return name_; }
+
+  void all_reduce(at::Tensor& tensor, ReduceOp op) override { all_reduce_async(tensor, op)->wait(); }
+
+  std::unique_ptr<PendingCollective> all_reduce_async(at::Tensor& tensor, ReduceOp op) override {
+    auto staged = staged_for(tensor);
+    std::vector<at::Tensor> tensors = {staged};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = to_c10d(op);
+    return pending("all_reduce", tensor, staged, [&] { return group_->allreduce(tensors, opts); });
+  }
+
+  void broadcast(at::Tensor& tensor, int root) override {
+    auto staged = staged_for(tensor);
+    std::vector<at::Tensor> tensors = {staged};
+    c10d::BroadcastOptions opts;
+    opts.rootRank = root;
+    pending("broadcast", tensor, staged, [&] { return group_->broadcast(tensors, opts); })->wait();
+  }
+
+  void all_gather(const at::Tensor& input, at::Tensor& output) override {
+    PHI_CHECK(output.numel() == input.numel() * world_, "all_gather output needs world_size x input elements");
+    auto in = staged_for(input.contiguous());
+    auto out = staged_for(output);
+    pending("all_gather", output, out, [&] { return group_->_allgather_base(out, in); })->wait();
+  }
+
+  void reduce_scatter(const at::Tensor& input, at::Tensor& output) override {
+    PHI_CHECK(input.numel() == output.numel() * world_, "reduce_scatter input needs world_size x output elements");
+    auto in = staged_for(input.contiguous());
+    auto out = staged_for(output);
+    pending("reduce_scatter", output, out, [&] { return group_->_reduce_scatter_base(out, in); })->wait();
+  }
+
+  void barrier() override {
+    at::Tensor none;
+    pending("barrier", none, none, [&] { return group_->barrier(); })->wait();
+  }
+
+ private:
+  at::Tensor staged_for(const at::Tensor& t) const { return stage_ && !t.is_cuda() ? t.to(at::kCUDA) : t; }
+
+  // `staged` is what the collective ran on; when it is not `tensor`, wait() copies it back.
+  template <typename Start>
+  std::unique_ptr<PendingCollective> pending(const char* name, const at::Tensor& tensor, const at::Tensor& staged,
+                                             Start&& start) {
+    const std::string what = std::string(name) +
+                             (tensor.defined() ? " of " + std::to_string(tensor.numel()) + " elements" : std::string()) +
+                             " on rank " + std::to_string(rank_) + " of " + std::to_string(world_) + " (" + name_ + ")";
+    struct Pending final : PendingCollective {
+      c10::intrusive_ptr<c10d::Work> work;
+      std::string what;
+      at::Tensor target, staged;
+      void wait() override {
+        try {
+          work->wait();
+        } catch (const std::exception& e) {
+          throw Error(what + " failed: " + exception_text(e), "",
+                      "another rank died or stopped answering (see its log); the last complete checkpoint is intact");
+        }
+        if (target.defined() && !target.is_same(staged)) target.copy_(staged);
+      }
+    };
+    auto p = std::make_unique<Pending>();
+    p->what = what;
+    p->target = tensor;
+    p->staged = staged;
+    try {
+      p->work = start();
+    } catch (const std::exception& e) {
+      throw Error(what + " could not start: " + exception_text(e));
+    }
+    return p;
+  }
+
+  int rank_, world_;
+  c10::intrusive_ptr<c10d::Backend> group_;
+  std::string name_;
+  bool stage_;
+};
+
 }  // namespace
 
 std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommunicatorOptions& options) {
@@ -61,13 +165,12 @@ std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const Commun
                 "", "every rank must start within the timeout and reach MASTER_ADDR:MASTER_PORT");
   }
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("phi", store);
-  auto communicator = backend == "nccl" ? make_nccl_communicator(env, options, prefixed)
-                                        : make_gloo_communicator(env, options, prefixed);
-  if (!communicator) {
+  auto group = backend == "nccl" ? make_nccl_backend(env, options, prefixed) : make_gloo_backend(env, options, prefixed);
+  if (!group) {
     throw Error("this phi was built without Gloo (Debian's libgloo-dev): it cannot run " +
                 std::to_string(env.world_size) + " CPU ranks");
   }
-  return communicator;
+  return std::make_unique<BackendCommunicator>(env, std::move(group), backend, backend == "nccl");
 }
 
 }  // namespace phi
