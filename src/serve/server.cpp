@@ -12,6 +12,7 @@
 #include "phi/core/error.h"
 #include "phi/eval/loglikelihood.h"
 #include "phi/serve/request.h"
+#include "phi/tokenizer/tokenizer.h"
 
 namespace phi {
 
@@ -148,20 +149,17 @@ struct Server::Impl {
       if (request.params.max_new_tokens == 1) shown.push_back(&scores.next);
       Json logprobs = {{"tokens", Json::array()}, {"token_logprobs", Json::array()}, {"top_logprobs", Json::array()},
                        {"text_offset", Json::array()}};
-      // Each token's text is what it adds to the decoded prefix (a SentencePiece token alone would
-      // lose its leading space).
+      // Each token's text is what it adds to the text decoded so far (a SentencePiece token alone
+      // would lose its leading space; ids of a padded embedding add nothing): the streaming decoder.
       std::string text;
-      std::vector<int64_t> prefix;
+      StreamDecoder decoder(tokenizer, /*skip_special=*/false);
       for (size_t p = 0; p < shown.size(); ++p) {
         const auto& t = *shown[p];
-        // An id of a padded embedding that the tokenizer does not know reads as "" (token_text).
-        const bool known = t.id >= 0 && t.id < tokenizer.vocab_size();
-        if (known) prefix.push_back(t.id);
-        const auto decoded = tokenizer.decode(prefix);
-        const auto piece = decoded.compare(0, text.size(), text) == 0 ? decoded.substr(text.size()) : token_text(t.id);
+        auto piece = decoder.push(t.id);
+        if (p + 1 == shown.size()) piece += decoder.flush();
         logprobs["tokens"].push_back(piece);
         logprobs["text_offset"].push_back(text.size());
-        text = decoded.compare(0, text.size(), text) == 0 ? decoded : text + piece;
+        text += piece;
         if (p == 0) {
           logprobs["token_logprobs"].push_back(nullptr);
           logprobs["top_logprobs"].push_back(nullptr);

@@ -123,17 +123,15 @@ class GradientReducer {
         filled = 0;
       }
       auto& bucket = buckets_.back();
-      slot_of_[p->unsafeGetTensorImpl()] = {buckets_.size() - 1, bucket.slots.size()};
       bucket.slots.push_back({p, filled});
       filled += p->numel();
       bucket.elements = filled;
     }
     if (overlap_) {
-      for (auto& bucket : buckets_) {
-        for (auto& slot : bucket.slots) {
-          at::Tensor* param = slot.param;
-          param->register_hook([this, param](const at::Tensor& grad) {
-            on_gradient(*param, grad);
+      for (size_t b = 0; b < buckets_.size(); ++b) {
+        for (size_t i = 0; i < buckets_[b].slots.size(); ++i) {
+          buckets_[b].slots[i].param->register_hook([this, b, i](const at::Tensor& grad) {
+            on_gradient(b, i, grad);
             return grad;
           });
         }
@@ -199,12 +197,11 @@ class GradientReducer {
     std::unique_ptr<PendingCollective> pending;
   };
 
-  void on_gradient(const at::Tensor& param, const at::Tensor& grad) {
+  void on_gradient(size_t b, size_t i, const at::Tensor& grad) {
     if (!armed_) return;
-    auto it = slot_of_.find(param.unsafeGetTensorImpl());
-    if (it == slot_of_.end()) return;
-    auto& bucket = buckets_[it->second.first];
-    auto& slot = bucket.slots[it->second.second];
+    auto& bucket = buckets_[b];
+    auto& slot = bucket.slots[i];
+    const auto& param = *slot.param;
     auto target = bucket.flat.narrow(0, slot.offset, param.numel()).view(param.sizes());
     const auto& accumulated = param.grad();
     target.copy_(accumulated.defined() ? accumulated + grad : grad);  // in the bucket's dtype
@@ -221,7 +218,6 @@ class GradientReducer {
   bool armed_ = false;
   int64_t started_in_backward_ = 0;
   std::vector<Bucket> buckets_;
-  std::map<const void*, std::pair<size_t, size_t>> slot_of_;
 };
 
 class Trainer {
