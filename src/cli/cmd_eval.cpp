@@ -20,6 +20,7 @@
 #include "cli/inference_model.h"
 #include "phi/core/build_info.h"
 #include "phi/core/error.h"
+#include "phi/core/json_reader.h"
 #include "phi/core/progress.h"
 #include "phi/core/text_io.h"
 #include "phi/eval/code_eval.h"
@@ -73,31 +74,43 @@ struct EvalModelOptions {
     cmd->add_option("--dtype", dtype, "compute dtype: f32, f16, bf16")->capture_default_str();
     add_kernel_options(cmd, kernels);
   }
-  Transformer load() const {
-    kernels.apply();
-    LoadOptions load;
-    load.dtype = parse_dtype(dtype);
-    load.device = parse_device(device);
-    return load_model(model, load);
-  }
+  Transformer load() const { return load_inference_weights(model, device, dtype, kernels); }
   nlohmann::json settings() const { return {{"device", device}, {"dtype", dtype}}; }
+  /// What a resume cache must match: the model directory, its config's hash, the dtype, the input.
+  std::string fingerprint(const nlohmann::json& report, const std::string& input) const {
+    return model + " " + report["model"]["config_hash"].get<std::string>() + " " + dtype + " " + input;
+  }
 };
 
-// Where finished items wait for a resumed run: --cache (kept afterwards, so that a rerun with the
-// same settings reuses it), else REPORT.cache (removed once the report is written).
-std::string cache_dir_for(const std::string& cache, bool no_cache, const std::string& output) {
-  if (no_cache) return "";
-  if (!cache.empty()) return cache;
-  return output.empty() ? "" : output + ".cache";
-}
+// Where finished items wait for a resumed run: --cache DIR (kept afterwards, so that a rerun with
+// the same settings reuses it), else OUTPUT.cache (removed once the output is written); --no-cache.
+struct CacheOptions {
+  std::string dir;
+  bool off = false;
+  void add(CLI::App* cmd, const std::string& items, const std::string& output_name) {
+    cmd->add_option("--cache", dir,
+                    "keep finished " + items + " here, for resumed runs and reruns (default: " + output_name +
+                        ".cache, removed after the " + (output_name == "REPORT" ? "report" : "output") + ")");
+    cmd->add_flag("--no-cache", off, "keep no cache of finished " + items);
+  }
+  std::string directory(const std::string& output) const {
+    if (off) return "";
+    if (!dir.empty()) return dir;
+    return output.empty() ? "" : output + ".cache";
+  }
+  /// After the output is written: the default cache goes, an explicit one stays.
+  void finished(const std::string& output) const {
+    if (dir.empty()) EvalCache::remove(directory(output));
+  }
+};
 
 struct MmluEvalOptions {
   EvalModelOptions model;
   std::string data;
   std::string subjects;
   MmluOptions run;
-  std::string output, samples, cache;
-  bool no_cache = false;
+  std::string output, samples;
+  CacheOptions cache;
 };
 
 std::vector<std::string> split_list(const std::string& list) {
@@ -125,9 +138,8 @@ int run_mmlu_eval(MmluEvalOptions o) {
   settings["subjects"] = names;
   settings["data"] = o.data;
   auto report = report_header("mmlu", o.model.model, model.config(), settings);
-  o.run.cache_dir = cache_dir_for(o.cache, o.no_cache, o.output);
-  o.run.model_fingerprint = o.model.model + " " + report["model"]["config_hash"].get<std::string>() + " " +
-                            o.model.dtype + " " + o.data;
+  o.run.cache_dir = o.cache.directory(o.output);
+  o.run.model_fingerprint = o.model.fingerprint(report, o.data);
   const auto run = evaluate_mmlu(model, *tokenizer, subjects, o.run);
   const auto metrics = mmlu_metrics(run.samples);
   report["metrics"] = metrics;
@@ -145,8 +157,8 @@ int run_mmlu_eval(MmluEvalOptions o) {
     for (const auto& s : run.samples) lines.push_back(mmlu_sample_to_json(s));
     write_jsonl_file(o.samples, lines);
   }
-  if (!o.output.empty()) write_json_file(o.output, report);
-  if (o.cache.empty()) EvalCache::remove(o.run.cache_dir);  // the default one, beside the report
+  if (!o.output.empty()) write_json_file_atomic(o.output, report);
+  o.cache.finished(o.output);
   std::cout << fmt::format("| group | acc | questions |\n|---|---|---|\n");
   for (const auto& [name, c] : metrics["categories"].items()) {
     std::cout << fmt::format("| {} | {:.4f} | {} |\n", name, c["acc"].get<double>(), c["questions"].get<int64_t>());
@@ -169,8 +181,8 @@ int run_mmlu_eval(MmluEvalOptions o) {
 
 struct PerplexityEvalOptions {
   EvalModelOptions model;
-  std::string input, output, samples, cache;
-  bool no_cache = false;
+  std::string input, output, samples;
+  CacheOptions cache;
   int64_t max_tokens = 0;
   PerplexityOptions run;
 };
@@ -184,9 +196,8 @@ int run_perplexity_eval(PerplexityEvalOptions o) {
   settings.update({{"input", o.input}, {"seq_len", o.run.seq_len}, {"stride", o.run.stride},
                    {"max_tokens", o.max_tokens}});
   auto report = report_header("perplexity", o.model.model, model.config(), settings);
-  o.run.cache_dir = cache_dir_for(o.cache, o.no_cache, o.output);
-  o.run.fingerprint = o.model.model + " " + report["model"]["config_hash"].get<std::string>() + " " + o.model.dtype +
-                      " " + o.input;
+  o.run.cache_dir = o.cache.directory(o.output);
+  o.run.fingerprint = o.model.fingerprint(report, o.input);
   const auto r = sliding_window_perplexity(model, ids, o.run);
   report["metrics"] = {{"perplexity", r.perplexity},         {"nll", r.nll},
                        {"perplexity_exact", r.perplexity_exact}, {"nll_exact", r.nll_exact},
@@ -201,8 +212,8 @@ int run_perplexity_eval(PerplexityEvalOptions o) {
     }
     write_jsonl_file(o.samples, lines);
   }
-  if (!o.output.empty()) write_json_file(o.output, report);
-  if (o.cache.empty()) EvalCache::remove(o.run.cache_dir);
+  if (!o.output.empty()) write_json_file_atomic(o.output, report);
+  o.cache.finished(o.output);
   std::cout << fmt::format("perplexity {:.4f} (nll {:.6f}) over {} tokens in {} windows; each predicted token once: {:.4f}\n",
                            r.perplexity, r.nll, r.tokens, r.windows, r.perplexity_exact);
   return 0;
@@ -224,11 +235,11 @@ std::vector<MtBenchQuestion> first_questions(const std::string& path, int64_t li
 
 struct MtBenchOptions {
   InferenceModelOptions model;
-  std::string questions, judge_prompts, reference, output, cache, model_id;
+  std::string questions, judge_prompts, reference, output, model_id;
+  CacheOptions cache;
   std::vector<std::string> answers;
   std::string judgments;
   std::string api_key_env = "OPENAI_API_KEY";
-  bool no_cache = false;
   int64_t limit = 0;
   MtBenchGenerateOptions generate;
   MtBenchJudgeOptions judge;
@@ -238,13 +249,13 @@ int run_mt_bench_generate(MtBenchOptions o) {
   auto loaded = InferenceModel::load(o.model);
   const auto questions = first_questions(o.questions, o.limit);
   o.generate.model_id = o.model_id.empty() ? std::filesystem::path(o.model.model).filename().string() : o.model_id;
-  o.generate.cache_dir = cache_dir_for(o.cache, o.no_cache, o.output);
+  o.generate.cache_dir = o.cache.directory(o.output);
   o.generate.fingerprint = o.model.model + " " + model_config_hash(loaded.model.config()) + " " + o.model.dtype + " " +
                            loaded.chat.name() + " " + std::to_string(questions.size());
   const auto lines = generate_mt_bench_answers(loaded.model, *loaded.tokenizer, loaded.chat, loaded.end_token_ids,
                                                questions, o.generate);
   write_jsonl_file(o.output, lines);
-  if (o.cache.empty()) EvalCache::remove(o.generate.cache_dir);
+  o.cache.finished(o.output);
   std::cout << fmt::format("{} answers of {} written to {} (chat template {})\n", lines.size(), o.generate.model_id,
                            o.output, loaded.chat.name());
   return 0;
@@ -265,11 +276,11 @@ int run_mt_bench_judge(MtBenchOptions o) {
     fingerprint += file + " " + std::to_string(std::filesystem::file_size(file)) + ";";
   }
   if (const char* key = std::getenv(o.api_key_env.c_str())) o.judge.api_key = key;
-  o.judge.cache_dir = cache_dir_for(o.cache, o.no_cache, o.output);
+  o.judge.cache_dir = o.cache.directory(o.output);
   o.judge.fingerprint = fingerprint + " " + std::to_string(questions.size()) + " runs " + std::to_string(o.judge.runs);
   const auto judgments = judge_mt_bench(requests, o.judge);
   write_jsonl_file(o.output, judgments);
-  if (o.cache.empty()) EvalCache::remove(o.judge.cache_dir);
+  o.cache.finished(o.output);
   int64_t no_score = 0;
   for (const auto& j : judgments) no_score += j["score"].get<double>() == -1 ? 1 : 0;
   std::cout << fmt::format("{} judgments written to {} ({} without a score)\n", judgments.size(), o.output, no_score);
@@ -300,7 +311,7 @@ int run_mt_bench_show(const MtBenchOptions& o) {
     for (const auto& [c, v] : m["categories"].items()) std::cout << " " << c << " " << number(v);
     std::cout << "\n";
   }
-  if (!o.output.empty()) write_json_file(o.output, {{"task", "mt-bench"}, {"judgments", o.judgments}, {"models", summary}});
+  if (!o.output.empty()) write_json_file_atomic(o.output, {{"task", "mt-bench"}, {"judgments", o.judgments}, {"models", summary}});
   return 0;
 }
 
@@ -317,8 +328,7 @@ void add_mt_bench_command(CLI::App* cmd, Runner& run) {
   gen->add_option("--batch-size", o->generate.batch_size, "questions generated together")->capture_default_str();
   gen->add_option("--seed", o->generate.seed, "sampling seed (writing, roleplay, stem, humanities sample)")->capture_default_str();
   gen->add_option("--limit", o->limit, "the first N questions (0: all)");
-  gen->add_option("--cache", o->cache, "keep finished questions here (default: OUTPUT.cache, removed after)");
-  gen->add_flag("--no-cache", o->no_cache, "keep no cache");
+  o->cache.add(gen, "questions", "OUTPUT");
   gen->callback([&run, o]() { run = [o]() { return run_mt_bench_generate(*o); }; });
 
   auto* judge = mt->add_subcommand("judge", "grade answers with a judge model behind an OpenAI-compatible endpoint");
@@ -335,8 +345,7 @@ void add_mt_bench_command(CLI::App* cmd, Runner& run) {
   judge->add_option("--timeout", o->judge.timeout_seconds, "seconds per request")->capture_default_str();
   judge->add_option("--output", o->output, "judgments JSONL in FastChat's format")->required();
   judge->add_option("--limit", o->limit, "the first N questions (0: all)");
-  judge->add_option("--cache", o->cache, "keep finished judgments here (default: OUTPUT.cache, removed after)");
-  judge->add_flag("--no-cache", o->no_cache, "keep no cache");
+  o->cache.add(judge, "judgments", "OUTPUT");
   judge->callback([&run, o]() { run = [o]() { return run_mt_bench_judge(*o); }; });
   o->judge.judge_model = "gpt-4";
 
@@ -352,8 +361,8 @@ void add_mt_bench_command(CLI::App* cmd, Runner& run) {
 struct CodeEvalOptions {
   std::string benchmark;  // "humaneval" or "mbpp"
   EvalModelOptions model;
-  std::string completions, problems, output, cache, split = "test";
-  bool no_cache = false;
+  std::string completions, problems, output, split = "test";
+  CacheOptions cache;
   std::string ks = "1,10,100";
   ExecutionOptions execution;
   int64_t samples = 1, max_new_tokens = 512, limit = 0, batch_size = 16;
@@ -471,7 +480,7 @@ int run_code_eval(CodeEvalOptions o) {
     settings.update({{"samples", o.samples}, {"temperature", o.temperature}, {"top_p", o.top_p},
                      {"max_new_tokens", o.max_new_tokens}, {"seed", o.seed}, {"limit", o.limit}});
     const nlohmann::json fingerprint = {{"task", o.benchmark}, {"model", o.model.model}, {"settings", settings}};
-    lines = generate_completions(o, items, fingerprint, cache_dir_for(o.cache, o.no_cache, o.output));
+    lines = generate_completions(o, items, fingerprint, o.cache.directory(o.output));
     completions_path = o.output + ".completions.jsonl";
     std::vector<nlohmann::json> samples;
     for (const auto& l : lines) samples.push_back({{"task_id", l["task_id"]}, {"completion", l["completion"]}});
@@ -549,8 +558,8 @@ int run_code_eval(CodeEvalOptions o) {
                          {"programs_per_second", seconds > 0 ? static_cast<double>(results.size()) / seconds : 0.0}};
     report["sandbox"] = isolation.describe();
     report["results"] = completions_path + "_results.jsonl";
-    write_json_file(o.output, report);
-    if (o.cache.empty()) EvalCache::remove(cache_dir_for(o.cache, o.no_cache, o.output));
+    write_json_file_atomic(o.output, report);
+    o.cache.finished(o.output);
   }
   return 0;
 }
@@ -580,8 +589,7 @@ void add_code_eval_command(CLI::App* cmd, Runner& run, const std::string& benchm
   sub->add_option("--workers", o->execution.workers, "programs run at once (0: one per core)");
   sub->add_option("--python", o->execution.python, "the Python that runs the programs")->capture_default_str();
   sub->add_option("--output", o->output, "the JSON report");
-  sub->add_option("--cache", o->cache, "keep finished generations here (default: REPORT.cache, removed after)");
-  sub->add_flag("--no-cache", o->no_cache, "keep no cache of finished generations");
+  o->cache.add(sub, "generations", "REPORT");
   sub->callback([&run, o]() { run = [o]() { return run_code_eval(*o); }; });
 }
 
@@ -608,8 +616,7 @@ void add_eval_command(CLI::App& root, Runner& run) {
   mmlu->add_option("--batch-size", m->run.batch_size, "questions per forward")->capture_default_str();
   mmlu->add_option("--output", m->output, "the JSON report");
   mmlu->add_option("--samples", m->samples, "per-question JSONL (subject, index, loglikelihoods, pred, gold)");
-  mmlu->add_option("--cache", m->cache, "keep finished subjects here, for resumed runs and reruns (default: REPORT.cache, removed after the report)");
-  mmlu->add_flag("--no-cache", m->no_cache, "keep no cache of finished subjects");
+  m->cache.add(mmlu, "subjects", "REPORT");
   mmlu->callback([&run, m]() { run = [m]() { return run_mmlu_eval(*m); }; });
 
   auto p = std::make_shared<PerplexityEvalOptions>();
@@ -621,8 +628,7 @@ void add_eval_command(CLI::App& root, Runner& run) {
   ppl->add_option("--max-tokens", p->max_tokens, "score only the first N tokens (0: all)");
   ppl->add_option("--output", p->output, "the JSON report");
   ppl->add_option("--samples", p->samples, "per-window JSONL (begin, end, scored, nll)");
-  ppl->add_option("--cache", p->cache, "keep finished windows here (default: REPORT.cache, removed after)");
-  ppl->add_flag("--no-cache", p->no_cache, "keep no cache of finished windows");
+  p->cache.add(ppl, "windows", "REPORT");
   ppl->callback([&run, p]() { run = [p]() { return run_perplexity_eval(*p); }; });
 
   add_mt_bench_command(cmd, run);

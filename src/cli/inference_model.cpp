@@ -27,12 +27,17 @@ void add_kernel_options(CLI::App* cmd, KernelChoice& choice) {
       ->check(CLI::IsMember({"wmma", "mma"}));
 }
 
-InferenceModel InferenceModel::load(const InferenceModelOptions& o) {
-  o.kernels.apply();
+Transformer load_inference_weights(const std::string& directory, const std::string& device, const std::string& dtype,
+                                   const KernelChoice& kernels) {
+  kernels.apply();
   LoadOptions load;
-  load.dtype = parse_dtype(o.dtype);
-  load.device = parse_device(o.device);
-  auto model = load_model(o.model, load);
+  load.dtype = parse_dtype(dtype);
+  load.device = parse_device(device);
+  return load_model(directory, load);
+}
+
+InferenceModel InferenceModel::load(const InferenceModelOptions& o) {
+  auto model = load_inference_weights(o.model, o.device, o.dtype, o.kernels);
   auto tokenizer = load_tokenizer(o.model);
   auto chat = ChatTemplate::for_model(o.model, model.config(), *tokenizer, o.chat_template);
   chat.set_special_tokens_in_content(o.special_tokens_in_content);

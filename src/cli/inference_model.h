@@ -32,6 +32,11 @@ struct InferenceModelOptions {
 /// and PHI_FLASH_KERNEL are their environment aliases (an option wins).
 void add_kernel_options(CLI::App* cmd, KernelChoice& choice);
 
+/// The model of `directory` in `dtype` on `device`, with the kernel choice applied first (what
+/// every command that runs a model loads; InferenceModel adds the tokenizer and chat template).
+Transformer load_inference_weights(const std::string& directory, const std::string& device, const std::string& dtype,
+                                   const KernelChoice& kernels);
+
 struct InferenceModel {
   Transformer model;
   std::unique_ptr<Tokenizer> tokenizer;

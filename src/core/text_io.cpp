@@ -37,13 +37,10 @@ bool read_line(std::istream& in, std::string& line, size_t max_bytes, const std:
   }
 }
 
-}  // namespace
-
-void for_each_jsonl(const std::string& path,
-                    const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
-                    size_t max_line_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open JSONL file", path, "check that the file exists and is readable");
+// Every non-blank line of `in` as JSON, errors naming source:line.
+void for_each_jsonl_line(std::istream& in, const std::string& path,
+                         const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
+                         size_t max_line_bytes) {
   std::string line;
   int64_t n = 0;
   while (read_line(in, line, max_line_bytes, path, n + 1)) {
@@ -54,6 +51,23 @@ void for_each_jsonl(const std::string& path,
     if (value.is_discarded()) throw Error("line is not valid JSON", where);
     if (!line_fn(value, where)) return;
   }
+}
+
+}  // namespace
+
+void for_each_jsonl(const std::string& path,
+                    const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
+                    size_t max_line_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open JSONL file", path, "check that the file exists and is readable");
+  for_each_jsonl_line(in, path, line_fn, max_line_bytes);
+}
+
+void for_each_jsonl_text(const std::string& text, const std::string& source,
+                         const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
+                         size_t max_line_bytes) {
+  std::istringstream in(text);
+  for_each_jsonl_line(in, source, line_fn, max_line_bytes);
 }
 
 }  // namespace phi

@@ -5,7 +5,6 @@
 #endif
 
 #include <algorithm>
-#include <atomic>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -15,6 +14,7 @@
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/core/text_io.h"
+#include "eval/parallel.h"
 
 namespace phi {
 
@@ -50,21 +50,10 @@ std::string read_maybe_gzip(const std::string& path) {
 // Each non-blank line of `text` as JSON; errors name path:line.
 std::vector<nlohmann::json> parse_jsonl(const std::string& text, const std::string& path) {
   std::vector<nlohmann::json> lines;
-  size_t start = 0, line = 0;
-  while (start <= text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    ++line;
-    const auto piece = text.substr(start, end - start);
-    if (piece.find_first_not_of(" \t\r") != std::string::npos) {
-      try {
-        lines.push_back(nlohmann::json::parse(piece));
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(std::string("not a JSON line: ") + e.what(), path + ":" + std::to_string(line));
-      }
-    }
-    start = end + 1;
-  }
+  for_each_jsonl_text(text, path, [&](const nlohmann::json& value, const std::string&) {
+    lines.push_back(value);
+    return true;
+  });
   return lines;
 }
 
@@ -247,30 +236,17 @@ std::vector<ExecutionResult> execute_programs(const std::vector<std::string>& pr
       1, std::min<int64_t>(options.workers > 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency()),
                            static_cast<int64_t>(programs.size())));
   std::vector<ExecutionResult> results(programs.size());
-  std::atomic<size_t> next{0};
   std::mutex mutex;
-  std::string first_error;
-  auto work = [&] {
-    for (size_t i = next++; i < programs.size(); i = next++) {
-      try {
-        const auto secret = random_secret();
-        const auto run = run_sandboxed({python, "-I", "harness.py"}, {{"harness.py", kHarness}, {"program.py", programs[i]}},
-                                       secret + "\n", limits);
-        results[i] = judge(run, secret);
-        std::lock_guard<std::mutex> lock(mutex);
-        if (isolation && i == 0) *isolation = run.isolation;
-        if (on_done) on_done();
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (first_error.empty()) first_error = e.what();
-        next = programs.size();
-      }
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int64_t w = 0; w < workers; ++w) threads.emplace_back(work);
-  for (auto& t : threads) t.join();
-  if (!first_error.empty()) throw Error("code execution failed: " + first_error);
+  const auto error = parallel_for(programs.size(), workers, [&](size_t i) {
+    const auto secret = random_secret();
+    const auto run = run_sandboxed({python, "-I", "harness.py"}, {{"harness.py", kHarness}, {"program.py", programs[i]}},
+                                   secret + "\n", limits);
+    results[i] = judge(run, secret);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (isolation && i == 0) *isolation = run.isolation;
+    if (on_done) on_done();
+  });
+  if (!error.empty()) throw Error("code execution failed: " + error);
   return results;
 }
 

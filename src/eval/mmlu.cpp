@@ -158,12 +158,20 @@ std::string question_text(const MmluQuestion& q) {
 
 }  // namespace
 
-std::string mmlu_context(const MmluSubject& subject, int64_t shots, const MmluQuestion& question) {
+namespace {
+
+void check_shots(const MmluSubject& subject, int64_t shots) {
   PHI_CHECK(shots >= 0, "shots must be >= 0");
   if (shots > static_cast<int64_t>(subject.dev.size())) {
     throw Error(std::to_string(shots) + " examples asked for, but the dev split of " + subject.name + " has " +
                 std::to_string(subject.dev.size()));
   }
+}
+
+}  // namespace
+
+std::string mmlu_context(const MmluSubject& subject, int64_t shots, const MmluQuestion& question) {
+  check_shots(subject, shots);
   std::string name = subject.name;
   std::replace(name.begin(), name.end(), '_', ' ');
   std::string text = "The following are multiple choice questions (with answers) about " + name + ".\n\n";
@@ -227,10 +235,7 @@ MmluRun evaluate_mmlu(const Transformer& model, const Tokenizer& tokenizer, cons
       progress.skip(n);
       continue;
     }
-    if (options.shots > static_cast<int64_t>(subject.dev.size())) {
-      throw Error(std::to_string(options.shots) + " examples asked for, but the dev split of " + subject.name +
-                  " has " + std::to_string(subject.dev.size()));
-    }
+    check_shots(subject, options.shots);  // before any question is tokenized
     std::vector<MmluSample> samples(static_cast<size_t>(n));
     std::map<int64_t, std::vector<int64_t>> by_shots;  // questions grouped by the examples they got
     std::vector<LoglikelihoodRequest> requests(static_cast<size_t>(n));

@@ -1,20 +1,19 @@
 #include "phi/eval/mt_bench.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cmath>
 #include <mutex>
 #include <optional>
 #include <random>
-#include <thread>
 
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/core/progress.h"
 #include "phi/core/text_io.h"
 #include "eval/chat_client.h"
+#include "eval/parallel.h"
 #include "phi/eval/report.h"
 #include "phi/infer/chat_template.h"
 #include "phi/infer/generator.h"
@@ -393,43 +392,29 @@ std::vector<nlohmann::json> judge_mt_bench(const std::vector<JudgeRequest>& requ
   }
   Progress progress("mt-bench judge", static_cast<int64_t>(items.size()), "judgments");
   progress.skip(static_cast<int64_t>(items.size() - todo.size()));
-  std::atomic<size_t> next{0};
   std::mutex mutex;
-  std::string first_error;
-  auto work = [&] {
-    for (size_t t = next++; t < todo.size(); t = next++) {
-      const auto& item = items[todo[t]];
-      const auto& r = requests[item.request];
-      nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-      if (!r.system_prompt.empty()) {
-        messages.push_back(nlohmann::ordered_json{{"role", "system"}, {"content", r.system_prompt}});
-      }
-      messages.push_back(nlohmann::ordered_json{{"role", "user"}, {"content", r.user_prompt}});
-      try {
-        const auto reply = client.complete(messages, 0.0, options.max_tokens);
-        auto judgment = mt_bench_judgment(r, options.judge_model, reply, item.run);
-        cache.store(group_of(item), {judgment});
-        std::lock_guard<std::mutex> lock(mutex);
-        out[todo[t]] = std::move(judgment);
-        progress.advance();
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (first_error.empty()) {
-          first_error = std::string(e.what()) + " (question " + std::to_string(r.question_id) + ", turn " +
-                        std::to_string(r.turn) + ")";
-        }
-        next = todo.size();
-      }
+  const auto error = parallel_for(todo.size(), options.parallel, [&](size_t t) {
+    const auto& item = items[todo[t]];
+    const auto& r = requests[item.request];
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!r.system_prompt.empty()) {
+      messages.push_back(nlohmann::ordered_json{{"role", "system"}, {"content", r.system_prompt}});
     }
-  };
-  std::vector<std::thread> threads;
-  for (int64_t w = 0; w < std::min<int64_t>(options.parallel, static_cast<int64_t>(std::max<size_t>(todo.size(), 1)));
-       ++w) {
-    threads.emplace_back(work);
-  }
-  for (auto& t : threads) t.join();
-  if (!first_error.empty()) {
-    throw Error("judging stopped: " + first_error, "",
+    messages.push_back(nlohmann::ordered_json{{"role", "user"}, {"content", r.user_prompt}});
+    try {
+      const auto reply = client.complete(messages, 0.0, options.max_tokens);
+      auto judgment = mt_bench_judgment(r, options.judge_model, reply, item.run);
+      cache.store(group_of(item), {judgment});
+      std::lock_guard<std::mutex> lock(mutex);
+      out[todo[t]] = std::move(judgment);
+      progress.advance();
+    } catch (const std::exception& e) {
+      throw Error(std::string(e.what()) + " (question " + std::to_string(r.question_id) + ", turn " +
+                  std::to_string(r.turn) + ")");
+    }
+  });
+  if (!error.empty()) {
+    throw Error("judging stopped: " + error, "",
                 "finished judgments are kept in the cache: rerun the same command to resume");
   }
   progress.finish();

@@ -11,6 +11,7 @@
 #include "core/file_util.h"
 #include "phi/core/build_info.h"
 #include "phi/core/error.h"
+#include "phi/core/json_reader.h"
 #include "phi/core/text_io.h"
 
 namespace phi {
@@ -44,11 +45,6 @@ nlohmann::json report_header(const std::string& task, const std::string& model_p
           {"date", utc_now()}};
 }
 
-void write_json_file(const std::string& path, const nlohmann::json& value) {
-  const auto text = value.dump(2) + "\n";
-  write_file_atomic(path, text.data(), text.size());
-}
-
 void write_jsonl_file(const std::string& path, const std::vector<nlohmann::json>& lines) {
   AtomicFileWriter out(path);
   for (const auto& line : lines) {
@@ -78,7 +74,7 @@ EvalCache::EvalCache(std::string dir, nlohmann::json fingerprint) : dir_(std::mo
                       "; this run: " + fingerprint.dump());
     }
   } else {
-    write_json_file(path, fingerprint);
+    write_json_file_atomic(path, fingerprint);
   }
 }
 

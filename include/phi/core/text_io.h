@@ -19,5 +19,10 @@ constexpr size_t kMaxJsonlLineBytes = size_t{64} << 20;
 void for_each_jsonl(const std::string& path,
                     const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
                     size_t max_line_bytes = kMaxJsonlLineBytes);
+/// The same over JSONL text already in memory (a decompressed file); `source` names it in errors
+/// ("source:line").
+void for_each_jsonl_text(const std::string& text, const std::string& source,
+                         const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
+                         size_t max_line_bytes = kMaxJsonlLineBytes);
 
 }  // namespace phi

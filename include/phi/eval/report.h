@@ -22,8 +22,8 @@ std::string model_config_hash(const ModelConfig& config);
 nlohmann::json report_header(const std::string& task, const std::string& model_path, const ModelConfig& config,
                              const nlohmann::json& settings);
 
-/// Atomic writes (temporary name, fsync, rename): the JSON pretty-printed; the JSONL one per line.
-void write_json_file(const std::string& path, const nlohmann::json& value);
+/// An atomic write (temporary name, fsync, rename) of one JSON value per line (the JSON report goes
+/// through core/json_reader.h's write_json_file_atomic).
 void write_jsonl_file(const std::string& path, const std::vector<nlohmann::json>& lines);
 
 /// Finished items of a run, so that a killed run resumes without redoing them: one JSONL file per
