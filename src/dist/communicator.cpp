@@ -17,16 +17,27 @@ class LocalCommunicator final : public Communicator {
   int world_size() const override { return 1; }
   std::string backend() const override { return "local"; }
   void all_reduce(at::Tensor&, ReduceOp) override {}
-  std::unique_ptr<PendingCollective> all_reduce_async(at::Tensor&, ReduceOp) override {
-    struct Done final : PendingCollective {
-      void wait() override {}
-    };
-    return std::make_unique<Done>();
-  }
+  std::unique_ptr<PendingCollective> all_reduce_async(at::Tensor&, ReduceOp) override { return done(); }
   void broadcast(at::Tensor&, int) override {}
   void all_gather(const at::Tensor& input, at::Tensor& output) override { output.copy_(input.reshape(output.sizes())); }
   void reduce_scatter(const at::Tensor& input, at::Tensor& output) override {
     output.copy_(input.reshape(output.sizes()));
+  }
+  std::unique_ptr<PendingCollective> all_gather_async(const at::Tensor& input, at::Tensor& output) override {
+    all_gather(input, output);
+    return done();
+  }
+  std::unique_ptr<PendingCollective> reduce_scatter_async(const at::Tensor& input, at::Tensor& output) override {
+    reduce_scatter(input, output);
+    return done();
+  }
+
+ private:
+  static std::unique_ptr<PendingCollective> done() {
+    struct Done final : PendingCollective {
+      void wait() override {}
+    };
+    return std::make_unique<Done>();
   }
   void barrier() override {}
 };
@@ -74,18 +85,24 @@ class BackendCommunicator final : public Communicator {
     pending("broadcast", tensor, staged, [&] { return group_->broadcast(tensors, opts); })->wait();
   }
 
-  void all_gather(const at::Tensor& input, at::Tensor& output) override {
+  void all_gather(const at::Tensor& input, at::Tensor& output) override { all_gather_async(input, output)->wait(); }
+
+  void reduce_scatter(const at::Tensor& input, at::Tensor& output) override {
+    reduce_scatter_async(input, output)->wait();
+  }
+
+  std::unique_ptr<PendingCollective> all_gather_async(const at::Tensor& input, at::Tensor& output) override {
     PHI_CHECK(output.numel() == input.numel() * world_, "all_gather output needs world_size x input elements");
     auto in = staged_for(input.contiguous());
     auto out = staged_for(output);
-    pending("all_gather", output, out, [&] { return group_->_allgather_base(out, in); })->wait();
+    return pending("all_gather", output, out, [&] { return group_->_allgather_base(out, in); }, in);
   }
 
-  void reduce_scatter(const at::Tensor& input, at::Tensor& output) override {
+  std::unique_ptr<PendingCollective> reduce_scatter_async(const at::Tensor& input, at::Tensor& output) override {
     PHI_CHECK(input.numel() == output.numel() * world_, "reduce_scatter input needs world_size x output elements");
     auto in = staged_for(input.contiguous());
     auto out = staged_for(output);
-    pending("reduce_scatter", output, out, [&] { return group_->_reduce_scatter_base(out, in); })->wait();
+    return pending("reduce_scatter", output, out, [&] { return group_->_reduce_scatter_base(out, in); }, in);
   }
 
   void barrier() override {
@@ -96,17 +113,18 @@ class BackendCommunicator final : public Communicator {
  private:
   at::Tensor staged_for(const at::Tensor& t) const { return stage_ && !t.is_cuda() ? t.to(at::kCUDA) : t; }
 
-  // `staged` is what the collective ran on; when it is not `tensor`, wait() copies it back.
+  // `staged` is what the collective ran on; when it is not `tensor`, wait() copies it back. `input`
+  // (a staged or contiguous copy of a collective's input) is kept alive until then.
   template <typename Start>
   std::unique_ptr<PendingCollective> pending(const char* name, const at::Tensor& tensor, const at::Tensor& staged,
-                                             Start&& start) {
+                                             Start&& start, const at::Tensor& input = {}) {
     const std::string what = std::string(name) +
                              (tensor.defined() ? " of " + std::to_string(tensor.numel()) + " elements" : std::string()) +
                              " on rank " + std::to_string(rank_) + " of " + std::to_string(world_) + " (" + name_ + ")";
     struct Pending final : PendingCollective {
       c10::intrusive_ptr<c10d::Work> work;
       std::string what;
-      at::Tensor target, staged;
+      at::Tensor target, staged, input;
       void wait() override {
         try {
           work->wait();
@@ -121,6 +139,7 @@ class BackendCommunicator final : public Communicator {
     p->what = what;
     p->target = tensor;
     p->staged = staged;
+    p->input = input;
     try {
       p->work = start();
     } catch (const std::exception& e) {

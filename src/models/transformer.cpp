@@ -341,6 +341,7 @@ at::Tensor Transformer::decode(const DecoderInputs& in, const LayerAttention& kv
   if (config_.embedding_multiplier != 1.0) x = x * config_.embedding_multiplier;
   const bool recompute = allow_recompute && checkpoint_blocks_ && at::GradMode::is_enabled();
   for (int64_t i = 0; i < config_.n_layers; ++i) {
+    if (block_hooks_) block_hooks_->before_block(i);
     if (recompute) {
       // The backward recomputes the block after this call returns: the lambda owns what it reads
       // (whole-sequence attention keeps no state, so a fresh one serves).
@@ -352,6 +353,7 @@ at::Tensor Transformer::decode(const DecoderInputs& in, const LayerAttention& kv
     } else {
       x = block(i, x, in, kv);
     }
+    if (block_hooks_) x = block_hooks_->after_block(i, x);
   }
   x = norm(x, final_norm_w_, final_norm_b_);
   return hidden_only ? x : head_logits(x);

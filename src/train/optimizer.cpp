@@ -146,7 +146,8 @@ double Optimizer::step(double lr, double grad_scale) {
   for (const auto& s : slots_) {
     if (s.param.grad().defined()) squares.push_back(s.param.grad().to(at::kDouble).pow(2).sum());
   }
-  const double total = squares.empty() ? 0.0 : at::stack(squares).sum().item<double>();
+  double total = squares.empty() ? 0.0 : at::stack(squares).sum().item<double>();
+  if (reduce_norm_) total = reduce_norm_(total);
   const double norm = std::sqrt(total) / grad_scale;
   if (!std::isfinite(norm)) {
     // Overflow (fp16 loss scaling) or a diverged step: no update, no state change.
@@ -248,15 +249,27 @@ NamedTensors Optimizer::state_tensors() const {
 }
 
 void Optimizer::load_state(const TensorStore& store, int64_t steps) {
+  std::string file;  // the file of the tensor looked up last: the source an error names
+  load_state(
+      [&](const std::string& key) {
+        if (!store.contains(key)) return at::Tensor();
+        file = store.file_of(key);
+        return store.tensor(key);
+      },
+      steps, file);
+}
+
+void Optimizer::load_state(const std::function<at::Tensor(const std::string& key)>& find, int64_t steps,
+                           const std::string& source) {
   steps_ = steps;
   for (auto& s : slots_) {
     if (!s.owned) continue;
     auto load = [&](const std::string& key, at::Tensor& target) {
-      if (!store.contains(key)) return;
-      auto t = store.tensor(key);
+      auto t = find(key);
+      if (!t.defined()) return;
       if (t.sizes() != s.param.sizes()) {
         throw Error("optimizer state \"" + key + "\" has shape " + c10::str(t.sizes()) + ", the parameter " +
-                    c10::str(s.param.sizes()), store.file_of(key));
+                    c10::str(s.param.sizes()), source);
       }
       target = t.to(s.param.device(), s.param.scalar_type()).clone();
     };

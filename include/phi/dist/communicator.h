@@ -41,6 +41,9 @@ class Communicator {
   virtual void all_gather(const at::Tensor& input, at::Tensor& output) = 0;
   /// input [world_size * n], summed over ranks; rank r keeps slice r in output [n].
   virtual void reduce_scatter(const at::Tensor& input, at::Tensor& output) = 0;
+  /// The same two without waiting: input and output must stay alive until wait() returns.
+  virtual std::unique_ptr<PendingCollective> all_gather_async(const at::Tensor& input, at::Tensor& output) = 0;
+  virtual std::unique_ptr<PendingCollective> reduce_scatter_async(const at::Tensor& input, at::Tensor& output) = 0;
   virtual void barrier() = 0;
 };
 

@@ -52,6 +52,17 @@ class LayerAttention {
                             const AttentionMaskSpec& mask) const = 0;
 };
 
+/// What a caller runs around each decoder block of a forward (fully sharded training gathers the
+/// block's parameters before it and frees them after). The blocks recomputed by activation
+/// checkpointing in the backward pass do not call it.
+class BlockHooks {
+ public:
+  virtual ~BlockHooks() = default;
+  virtual void before_block(int64_t index) = 0;
+  /// Returns the block's output (the same tensor; a hook may be registered on it for the backward).
+  virtual at::Tensor after_block(int64_t index, const at::Tensor& output) = 0;
+};
+
 class Transformer {
  public:
   /// Checks that `parameters` holds exactly the expected names with the expected shapes.
@@ -89,6 +100,8 @@ class Transformer {
   /// checkpointing, per block); gradients are unchanged.
   void set_activation_checkpointing(bool on) { checkpoint_blocks_ = on; }
   bool activation_checkpointing() const { return checkpoint_blocks_; }
+  /// Hooks around every block of every forward (null: none). Not owned; must outlive their use.
+  void set_block_hooks(BlockHooks* hooks) { block_hooks_ = hooks; }
 
   /// Incremental forward over a KV cache: row i of ids [n, T] is appended to cache slot slots[i]
   /// (all slots in order when `slots` is empty) at the slot's length; new_lengths[i] <= T says how
@@ -185,6 +198,7 @@ class Transformer {
   SequenceInputs sequence_inputs(const at::Tensor& ids, const at::Tensor& lengths, const at::Tensor& segments) const;
   ModelConfig config_;
   bool checkpoint_blocks_ = false;
+  BlockHooks* block_hooks_ = nullptr;
   ParameterMap parameters_;
   std::vector<Layer> layers_;
   at::Tensor embed_, final_norm_w_, final_norm_b_, lm_head_w_, lm_head_b_, masked_ids_;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -62,6 +63,10 @@ class Optimizer {
   /// others' gradients still count in the global norm and are cleared, their values come from the
   /// process that owns them. Empty: every parameter (the default).
   void restrict_updates(const std::vector<std::string>& owned);
+  /// Fully sharded training: each process holds slices of the parameters, and the global gradient
+  /// norm needs the other processes' sums of squares: `reduce` maps this process's sum to the sum
+  /// over every process (the same value on each). Unset: the local sum is the global one.
+  void set_norm_reduction(std::function<double(double)> reduce) { reduce_norm_ = std::move(reduce); }
   /// The trainable parameters in the optimizer's order, and their element counts.
   std::vector<std::pair<std::string, int64_t>> trainable() const;
   /// The state kinds this optimizer keeps per parameter ("exp_avg", "exp_avg_sq" or "momentum").
@@ -72,6 +77,10 @@ class Optimizer {
   /// State tensors by name ("<param>.exp_avg", ...) and the step count, for checkpoints.
   NamedTensors state_tensors() const;
   void load_state(const TensorStore& store, int64_t steps);
+  /// The same from a lookup: find("<param>.exp_avg") returns the state tensor (undefined when
+  /// absent) shaped as the parameter; `source` names where it came from in errors.
+  void load_state(const std::function<at::Tensor(const std::string& key)>& find, int64_t steps,
+                  const std::string& source);
 
  private:
   struct Slot {
@@ -86,6 +95,7 @@ class Optimizer {
   void fused_adamw(double lr, double grad_factor);
   std::vector<Slot> slots_;
   bool restricted_ = false;
+  std::function<double(double)> reduce_norm_;
   std::vector<std::string> frozen_;
   int64_t frozen_count_ = 0;
   OptimizerConfig config_;
