@@ -186,10 +186,7 @@ nlohmann::json DistributedSection::to_json() const {
 
 void DistributedSection::validate(const JsonReader& r) const {
   if (backend != "auto" && backend != "gloo" && backend != "nccl") r.fail("backend", "must be auto, gloo or nccl");
-  if (strategy == "fsdp") {
-    r.fail("strategy", "'fsdp' is not implemented yet: this build trains with ddp or zero1");
-  }
-  if (strategy != "ddp" && strategy != "zero1") r.fail("strategy", "must be ddp or zero1");
+  if (strategy != "ddp" && strategy != "zero1" && strategy != "fsdp") r.fail("strategy", "must be ddp, zero1 or fsdp");
   if (!(bucket_mb > 0 && bucket_mb <= 4096)) r.fail("bucket_mb", "must be in (0, 4096]");
   if (reduce_dtype != "f32" && reduce_dtype != "bf16") r.fail("reduce_dtype", "must be f32 or bf16");
   if (!(timeout_s > 0)) r.fail("timeout_s", "must be > 0");

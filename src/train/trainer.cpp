@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include <ATen/ATen.h>
@@ -32,6 +33,8 @@
 #include "phi/models/model_info.h"
 #include "phi/models/model_loader.h"
 #include "phi/train/checkpoint.h"
+#include "train/fully_sharded.h"
+#include "train/gradient_reducer.h"
 
 namespace phi {
 
@@ -89,137 +92,6 @@ struct StepResult {
   bool diverged = false;  // a non-finite loss, or an overflow that loss scaling cannot absorb
 };
 
-// ---- Data-parallel gradient reduction ---------------------------------------------------------------
-
-// Trainable parameters in buckets of about bucket_mb, in the order backward produces their
-// gradients (the head and the last layers first). During the last micro-step's backward each
-// parameter's hook writes its final gradient (what has accumulated plus what arrives) into its
-// bucket; a full bucket's all-reduce starts at once and runs while backward goes on (PyTorch DDP's
-// and Megatron's overlap). finish() waits for every bucket and copies the sums back.
-class GradientReducer {
- public:
-  GradientReducer(ParameterMap& parameters, Communicator& comm, double bucket_mb, bool overlap,
-                  c10::ScalarType reduce_dtype)
-      : comm_(comm), overlap_(overlap), dtype_(reduce_dtype) {
-    // Backward order: lm_head, final norm, layers from last to first, embedding.
-    std::vector<std::pair<std::tuple<int, int64_t, std::string>, at::Tensor*>> ordered;
-    for (auto& [name, p] : parameters) {
-      if (!p.requires_grad()) continue;  // frozen: no gradient, no communication
-      int group = 1;
-      int64_t layer = 0;
-      if (name.rfind("lm_head", 0) == 0) group = 0;
-      if (name.rfind("final_norm", 0) == 0) group = 0;
-      if (name.rfind("embed", 0) == 0) group = 2;
-      if (name.rfind("layers.", 0) == 0) layer = -std::stoll(name.substr(7, name.find('.', 7) - 7));
-      ordered.push_back({{group, layer, name}, &p});
-    }
-    std::sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    const int64_t bucket_elements =
-        std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1048576.0 / static_cast<double>(c10::elementSize(dtype_))));
-    int64_t filled = 0;
-    for (auto& [key, p] : ordered) {
-      if (buckets_.empty() || (filled + p->numel() > bucket_elements && !buckets_.back().slots.empty())) {
-        buckets_.emplace_back();
-        filled = 0;
-      }
-      auto& bucket = buckets_.back();
-      bucket.slots.push_back({p, filled});
-      filled += p->numel();
-      bucket.elements = filled;
-    }
-    if (overlap_) {
-      for (size_t b = 0; b < buckets_.size(); ++b) {
-        for (size_t i = 0; i < buckets_[b].slots.size(); ++i) {
-          buckets_[b].slots[i].param->register_hook([this, b, i](const at::Tensor& grad) {
-            on_gradient(b, i, grad);
-            return grad;
-          });
-        }
-      }
-    }
-  }
-
-  /// Buckets whose all-reduce started during the last backward (the rest started after it).
-  int64_t started_in_backward() const { return started_in_backward_; }
-  int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
-
-  /// The next backward is the last micro-step's: its hooks start the buckets' all-reduces.
-  void arm() {
-    armed_ = overlap_;
-    started_in_backward_ = 0;
-    for (auto& bucket : buckets_) {
-      bucket.flat = at::empty({bucket.elements}, at::TensorOptions().dtype(dtype_).device(bucket.slots.front().param->device()));
-      bucket.ready = 0;
-      bucket.pending.reset();
-      for (auto& slot : bucket.slots) slot.written = false;
-    }
-  }
-
-  /// Every bucket not started during backward starts now; all are waited for and copied back.
-  /// Returns the seconds spent waiting (communication not hidden behind backward).
-  double finish() {
-    armed_ = false;
-    for (auto& bucket : buckets_) {
-      for (auto& slot : bucket.slots) {
-        if (slot.written) continue;
-        auto& g = slot.param->mutable_grad();
-        if (!g.defined()) g = at::zeros_like(*slot.param);  // no gradient reached it on this rank
-        bucket.flat.narrow(0, slot.offset, g.numel()).copy_(g.reshape({-1}));
-        slot.written = true;
-        ++bucket.ready;
-      }
-      if (!bucket.pending) bucket.pending = comm_.all_reduce_async(bucket.flat);
-    }
-    const auto start = std::chrono::steady_clock::now();
-    for (auto& bucket : buckets_) bucket.pending->wait();
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    for (auto& bucket : buckets_) {
-      for (auto& slot : bucket.slots) {
-        auto& g = slot.param->mutable_grad();
-        g.copy_(bucket.flat.narrow(0, slot.offset, g.numel()).view(g.sizes()));
-      }
-      bucket.pending.reset();
-    }
-    return waited;
-  }
-
- private:
-  struct Slot {
-    at::Tensor* param;
-    int64_t offset;
-    bool written = false;
-  };
-  struct Bucket {
-    std::vector<Slot> slots;
-    int64_t elements = 0;
-    at::Tensor flat;
-    size_t ready = 0;
-    std::unique_ptr<PendingCollective> pending;
-  };
-
-  void on_gradient(size_t b, size_t i, const at::Tensor& grad) {
-    if (!armed_) return;
-    auto& bucket = buckets_[b];
-    auto& slot = bucket.slots[i];
-    const auto& param = *slot.param;
-    auto target = bucket.flat.narrow(0, slot.offset, param.numel()).view(param.sizes());
-    const auto& accumulated = param.grad();
-    target.copy_(accumulated.defined() ? accumulated + grad : grad);  // in the bucket's dtype
-    slot.written = true;
-    if (++bucket.ready == bucket.slots.size()) {
-      bucket.pending = comm_.all_reduce_async(bucket.flat);
-      ++started_in_backward_;
-    }
-  }
-
-  Communicator& comm_;
-  bool overlap_;
-  c10::ScalarType dtype_;  // the buckets' dtype: gradients are summed in it
-  bool armed_ = false;
-  int64_t started_in_backward_ = 0;
-  std::vector<Bucket> buckets_;
-};
-
 class Trainer {
  public:
   Trainer(const TrainConfig& config, bool resume, const TrainHooks& hooks)
@@ -246,6 +118,13 @@ class Trainer {
   void report_state_memory() const;
   /// The whole optimizer state on every rank's call (rank 0 saves it): ZeRO-1 owners broadcast theirs.
   NamedTensors gathered_optimizer_state();
+  /// fsdp: shards the model's trainable parameters; the optimizer steps on this rank's slices.
+  void shard_model();
+  /// The model as a checkpoint holds it: the same object, or (fsdp) one assembled from the shards
+  /// on rank 0 (no model on the other ranks). A collective.
+  std::optional<Transformer> gathered_model();
+  /// Bytes of training state this rank holds, measured, against the prediction; into summary.json.
+  nlohmann::json memory_report() const;
   bool leader() const { return comm_->rank() == 0; }
   void build(bool resume);
   void choose_kernels(bool resume);
@@ -265,6 +144,8 @@ class Trainer {
   DistEnv dist_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<GradientReducer> reducer_;  // several ranks only
+  std::unique_ptr<FullySharded> fsdp_;        // strategy fsdp
+  int64_t trainable_total_ = 0, frozen_total_ = 0;  // parameters of the whole model
   std::map<std::string, int> owner_;          // ZeRO-1: the rank that updates each trainable parameter
   double comm_wait_seconds_ = 0;              // this step's all-reduce wait after backward
   CheckpointManager checkpoints_;
@@ -298,6 +179,74 @@ void Trainer::partition_optimizer() {
                here, total, 100.0 * static_cast<double>(here) / static_cast<double>(std::max<int64_t>(total, 1)),
                8.0 + state_bytes * static_cast<double>(here) / static_cast<double>(std::max<int64_t>(total, 1)),
                optimizer_->state_bytes_per_parameter());
+}
+
+void Trainer::shard_model() {
+  fsdp_ = std::make_unique<FullySharded>(*model_, *comm_,
+                                         config_.distributed.reduce_dtype == "bf16" ? at::kBFloat16 : at::kFloat);
+  auto options = config_.optimizer;
+  options.freeze.clear();  // frozen parameters are not among the shards
+  optimizer_.emplace(fsdp_->shards(), options);
+  optimizer_->set_norm_reduction([this](double local) {
+    auto total = at::full({1}, local, at::kDouble);
+    comm_->all_reduce(total);
+    return total.item<double>();
+  });
+  const auto m = fsdp_->memory();
+  spdlog::info("fsdp: {} units ({} blocks and the root), {} of {} elements here ({} padding over all units); "
+               "parameters gathered one block at a time",
+               fsdp_->units(), model_->config().n_layers, m.padded_elements / comm_->world_size(), m.sharded_elements,
+               m.padded_elements - m.sharded_elements);
+}
+
+std::optional<Transformer> Trainer::gathered_model() {
+  if (!fsdp_) return std::nullopt;
+  auto whole = fsdp_->gathered_parameters();
+  if (!leader()) return std::nullopt;
+  ParameterMap parameters;
+  for (auto& [name, tensor] : whole) parameters.emplace(name, tensor);
+  for (const auto& [name, p] : model_->parameters()) {
+    if (!parameters.count(name)) parameters.emplace(name, p.to(at::kCPU));  // frozen: whole here
+  }
+  return Transformer(model_->config(), std::move(parameters));
+}
+
+nlohmann::json Trainer::memory_report() const {
+  // Measured: the bytes of the tensors this rank keeps for training (unique storages of the
+  // weights, gradients and optimizer state; fsdp: its shards and frozen weights, and the most it
+  // had gathered at once). Predicted: bytes per parameter x parameters (docs/distributed.md).
+  const double n = comm_->world_size();
+  const double per_param = static_cast<double>(optimizer_->state_bytes_per_parameter());
+  const double t = static_cast<double>(trainable_total_), frozen = 4.0 * static_cast<double>(frozen_total_);
+  const auto& strategy = config_.distributed.strategy;
+  double predicted = per_param * t + frozen;
+  if (strategy == "zero1" && n > 1) predicted = 8.0 * t + (per_param - 8.0) * t / n + frozen;
+  if (fsdp_) predicted = per_param * t / n + frozen;
+  int64_t state = 0;
+  for (const auto& entry : optimizer_->state_tensors()) state += entry.second.numel() * entry.second.element_size();
+  nlohmann::json report = {{"strategy", fsdp_ || n > 1 ? strategy : std::string("single")},
+                           {"world_size", comm_->world_size()},
+                           {"predicted_bytes", static_cast<int64_t>(predicted)},
+                           {"optimizer_state_bytes", state}};
+  if (fsdp_) {
+    const auto m = fsdp_->memory();
+    report["measured_bytes"] = m.shard_bytes + m.frozen_bytes + state;
+    report["peak_gathered_bytes"] = m.peak_gathered_bytes;
+    report["largest_unit_bytes"] = m.largest_unit_bytes;
+    report["padding_elements"] = m.padded_elements - m.sharded_elements;
+    report["frozen_bytes"] = m.frozen_bytes;
+  } else {
+    std::set<const void*> seen;
+    int64_t held = state;
+    for (const auto& [name, p] : model_->parameters()) {
+      if (seen.insert(p.storage().unsafeGetStorageImpl()).second) held += static_cast<int64_t>(p.storage().nbytes());
+      if (p.grad().defined() && seen.insert(p.grad().storage().unsafeGetStorageImpl()).second) {
+        held += static_cast<int64_t>(p.grad().storage().nbytes());
+      }
+    }
+    report["measured_bytes"] = held;
+  }
+  return report;
 }
 
 void Trainer::report_state_memory() const {
@@ -429,8 +378,16 @@ void Trainer::build(bool resume) {
   auto& model = *model_;
   if (model.dtype() != at::kFloat) model.to(device_, at::kFloat);  // master weights are float32
   model.set_activation_checkpointing(c.training.activation_checkpointing);
+  // Every rank starts from rank 0's weights (the same seed gives the same ones; a broadcast makes sure).
+  for (auto& [name, p] : model.mutable_parameters()) {
+    at::NoGradGuard no_grad;
+    comm_->broadcast(p, 0);
+  }
   optimizer_.emplace(model.mutable_parameters(), c.optimizer);
+  trainable_total_ = optimizer_->trainable_parameters();
+  frozen_total_ = optimizer_->frozen_parameters();
   if (c.distributed.strategy == "zero1" && comm_->world_size() > 1) partition_optimizer();
+  if (c.distributed.strategy == "fsdp") shard_model();
   if (c.training.precision == "f16") {
     scaler_.dynamic = true;
     scaler_.scale = c.training.loss_scale;
@@ -441,12 +398,7 @@ void Trainer::build(bool resume) {
   const int64_t rows = c.training.batch_size / comm_->world_size();
   loader_.emplace(c.data.sources, c.data.seq_len, c.training.batch_size, c.run.seed, loader_state, true, c.data.pack,
                   c.data.document_masks, comm_->rank() * rows, rows);
-  // Every rank starts from rank 0's weights (the same seed gives the same ones; a broadcast makes sure).
-  for (auto& [name, p] : model.mutable_parameters()) {
-    at::NoGradGuard no_grad;
-    comm_->broadcast(p, 0);
-  }
-  if (comm_->backend() != "local") {  // a process group (NCCL asked for by name may have one rank)
+  if (comm_->backend() != "local" && !fsdp_) {  // a process group (NCCL asked for by name may have one rank)
     reducer_ = std::make_unique<GradientReducer>(model.mutable_parameters(), *comm_, c.distributed.bucket_mb,
                                                  c.distributed.overlap,
                                                  c.distributed.reduce_dtype == "bf16" ? at::kBFloat16 : at::kFloat);
@@ -501,7 +453,18 @@ LoaderState Trainer::restore(const CheckpointManager::Loaded& resumed) {
   const auto& state = resumed.trainer_state;
   start_step_ = state.at("step").get<int64_t>();
   auto loader_state = loader_state_from_json(state.at("loader"), resumed.path);
-  optimizer_->load_state(resumed.optimizer_state, state.at("optimizer_steps").get<int64_t>());
+  const auto optimizer_steps = state.at("optimizer_steps").get<int64_t>();
+  if (fsdp_) {
+    const auto& store = resumed.optimizer_state;
+    optimizer_->load_state(
+        [&](const std::string& key) {
+          if (!store.contains(key)) return at::Tensor();
+          return fsdp_->slice_of(key.substr(0, key.rfind('.')), store.tensor(key));
+        },
+        optimizer_steps, resumed.path);
+  } else {
+    optimizer_->load_state(resumed.optimizer_state, optimizer_steps);
+  }
   if (resumed.optimizer_state.contains("rng.cpu")) {
     auto generator = at::detail::getDefaultCPUGenerator();
     generator.set_state(resumed.optimizer_state.tensor("rng.cpu").clone());
@@ -522,12 +485,12 @@ void Trainer::describe() const {
   const auto& c = config_;
   const auto& model = *model_;
   const auto info = model_info(model.config());
-  const int64_t trainable = optimizer_->trainable_parameters();
+  const int64_t trainable = trainable_total_;
   spdlog::info("model {}: {} parameters ({} trainable, {} frozen)", model.config().name, info.n_parameters, trainable,
-               optimizer_->frozen_parameters());
+               frozen_total_);
   spdlog::info("optimizer {}: {} bytes/parameter of weights+gradients+state, ~{:.1f} MiB", c.optimizer.name,
                optimizer_->state_bytes_per_parameter(),
-               (optimizer_->state_bytes_per_parameter() * trainable + 4 * optimizer_->frozen_parameters()) / 1048576.0);
+               (optimizer_->state_bytes_per_parameter() * trainable + 4 * frozen_total_) / 1048576.0);
   spdlog::info("precision {} ({}), activation checkpointing {}, {} on {}", c.training.precision,
                c.training.precision == "f32" ? "float32 throughout"
                                              : "autocast compute, float32 master weights" +
@@ -537,14 +500,14 @@ void Trainer::describe() const {
     // Weights + gradients + optimizer state per rank, activations not counted (docs/distributed.md).
     const double n = comm_->world_size();
     const double bytes = static_cast<double>(optimizer_->state_bytes_per_parameter());
-    const double frozen = 4.0 * static_cast<double>(optimizer_->frozen_parameters());
+    const double frozen = 4.0 * static_cast<double>(frozen_total_);
     const double t = static_cast<double>(trainable);
     auto size = [](double b) {
       return b >= 1073741824.0 ? fmt::format("{:.2f} GiB", b / 1073741824.0) : fmt::format("{:.1f} MiB", b / 1048576.0);
     };
     spdlog::info("weights+gradients+optimizer state per rank of {}: ddp {}, zero1 {}, fully sharded {} (this run: {})",
                  comm_->world_size(), size(bytes * t + frozen), size(8.0 * t + (bytes - 8.0) * t / n + frozen),
-                 size((bytes * t + frozen) / n), c.distributed.strategy);
+                 size(bytes * t / n + frozen), c.distributed.strategy);
   }
 }
 
@@ -557,6 +520,7 @@ StepResult Trainer::train_step(int64_t step, double lr) {
   // weights its own mean by its share of them (ranks may score different counts: padding, masks),
   // so that the gradients summed over the ranks are the one-process gradient.
   std::vector<Batch> batches;
+  comm_wait_seconds_ = 0;
   auto counts = at::zeros({t.grad_accum}, at::kDouble);
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
     batches.push_back(loader_->next());
@@ -568,16 +532,26 @@ StepResult Trainer::train_step(int64_t step, double lr) {
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
     const auto& batch = batches[static_cast<size_t>(micro)];
     const double local = counts[micro].item<double>(), global = global_counts[micro].item<double>();
-    if (local == 0 && global > 0) continue;  // nothing scored here: this rank adds a zero gradient
+    const bool idle = local == 0 && global > 0;  // nothing scored here: this rank adds a zero gradient
+    if (idle && !fsdp_) continue;
+    // fsdp: every rank takes part in every block's gathers and reduce-scatters, so an idle rank
+    // runs the micro-step with weight 0 on one stand-in target.
+    at::Tensor targets = batch.targets;
+    if (idle) {
+      targets = batch.targets.clone();
+      targets.view({-1})[0] = 0;
+    }
     at::Tensor loss;
     {
+      if (fsdp_) fsdp_->gather_root();
       AutocastGuard autocast(device_.type(), t.precision != "f32", compute_dtype(t.precision));
-      loss = model_->loss(batch.inputs, batch.targets, batch.segments);
+      loss = model_->loss(batch.inputs, targets, batch.segments);
     }
-    const double share = global > 0 ? local / global : 1.0;
+    const double share = idle ? 0.0 : global > 0 ? local / global : 1.0;
     if (reducer_ && micro + 1 == t.grad_accum) reducer_->arm();  // only the last backward communicates
     (loss * (scaler_.scale * share / static_cast<double>(t.grad_accum))).backward();
-    const double mean = loss.item<double>();
+    if (fsdp_) comm_wait_seconds_ += fsdp_->finish();
+    const double mean = idle ? 0.0 : loss.item<double>();
     if (comm_->world_size() == 1) {
       result.loss += mean / static_cast<double>(t.grad_accum);
     } else {
@@ -598,7 +572,13 @@ StepResult Trainer::train_step(int64_t step, double lr) {
   }
   result.grad_norm = optimizer_->step(lr, scaler_.scale);
   share_updated_parameters();
-  if (step == start_step_) report_state_memory();
+  if (step == start_step_) {
+    report_state_memory();
+    const auto memory = memory_report();
+    spdlog::info("training state on this rank: {} bytes measured, {} predicted ({})",
+                 memory.at("measured_bytes").get<int64_t>(), memory.at("predicted_bytes").get<int64_t>(),
+                 memory.at("strategy").get<std::string>());
+  }
   result.overflow = !std::isfinite(result.grad_norm);
   // A skipped step is for the rare f16 overflow that a smaller loss scale absorbs; a non-finite
   // loss, or a non-finite gradient with no scale left to lower, means the run is diverging.
@@ -622,12 +602,14 @@ double Trainer::evaluate() {
   at::NoGradGuard no_grad;
   TokenLoader loader({{c.data.valid, 1.0}}, c.data.seq_len, c.training.batch_size, 1234, {}, false, c.data.pack,
                      c.data.document_masks);
+  if (fsdp_) fsdp_->gather_root();
   AutocastGuard autocast(model_->device().type(), c.training.precision != "f32", compute_dtype(c.training.precision));
   double total = 0;
   for (int64_t i = 0; i < c.training.eval_batches; ++i) {
     auto batch = loader.next();
     total += model_->loss(batch.inputs, batch.targets, batch.segments).item<double>();
   }
+  if (fsdp_) fsdp_->release_root();
   return total / static_cast<double>(c.training.eval_batches);
 }
 
@@ -646,7 +628,9 @@ void Trainer::run_eval_tasks(int64_t step, bool last, nlohmann::json& row) {
     if (!last && !(task.every > 0 && (step + 1) % task.every == 0)) continue;
     at::NoGradGuard no_grad;
     const auto start = std::chrono::steady_clock::now();
+    if (fsdp_) fsdp_->gather_root();
     const auto metrics = hooks_.evaluate(*model_, task);
+    if (fsdp_) fsdp_->release_root();
     for (const auto& [key, value] : metrics.items()) row["eval/" + task.name + "/" + key] = value;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     spdlog::info("step {}: eval {} {} ({:.1f} s)", step + 1, task.name, metrics.dump(), seconds);
@@ -656,13 +640,14 @@ void Trainer::run_eval_tasks(int64_t step, bool last, nlohmann::json& row) {
 // checkpoint: never of a diverged state (it could rotate out the good ones).
 void Trainer::checkpoint(int64_t step) {
   const double last_loss = summary_.losses.empty() ? 0.0 : summary_.losses.back();
-  if (!std::isfinite(last_loss) || !weights_finite(*model_)) {
+  if (!std::isfinite(last_loss) || !(fsdp_ ? fsdp_->finite() : weights_finite(*model_))) {
     const auto last_good = checkpoints_.latest();
     throw Error("training diverged at step " + std::to_string(step) + ": " +
                     (std::isfinite(last_loss) ? "the weights are" : "the loss is") + " not finite; no checkpoint written",
                 config_.run.dir, "lower optimizer.lr; the last good checkpoint is " + (last_good.empty() ? "(none)" : last_good));
   }
-  NamedTensors state = gathered_optimizer_state();
+  NamedTensors state = fsdp_ ? fsdp_->gathered_state(*optimizer_) : gathered_optimizer_state();
+  const auto assembled = gathered_model();
   state.push_back({"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()});
   if (model_->device().is_cuda()) state.push_back({"rng.cuda", cuda_rng_state()});
   const nlohmann::json trainer_state = {{"step", step},
@@ -673,7 +658,7 @@ void Trainer::checkpoint(int64_t step) {
                                         {"loss_scale_clean_steps", scaler_.clean_steps}};
   // Data parallelism keeps every rank's state identical: rank 0 writes it, the others wait until it
   // is complete (DONE), so that no rank runs ahead of the last checkpoint.
-  if (leader()) checkpoints_.save(step, *model_, state, trainer_state);
+  if (leader()) checkpoints_.save(step, assembled ? *assembled : *model_, state, trainer_state);
   comm_->barrier();
 }
 
@@ -701,6 +686,7 @@ TrainSummary Trainer::run() {
                           {"grad_norm", result.overflow ? nlohmann::json(nullptr) : nlohmann::json(result.grad_norm)},
                           {"tokens_per_s", tokens_per_second}, {"elapsed_s", elapsed}};
     if (scaler_.dynamic) row["loss_scale"] = scaler_.scale;
+    if (fsdp_) row["reduce_scatter_wait_s"] = comm_wait_seconds_;
     if (reducer_) {
       row["allreduce_wait_s"] = comm_wait_seconds_;
       row["buckets"] = reducer_->buckets();
@@ -749,7 +735,8 @@ TrainSummary Trainer::run() {
   nlohmann::json final_summary = {{"steps", summary_.steps}, {"final_loss", summary_.final_loss},
                                   {"skipped_steps", summary_.skipped_steps}, {"precision", c.training.precision},
                                   {"final_valid_loss", summary_.final_valid_loss},
-                                  {"tokens_per_s", summary_.tokens_per_second}};
+                                  {"tokens_per_s", summary_.tokens_per_second},
+                                  {"memory", memory_report()}};
   if (leader()) write_json_file_atomic((fs::path(c.run.dir) / "summary.json").string(), final_summary);
   spdlog::info("done: {} steps, loss {:.4f}{}", summary_.steps, summary_.final_loss,
                summary_.final_valid_loss >= 0 ? fmt::format(", valid loss {:.4f}", summary_.final_valid_loss) : "");

@@ -1,8 +1,9 @@
 """Data-parallel training over Gloo on 127.0.0.1: 2 and 3 ranks launched by `phi launch` equal one
 process with the same global batch (per-step losses and final weights within 1e-5 relative, float32,
 30 steps), with gradient accumulation, unpacked documents of uneven length (the loss is normalised by
-the global count of scored tokens), a frozen embedding and tied embeddings; a 2-rank checkpoint
-resumes on 3 ranks and on 1 along the uninterrupted trajectory."""
+the global count of scored tokens), a frozen embedding and tied embeddings, for DDP, ZeRO-1 and fully
+sharded training; the training-state bytes each rank holds are measured against the prediction; a
+2-rank checkpoint resumes on 3 ranks and on 1 along the uninterrupted trajectory."""
 import json
 import shutil
 import subprocess
@@ -75,9 +76,17 @@ def assert_same_run(a, b, step=30, tol=1e-5):
 
 
 @pytest.mark.parametrize("variant", ["plain", "frozen_embedding_sgd", "tied", "small_buckets", "no_overlap", "zero1",
-                                     "zero1_sgd_frozen"])
+                                     "zero1_sgd_frozen", "fsdp", "fsdp_sgd_frozen", "fsdp_tied_checkpointing"])
 def test_ranks_equal_one_process(data, tmp_path, variant):
     sections = {}
+    if variant == "fsdp":
+        sections = {"distributed": {"strategy": "fsdp"}}
+    if variant == "fsdp_sgd_frozen":
+        sections = {"distributed": {"strategy": "fsdp"},
+                    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "freeze": ["embed"]}}
+    if variant == "fsdp_tied_checkpointing":  # blocks recomputed in backward, their parameters gathered again
+        sections = {"distributed": {"strategy": "fsdp"}, "training": {"activation_checkpointing": True},
+                    "model": {"set": ["vocab_size=384", "max_position_embeddings=128", "tie_embeddings=true"]}}
     if variant == "zero1":
         sections = {"distributed": {"strategy": "zero1"}}
     if variant == "zero1_sgd_frozen":
@@ -111,14 +120,37 @@ def test_ranks_equal_one_process(data, tmp_path, variant):
             m = re.search(r"optimizer state on this rank: (\d+) bytes measured, (\d+) predicted", log)
             assert m and m.group(1) == m.group(2), log[-2000:]
             measured.append(int(m.group(1)))
-        if variant.startswith("zero1"):
-            total = int(re.search(r"updates \d+ of (\d+) trainable",
-                                  (runs[nproc] / "logs" / "rank-0.log").read_text()).group(1))
-            per_parameter = 8 if variant == "zero1" else 4  # AdamW's two moments; SGD's momentum (float32)
+        if variant.startswith(("zero1", "fsdp")):
+            total = int(re.search(r"\((\d+) trainable", (runs[nproc] / "logs" / "rank-0.log").read_text()).group(1))
+            per_parameter = 8 if "sgd" not in variant else 4  # AdamW's two moments; SGD's momentum (float32)
             assert sum(measured) == per_parameter * total and max(measured) < sum(measured)
         else:
             assert len(set(measured)) == 1
+    # The bytes of training state per rank (summary.json, rank 0), measured against the prediction.
+    single = json.loads((runs[1] / "summary.json").read_text())["memory"]
+    for nproc in (1, 2, 3):
+        memory = json.loads((runs[nproc] / "summary.json").read_text())["memory"]
+        measured, predicted = memory["measured_bytes"], memory["predicted_bytes"]
+        if variant.startswith("fsdp"):
+            # Shards of weights and gradients (padded to equal sizes) plus the optimizer state of the
+            # slices; at most the embedding, the head and two blocks were whole at once.
+            # (a rank's shard may hold its unit's padding: up to 16 bytes of state per element).
+            slack = 16 * memory["padding_elements"] / nproc + 16
+            assert abs(measured - predicted) <= slack, memory
+            frozen = memory["frozen_bytes"]  # frozen weights stay whole on every rank
+            assert measured - frozen <= (single["measured_bytes"] - frozen) / nproc + slack
+            assert memory["peak_gathered_bytes"] < single["measured_bytes"] / 2, memory
+        elif variant.startswith("zero1") and nproc > 1:
+            # Whole weights and gradients on every rank, the optimizer state of its share only.
+            state = memory["optimizer_state_bytes"]
+            assert measured - state == single["measured_bytes"] - single["optimizer_state_bytes"], memory
+            assert 0 < state < single["optimizer_state_bytes"], memory
+        else:
+            assert measured == predicted == single["measured_bytes"], memory
     rows = [json.loads(x) for x in (runs[2] / "metrics.jsonl").read_text().splitlines()]
+    if variant.startswith("fsdp"):
+        assert all("reduce_scatter_wait_s" in r for r in rows)
+        rows = []
     started = {r["buckets_started_in_backward"] for r in rows}
     if variant == "small_buckets":
         assert rows[0]["buckets"] > 5 and min(started) > 0  # all-reduces ran during backward
@@ -137,17 +169,17 @@ def test_ranks_equal_one_process(data, tmp_path, variant):
             total = shares[0][1]
             assert sum(s for s, _ in shares) == total
             assert max(s for s, _ in shares) < 0.75 * total if nproc == 2 else max(s for s, _ in shares) < 0.55 * total
-    if variant in ("frozen_embedding_sgd", "zero1_sgd_frozen"):
+    if variant in ("frozen_embedding_sgd", "zero1_sgd_frozen", "fsdp_sgd_frozen"):
         start = weights(runs[2], 10)["model.embed_tokens.weight"]
         assert np.array_equal(start, weights(runs[2], 30)["model.embed_tokens.weight"])
 
 
 def test_resume_on_another_world_size(data, tmp_path):
     """A 2-rank run checkpointed at step 20 continues on 3 ranks and on 1 along the uninterrupted run,
-    with DDP and with ZeRO-1 (whose sharded optimizer state is gathered into the checkpoint)."""
+    with DDP, ZeRO-1 and fully sharded training (whose shards are gathered into the checkpoint)."""
     full = tmp_path / "full"
     train(write_recipe(data, full), 1)
-    for strategy, nproc in (("ddp", 3), ("ddp", 1), ("zero1", 3), ("zero1", 1)):
+    for strategy, nproc in (("ddp", 3), ("ddp", 1), ("zero1", 3), ("zero1", 1), ("fsdp", 3), ("fsdp", 1)):
         part = tmp_path / f"part-{strategy}-{nproc}"
         dist = {"strategy": strategy}
         train(write_recipe(data, part, steps=20, distributed=dist), 2)
@@ -161,9 +193,12 @@ def test_bf16_gradient_reduction(data, tmp_path):
     ref, bf16 = tmp_path / "f32", tmp_path / "bf16"
     train(write_recipe(data, ref), 2)
     train(write_recipe(data, bf16, distributed={"reduce_dtype": "bf16", "bucket_mb": 0.02}), 2)
-    a, b = losses(ref), losses(bf16)
-    assert np.max(np.abs(a - b) / np.abs(a)) < 2e-2
-    assert np.max(np.abs(a - b)) > 0  # the rounding is real
+    sharded = tmp_path / "fsdp-bf16"  # fully sharded: the gradients reduce-scattered in bf16
+    train(write_recipe(data, sharded, distributed={"reduce_dtype": "bf16", "strategy": "fsdp"}), 2)
+    for run in (bf16, sharded):
+        a, b = losses(ref), losses(run)
+        assert np.max(np.abs(a - b) / np.abs(a)) < 2e-2
+        assert np.max(np.abs(a - b)) > 0  # the rounding is real
 
 
 def test_batch_must_divide_among_ranks(data, tmp_path):
@@ -171,7 +206,7 @@ def test_batch_must_divide_among_ranks(data, tmp_path):
     proc = subprocess.run([PHI_BIN, "launch", "--nproc", "2", "--", "train", "--config", str(recipe)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "does not divide among 2 ranks" in proc.stderr
-    for strategy, fragment in (("zero3", "must be ddp or zero1"), ("fsdp", "not implemented yet")):
+    for strategy, fragment in (("zero3", "must be ddp, zero1 or fsdp"),):
         recipe = write_recipe(data, tmp_path / "z", distributed={"strategy": strategy})
         proc = run_phi("train", "--config", recipe, check=False)
         assert proc.returncode == 1 and "$.distributed.strategy" in proc.stderr and fragment in proc.stderr

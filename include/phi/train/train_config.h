@@ -89,7 +89,7 @@ struct KernelSection {
 /// Several processes (launched by torchrun, srun or `phi launch`; phi/dist): how they train together.
 struct DistributedSection {
   std::string backend = "auto";   // auto (nccl on CUDA, gloo on CPU), gloo, nccl
-  std::string strategy = "ddp";   // ddp, or zero1 (optimizer state sharded; docs/distributed.md)
+  std::string strategy = "ddp";   // ddp, zero1 (optimizer state sharded) or fsdp (everything sharded); docs/distributed.md
   double bucket_mb = 25;          // gradients are all-reduced in buckets of this size
   bool overlap = true;            // a bucket's all-reduce starts during backward as soon as it is full
   std::string reduce_dtype = "f32";  // f32, or bf16 (half the traffic; the sum rounded to bf16)
