@@ -1,5 +1,6 @@
-// phi info --preset NAME | --model DIR [--json]; phi info --kernels [--json]
+// phi info --preset NAME | --model DIR [--ranks N] [--json]; phi info --kernels [--json]
 #include <iostream>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include "phi/kernels/verified.h"
 #include "phi/models/model_info.h"
 #include "phi/models/model_loader.h"
+#include "phi/train/trainer.h"
 
 namespace phi::cli {
 
@@ -20,6 +22,7 @@ struct InfoOptions {
   ModelSourceOptions source;
   bool json = false;
   bool kernels = false;
+  int64_t ranks = 0;  // > 0: the training-state bytes per rank of each strategy on this many ranks
 };
 
 // The CUDA kernels' verification table (phi/kernels/verified.h): one tab-separated line each
@@ -66,8 +69,17 @@ int run_info(const InfoOptions& o) {
   if (o.kernels) return print_kernels(o.json);
   auto config = resolve_model_config(o.source);
   auto info = model_info(config);
+  std::optional<TrainingMemoryEstimate> memory;
+  if (o.ranks > 0) memory = estimate_training_memory(config, OptimizerConfig{}, o.ranks);
   if (o.json) {
-    std::cout << model_info_to_json(config, info).dump(2) << std::endl;
+    auto j = model_info_to_json(config, info);
+    if (memory) {
+      j["training_memory"] = {{"ranks", memory->world},           {"optimizer", "adamw"},
+                              {"bytes_per_parameter", memory->bytes_per_parameter},
+                              {"ddp_bytes", memory->ddp},         {"zero1_bytes", memory->zero1},
+                              {"fsdp_bytes", memory->fsdp},       {"fsdp_gathered_bytes", memory->fsdp_gathered}};
+    }
+    std::cout << j.dump(2) << std::endl;
     return 0;
   }
   std::cout << fmt::format("model:              {} (family {}, {} block, {}, {})\n", config.name,
@@ -85,6 +97,15 @@ int run_info(const InfoOptions& o) {
   std::cout << fmt::format("KV cache per token: {} bytes bf16/f16, {} bytes float32\n",
                            with_commas(info.kv_cache_bytes_per_token(2)),
                            with_commas(info.kv_cache_bytes_per_token(4)));
+  if (memory) {
+    auto size = [](double b) { return human_bytes(static_cast<int64_t>(b)); };
+    std::cout << fmt::format("training state per rank of {} (AdamW, float32 master weights and gradients; "
+                             "activations not counted):\n", memory->world);
+    std::cout << fmt::format("  ddp               {}\n", size(memory->ddp));
+    std::cout << fmt::format("  zero1             {}\n", size(memory->zero1));
+    std::cout << fmt::format("  fsdp              {} + {} gathered at most\n", size(memory->fsdp),
+                             size(memory->fsdp_gathered));
+  }
   return 0;
 }
 }  // namespace
@@ -94,6 +115,9 @@ void add_info_command(CLI::App& root, Runner& run) {
   auto* cmd = root.add_subcommand("info", "Parameter count, bytes per dtype and KV-cache bytes per token");
   add_model_source_options(cmd, options->source, "--model", "a model directory with config.json", true);
   cmd->add_flag("--json", options->json, "print JSON");
+  cmd->add_option("--ranks", options->ranks,
+                  "also print the training-state bytes per rank of ddp, zero1 and fsdp on this many ranks")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--kernels", options->kernels,
                 "print which CUDA kernels have passed their GPU test (phi/kernels/verified.h) instead");
   cmd->callback([&run, options]() { run = [options]() { return run_info(*options); }; });

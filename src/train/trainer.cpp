@@ -51,6 +51,37 @@ namespace fs = std::filesystem;
 
 std::string latest_checkpoint(const std::string& run_dir) { return CheckpointManager(run_dir, 1).latest(); }
 
+TrainingMemoryEstimate estimate_training_memory(const ModelConfig& model, const OptimizerConfig& optimizer,
+                                                int64_t world) {
+  auto frozen = [&](const std::string& name) {
+    return std::any_of(optimizer.freeze.begin(), optimizer.freeze.end(),
+                       [&](const std::string& pattern) { return name.find(pattern) != std::string::npos; });
+  };
+  TrainingMemoryEstimate e;
+  e.world = world;
+  e.bytes_per_parameter = optimizer.name == "adamw" ? 16 : optimizer.momentum > 0 ? 12 : 8;
+  int64_t embed = 0, head = 0, block = 0;
+  for (const auto& [name, shape] : expected_parameters(model)) {
+    int64_t numel = 1;
+    for (auto d : shape) numel *= d;
+    if (frozen(name)) {
+      e.frozen += numel;
+      continue;
+    }
+    e.trainable += numel;
+    if (name.rfind("embed", 0) == 0) embed += numel;
+    else if (name.rfind("layers.0.", 0) == 0) block += numel;
+    else if (name.rfind("layers.", 0) != 0) head += numel;
+  }
+  const double n = static_cast<double>(world), t = static_cast<double>(e.trainable);
+  const double per = static_cast<double>(e.bytes_per_parameter), frozen_bytes = 4.0 * static_cast<double>(e.frozen);
+  e.ddp = per * t + frozen_bytes;
+  e.zero1 = 8.0 * t + (per - 8.0) * t / n + frozen_bytes;
+  e.fsdp = per * t / n + frozen_bytes;
+  e.fsdp_gathered = 4.0 * static_cast<double>(embed + head + std::max(embed, head) + 4 * block);
+  return e;
+}
+
 namespace {
 
 // The default CUDA generator's state (through the device-generic context: no CUDA headers here).
@@ -215,16 +246,14 @@ nlohmann::json Trainer::memory_report() const {
   // Measured: the bytes of the tensors this rank keeps for training (unique storages of the
   // weights, gradients and optimizer state; fsdp: its shards and frozen weights, and the most it
   // had gathered at once). Predicted: bytes per parameter x parameters (docs/distributed.md).
-  const double n = comm_->world_size();
-  const double per_param = static_cast<double>(optimizer_->state_bytes_per_parameter());
-  const double t = static_cast<double>(trainable_total_), frozen = 4.0 * static_cast<double>(frozen_total_);
+  const auto e = estimate_training_memory(model_->config(), config_.optimizer, comm_->world_size());
   const auto& strategy = config_.distributed.strategy;
-  double predicted = per_param * t + frozen;
-  if (strategy == "zero1" && n > 1) predicted = 8.0 * t + (per_param - 8.0) * t / n + frozen;
-  if (fsdp_) predicted = per_param * t / n + frozen;
+  double predicted = e.ddp;
+  if (strategy == "zero1" && e.world > 1) predicted = e.zero1;
+  if (fsdp_) predicted = e.fsdp;
   int64_t state = 0;
   for (const auto& entry : optimizer_->state_tensors()) state += entry.second.numel() * entry.second.element_size();
-  nlohmann::json report = {{"strategy", fsdp_ || n > 1 ? strategy : std::string("single")},
+  nlohmann::json report = {{"strategy", fsdp_ || e.world > 1 ? strategy : std::string("single")},
                            {"world_size", comm_->world_size()},
                            {"predicted_bytes", static_cast<int64_t>(predicted)},
                            {"optimizer_state_bytes", state}};
@@ -232,6 +261,7 @@ nlohmann::json Trainer::memory_report() const {
     const auto m = fsdp_->memory();
     report["measured_bytes"] = m.shard_bytes + m.frozen_bytes + state;
     report["peak_gathered_bytes"] = m.peak_gathered_bytes;
+    report["predicted_gathered_bytes"] = static_cast<int64_t>(e.fsdp_gathered);
     report["largest_unit_bytes"] = m.largest_unit_bytes;
     report["padding_elements"] = m.padded_elements - m.sharded_elements;
     report["frozen_bytes"] = m.frozen_bytes;
@@ -496,18 +526,16 @@ void Trainer::describe() const {
                                              : "autocast compute, float32 master weights" +
                                                    std::string(scaler_.dynamic ? ", dynamic loss scaling" : ""),
                c.training.activation_checkpointing ? "on" : "off", model.config().name, device_.str());
-  if (comm_->world_size() > 1) {
+  if (comm_->world_size() > 1 || fsdp_) {
     // Weights + gradients + optimizer state per rank, activations not counted (docs/distributed.md).
-    const double n = comm_->world_size();
-    const double bytes = static_cast<double>(optimizer_->state_bytes_per_parameter());
-    const double frozen = 4.0 * static_cast<double>(frozen_total_);
-    const double t = static_cast<double>(trainable);
+    const auto e = estimate_training_memory(model.config(), c.optimizer, comm_->world_size());
     auto size = [](double b) {
       return b >= 1073741824.0 ? fmt::format("{:.2f} GiB", b / 1073741824.0) : fmt::format("{:.1f} MiB", b / 1048576.0);
     };
-    spdlog::info("weights+gradients+optimizer state per rank of {}: ddp {}, zero1 {}, fully sharded {} (this run: {})",
-                 comm_->world_size(), size(bytes * t + frozen), size(8.0 * t + (bytes - 8.0) * t / n + frozen),
-                 size(bytes * t / n + frozen), c.distributed.strategy);
+    spdlog::info("weights+gradients+optimizer state per rank of {}: ddp {}, zero1 {}, fully sharded {} + {} gathered "
+                 "at most (this run: {})",
+                 comm_->world_size(), size(e.ddp), size(e.zero1), size(e.fsdp), size(e.fsdp_gathered),
+                 c.distributed.strategy);
   }
 }
 

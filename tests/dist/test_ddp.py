@@ -140,6 +140,7 @@ def test_ranks_equal_one_process(data, tmp_path, variant):
             frozen = memory["frozen_bytes"]  # frozen weights stay whole on every rank
             assert measured - frozen <= (single["measured_bytes"] - frozen) / nproc + slack
             assert memory["peak_gathered_bytes"] < single["measured_bytes"] / 2, memory
+            assert 0 < memory["peak_gathered_bytes"] <= memory["predicted_gathered_bytes"], memory
         elif variant.startswith("zero1") and nproc > 1:
             # Whole weights and gradients on every rank, the optimizer state of its share only.
             state = memory["optimizer_state_bytes"]
@@ -172,6 +173,19 @@ def test_ranks_equal_one_process(data, tmp_path, variant):
     if variant in ("frozen_embedding_sgd", "zero1_sgd_frozen", "fsdp_sgd_frozen"):
         start = weights(runs[2], 10)["model.embed_tokens.weight"]
         assert np.array_equal(start, weights(runs[2], 30)["model.embed_tokens.weight"])
+
+
+def test_memory_estimate_fits_phi3_medium_on_8_cards():
+    """The start-up estimate (phi info --ranks prints the same numbers): Phi-3-medium with AdamW and
+    float32 master weights fits on 8 x 80 GB cards only fully sharded."""
+    info = json.loads(run_phi("info", "--preset", "phi-3-medium-4k", "--ranks", "8", "--json").stdout)
+    memory, n = info["training_memory"], info["parameters"]
+    assert memory["ddp_bytes"] == 16 * n and memory["zero1_bytes"] == 8 * n + 8 * n / 8
+    assert memory["fsdp_bytes"] == 16 * n / 8
+    card = 80e9
+    assert memory["ddp_bytes"] > card and memory["zero1_bytes"] > card
+    # Sharded state plus the most gathered at once leaves over half the card for activations.
+    assert memory["fsdp_bytes"] + memory["fsdp_gathered_bytes"] < 0.5 * card, memory
 
 
 def test_resume_on_another_world_size(data, tmp_path):

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "phi/train/optimizer.h"
 #include "phi/train/train_config.h"
 
 namespace phi {
@@ -46,5 +47,20 @@ TrainSummary train(const TrainConfig& config, bool resume, const TrainHooks& hoo
 
 /// The newest checkpoint directory with its DONE marker under run_dir/checkpoints ("" if none).
 std::string latest_checkpoint(const std::string& run_dir);
+
+/// Bytes per rank of the training state (float32 master weights, their gradients, the optimizer's
+/// state; activations not counted) for each strategy on `world` ranks: what a run's start-up
+/// summary prints and summary.json's "memory" measures (docs/distributed.md).
+struct TrainingMemoryEstimate {
+  int64_t world = 1;
+  int64_t trainable = 0, frozen = 0;  // parameters
+  int64_t bytes_per_parameter = 16;   // weights + gradients + state of one trainable parameter
+  double ddp = 0, zero1 = 0, fsdp = 0;
+  /// fsdp's most held whole at once besides: the embedding and head weights, the gradient of the
+  /// larger of them, and two blocks' weights and gradients (one computing, one gathering).
+  double fsdp_gathered = 0;
+};
+TrainingMemoryEstimate estimate_training_memory(const ModelConfig& model, const OptimizerConfig& optimizer,
+                                                int64_t world);
 
 }  // namespace phi
