@@ -1,4 +1,5 @@
 // phi convert --from DIR --to DIR [--dtype bf16] [--max-shard-size 2GB]
+// DIR may also be a training checkpoint (RUN/checkpoints/step-N), whole or sharded by ranks.
 #include <cstdint>
 #include <filesystem>
 
@@ -7,6 +8,7 @@
 #include "cli/commands.h"
 #include "phi/core/error.h"
 #include "phi/models/model_loader.h"
+#include "phi/train/checkpoint.h"
 
 namespace phi::cli {
 
@@ -48,13 +50,16 @@ int run_convert(const ConvertOptions& o) {
   if (fs::exists(o.to) && fs::equivalent(o.from, o.to, ec)) {
     throw Error("--to is the same directory as --from", o.to, "write the converted model elsewhere");
   }
+  // A training checkpoint: its model directory, or (sharded by ranks) its slices assembled.
+  const bool checkpoint = fs::exists(fs::path(o.from) / "trainer_state.json");
+  const auto model_dir = checkpoint ? (fs::path(o.from) / "model").string() : o.from;
   LoadOptions load;
-  auto config = load_directory_config(o.from);
+  auto config = load_directory_config(model_dir);
   load.dtype = parse_dtype(o.dtype.empty() ? config.hub_dtype : o.dtype);
-  auto model = load_model(o.from, load);
+  auto model = checkpoint ? load_checkpoint_model(o.from) : load_model(o.from, load);
   save_model(model, o.to, load.dtype, parse_size(o.max_shard_size));
   for (const char* name : kCompanionFiles) {
-    auto source = fs::path(o.from) / name;
+    auto source = fs::path(model_dir) / name;
     if (fs::exists(source)) fs::copy_file(source, fs::path(o.to) / name, fs::copy_options::overwrite_existing);
   }
   spdlog::info("converted {} -> {} ({})", o.from, o.to, dtype_name(load.dtype));
@@ -65,7 +70,7 @@ int run_convert(const ConvertOptions& o) {
 void add_convert_command(CLI::App& root, Runner& run) {
   auto o = std::make_shared<ConvertOptions>();
   auto* cmd = root.add_subcommand("convert", "Re-write a Hugging Face checkpoint (dtype, sharding) through the engine");
-  cmd->add_option("--from", o->from, "source model directory")->required();
+  cmd->add_option("--from", o->from, "source model directory, or a training checkpoint (step-N)")->required();
   cmd->add_option("--to", o->to, "output model directory (created)")->required();
   cmd->add_option("--dtype", o->dtype, "f32, f16 or bf16 (default: the checkpoint's dtype)");
   cmd->add_option("--max-shard-size", o->max_shard_size, "shard past this size, e.g. 2GB (0: one file)")

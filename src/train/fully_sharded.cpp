@@ -249,59 +249,29 @@ double FullySharded::finish() {
   return waited;
 }
 
-NamedTensors FullySharded::gathered_parameters() {
-  at::NoGradGuard no_grad;
+NamedTensors FullySharded::local_slices(const Optimizer& optimizer, std::map<std::string, int64_t>& first) const {
   NamedTensors out;
-  for (auto& unit : units_) {
-    if (unit->members.empty()) continue;
-    auto whole = at::empty({unit->padded}, unit->shard.options());
-    comm_.all_gather(unit->shard, whole);
-    if (comm_.rank() != 0) continue;
-    for (const auto& m : unit->members) {
-      out.push_back({m.name, whole.narrow(0, m.offset, m.numel).view(m.param.sizes()).to(at::kCPU).clone()});
-    }
-  }
-  return out;
-}
-
-NamedTensors FullySharded::gathered_state(const Optimizer& optimizer) {
-  at::NoGradGuard no_grad;
-  NamedTensors out;
-  for (auto& unit : units_) {
-    if (unit->members.empty()) continue;
-    for (const auto& kind : optimizer.state_kinds()) {
-      auto local = at::zeros({unit->shard_size}, unit->shard.options());
-      double defined = 0;
-      for (const auto& m : unit->members) {
-        if (m.length == 0) continue;
-        const auto state = optimizer.state(m.name, kind);
-        if (!state.defined()) continue;
-        local.narrow(0, m.begin - unit->shard_begin, m.length).copy_(state);
-        defined = 1;
-      }
-      auto any = at::full({1}, defined, at::kDouble);
-      comm_.all_reduce(any, ReduceOp::kMax);
-      if (any.item<double>() == 0) continue;  // no state yet (no step taken)
-      auto whole = at::empty({unit->padded}, local.options());
-      comm_.all_gather(local, whole);
-      if (comm_.rank() != 0) continue;
-      for (const auto& m : unit->members) {
-        out.push_back({m.name + "." + kind,
-                       whole.narrow(0, m.offset, m.numel).view(m.param.sizes()).to(at::kCPU).clone()});
-      }
-    }
-  }
-  return out;
-}
-
-void FullySharded::load_parameters(const ParameterMap& whole) {
-  at::NoGradGuard no_grad;
-  for (auto& unit : units_) {
+  for (const auto& unit : units_) {
     for (const auto& m : unit->members) {
       if (m.length == 0) continue;
-      unit->shard.narrow(0, m.begin - unit->shard_begin, m.length).copy_(slice_of(m.name, whole.at(m.name)));
+      first[m.name] = m.begin - m.offset;
+      out.push_back({m.name, unit->shard.narrow(0, m.begin - unit->shard_begin, m.length)});
+      for (const auto& kind : optimizer.state_kinds()) {
+        const auto state = optimizer.state(m.name, kind);
+        if (state.defined()) out.push_back({m.name + "." + kind, state});
+      }
     }
   }
+  return out;
+}
+
+std::pair<int64_t, int64_t> FullySharded::range_of(const std::string& name) const {
+  for (const auto& unit : units_) {
+    for (const auto& m : unit->members) {
+      if (m.name == name) return {m.begin - m.offset, m.length};
+    }
+  }
+  return {0, 0};
 }
 
 at::Tensor FullySharded::slice_of(const std::string& name, const at::Tensor& whole) const {

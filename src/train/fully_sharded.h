@@ -7,11 +7,12 @@
 // - Forward: before block i runs, its buffer is all-gathered into freshly allocated storage that
 //   the model's parameter tensors alias; after it, the storage is freed (the autograd graph keeps
 //   the tensors, not their memory). The embedding and the head (the root) are gathered for the
-//   whole micro-step.
-//   Block i + 1's all-gather is started when block i begins (prefetch), so that it runs meanwhile.
+//   whole micro-step. Block i + 1's all-gather starts when block i begins (prefetch), so that it
+//   runs meanwhile.
 // - Backward: a hook on block i's output gathers its parameters again before its backward runs
-//   (with activation checkpointing, before its recomputation), and starts block i - 1's. As each parameter's gradient is
-//   accumulated, it is copied into the unit's flat gradient buffer and dropped; when the unit's
+//   (with activation checkpointing, before its recomputation), and starts block i - 1's. As each
+//   parameter's gradient is accumulated, it is copied into the unit's flat gradient buffer and
+//   dropped; when the unit's
 //   last one arrives, the buffer's reduce-scatter starts (asynchronously, while backward goes on)
 //   and the parameters are freed; the unit before it, whose reduce-scatter has had a block's
 //   backward to finish, is collected then (its slice added to the shard's gradient, its whole
@@ -19,11 +20,13 @@
 // - The optimizer steps on the shard slices (`shards()`: one 1-D slice per parameter, named as the
 //   parameter, views of the shard), so weight decay and learning-rate groups by name work as they
 //   do unsharded; its global gradient norm sums the ranks' squares (set_norm_reduction).
+// - Checkpoints are sharded: each rank writes its slices (phi/train/checkpoint.h).
 // Frozen parameters are not sharded: every rank keeps them whole, with no gradient and no
 // communication.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,12 +65,11 @@ class FullySharded final : public BlockHooks {
   /// behind backward).
   double finish();
 
-  /// Every trainable parameter whole (on the CPU), for a checkpoint: a collective, every rank calls.
-  NamedTensors gathered_parameters();
-  /// The optimizer's state whole ("<param>.<kind>", on the CPU), a collective like the above.
-  NamedTensors gathered_state(const Optimizer& optimizer);
-  /// Loads whole parameter values (a resumed checkpoint: name -> tensor) into this rank's shards.
-  void load_parameters(const ParameterMap& whole);
+  /// This rank's slices of the weights and of the optimizer's state ("<param>.<kind>"), as they are
+  /// (no communication), for a sharded checkpoint; `first` receives each slice's first element.
+  NamedTensors local_slices(const Optimizer& optimizer, std::map<std::string, int64_t>& first) const;
+  /// Which elements of `name`'s flattened tensor this rank holds: {first, count} (count 0: none).
+  std::pair<int64_t, int64_t> range_of(const std::string& name) const;
   /// The slice of a whole tensor that this rank's slice of `name` covers (state to resume), or an
   /// undefined tensor when this rank holds none of it.
   at::Tensor slice_of(const std::string& name, const at::Tensor& whole) const;

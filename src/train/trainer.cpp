@@ -151,9 +151,6 @@ class Trainer {
   NamedTensors gathered_optimizer_state();
   /// fsdp: shards the model's trainable parameters; the optimizer steps on this rank's slices.
   void shard_model();
-  /// The model as a checkpoint holds it: the same object, or (fsdp) one assembled from the shards
-  /// on rank 0 (no model on the other ranks). A collective.
-  std::optional<Transformer> gathered_model();
   /// Bytes of training state this rank holds, measured, against the prediction; into summary.json.
   nlohmann::json memory_report() const;
   bool leader() const { return comm_->rank() == 0; }
@@ -228,18 +225,6 @@ void Trainer::shard_model() {
                "parameters gathered one block at a time",
                fsdp_->units(), model_->config().n_layers, m.padded_elements / comm_->world_size(), m.sharded_elements,
                m.padded_elements - m.sharded_elements);
-}
-
-std::optional<Transformer> Trainer::gathered_model() {
-  if (!fsdp_) return std::nullopt;
-  auto whole = fsdp_->gathered_parameters();
-  if (!leader()) return std::nullopt;
-  ParameterMap parameters;
-  for (auto& [name, tensor] : whole) parameters.emplace(name, tensor);
-  for (const auto& [name, p] : model_->parameters()) {
-    if (!parameters.count(name)) parameters.emplace(name, p.to(at::kCPU));  // frozen: whole here
-  }
-  return Transformer(model_->config(), std::move(parameters));
 }
 
 nlohmann::json Trainer::memory_report() const {
@@ -484,7 +469,18 @@ LoaderState Trainer::restore(const CheckpointManager::Loaded& resumed) {
   start_step_ = state.at("step").get<int64_t>();
   auto loader_state = loader_state_from_json(state.at("loader"), resumed.path);
   const auto optimizer_steps = state.at("optimizer_steps").get<int64_t>();
-  if (fsdp_) {
+  if (resumed.sharded) {
+    // A sharded checkpoint: this rank's slice of each state (fsdp, any world size), or the whole.
+    const auto& checkpoint = *resumed.sharded;
+    optimizer_->load_state(
+        [&](const std::string& key) {
+          if (!checkpoint.contains(key)) return at::Tensor();
+          if (!fsdp_) return checkpoint.whole(key);
+          const auto [first, count] = fsdp_->range_of(key.substr(0, key.rfind('.')));
+          return count > 0 ? checkpoint.read(key, first, count) : at::Tensor();
+        },
+        optimizer_steps, resumed.path);
+  } else if (fsdp_) {
     const auto& store = resumed.optimizer_state;
     optimizer_->load_state(
         [&](const std::string& key) {
@@ -674,19 +670,34 @@ void Trainer::checkpoint(int64_t step) {
                     (std::isfinite(last_loss) ? "the weights are" : "the loss is") + " not finite; no checkpoint written",
                 config_.run.dir, "lower optimizer.lr; the last good checkpoint is " + (last_good.empty() ? "(none)" : last_good));
   }
-  NamedTensors state = fsdp_ ? fsdp_->gathered_state(*optimizer_) : gathered_optimizer_state();
-  const auto assembled = gathered_model();
-  state.push_back({"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()});
-  if (model_->device().is_cuda()) state.push_back({"rng.cuda", cuda_rng_state()});
+  NamedTensors rng = {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}};
+  if (model_->device().is_cuda()) rng.push_back({"rng.cuda", cuda_rng_state()});
   const nlohmann::json trainer_state = {{"step", step},
                                         {"optimizer_steps", optimizer_->steps()},
                                         {"loader", loader_state_to_json(loader_->state())},
                                         {"recent_losses", summary_.losses},
                                         {"loss_scale", scaler_.scale},
                                         {"loss_scale_clean_steps", scaler_.clean_steps}};
+  if (fsdp_) {
+    // Every rank writes its own slices at once; frozen parameters (whole on every rank) go with rank 0's.
+    std::map<std::string, int64_t> first;
+    auto slices = fsdp_->local_slices(*optimizer_, first);
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& [name, p] : model_->parameters()) {
+      shapes[name] = p.sizes().vec();
+      if (!p.requires_grad() && leader()) {
+        slices.push_back({name, p.reshape({-1})});
+        first[name] = 0;
+      }
+    }
+    checkpoints_.save_sharded(step, model_->config(), shapes, slices, first, rng, trainer_state, *comm_);
+    return;
+  }
+  NamedTensors state = gathered_optimizer_state();
+  state.insert(state.end(), rng.begin(), rng.end());
   // Data parallelism keeps every rank's state identical: rank 0 writes it, the others wait until it
   // is complete (DONE), so that no rank runs ahead of the last checkpoint.
-  if (leader()) checkpoints_.save(step, assembled ? *assembled : *model_, state, trainer_state);
+  if (leader()) checkpoints_.save(step, *model_, state, trainer_state);
   comm_->barrier();
 }
 

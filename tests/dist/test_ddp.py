@@ -59,9 +59,16 @@ def losses(run_dir):
 
 
 def weights(run_dir, step):
+    """A checkpoint's weights; a sharded one (fsdp) exported by phi convert first."""
     from safetensors.numpy import load_file
 
-    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step:08d}" / "model" / "model.safetensors"))
+    checkpoint = Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+    if (checkpoint / "sharding.json").exists():
+        export = Path(f"{run_dir}-export-{step}")
+        if not export.exists():
+            run_phi("convert", "--from", checkpoint, "--to", export)
+        return load_file(str(export / "model.safetensors"))
+    return load_file(str(checkpoint / "model" / "model.safetensors"))
 
 
 def assert_same_run(a, b, step=30, tol=1e-5):
@@ -190,15 +197,33 @@ def test_memory_estimate_fits_phi3_medium_on_8_cards():
 
 def test_resume_on_another_world_size(data, tmp_path):
     """A 2-rank run checkpointed at step 20 continues on 3 ranks and on 1 along the uninterrupted run,
-    with DDP, ZeRO-1 and fully sharded training (whose shards are gathered into the checkpoint)."""
+    with DDP, ZeRO-1 and fully sharded training (each rank writes its slices; they are re-cut on load),
+    and across strategies."""
     full = tmp_path / "full"
     train(write_recipe(data, full), 1)
-    for strategy, nproc in (("ddp", 3), ("ddp", 1), ("zero1", 3), ("zero1", 1), ("fsdp", 3), ("fsdp", 1)):
-        part = tmp_path / f"part-{strategy}-{nproc}"
-        dist = {"strategy": strategy}
-        train(write_recipe(data, part, steps=20, distributed=dist), 2)
-        train(write_recipe(data, part, steps=30, distributed=dist), nproc, "--resume")
+    for first, then, nproc in (("ddp", "ddp", 3), ("ddp", "ddp", 1), ("zero1", "zero1", 3), ("zero1", "zero1", 1),
+                               ("fsdp", "fsdp", 3), ("fsdp", "ddp", 1), ("ddp", "fsdp", 3)):
+        part = tmp_path / f"part-{first}-{then}-{nproc}"
+        train(write_recipe(data, part, steps=20, distributed={"strategy": first}), 2)
+        if first == "fsdp":
+            shards = sorted(p.name for p in (part / "checkpoints" / "step-00000020" / "shards").iterdir())
+            assert shards == ["rank-00000.safetensors", "rank-00001.safetensors"]
+        train(write_recipe(data, part, steps=30, distributed={"strategy": then}), nproc, "--resume")
         assert_same_run(full, part)
+
+
+def test_a_sharded_checkpoint_missing_a_shard_is_skipped(data, tmp_path):
+    """A sharded checkpoint whose rank file is gone is not resumed from: the one before it is, with a
+    warning naming the missing shard."""
+    run_dir = tmp_path / "sharded"
+    train(write_recipe(data, run_dir, steps=20, distributed={"strategy": "fsdp"}), 2)
+    (run_dir / "checkpoints" / "step-00000020" / "shards" / "rank-00001.safetensors").unlink()
+    proc = subprocess.run([PHI_BIN, "launch", "--nproc", "2", "--", "train", "--config",
+                           str(write_recipe(data, run_dir, steps=25, distributed={"strategy": "fsdp"})), "--resume"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 1's shard is missing" in proc.stderr and "resumed from" in proc.stderr
+    assert "step-00000010 (step 10)" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_bf16_gradient_reduction(data, tmp_path):
@@ -263,7 +288,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(data, tmp_path):
     assert len(b) == 60 and np.max(np.abs(a - b) / np.abs(a)) < 1e-5
 
 
-def test_a_killed_rank_stops_the_job_within_the_timeout(data, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_killed_rank_stops_the_job_within_the_timeout(data, tmp_path, strategy):
     """SIGKILL of one rank mid-run (no launcher to clean up): the other exits non-zero within the
     collective timeout naming the collective; the last checkpoint is intact and the job resumes."""
     import os
@@ -275,8 +301,8 @@ def test_a_killed_rank_stops_the_job_within_the_timeout(data, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run_dir = tmp_path / "killed"
-    recipe = write_recipe(data, run_dir, steps=400, schedule={"total_steps": 400}, distributed={"timeout_s": 10},
-                          checkpoint={"every": 5})
+    recipe = write_recipe(data, run_dir, steps=400, schedule={"total_steps": 400},
+                          distributed={"timeout_s": 10, "strategy": strategy}, checkpoint={"every": 5})
     procs = []
     for rank in range(2):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -292,7 +318,7 @@ def test_a_killed_rank_stops_the_job_within_the_timeout(data, tmp_path):
     complete = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if (p / "DONE").exists())
     assert complete, "no complete checkpoint left"
     recipe = write_recipe(data, run_dir, steps=int(complete[-1].split("-")[1]) + 5, schedule={"total_steps": 400},
-                          distributed={"timeout_s": 10}, checkpoint={"every": 5})
+                          distributed={"timeout_s": 10, "strategy": strategy}, checkpoint={"every": 5})
     train(recipe, 2, "--resume")
 
 
