@@ -104,14 +104,6 @@ int64_t Optimizer::trainable_parameters() const {
 }
 int64_t Optimizer::frozen_parameters() const { return frozen_count_; }
 
-void Optimizer::restrict_updates(const std::vector<std::string>& owned) {
-  restricted_ = !owned.empty();
-  for (auto& s : slots_) {
-    s.owned = !restricted_ || std::find(owned.begin(), owned.end(), s.name) != owned.end();
-    if (!s.owned) s.exp_avg = s.exp_avg_sq = s.momentum = at::Tensor();
-  }
-}
-
 std::vector<std::pair<std::string, int64_t>> Optimizer::trainable() const {
   std::vector<std::pair<std::string, int64_t>> out;
   for (const auto& s : slots_) out.emplace_back(s.name, s.param.numel());
@@ -160,17 +152,13 @@ double Optimizer::step(double lr, double grad_scale) {
   const double clip = config_.clip_grad_norm > 0 && norm > config_.clip_grad_norm ? config_.clip_grad_norm / (norm + 1e-6) : 1.0;
   const double factor = clip / grad_scale;
   const bool on_cuda = !slots_.empty() && slots_.front().param.is_cuda();
-  if (config_.name == "adamw" && !restricted_ && (config_.fused == "on" || (config_.fused == "auto" && on_cuda))) {
+  if (config_.name == "adamw" && (config_.fused == "on" || (config_.fused == "auto" && on_cuda))) {
     fused_adamw(lr, factor);
     return norm;
   }
   for (auto& s : slots_) {
     auto grad = s.param.mutable_grad();
     if (!grad.defined()) continue;
-    if (!s.owned) {  // ZeRO-1: another process updates it
-      grad.zero_();
-      continue;
-    }
     if (factor != 1.0) grad.mul_(factor);
     const double step_lr = lr * s.lr_scale;
     if (config_.name == "adamw") {
@@ -263,7 +251,6 @@ void Optimizer::load_state(const std::function<at::Tensor(const std::string& key
                            const std::string& source) {
   steps_ = steps;
   for (auto& s : slots_) {
-    if (!s.owned) continue;
     auto load = [&](const std::string& key, at::Tensor& target) {
       auto t = find(key);
       if (!t.defined()) return;

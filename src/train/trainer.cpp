@@ -33,7 +33,7 @@
 #include "phi/models/model_info.h"
 #include "phi/models/model_loader.h"
 #include "phi/train/checkpoint.h"
-#include "train/fully_sharded.h"
+#include "train/sharded_state.h"
 #include "train/gradient_reducer.h"
 
 namespace phi {
@@ -76,6 +76,7 @@ TrainingMemoryEstimate estimate_training_memory(const ModelConfig& model, const 
   const double n = static_cast<double>(world), t = static_cast<double>(e.trainable);
   const double per = static_cast<double>(e.bytes_per_parameter), frozen_bytes = 4.0 * static_cast<double>(e.frozen);
   e.ddp = per * t + frozen_bytes;
+  // zero1: whole weights and gradients; the optimizer state sharded.
   e.zero1 = 8.0 * t + (per - 8.0) * t / n + frozen_bytes;
   e.fsdp = per * t / n + frozen_bytes;
   e.fsdp_gathered = 4.0 * static_cast<double>(embed + head + std::max(embed, head) + 4 * block);
@@ -140,16 +141,11 @@ class Trainer {
  private:
   /// The other processes of the job (one process: a local communicator); per-rank logs.
   void join_ranks();
-  /// ZeRO-1: each trainable parameter gets one owner rank (greedy by size, largest first), which
-  /// alone keeps its optimizer state and updates it; owners broadcast their updated parameters.
-  void partition_optimizer();
-  void share_updated_parameters();
   /// After the first step (when the optimizer state exists): the state bytes this rank holds,
   /// measured, against the prediction (bytes per parameter x the parameters it updates).
   void report_state_memory() const;
-  /// The whole optimizer state on every rank's call (rank 0 saves it): ZeRO-1 owners broadcast theirs.
-  NamedTensors gathered_optimizer_state();
-  /// fsdp: shards the model's trainable parameters; the optimizer steps on this rank's slices.
+  /// zero1 and fsdp: shards the model's trainable parameters (train/sharded_state.h); the
+  /// optimizer steps on this rank's slices.
   void shard_model();
   /// Bytes of training state this rank holds, measured, against the prediction; into summary.json.
   nlohmann::json memory_report() const;
@@ -172,9 +168,8 @@ class Trainer {
   DistEnv dist_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<GradientReducer> reducer_;  // several ranks only
-  std::unique_ptr<FullySharded> fsdp_;        // strategy fsdp
+  std::unique_ptr<ShardedState> sharded_;        // strategy fsdp
   int64_t trainable_total_ = 0, frozen_total_ = 0;  // parameters of the whole model
-  std::map<std::string, int> owner_;          // ZeRO-1: the rank that updates each trainable parameter
   double comm_wait_seconds_ = 0;              // this step's all-reduce wait after backward
   CheckpointManager checkpoints_;
   std::optional<Transformer> model_;
@@ -187,64 +182,45 @@ class Trainer {
   TrainSummary summary_;
 };
 
-void Trainer::partition_optimizer() {
-  auto params = optimizer_->trainable();
-  std::stable_sort(params.begin(), params.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  std::vector<int64_t> load(static_cast<size_t>(comm_->world_size()), 0);
-  std::vector<std::string> mine;
-  for (const auto& [name, numel] : params) {
-    const auto r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    owner_[name] = r;
-    load[static_cast<size_t>(r)] += numel;
-    if (r == comm_->rank()) mine.push_back(name);
-  }
-  optimizer_->restrict_updates(mine);
-  const int64_t total = optimizer_->trainable_parameters();
-  const int64_t here = load[static_cast<size_t>(comm_->rank())];
-  const double state_bytes = static_cast<double>(optimizer_->state_bytes_per_parameter() - 8);
-  spdlog::info("zero1: this rank updates {} of {} trainable parameters ({:.1f}%); {:.2f} bytes/parameter of "
-               "weights+gradients+state on this rank ({} with ddp)",
-               here, total, 100.0 * static_cast<double>(here) / static_cast<double>(std::max<int64_t>(total, 1)),
-               8.0 + state_bytes * static_cast<double>(here) / static_cast<double>(std::max<int64_t>(total, 1)),
-               optimizer_->state_bytes_per_parameter());
-}
-
 void Trainer::shard_model() {
-  fsdp_ = std::make_unique<FullySharded>(*model_, *comm_,
-                                         config_.distributed.reduce_dtype == "bf16" ? at::kBFloat16 : at::kFloat);
+  const auto strategy =
+      config_.distributed.strategy == "fsdp" ? ShardedState::Strategy::kFsdp : ShardedState::Strategy::kZero1;
+  sharded_ = std::make_unique<ShardedState>(*model_, *comm_, strategy,
+                                            config_.distributed.reduce_dtype == "bf16" ? at::kBFloat16 : at::kFloat);
   auto options = config_.optimizer;
   options.freeze.clear();  // frozen parameters are not among the shards
-  optimizer_.emplace(fsdp_->shards(), options);
+  optimizer_.emplace(sharded_->shards(), options);
   optimizer_->set_norm_reduction([this](double local) {
     auto total = at::full({1}, local, at::kDouble);
     comm_->all_reduce(total);
     return total.item<double>();
   });
-  const auto m = fsdp_->memory();
-  spdlog::info("fsdp: {} units ({} blocks and the root), {} of {} elements here ({} padding over all units); "
-               "parameters gathered one block at a time",
-               fsdp_->units(), model_->config().n_layers, m.padded_elements / comm_->world_size(), m.sharded_elements,
-               m.padded_elements - m.sharded_elements);
+  const auto m = sharded_->memory();
+  spdlog::info("{}: this rank holds the shards of {} of {} trainable elements ({} padding over {} units); {}",
+               config_.distributed.strategy, m.padded_elements / comm_->world_size(), m.sharded_elements,
+               m.padded_elements - m.sharded_elements, sharded_->units(),
+               strategy == ShardedState::Strategy::kFsdp ? "parameters gathered one block at a time"
+                                                         : "weights whole, updated shards all-gathered after each step");
 }
 
 nlohmann::json Trainer::memory_report() const {
   // Measured: the bytes of the tensors this rank keeps for training (unique storages of the
-  // weights, gradients and optimizer state; fsdp: its shards and frozen weights, and the most it
-  // had gathered at once). Predicted: bytes per parameter x parameters (docs/distributed.md).
+  // weights, gradients and optimizer state; zero1 and fsdp: what the sharded state holds, and the
+  // most it had whole at once besides). Predicted: estimate_training_memory (docs/distributed.md).
   const auto e = estimate_training_memory(model_->config(), config_.optimizer, comm_->world_size());
   const auto& strategy = config_.distributed.strategy;
   double predicted = e.ddp;
   if (strategy == "zero1" && e.world > 1) predicted = e.zero1;
-  if (fsdp_) predicted = e.fsdp;
+  if (strategy == "fsdp") predicted = e.fsdp;
   int64_t state = 0;
   for (const auto& entry : optimizer_->state_tensors()) state += entry.second.numel() * entry.second.element_size();
-  nlohmann::json report = {{"strategy", fsdp_ || e.world > 1 ? strategy : std::string("single")},
+  nlohmann::json report = {{"strategy", sharded_ || e.world > 1 ? strategy : std::string("single")},
                            {"world_size", comm_->world_size()},
                            {"predicted_bytes", static_cast<int64_t>(predicted)},
                            {"optimizer_state_bytes", state}};
-  if (fsdp_) {
-    const auto m = fsdp_->memory();
-    report["measured_bytes"] = m.shard_bytes + m.frozen_bytes + state;
+  if (sharded_) {
+    const auto m = sharded_->memory();
+    report["measured_bytes"] = m.held_bytes + m.frozen_bytes + state;
     report["peak_gathered_bytes"] = m.peak_gathered_bytes;
     report["predicted_gathered_bytes"] = static_cast<int64_t>(e.fsdp_gathered);
     report["largest_unit_bytes"] = m.largest_unit_bytes;
@@ -268,54 +244,10 @@ void Trainer::report_state_memory() const {
   int64_t measured = 0;
   for (const auto& entry : optimizer_->state_tensors()) measured += entry.second.numel() * entry.second.element_size();
   int64_t updated = 0;
-  for (const auto& [name, numel] : optimizer_->trainable()) {
-    if (owner_.empty() || owner_.at(name) == comm_->rank()) updated += numel;
-  }
+  for (const auto& [name, numel] : optimizer_->trainable()) updated += numel;
   const int64_t predicted = (optimizer_->state_bytes_per_parameter() - 8) * updated;
   spdlog::info("optimizer state on this rank: {} bytes measured, {} predicted ({} parameters updated here)", measured,
                predicted, updated);
-}
-
-void Trainer::share_updated_parameters() {
-  if (owner_.empty()) return;
-  at::NoGradGuard no_grad;
-  auto& params = model_->mutable_parameters();
-  for (int r = 0; r < comm_->world_size(); ++r) {
-    std::vector<at::Tensor> owned;
-    for (const auto& [name, numel] : optimizer_->trainable()) {
-      if (owner_[name] == r) owned.push_back(params.at(name));
-    }
-    if (owned.empty()) continue;
-    std::vector<at::Tensor> flat;
-    for (const auto& p : owned) flat.push_back(p.reshape({-1}));
-    auto buffer = at::cat(flat);
-    comm_->broadcast(buffer, r);
-    int64_t offset = 0;
-    for (auto& p : owned) {
-      p.copy_(buffer.narrow(0, offset, p.numel()).view(p.sizes()));
-      offset += p.numel();
-    }
-  }
-}
-
-NamedTensors Trainer::gathered_optimizer_state() {
-  if (owner_.empty()) return optimizer_->state_tensors();
-  at::NoGradGuard no_grad;
-  NamedTensors out;
-  const auto& params = model_->parameters();
-  for (const auto& [name, numel] : optimizer_->trainable()) {
-    const int owner = owner_.at(name);
-    for (const auto& kind : optimizer_->state_kinds()) {
-      auto mine = optimizer_->state(name, kind);
-      auto defined = at::full({1}, mine.defined() ? 1.0 : 0.0, at::kDouble);
-      comm_->broadcast(defined, owner);
-      if (defined.item<double>() == 0) continue;
-      auto tensor = mine.defined() ? mine.clone() : at::zeros_like(params.at(name));
-      comm_->broadcast(tensor, owner);
-      out.push_back({name + "." + kind, tensor});
-    }
-  }
-  return out;
 }
 
 void Trainer::join_ranks() {
@@ -401,8 +333,10 @@ void Trainer::build(bool resume) {
   optimizer_.emplace(model.mutable_parameters(), c.optimizer);
   trainable_total_ = optimizer_->trainable_parameters();
   frozen_total_ = optimizer_->frozen_parameters();
-  if (c.distributed.strategy == "zero1" && comm_->world_size() > 1) partition_optimizer();
-  if (c.distributed.strategy == "fsdp") shard_model();
+  // zero1 on one process is plain training; fsdp on one still gathers and frees block by block.
+  if ((c.distributed.strategy == "zero1" && comm_->world_size() > 1) || c.distributed.strategy == "fsdp") {
+    shard_model();
+  }
   if (c.training.precision == "f16") {
     scaler_.dynamic = true;
     scaler_.scale = c.training.loss_scale;
@@ -413,7 +347,7 @@ void Trainer::build(bool resume) {
   const int64_t rows = c.training.batch_size / comm_->world_size();
   loader_.emplace(c.data.sources, c.data.seq_len, c.training.batch_size, c.run.seed, loader_state, true, c.data.pack,
                   c.data.document_masks, comm_->rank() * rows, rows);
-  if (comm_->backend() != "local" && !fsdp_) {  // a process group (NCCL asked for by name may have one rank)
+  if (comm_->backend() != "local" && !sharded_) {  // a process group (NCCL asked for by name may have one rank)
     reducer_ = std::make_unique<GradientReducer>(model.mutable_parameters(), *comm_, c.distributed.bucket_mb,
                                                  c.distributed.overlap,
                                                  c.distributed.reduce_dtype == "bf16" ? at::kBFloat16 : at::kFloat);
@@ -475,17 +409,17 @@ LoaderState Trainer::restore(const CheckpointManager::Loaded& resumed) {
     optimizer_->load_state(
         [&](const std::string& key) {
           if (!checkpoint.contains(key)) return at::Tensor();
-          if (!fsdp_) return checkpoint.whole(key);
-          const auto [first, count] = fsdp_->range_of(key.substr(0, key.rfind('.')));
+          if (!sharded_) return checkpoint.whole(key);
+          const auto [first, count] = sharded_->range_of(key.substr(0, key.rfind('.')));
           return count > 0 ? checkpoint.read(key, first, count) : at::Tensor();
         },
         optimizer_steps, resumed.path);
-  } else if (fsdp_) {
+  } else if (sharded_) {
     const auto& store = resumed.optimizer_state;
     optimizer_->load_state(
         [&](const std::string& key) {
           if (!store.contains(key)) return at::Tensor();
-          return fsdp_->slice_of(key.substr(0, key.rfind('.')), store.tensor(key));
+          return sharded_->slice_of(key.substr(0, key.rfind('.')), store.tensor(key));
         },
         optimizer_steps, resumed.path);
   } else {
@@ -522,7 +456,7 @@ void Trainer::describe() const {
                                              : "autocast compute, float32 master weights" +
                                                    std::string(scaler_.dynamic ? ", dynamic loss scaling" : ""),
                c.training.activation_checkpointing ? "on" : "off", model.config().name, device_.str());
-  if (comm_->world_size() > 1 || fsdp_) {
+  if (comm_->world_size() > 1 || sharded_) {
     // Weights + gradients + optimizer state per rank, activations not counted (docs/distributed.md).
     const auto e = estimate_training_memory(model.config(), c.optimizer, comm_->world_size());
     auto size = [](double b) {
@@ -557,9 +491,9 @@ StepResult Trainer::train_step(int64_t step, double lr) {
     const auto& batch = batches[static_cast<size_t>(micro)];
     const double local = counts[micro].item<double>(), global = global_counts[micro].item<double>();
     const bool idle = local == 0 && global > 0;  // nothing scored here: this rank adds a zero gradient
-    if (idle && !fsdp_) continue;
-    // fsdp: every rank takes part in every block's gathers and reduce-scatters, so an idle rank
-    // runs the micro-step with weight 0 on one stand-in target.
+    if (idle && !sharded_) continue;
+    // zero1 and fsdp: every rank takes part in every unit's reduce-scatter (and fsdp's gathers),
+    // so an idle rank runs the micro-step with weight 0 on one stand-in target.
     at::Tensor targets = batch.targets;
     if (idle) {
       targets = batch.targets.clone();
@@ -567,14 +501,17 @@ StepResult Trainer::train_step(int64_t step, double lr) {
     }
     at::Tensor loss;
     {
-      if (fsdp_) fsdp_->gather_root();
+      if (sharded_) sharded_->gather_root();
       AutocastGuard autocast(device_.type(), t.precision != "f32", compute_dtype(t.precision));
       loss = model_->loss(batch.inputs, targets, batch.segments);
     }
     const double share = idle ? 0.0 : global > 0 ? local / global : 1.0;
-    if (reducer_ && micro + 1 == t.grad_accum) reducer_->arm();  // only the last backward communicates
+    if (micro + 1 == t.grad_accum) {  // only the last backward communicates (fsdp: every one)
+      if (reducer_) reducer_->arm();
+      if (sharded_) sharded_->arm();
+    }
     (loss * (scaler_.scale * share / static_cast<double>(t.grad_accum))).backward();
-    if (fsdp_) comm_wait_seconds_ += fsdp_->finish();
+    if (sharded_ && sharded_->reduces_this_backward()) comm_wait_seconds_ += sharded_->finish();
     const double mean = idle ? 0.0 : loss.item<double>();
     if (comm_->world_size() == 1) {
       result.loss += mean / static_cast<double>(t.grad_accum);
@@ -595,7 +532,7 @@ StepResult Trainer::train_step(int64_t step, double lr) {
     comm_wait_seconds_ = reducer_->finish();
   }
   result.grad_norm = optimizer_->step(lr, scaler_.scale);
-  share_updated_parameters();
+  if (sharded_) sharded_->share_updated_weights();
   if (step == start_step_) {
     report_state_memory();
     const auto memory = memory_report();
@@ -626,14 +563,14 @@ double Trainer::evaluate() {
   at::NoGradGuard no_grad;
   TokenLoader loader({{c.data.valid, 1.0}}, c.data.seq_len, c.training.batch_size, 1234, {}, false, c.data.pack,
                      c.data.document_masks);
-  if (fsdp_) fsdp_->gather_root();
+  if (sharded_) sharded_->gather_root();
   AutocastGuard autocast(model_->device().type(), c.training.precision != "f32", compute_dtype(c.training.precision));
   double total = 0;
   for (int64_t i = 0; i < c.training.eval_batches; ++i) {
     auto batch = loader.next();
     total += model_->loss(batch.inputs, batch.targets, batch.segments).item<double>();
   }
-  if (fsdp_) fsdp_->release_root();
+  if (sharded_) sharded_->release_root();
   return total / static_cast<double>(c.training.eval_batches);
 }
 
@@ -652,9 +589,9 @@ void Trainer::run_eval_tasks(int64_t step, bool last, nlohmann::json& row) {
     if (!last && !(task.every > 0 && (step + 1) % task.every == 0)) continue;
     at::NoGradGuard no_grad;
     const auto start = std::chrono::steady_clock::now();
-    if (fsdp_) fsdp_->gather_root();
+    if (sharded_) sharded_->gather_root();
     const auto metrics = hooks_.evaluate(*model_, task);
-    if (fsdp_) fsdp_->release_root();
+    if (sharded_) sharded_->release_root();
     for (const auto& [key, value] : metrics.items()) row["eval/" + task.name + "/" + key] = value;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     spdlog::info("step {}: eval {} {} ({:.1f} s)", step + 1, task.name, metrics.dump(), seconds);
@@ -664,7 +601,7 @@ void Trainer::run_eval_tasks(int64_t step, bool last, nlohmann::json& row) {
 // checkpoint: never of a diverged state (it could rotate out the good ones).
 void Trainer::checkpoint(int64_t step) {
   const double last_loss = summary_.losses.empty() ? 0.0 : summary_.losses.back();
-  if (!std::isfinite(last_loss) || !(fsdp_ ? fsdp_->finite() : weights_finite(*model_))) {
+  if (!std::isfinite(last_loss) || !(sharded_ ? sharded_->finite() : weights_finite(*model_))) {
     const auto last_good = checkpoints_.latest();
     throw Error("training diverged at step " + std::to_string(step) + ": " +
                     (std::isfinite(last_loss) ? "the weights are" : "the loss is") + " not finite; no checkpoint written",
@@ -678,10 +615,10 @@ void Trainer::checkpoint(int64_t step) {
                                         {"recent_losses", summary_.losses},
                                         {"loss_scale", scaler_.scale},
                                         {"loss_scale_clean_steps", scaler_.clean_steps}};
-  if (fsdp_) {
+  if (sharded_) {
     // Every rank writes its own slices at once; frozen parameters (whole on every rank) go with rank 0's.
     std::map<std::string, int64_t> first;
-    auto slices = fsdp_->local_slices(*optimizer_, first);
+    auto slices = sharded_->local_slices(*optimizer_, first);
     std::map<std::string, std::vector<int64_t>> shapes;
     for (const auto& [name, p] : model_->parameters()) {
       shapes[name] = p.sizes().vec();
@@ -693,7 +630,7 @@ void Trainer::checkpoint(int64_t step) {
     checkpoints_.save_sharded(step, model_->config(), shapes, slices, first, rng, trainer_state, *comm_);
     return;
   }
-  NamedTensors state = gathered_optimizer_state();
+  NamedTensors state = optimizer_->state_tensors();
   state.insert(state.end(), rng.begin(), rng.end());
   // Data parallelism keeps every rank's state identical: rank 0 writes it, the others wait until it
   // is complete (DONE), so that no rank runs ahead of the last checkpoint.
@@ -725,7 +662,7 @@ TrainSummary Trainer::run() {
                           {"grad_norm", result.overflow ? nlohmann::json(nullptr) : nlohmann::json(result.grad_norm)},
                           {"tokens_per_s", tokens_per_second}, {"elapsed_s", elapsed}};
     if (scaler_.dynamic) row["loss_scale"] = scaler_.scale;
-    if (fsdp_) row["reduce_scatter_wait_s"] = comm_wait_seconds_;
+    if (sharded_) row["reduce_scatter_wait_s"] = comm_wait_seconds_;
     if (reducer_) {
       row["allreduce_wait_s"] = comm_wait_seconds_;
       row["buckets"] = reducer_->buckets();

@@ -59,11 +59,7 @@ class Optimizer {
   /// (AdamW 16: weight, grad, m, v; SGD with momentum 12: weight, grad, momentum).
   int64_t state_bytes_per_parameter() const;
   bool is_frozen(const std::string& name) const;
-  /// ZeRO-1: this process updates (and keeps state for) only the named trainable parameters; the
-  /// others' gradients still count in the global norm and are cleared, their values come from the
-  /// process that owns them. Empty: every parameter (the default).
-  void restrict_updates(const std::vector<std::string>& owned);
-  /// Fully sharded training: each process holds slices of the parameters, and the global gradient
+  /// Sharded training (zero1, fsdp): each process steps on slices of the parameters, and the global gradient
   /// norm needs the other processes' sums of squares: `reduce` maps this process's sum to the sum
   /// over every process (the same value on each). Unset: the local sum is the global one.
   void set_norm_reduction(std::function<double(double)> reduce) { reduce_norm_ = std::move(reduce); }
@@ -90,11 +86,9 @@ class Optimizer {
     double lr_scale = 1;
     at::Tensor exp_avg, exp_avg_sq, momentum;
     at::Tensor step_count;  // float32 scalar on the parameter's device (the fused kernel's step)
-    bool owned = true;      // ZeRO-1: updated here
   };
   void fused_adamw(double lr, double grad_factor);
   std::vector<Slot> slots_;
-  bool restricted_ = false;
   std::function<double(double)> reduce_norm_;
   std::vector<std::string> frozen_;
   int64_t frozen_count_ = 0;

@@ -1,4 +1,4 @@
-#include "train/fully_sharded.h"
+#include "train/sharded_state.h"
 
 #include <algorithm>
 #include <chrono>
@@ -13,7 +13,7 @@
 
 namespace phi {
 
-struct FullySharded::Member {
+struct ShardedState::Member {
   std::string name;
   at::Tensor param;       // the model's tensor: aliases unit.full while the unit is gathered
   int64_t offset = 0;     // in the unit's flat buffer
@@ -22,13 +22,14 @@ struct FullySharded::Member {
   int64_t length = 0;
 };
 
-struct FullySharded::Unit {
+struct ShardedState::Unit {
   std::vector<Member> members;
   int64_t size = 0, padded = 0, shard_size = 0, shard_begin = 0;
   at::Tensor full;        // [padded]; its storage holds memory only while gathered
   at::Tensor shard;       // [shard_size] this rank's master weights
   at::Tensor shard_grad;  // [shard_size] their gradient, summed over ranks and micro-steps
-  at::Tensor grad_flat;   // [padded] the whole gradient, during one backward
+  at::Tensor grad_whole;  // zero1: [padded] the parameters' .grad (views), accumulated in place
+  at::Tensor grad_flat;   // [padded] what is reduce-scattered (fsdp: the gradient of one backward)
   at::Tensor reduced;     // [shard_size] this rank's slice of grad_flat summed over ranks
   std::unique_ptr<PendingCollective> scatter;
   std::unique_ptr<PendingCollective> gathering;  // a prefetch in flight, into `alias`
@@ -39,13 +40,13 @@ struct FullySharded::Unit {
 };
 
 // After a parameter's gradient is accumulated into .grad (AccumulateGrad's post hook).
-class FullySharded::GradientHook final : public torch::autograd::PostAccumulateGradHook {
+class ShardedState::GradientHook final : public torch::autograd::PostAccumulateGradHook {
  public:
-  GradientHook(FullySharded* owner, Unit* unit, size_t member) : owner_(owner), unit_(unit), member_(member) {}
+  GradientHook(ShardedState* owner, Unit* unit, size_t member) : owner_(owner), unit_(unit), member_(member) {}
   void operator()(const torch::autograd::Variable&) override { owner_->on_gradient(*unit_, member_); }
 
  private:
-  FullySharded* owner_;
+  ShardedState* owner_;
   Unit* unit_;
   size_t member_;
 };
@@ -62,8 +63,8 @@ at::Tensor writable_alias(const at::Tensor& full) {
 
 }  // namespace
 
-FullySharded::FullySharded(Transformer& model, Communicator& comm, c10::ScalarType reduce_dtype)
-    : model_(model), comm_(comm), reduce_dtype_(reduce_dtype) {
+ShardedState::ShardedState(Transformer& model, Communicator& comm, Strategy strategy, c10::ScalarType reduce_dtype)
+    : model_(model), comm_(comm), strategy_(strategy), reduce_dtype_(reduce_dtype) {
   const int64_t world = comm.world_size(), rank = comm.rank();
   for (int64_t i = 0; i < static_cast<int64_t>(kFirstBlock) + model.config().n_layers; ++i) units_.push_back(std::make_unique<Unit>());
   for (auto& [name, p] : model.mutable_parameters()) {
@@ -71,7 +72,7 @@ FullySharded::FullySharded(Transformer& model, Communicator& comm, c10::ScalarTy
       frozen_bytes_ += p.numel() * p.element_size();
       continue;
     }
-    PHI_CHECK(p.scalar_type() == at::kFloat, "fully sharded training keeps float32 master weights; ", name, " is ",
+    PHI_CHECK(p.scalar_type() == at::kFloat, "sharded training keeps float32 master weights; ", name, " is ",
               p.scalar_type());
     // The embedding (with a tied head), the head and final norm, then one unit per block.
     size_t u = name.rfind("embed", 0) == 0 ? 0 : 1;
@@ -99,12 +100,22 @@ FullySharded::FullySharded(Transformer& model, Communicator& comm, c10::ScalarTy
     const auto options = unit.members.front().param.options().requires_grad(false);
     unit.full = at::zeros({unit.padded}, options);
     for (auto& m : unit.members) unit.full.narrow(0, m.offset, m.numel).copy_(m.param.reshape({-1}));
-    unit.shard = unit.full.narrow(0, unit.shard_begin, unit.shard_size).clone();
-    unit.shard_grad = at::zeros({unit.shard_size}, options);
+    // zero1's shard is its part of the whole weights (updated in place, then all-gathered); fsdp's
+    // is its own: the whole buffer's memory comes and goes.
+    unit.shard = unit.full.narrow(0, unit.shard_begin, unit.shard_size);
+    if (strategy_ == Strategy::kFsdp) unit.shard = unit.shard.clone();
+    if (strategy_ == Strategy::kZero1) {
+      // The gradients accumulate in one whole buffer whose shard is the optimizer's gradient.
+      unit.grad_whole = at::zeros({unit.padded}, options);
+      unit.shard_grad = unit.grad_whole.narrow(0, unit.shard_begin, unit.shard_size);
+    } else {
+      unit.shard_grad = at::zeros({unit.shard_size}, options);
+    }
     for (size_t i = 0; i < unit.members.size(); ++i) {
       auto& m = unit.members[i];
       // The model's tensor now aliases the flat buffer (same TensorImpl: the model keeps using it).
       m.param.set_data(unit.full.narrow(0, m.offset, m.numel).view(m.param.sizes()));
+      if (unit.grad_whole.defined()) m.param.mutable_grad() = unit.grad_whole.narrow(0, m.offset, m.numel).view(m.param.sizes());
       torch::autograd::impl::set_post_acc_grad_hooks(m.param, std::make_unique<GradientHook>(this, &unit, i));
       m.begin = std::max(m.offset, unit.shard_begin);
       const int64_t end = std::min(m.offset + m.numel, unit.shard_begin + unit.shard_size);
@@ -115,30 +126,48 @@ FullySharded::FullySharded(Transformer& model, Communicator& comm, c10::ScalarTy
       shards_.emplace(m.name, slice);
     }
     unit.gathered = true;
-    track(unit.bytes());
-    release(unit);
+    if (strategy_ == Strategy::kFsdp) {
+      track(unit.bytes());
+      release(unit);
+    }
   }
   peak_gathered_bytes_ = 0;
-  model_.set_block_hooks(this);
+  if (strategy_ == Strategy::kFsdp) model_.set_block_hooks(this);
 }
 
-FullySharded::~FullySharded() {
+ShardedState::~ShardedState() {
   model_.set_block_hooks(nullptr);
   for (auto& unit : units_) {
     for (auto& m : unit->members) torch::autograd::impl::set_post_acc_grad_hooks(m.param, nullptr);
   }
 }
 
-int64_t FullySharded::grad_bytes(const Unit& unit) const {
+int64_t ShardedState::grad_bytes(const Unit& unit) const {
   return unit.padded * static_cast<int64_t>(c10::elementSize(reduce_dtype_));
 }
 
-void FullySharded::track(int64_t delta) {
+void ShardedState::track(int64_t delta) {
   gathered_bytes_ += delta;
   peak_gathered_bytes_ = std::max(peak_gathered_bytes_, gathered_bytes_);
 }
 
-void FullySharded::prefetch(Unit& unit) {
+void ShardedState::share_updated_weights() {
+  if (strategy_ != Strategy::kZero1) return;
+  at::NoGradGuard no_grad;
+  std::vector<std::pair<std::unique_ptr<PendingCollective>, at::Tensor>> pending;
+  for (auto& unit : units_) {
+    if (unit->members.empty()) continue;
+    auto input = unit->shard.clone();  // the output holds the input's place: not in place
+    auto alias = writable_alias(unit->full);
+    pending.emplace_back(comm_.all_gather_async(input, alias), input);
+  }
+  for (auto& [work, input] : pending) work->wait();
+  for (auto& unit : units_) {
+    if (unit->grad_whole.defined()) unit->grad_whole.zero_();  // the next step accumulates afresh
+  }
+}
+
+void ShardedState::prefetch(Unit& unit) {
   if (unit.gathered || unit.members.empty()) return;
   auto& storage = storage_of(unit.full);
   const auto nbytes = static_cast<size_t>(unit.bytes());
@@ -150,7 +179,7 @@ void FullySharded::prefetch(Unit& unit) {
   track(unit.bytes());
 }
 
-void FullySharded::gather(Unit& unit) {
+void ShardedState::gather(Unit& unit) {
   prefetch(unit);
   if (unit.gathering) {
     unit.gathering->wait();
@@ -159,28 +188,28 @@ void FullySharded::gather(Unit& unit) {
   }
 }
 
-void FullySharded::release(Unit& unit) {
-  if (!unit.gathered) return;
+void ShardedState::release(Unit& unit) {
+  if (!unit.gathered || strategy_ == Strategy::kZero1) return;  // zero1: the weights stay whole
   gather(unit);  // a prefetch still writing must end before its memory goes
   storage_of(unit.full).reset();  // the parameters keep their shapes; their memory goes
   unit.gathered = false;
   track(-unit.bytes());
 }
 
-void FullySharded::gather_root() {
+void ShardedState::gather_root() {
   for (size_t u = 0; u < kFirstBlock; ++u) gather(*units_[u]);
 }
-void FullySharded::release_root() {
+void ShardedState::release_root() {
   for (size_t u = 0; u < kFirstBlock; ++u) release(*units_[u]);
 }
 
-void FullySharded::before_block(int64_t index) {
+void ShardedState::before_block(int64_t index) {
   const auto u = kFirstBlock + static_cast<size_t>(index);
   gather(*units_.at(u));
   if (u + 1 < units_.size()) prefetch(*units_[u + 1]);  // the next block's gather runs during this one
 }
 
-at::Tensor FullySharded::after_block(int64_t index, const at::Tensor& output) {
+at::Tensor ShardedState::after_block(int64_t index, const at::Tensor& output) {
   auto& unit = *units_.at(kFirstBlock + static_cast<size_t>(index));
   release(unit);
   if (at::GradMode::is_enabled() && output.requires_grad() && !unit.members.empty()) {
@@ -195,49 +224,74 @@ at::Tensor FullySharded::after_block(int64_t index, const at::Tensor& output) {
   return output;
 }
 
-void FullySharded::on_gradient(Unit& unit, size_t index) {
+void ShardedState::on_gradient(Unit& unit, size_t index) {
   auto& m = unit.members[index];
   auto& grad = m.param.mutable_grad();
   if (!grad.defined()) return;
   at::NoGradGuard no_grad;
-  if (!unit.grad_flat.defined()) {
-    unit.grad_flat = at::zeros({unit.padded}, unit.shard.options().dtype(reduce_dtype_));
-    track(grad_bytes(unit));
+  if (strategy_ == Strategy::kZero1) {
+    // Accumulated in place into the whole buffer; should autograd ever have replaced the tensor,
+    // its values go back into the buffer.
+    auto view = unit.grad_whole.narrow(0, m.offset, m.numel).view(m.param.sizes());
+    if (grad.data_ptr() != view.data_ptr()) {
+      view.copy_(grad);
+      grad = view;
+    }
+    if (!armed_) return;  // an earlier micro-step: no communication
+  } else {
+    if (!unit.grad_flat.defined()) {
+      unit.grad_flat = at::zeros({unit.padded}, unit.shard.options().dtype(reduce_dtype_));
+      track(grad_bytes(unit));
+    }
+    unit.grad_flat.narrow(0, m.offset, m.numel).copy_(grad.reshape({-1}));
+    grad = at::Tensor();  // the whole gradient lives only in the flat buffer until it is scattered
   }
-  unit.grad_flat.narrow(0, m.offset, m.numel).copy_(grad.reshape({-1}));
-  grad = at::Tensor();  // the whole gradient lives only in the flat buffer until it is scattered
   if (++unit.ready == unit.members.size()) {
     // The reduce-scatters started before this one have had a block's backward to finish: their
     // whole gradients go now, so that about two units' gradients are ever whole at once.
     for (auto& other : units_) {
       if (other.get() != &unit && other->scatter) collect(*other);
     }
-    unit.reduced = at::empty({unit.shard_size}, unit.grad_flat.options());
-    unit.scatter = comm_.reduce_scatter_async(unit.grad_flat, unit.reduced);
+    start_scatter(unit);
     release(unit);  // this backward needs the block's parameters no more
   }
 }
 
-void FullySharded::collect(Unit& unit) {
+bool ShardedState::scatters_a_copy() const {
+  return strategy_ == Strategy::kFsdp || reduce_dtype_ != at::kFloat;
+}
+
+void ShardedState::start_scatter(Unit& unit) {
+  if (strategy_ == Strategy::kZero1) {
+    // The whole buffer itself, or a copy in the reduction dtype.
+    unit.grad_flat = reduce_dtype_ == at::kFloat ? unit.grad_whole : unit.grad_whole.to(reduce_dtype_);
+    if (scatters_a_copy()) track(grad_bytes(unit));
+  }
+  unit.reduced = at::empty({unit.shard_size}, unit.grad_flat.options());
+  unit.scatter = comm_.reduce_scatter_async(unit.grad_flat, unit.reduced);
+}
+
+void ShardedState::collect(Unit& unit) {
   const auto start = std::chrono::steady_clock::now();
   unit.scatter->wait();
   waited_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   at::NoGradGuard no_grad;
-  unit.shard_grad.add_(unit.reduced);
+  if (strategy_ == Strategy::kZero1) {
+    unit.shard_grad.copy_(unit.reduced);  // this rank's own part of the buffer becomes the sum
+  } else {
+    unit.shard_grad.add_(unit.reduced);   // fsdp sums every micro-step's
+  }
   unit.scatter.reset();
   unit.reduced = at::Tensor();
   unit.grad_flat = at::Tensor();
-  track(-grad_bytes(unit));
+  if (scatters_a_copy()) track(-grad_bytes(unit));
 }
 
-double FullySharded::finish() {
+double ShardedState::finish() {
   // A unit some of whose members got no gradient in this backward (the same on every rank: the
   // graph is) starts its reduce-scatter now, in unit order.
   for (auto& unit : units_) {
-    if (unit->ready > 0 && unit->ready < unit->members.size()) {
-      unit->reduced = at::empty({unit->shard_size}, unit->grad_flat.options());
-      unit->scatter = comm_.reduce_scatter_async(unit->grad_flat, unit->reduced);
-    }
+    if (unit->ready > 0 && unit->ready < unit->members.size()) start_scatter(*unit);
   }
   for (auto& unit : units_) {
     if (unit->scatter) collect(*unit);
@@ -246,10 +300,11 @@ double FullySharded::finish() {
   }
   const double waited = waited_;
   waited_ = 0;
+  armed_ = false;
   return waited;
 }
 
-NamedTensors FullySharded::local_slices(const Optimizer& optimizer, std::map<std::string, int64_t>& first) const {
+NamedTensors ShardedState::local_slices(const Optimizer& optimizer, std::map<std::string, int64_t>& first) const {
   NamedTensors out;
   for (const auto& unit : units_) {
     for (const auto& m : unit->members) {
@@ -265,7 +320,7 @@ NamedTensors FullySharded::local_slices(const Optimizer& optimizer, std::map<std
   return out;
 }
 
-std::pair<int64_t, int64_t> FullySharded::range_of(const std::string& name) const {
+std::pair<int64_t, int64_t> ShardedState::range_of(const std::string& name) const {
   for (const auto& unit : units_) {
     for (const auto& m : unit->members) {
       if (m.name == name) return {m.begin - m.offset, m.length};
@@ -274,7 +329,7 @@ std::pair<int64_t, int64_t> FullySharded::range_of(const std::string& name) cons
   return {0, 0};
 }
 
-at::Tensor FullySharded::slice_of(const std::string& name, const at::Tensor& whole) const {
+at::Tensor ShardedState::slice_of(const std::string& name, const at::Tensor& whole) const {
   for (const auto& unit : units_) {
     for (const auto& m : unit->members) {
       if (m.name != name) continue;
@@ -286,7 +341,7 @@ at::Tensor FullySharded::slice_of(const std::string& name, const at::Tensor& who
   return {};
 }
 
-bool FullySharded::finite() {
+bool ShardedState::finite() {
   double ok = 1;
   for (const auto& unit : units_) {
     if (unit->members.empty()) continue;
@@ -297,13 +352,16 @@ bool FullySharded::finite() {
   return flag.item<double>() > 0;
 }
 
-FullySharded::Memory FullySharded::memory() const {
+ShardedState::Memory ShardedState::memory() const {
   Memory m;
   m.frozen_bytes = frozen_bytes_;
   m.peak_gathered_bytes = peak_gathered_bytes_;
   for (const auto& unit : units_) {
     if (unit->members.empty()) continue;
-    m.shard_bytes += 2 * unit->shard_size * static_cast<int64_t>(sizeof(float));  // weights and gradients
+    const int64_t f = sizeof(float);
+    // fsdp: the shard's weights and gradient; zero1: the whole weights and gradients (the shard's
+    // are parts of them).
+    m.held_bytes += 2 * (strategy_ == Strategy::kFsdp ? unit->shard_size : unit->padded) * f;
     m.largest_unit_bytes = std::max(m.largest_unit_bytes, unit->bytes());
     m.sharded_elements += unit->size;
     m.padded_elements += unit->padded;
