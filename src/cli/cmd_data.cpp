@@ -176,7 +176,7 @@ int run_textbook(const TextbookOptions& o) {
 }  // namespace
 
 void add_data_command(CLI::App& root, Runner& run) {
-  auto* cmd = root.add_subcommand("data", "Data pipeline: tokenize text into shards");
+  auto* cmd = root.add_subcommand("data", "Data pipeline: deduplicate documents, tokenize text into shards");
   cmd->require_subcommand(1);
   auto o = std::make_shared<TokenizeJob>();
   auto* tok = cmd->add_subcommand("tokenize", "Tokenize .txt / .jsonl files into token shards + manifest.json");
@@ -191,6 +191,8 @@ void add_data_command(CLI::App& root, Runner& run) {
   tok->add_flag("--special-tokens-in-content", o->special_tokens_in_content,
                 "special-token text inside messages becomes control tokens (default: plain text)");
   tok->callback([&run, o]() { run = [o]() { return tokenize_dataset(*o); }; });
+
+  add_data_dedup_command(cmd, run);
 
   auto* synth = cmd->add_subcommand("synth", "Generate synthetic data");
   synth->require_subcommand(1);

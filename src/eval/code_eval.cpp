@@ -1,7 +1,6 @@
 #include "phi/eval/code_eval.h"
 
 #ifdef PHI_WITH_ZLIB
-#include <zlib.h>
 #endif
 
 #include <algorithm>
@@ -20,33 +19,6 @@ namespace phi {
 
 namespace {
 
-std::string read_maybe_gzip(const std::string& path) {
-  if (path.size() < 3 || path.compare(path.size() - 3, 3, ".gz") != 0) return read_text_file(path, "problems file");
-#ifndef PHI_WITH_ZLIB
-  throw Error("this build has no zlib: decompress the file first (gunzip)", path);
-#else
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (f == nullptr) throw Error("cannot open the problems file", path);
-  std::string text;
-  char buffer[65536];
-  int n = 0;
-  while ((n = gzread(f, buffer, sizeof buffer)) > 0) {
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > (size_t{1} << 30)) {
-      gzclose(f);
-      throw Error("the decompressed problems file is larger than 1 GiB", path);
-    }
-  }
-  int code = 0;
-  const char* message = gzerror(f, &code);
-  const bool failed = n < 0 || (code != Z_OK && code != Z_STREAM_END);
-  const std::string why = message ? message : "";
-  gzclose(f);
-  if (failed) throw Error("the problems file is not valid gzip: " + why, path);
-  return text;
-#endif
-}
-
 // Each non-blank line of `text` as JSON; errors name path:line.
 std::vector<nlohmann::json> parse_jsonl(const std::string& text, const std::string& path) {
   std::vector<nlohmann::json> lines;
@@ -60,7 +32,7 @@ std::vector<nlohmann::json> parse_jsonl(const std::string& text, const std::stri
 }  // namespace
 
 std::vector<HumanEvalProblem> load_humaneval(const std::string& path) {
-  const auto lines = parse_jsonl(read_maybe_gzip(path), path);
+  const auto lines = parse_jsonl(read_maybe_compressed(path, "problems file"), path);
   std::vector<HumanEvalProblem> problems;
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string where = path + " problem " + std::to_string(i + 1);
@@ -77,7 +49,7 @@ std::vector<HumanEvalProblem> load_humaneval(const std::string& path) {
 }
 
 std::vector<MbppTask> load_mbpp(const std::string& path) {
-  const auto text = read_maybe_gzip(path);
+  const auto text = read_maybe_compressed(path, "problems file");
   std::vector<nlohmann::json> items;
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '[') {

@@ -11,6 +11,9 @@ namespace phi {
 /// The whole file as bytes; `what` names it in the error ("cannot open <what>").
 std::string read_text_file(const std::string& path, const std::string& what = "input file");
 
+/// The same, decompressing a .gz (zlib) or .zst (zstd) file; a build without the library says so.
+std::string read_maybe_compressed(const std::string& path, const std::string& what = "input file");
+
 /// Calls `line_fn(value, where)` for each non-blank line of a JSONL file, `where` being
 /// "path:line"; a line that is not JSON, or longer than `max_line_bytes`, is an error naming it
 /// (read in bounded pieces: a file without newlines never becomes one huge allocation). Stops

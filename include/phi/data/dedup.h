@@ -1,0 +1,45 @@
+// Deduplication: exact (normalised text, xxhash64) and MinHash near-duplicates with datatrove's
+// defaults (word 5-grams of the normalised text hashed with xxhash64, 14 bands x 8 hashes, the
+// permutations h -> (a h + b) mod (2^61 - 1), bands compared by LSH, clusters by union-find, one
+// document kept per cluster). Given the same permutation parameters, signatures are bit-equal to
+// datatrove's and the documents removed are the same ones (docs/data.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace phi {
+
+struct MinhashConfig {
+  int64_t n_grams = 5;
+  int64_t buckets = 14;
+  int64_t hashes_per_bucket = 8;
+  uint64_t seed = 1;
+  int64_t hashes() const { return buckets * hashes_per_bucket; }
+};
+
+/// The (a, b) of each hash's permutation: drawn from `seed` (splitmix64; a in [1, p), b in [0, p)),
+/// or read from a JSON file {"a": [...], "b": [...]} (e.g. another tool's, for comparable signatures).
+struct MinhashPermutations {
+  std::vector<uint64_t> a, b;
+  static MinhashPermutations from_seed(const MinhashConfig& config);
+  static MinhashPermutations from_file(const std::string& path, const MinhashConfig& config);
+};
+
+/// The signature of a document: buckets x hashes_per_bucket minima (bucket-major); empty when the
+/// normalised text has fewer than n_grams words (such a document is never a near-duplicate).
+std::vector<uint64_t> minhash_signature(const std::string& text, const MinhashConfig& config,
+                                        const MinhashPermutations& permutations);
+
+/// Near-duplicate clusters of documents 0..n-1 from their signatures: in each band, documents are
+/// sorted by (band, index) and each one equal to the one before it is joined with it (union by
+/// size, as datatrove does). Returns, for every document that is removed, {document, the document
+/// kept in its cluster}, by document.
+std::vector<std::pair<int64_t, int64_t>> minhash_duplicates(const std::vector<std::vector<uint64_t>>& signatures,
+                                                            const MinhashConfig& config);
+
+/// xxhash64 of the normalised text (exact dedup's key).
+uint64_t exact_dedup_key(const std::string& text);
+
+}  // namespace phi

@@ -1,0 +1,257 @@
+// phi data dedup --method exact|minhash --input PATHS... --output DIR [--ngrams 5] [--buckets 14]
+//   [--hashes-per-bucket 8] [--seed 1] [--permutations FILE]
+// Reads JSONL documents (phi/data/documents.h) and writes DIR/NNNNN.jsonl (the documents kept, one
+// file per input file, in order), DIR/removed.jsonl (each removed id with the id it duplicates),
+// DIR/stats.json (written last: the stage is complete). MinHash signatures are kept per input file
+// in DIR/signatures/NNNNN.minhash (validated when read), so a killed run resumes without
+// recomputing finished files. Format of a signature file: "PHIMH1\0\0", uint64 parameter hash,
+// uint64 documents, uint64 hashes per document, then documents x hashes little-endian uint64
+// (all bits set: no signature, fewer words than the n-gram size).
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <unordered_map>
+
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "cli/commands.h"
+#include "core/file_util.h"
+#include "phi/core/error.h"
+#include "phi/core/json_reader.h"
+#include "phi/core/progress.h"
+#include "phi/data/dedup.h"
+#include "phi/data/documents.h"
+#include "phi/data/text_norm.h"
+
+namespace phi::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct DedupOptions {
+  std::string method = "minhash";
+  std::vector<std::string> inputs;
+  std::string output;
+  MinhashConfig minhash;
+  std::string permutations;
+};
+
+std::string numbered(int64_t i, const char* suffix) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%05lld%s", static_cast<long long>(i), suffix);
+  return name;
+}
+
+constexpr char kMagic[8] = {'P', 'H', 'I', 'M', 'H', '1', 0, 0};
+
+void write_signatures(const std::string& path, uint64_t parameters, const std::vector<std::vector<uint64_t>>& sigs,
+                      size_t hashes) {
+  std::string bytes(kMagic, sizeof kMagic);
+  auto put = [&](uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put(parameters);
+  put(sigs.size());
+  put(hashes);
+  for (const auto& s : sigs) {
+    if (s.empty()) {
+      for (size_t h = 0; h < hashes; ++h) put(~uint64_t{0});
+    } else {
+      for (auto v : s) put(v);
+    }
+  }
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+// The signatures of a finished file, or nothing when they are from other parameters. A truncated or
+// corrupt file is an error naming it.
+std::optional<std::vector<std::vector<uint64_t>>> read_signatures(const std::string& path, uint64_t parameters,
+                                                                  size_t hashes) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t header = sizeof kMagic + 3 * sizeof(uint64_t);
+  if (bytes.size() < header || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+    throw Error("not a signature file (bad header)", path, "delete it: the stage recomputes it");
+  }
+  uint64_t v[3];
+  std::memcpy(v, bytes.data() + sizeof kMagic, sizeof v);
+  if (v[0] != parameters || v[2] != hashes) return std::nullopt;
+  const size_t expected = header + v[1] * hashes * sizeof(uint64_t);
+  if (bytes.size() != expected) {
+    throw Error("signature file has " + std::to_string(bytes.size()) + " bytes, its header says " +
+                    std::to_string(expected) + " (truncated or corrupt)",
+                path, "delete it: the stage recomputes it");
+  }
+  std::vector<std::vector<uint64_t>> sigs(v[1]);
+  const char* p = bytes.data() + header;
+  for (auto& s : sigs) {
+    s.resize(hashes);
+    std::memcpy(s.data(), p, hashes * sizeof(uint64_t));
+    p += hashes * sizeof(uint64_t);
+    if (std::all_of(s.begin(), s.end(), [](uint64_t x) { return x == ~uint64_t{0}; })) s.clear();
+  }
+  return sigs;
+}
+
+int run_dedup(const DedupOptions& o) {
+  if (o.method != "exact" && o.method != "minhash") throw Error("--method must be exact or minhash, got " + o.method);
+  const auto start = std::chrono::steady_clock::now();
+  const auto files = document_files(o.inputs);
+  if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
+  fs::create_directories(o.output);
+  const auto permutations = o.permutations.empty() ? MinhashPermutations::from_seed(o.minhash)
+                                                   : MinhashPermutations::from_file(o.permutations, o.minhash);
+  nlohmann::json parameters = {{"method", o.method}, {"inputs", files}};
+  if (o.method == "minhash") {
+    parameters["n_grams"] = o.minhash.n_grams;
+    parameters["buckets"] = o.minhash.buckets;
+    parameters["hashes_per_bucket"] = o.minhash.hashes_per_bucket;
+    parameters["a"] = permutations.a;
+    parameters["b"] = permutations.b;
+  }
+  const auto stats_path = (fs::path(o.output) / "stats.json").string();
+  if (fs::exists(stats_path)) {
+    const auto done = read_json_file(stats_path);
+    if (done.contains("parameters") && done["parameters"] == parameters) {
+      spdlog::info("dedup: {} is complete for these inputs and parameters; nothing to do", o.output);
+      return 0;
+    }
+    fs::remove(stats_path);  // other parameters: redo
+  }
+  const std::string parameter_text = parameters.dump();
+  const uint64_t parameter_hash = XXH64(parameter_text.data(), parameter_text.size(), 0);
+
+  // Pass 1: a key (exact) or a signature (minhash) per document, file by file.
+  struct Entry {
+    std::string id;
+    size_t file;
+  };
+  std::vector<Entry> entries;
+  std::vector<std::vector<uint64_t>> signatures;
+  std::vector<uint64_t> keys;
+  int64_t bytes_in = 0;
+  const size_t hashes = static_cast<size_t>(o.minhash.hashes());
+  fs::create_directories(fs::path(o.output) / "signatures");
+  Progress progress(o.method == "minhash" ? "minhash signatures" : "exact keys", static_cast<int64_t>(files.size()),
+                    "files");
+  int64_t resumed = 0;
+  for (size_t f = 0; f < files.size(); ++f) {
+    std::vector<Document> docs;
+    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    for (const auto& d : docs) {
+      entries.push_back({d.id, f});
+      bytes_in += static_cast<int64_t>(d.text.size());
+    }
+    if (o.method == "exact") {
+      std::vector<uint64_t> k(docs.size());
+      at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) k[static_cast<size_t>(i)] = exact_dedup_key(docs[static_cast<size_t>(i)].text);
+      });
+      keys.insert(keys.end(), k.begin(), k.end());
+      progress.advance();
+      continue;
+    }
+    const auto sig_path = (fs::path(o.output) / "signatures" / numbered(static_cast<int64_t>(f), ".minhash")).string();
+    std::optional<std::vector<std::vector<uint64_t>>> sigs;
+    if (fs::exists(sig_path)) sigs = read_signatures(sig_path, parameter_hash, hashes);
+    if (sigs && sigs->size() != docs.size()) {
+      throw Error("signature file holds " + std::to_string(sigs->size()) + " documents, its input " +
+                      std::to_string(docs.size()),
+                  sig_path, "the input changed since: delete the output directory");
+    }
+    if (sigs) {
+      ++resumed;
+    } else {
+      sigs.emplace(docs.size());
+      at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          (*sigs)[static_cast<size_t>(i)] = minhash_signature(docs[static_cast<size_t>(i)].text, o.minhash, permutations);
+        }
+      });
+      write_signatures(sig_path, parameter_hash, *sigs, hashes);
+    }
+    for (auto& s : *sigs) signatures.push_back(std::move(s));
+    progress.advance();
+  }
+  progress.finish();
+  if (resumed) spdlog::info("dedup: signatures of {} of {} files were already computed", resumed, files.size());
+
+  // Pass 2: what goes, and what it duplicates.
+  std::vector<int64_t> duplicate_of(entries.size(), -1);
+  if (o.method == "exact") {
+    std::unordered_map<uint64_t, int64_t> first;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto [it, inserted] = first.emplace(keys[i], static_cast<int64_t>(i));
+      if (!inserted) duplicate_of[i] = it->second;
+    }
+  } else {
+    for (const auto& [doc, kept] : minhash_duplicates(signatures, o.minhash)) {
+      duplicate_of[static_cast<size_t>(doc)] = kept;
+    }
+  }
+
+  // Pass 3: the kept documents, file by file, and the removed ones with their reason.
+  std::string removed;
+  int64_t documents_out = 0, bytes_out = 0, index = 0;
+  const char* reason = o.method == "exact" ? "duplicate" : "near-duplicate";
+  for (size_t f = 0; f < files.size(); ++f) {
+    std::string kept;
+    for_each_document(files[f], [&](Document&& d) {
+      const auto dup = duplicate_of[static_cast<size_t>(index++)];
+      if (dup < 0) {
+        kept += document_to_json(d).dump() + "\n";
+        ++documents_out;
+        bytes_out += static_cast<int64_t>(d.text.size());
+      } else {
+        removed += nlohmann::json{{"id", d.id}, {"source", d.source}, {"reason", reason},
+                                  {"duplicate_of", entries[static_cast<size_t>(dup)].id}}.dump() + "\n";
+      }
+    });
+    write_file_atomic((fs::path(o.output) / numbered(static_cast<int64_t>(f), ".jsonl")).string(), kept.data(),
+                      kept.size());
+  }
+  write_file_atomic((fs::path(o.output) / "removed.jsonl").string(), removed.data(), removed.size());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t documents_in = static_cast<int64_t>(entries.size());
+  nlohmann::json stats = {
+      {"stage", "dedup"},
+      {"method", o.method},
+      {"documents_in", documents_in},
+      {"documents_out", documents_out},
+      {"bytes_in", bytes_in},
+      {"bytes_out", bytes_out},
+      {"removed", {{reason, documents_in - documents_out}}},
+      {"seconds", seconds},
+      {"documents_per_second", static_cast<double>(documents_in) / std::max(seconds, 1e-9)},
+      {"memory_bytes_per_document", o.method == "exact" ? 8 : static_cast<int64_t>(hashes * sizeof(uint64_t))},
+      {"parameters", parameters}};
+  write_json_file_atomic(stats_path, stats);  // last: the stage is complete
+  spdlog::info("dedup ({}): {} documents in, {} kept, {} removed ({:.0f} documents/s)", o.method, documents_in,
+               documents_out, documents_in - documents_out, stats["documents_per_second"].get<double>());
+  return 0;
+}
+
+}  // namespace
+
+void add_data_dedup_command(CLI::App* data, Runner& run) {
+  auto o = std::make_shared<DedupOptions>();
+  auto* cmd = data->add_subcommand("dedup", "Remove duplicate (exact) or near-duplicate (MinHash) documents");
+  cmd->add_option("--method", o->method, "exact (normalised text) or minhash")->capture_default_str();
+  cmd->add_option("--input", o->inputs, "JSONL files or directories of them")->required();
+  cmd->add_option("--output", o->output, "output directory")->required();
+  cmd->add_option("--ngrams", o->minhash.n_grams, "words per shingle")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--buckets", o->minhash.buckets, "LSH bands")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--hashes-per-bucket", o->minhash.hashes_per_bucket, "hashes per band")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", o->minhash.seed, "seed of the permutations")->capture_default_str();
+  cmd->add_option("--permutations", o->permutations,
+                  "JSON file {\"a\": [...], \"b\": [...]} with every hash's permutation (instead of --seed)");
+  cmd->callback([&run, o]() { run = [o]() { return run_dedup(*o); }; });
+}
+
+}  // namespace phi::cli

@@ -1,0 +1,144 @@
+#include "phi/data/text_norm.h"
+
+#include <algorithm>
+
+#ifdef PHI_WITH_ICU
+#include <unicode/locid.h>
+#include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
+#include <unicode/unistr.h>
+#endif
+
+#include "phi/core/error.h"
+#include "phi/data/documents.h"
+
+namespace phi {
+
+bool text_normalization_available() {
+#ifdef PHI_WITH_ICU
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::vector<std::string_view> split_words(const std::string& simplified) {
+  std::vector<std::string_view> words;
+  size_t start = 0;
+  const std::string_view s(simplified);
+  while (start < s.size()) {
+    size_t end = s.find(' ', start);
+    if (end == std::string_view::npos) end = s.size();
+    if (end > start) words.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return words;
+}
+
+#ifndef PHI_WITH_ICU
+std::string simplify_text(const std::string&) {
+  throw Error("this build has no ICU: text normalisation for deduplication is not available", "",
+              "install libicu-dev and rebuild");
+}
+#else
+
+namespace {
+
+// datatrove's default punctuation set (its utils/text.py PUNCTUATION): ASCII punctuation, control
+// characters, and the CJK / typographic marks common in web text.
+constexpr char32_t kPunctuation[] = {
+    U'!', U'/', U'\u2014', U'\u201d', U':', U'\uff05', U'\uff11', U'\u3008', U'&', U'(', U'\u3001', U'\u2501',
+    U'\\', U'\u3010', U'#', U'%', U'\u300c', U'\u300d', U'\uff0c', U'\u3011', U'\uff1b', U'+', U'^', U']',
+    U'~', U'\u201c', U'\u300a', U'\u201e', U'\'', U';', U'\u2019', U'{', U'|', U'\u2236', U'\u00b4', U'[',
+    U'=', U'-', U'`', U'*', U'\uff0e', U'\uff08', U'\u2013', U'\uff1f', U'\uff01', U'\uff1a', U'$', U'\uff5e',
+    U'\u00ab', U'\u3009', U',', U'>', U'<', U'\u300b', U')', U'?', U'\uff09', U'\u3002', U'\u2026', U'@',
+    U'_', U'.', U'"', U'}', U'\u25ba', U'\u00bb'};
+
+bool is_punctuation(UChar32 c) {
+  // Control characters 0-8, 11-31 and 127-159 (tab and newline are whitespace).
+  if ((c >= 0 && c < 9) || (c >= 11 && c < 32) || (c >= 127 && c < 160)) return true;
+  return std::find(std::begin(kPunctuation), std::end(kPunctuation), static_cast<char32_t>(c)) != std::end(kPunctuation);
+}
+
+// Python's str.isspace(), which its \s matches: bidirectional class WS, B or S, or category Zs.
+bool is_python_space(UChar32 c) {
+  if (u_charType(c) == U_SPACE_SEPARATOR) return true;
+  const auto dir = u_charDirection(c);
+  return dir == U_WHITE_SPACE_NEUTRAL || dir == U_BLOCK_SEPARATOR || dir == U_SEGMENT_SEPARATOR;
+}
+
+bool is_decimal_digit(UChar32 c) { return u_charType(c) == U_DECIMAL_DIGIT_NUMBER; }
+
+bool is_decimal_separator(UChar32 c) {
+  return c == U'.' || c == U',' || c == 0x060C || c == 0x066B || c == 0x2396 || c == 0x2397 || c == 0x2398;
+}
+
+}  // namespace
+
+std::string simplify_text(const std::string& text) {
+  if (!valid_utf8(text)) throw Error("text is not valid UTF-8", "", "the input must be UTF-8");
+  icu::UnicodeString s = icu::UnicodeString::fromUTF8(text);
+  s.toLower(icu::Locale::getRoot());
+  // Digits: each run (with one decimal separator between runs) becomes "0"; punctuation becomes a
+  // space.
+  icu::UnicodeString t;
+  const int32_t n = s.length();
+  for (int32_t i = 0; i < n;) {
+    const UChar32 c = s.char32At(i);
+    if (is_decimal_digit(c)) {
+      int32_t j = s.moveIndex32(i, 1);
+      while (j < n && is_decimal_digit(s.char32At(j))) j = s.moveIndex32(j, 1);
+      if (j < n && is_decimal_separator(s.char32At(j))) {
+        const int32_t k = s.moveIndex32(j, 1);
+        if (k < n && is_decimal_digit(s.char32At(k))) {
+          j = k;
+          while (j < n && is_decimal_digit(s.char32At(j))) j = s.moveIndex32(j, 1);
+        }
+      }
+      t.append(static_cast<UChar>(u'0'));
+      i = j;
+      continue;
+    }
+    t.append(is_punctuation(c) ? static_cast<UChar32>(U' ') : c);
+    i = s.moveIndex32(i, 1);
+  }
+  // Whitespace: stripped at both ends, runs become one space.
+  icu::UnicodeString w;
+  bool pending_space = false;
+  for (int32_t i = 0; i < t.length(); i = t.moveIndex32(i, 1)) {
+    const UChar32 c = t.char32At(i);
+    if (is_python_space(c)) {
+      pending_space = !w.isEmpty();
+      continue;
+    }
+    if (pending_space) w.append(static_cast<UChar>(u' '));
+    pending_space = false;
+    w.append(c);
+  }
+  // NFD, combining marks (category Mn) removed, stripped again.
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfd = icu::Normalizer2::getNFDInstance(status);
+  if (U_FAILURE(status)) throw Error(std::string("ICU has no NFD normaliser: ") + u_errorName(status));
+  icu::UnicodeString d = nfd->normalize(w, status);
+  if (U_FAILURE(status)) throw Error(std::string("NFD normalisation failed: ") + u_errorName(status));
+  icu::UnicodeString out;
+  for (int32_t i = 0; i < d.length(); i = d.moveIndex32(i, 1)) {
+    const UChar32 c = d.char32At(i);
+    if (u_charType(c) != U_NON_SPACING_MARK) out.append(c);
+  }
+  // Python's strip() removes its whitespace at both ends.
+  int32_t begin = 0, end = out.length();
+  while (begin < end && is_python_space(out.char32At(begin))) begin = out.moveIndex32(begin, 1);
+  while (end > begin) {
+    const int32_t prev = out.moveIndex32(end, -1);
+    if (!is_python_space(out.char32At(prev))) break;
+    end = prev;
+  }
+  std::string result;
+  out.tempSubStringBetween(begin, end).toUTF8String(result);
+  return result;
+}
+
+#endif
+
+}  // namespace phi
