@@ -192,7 +192,7 @@ void add_data_command(CLI::App& root, Runner& run) {
                 "special-token text inside messages becomes control tokens (default: plain text)");
   tok->callback([&run, o]() { run = [o]() { return tokenize_dataset(*o); }; });
 
-  add_data_dedup_command(cmd, run);
+  add_data_stage_commands(cmd, run);
 
   auto* synth = cmd->add_subcommand("synth", "Generate synthetic data");
   synth->require_subcommand(1);

@@ -1,3 +1,10 @@
+// The data pipeline's stages, each reading JSONL documents (phi/data/documents.h) from --input and
+// writing --output DIR: NNNNN.jsonl (the documents kept, one file per input file, in order),
+// removed.jsonl (each dropped id with its reason) and stats.json (written last: the stage is
+// complete; a rerun with the same inputs and parameters does nothing).
+//
+// phi data filter --rules gopher --input PATHS... --output DIR
+//
 // phi data dedup --method exact|minhash --input PATHS... --output DIR [--ngrams 5] [--buckets 14]
 //   [--hashes-per-bucket 8] [--seed 1] [--permutations FILE]
 // Reads JSONL documents (phi/data/documents.h) and writes DIR/NNNNN.jsonl (the documents kept, one
@@ -11,6 +18,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <unordered_map>
 
 #include <ATen/Parallel.h>
@@ -26,6 +35,7 @@
 #include "phi/core/progress.h"
 #include "phi/data/dedup.h"
 #include "phi/data/documents.h"
+#include "phi/data/quality_filters.h"
 #include "phi/data/text_norm.h"
 
 namespace phi::cli {
@@ -235,9 +245,90 @@ int run_dedup(const DedupOptions& o) {
   return 0;
 }
 
+struct FilterOptions {
+  std::string rules = "gopher";
+  std::vector<std::string> inputs;
+  std::string output;
+};
+
+int run_filter(const FilterOptions& o) {
+  if (o.rules != "gopher") {
+    throw Error("--rules " + o.rules + " is not available: this build filters with gopher (c4 and code are not built yet)");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const auto files = document_files(o.inputs);
+  if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
+  fs::create_directories(o.output);
+  const GopherQualityOptions gopher;
+  const nlohmann::json parameters = {{"rules", o.rules}, {"inputs", files},
+                                     {"gopher", {{"min_doc_words", gopher.min_doc_words},
+                                                 {"max_doc_words", gopher.max_doc_words},
+                                                 {"min_avg_word_length", gopher.min_avg_word_length},
+                                                 {"max_avg_word_length", gopher.max_avg_word_length},
+                                                 {"max_symbol_word_ratio", gopher.max_symbol_word_ratio},
+                                                 {"max_bullet_lines_ratio", gopher.max_bullet_lines_ratio},
+                                                 {"max_ellipsis_lines_ratio", gopher.max_ellipsis_lines_ratio},
+                                                 {"max_non_alpha_words_ratio", gopher.max_non_alpha_words_ratio},
+                                                 {"min_stop_words", gopher.min_stop_words},
+                                                 {"stop_words", gopher.stop_words}}}};
+  const auto stats_path = (fs::path(o.output) / "stats.json").string();
+  if (fs::exists(stats_path) && read_json_file(stats_path).value("parameters", nlohmann::json()) == parameters) {
+    spdlog::info("filter: {} is complete for these inputs and parameters; nothing to do", o.output);
+    return 0;
+  }
+  std::string removed;
+  std::map<std::string, int64_t> reasons;
+  int64_t documents_in = 0, documents_out = 0, bytes_in = 0, bytes_out = 0;
+  Progress progress("gopher filter", static_cast<int64_t>(files.size()), "files");
+  for (size_t f = 0; f < files.size(); ++f) {
+    const auto out_path = (fs::path(o.output) / numbered(static_cast<int64_t>(f), ".jsonl")).string();
+    std::vector<Document> docs;
+    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    std::vector<std::string> why(docs.size());
+    at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) why[static_cast<size_t>(i)] = gopher_quality(docs[static_cast<size_t>(i)].text, gopher);
+    });
+    std::string kept;
+    for (size_t i = 0; i < docs.size(); ++i) {
+      ++documents_in;
+      bytes_in += static_cast<int64_t>(docs[i].text.size());
+      if (why[i].empty()) {
+        kept += document_to_json(docs[i]).dump() + "\n";
+        ++documents_out;
+        bytes_out += static_cast<int64_t>(docs[i].text.size());
+      } else {
+        ++reasons[why[i]];
+        removed += nlohmann::json{{"id", docs[i].id}, {"source", docs[i].source}, {"reason", why[i]}}.dump() + "\n";
+      }
+    }
+    write_file_atomic(out_path, kept.data(), kept.size());
+    progress.advance();
+  }
+  progress.finish();
+  write_file_atomic((fs::path(o.output) / "removed.jsonl").string(), removed.data(), removed.size());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  nlohmann::json stats = {{"stage", "filter"}, {"rules", o.rules}, {"documents_in", documents_in},
+                          {"documents_out", documents_out}, {"bytes_in", bytes_in}, {"bytes_out", bytes_out},
+                          {"removed", reasons}, {"seconds", seconds},
+                          {"megabytes_per_second", static_cast<double>(bytes_in) / 1e6 / std::max(seconds, 1e-9)},
+                          {"parameters", parameters}};
+  write_json_file_atomic(stats_path, stats);
+  spdlog::info("filter ({}): {} documents in, {} kept ({:.1f} MB/s)", o.rules, documents_in, documents_out,
+               stats["megabytes_per_second"].get<double>());
+  return 0;
+}
+
 }  // namespace
 
-void add_data_dedup_command(CLI::App* data, Runner& run) {
+void add_data_stage_commands(CLI::App* data, Runner& run) {
+  auto f = std::make_shared<FilterOptions>();
+  auto* filter = data->add_subcommand("filter", "Drop documents by heuristic quality rules (gopher)");
+  filter->add_option("--rules", f->rules, "rule set: gopher (datatrove's GopherQualityFilter defaults)")
+      ->capture_default_str();
+  filter->add_option("--input", f->inputs, "JSONL files or directories of them")->required();
+  filter->add_option("--output", f->output, "output directory")->required();
+  filter->callback([&run, f]() { run = [f]() { return run_filter(*f); }; });
+
   auto o = std::make_shared<DedupOptions>();
   auto* cmd = data->add_subcommand("dedup", "Remove duplicate (exact) or near-duplicate (MinHash) documents");
   cmd->add_option("--method", o->method, "exact (normalised text) or minhash")->capture_default_str();

@@ -1,0 +1,193 @@
+#include "phi/data/quality_filters.h"
+
+#include <algorithm>
+#include <set>
+
+#ifdef PHI_WITH_ICU
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+#endif
+
+#include "phi/core/error.h"
+#include "phi/data/documents.h"
+
+namespace phi {
+
+#ifndef PHI_WITH_ICU
+std::string gopher_quality(const std::string&, const GopherQualityOptions&) {
+  throw Error("this build has no ICU: the quality filters are not available", "", "install libicu-dev and rebuild");
+}
+#else
+
+namespace {
+
+std::vector<UChar32> code_points(const std::string& s) {
+  std::vector<UChar32> out;
+  int32_t i = 0;
+  const auto n = static_cast<int32_t>(s.size());
+  while (i < n) {
+    UChar32 c;
+    U8_NEXT(reinterpret_cast<const uint8_t*>(s.data()), i, n, c);
+    out.push_back(c);
+  }
+  return out;
+}
+
+// Python's str.isspace().
+bool py_space(UChar32 c) {
+  if (u_charType(c) == U_SPACE_SEPARATOR) return true;
+  const auto dir = u_charDirection(c);
+  return dir == U_WHITE_SPACE_NEUTRAL || dir == U_BLOCK_SEPARATOR || dir == U_SEGMENT_SEPARATOR;
+}
+
+// Python's str.isalpha(): letters (Lu, Ll, Lt, Lm, Lo).
+bool py_alpha(UChar32 c) {
+  switch (u_charType(c)) {
+    case U_UPPERCASE_LETTER:
+    case U_LOWERCASE_LETTER:
+    case U_TITLECASE_LETTER:
+    case U_MODIFIER_LETTER:
+    case U_OTHER_LETTER:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Python's str.splitlines() boundaries.
+bool py_line_break(UChar32 c) {
+  return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E || c == 0x85 ||
+         c == 0x2028 || c == 0x2029;
+}
+
+// datatrove's PUNCTUATION_SET: its punctuation list (text_norm.cpp's), control characters, and
+// sentence-terminal punctuation (Unicode's Sentence_Terminal and five Khmer signs).
+bool symbol_char(UChar32 c) {
+  static const std::set<UChar32> listed = {
+      '!', '/', 0x2014, 0x201d, ':', 0xff05, 0xff11, 0x3008, '&', '(', 0x3001, 0x2501, '\\', 0x3010, '#', '%',
+      0x300c, 0x300d, 0xff0c, 0x3011, 0xff1b, '+', '^', ']', '~', 0x201c, 0x300a, 0x201e, '\'', ';', 0x2019, '{',
+      '|', 0x2236, 0x00b4, '[', '=', '-', '`', '*', 0xff0e, 0xff08, 0x2013, 0xff1f, 0xff01, 0xff1a, '$', 0xff5e,
+      0x00ab, 0x3009, ',', '>', '<', 0x300b, ')', '?', 0xff09, 0x3002, 0x2026, '@', '_', '.', '"', '}', 0x25ba,
+      0x00bb, 0x17d4, 0x17d5, 0x17d6, 0x17d9, 0x17da};
+  if ((c >= 0 && c < 9) || (c >= 11 && c < 32) || (c >= 127 && c < 160)) return true;
+  return listed.count(c) > 0 || u_hasBinaryProperty(c, UCHAR_S_TERM);
+}
+
+using Word = std::vector<UChar32>;
+
+std::vector<Word> split_words(const std::vector<UChar32>& text) {
+  std::vector<Word> words;
+  Word current;
+  for (UChar32 c : text) {
+    if (py_space(c)) {
+      if (!current.empty()) words.push_back(std::move(current));
+      current.clear();
+    } else {
+      current.push_back(c);
+    }
+  }
+  if (!current.empty()) words.push_back(std::move(current));
+  return words;
+}
+
+std::vector<std::vector<UChar32>> split_lines(const std::vector<UChar32>& text) {
+  std::vector<std::vector<UChar32>> lines;
+  std::vector<UChar32> current;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (py_line_break(text[i])) {
+      lines.push_back(std::move(current));
+      current.clear();
+      if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+    } else {
+      current.push_back(text[i]);
+    }
+  }
+  if (!current.empty()) lines.push_back(std::move(current));
+  return lines;
+}
+
+// Non-overlapping occurrences, as str.count.
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + what.size())) ++n;
+  return n;
+}
+
+bool starts_with(const std::vector<UChar32>& line, UChar32 c) {
+  auto it = std::find_if(line.begin(), line.end(), [](UChar32 x) { return !py_space(x); });
+  return it != line.end() && *it == c;
+}
+
+bool ends_with_ellipsis(const std::vector<UChar32>& line) {
+  auto end = line.size();
+  while (end > 0 && py_space(line[end - 1])) --end;
+  if (end >= 1 && line[end - 1] == 0x2026) return true;
+  return end >= 3 && line[end - 1] == '.' && line[end - 2] == '.' && line[end - 3] == '.';
+}
+
+std::string to_utf8(const Word& w) {
+  std::string out;
+  for (UChar32 c : w) {
+    uint8_t buf[4];
+    int32_t len = 0;
+    U8_APPEND_UNSAFE(buf, len, c);  // c came from valid UTF-8
+    out.append(reinterpret_cast<const char*>(buf), static_cast<size_t>(len));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string gopher_quality(const std::string& text, const GopherQualityOptions& o) {
+  if (!valid_utf8(text)) throw Error("text is not valid UTF-8");
+  const auto chars = code_points(text);
+  const auto words = split_words(chars);
+  const double n_words = static_cast<double>(words.size());
+  std::vector<const Word*> non_symbol;
+  for (const auto& w : words) {
+    if (std::any_of(w.begin(), w.end(), [](UChar32 c) { return !symbol_char(c); })) non_symbol.push_back(&w);
+  }
+  const auto n_non_symbol = static_cast<int64_t>(non_symbol.size());
+  if (o.min_doc_words > 0 && n_non_symbol < o.min_doc_words) return "gopher_short_doc";
+  if (o.max_doc_words > 0 && n_non_symbol > o.max_doc_words) return "gopher_long_doc";
+  double total_length = 0;
+  for (const auto* w : non_symbol) total_length += static_cast<double>(w->size());
+  const double average = total_length / static_cast<double>(non_symbol.size());
+  if (o.min_avg_word_length > 0 && average < o.min_avg_word_length) return "gopher_below_avg_threshold";
+  if (o.max_avg_word_length > 0 && average > o.max_avg_word_length) return "gopher_above_avg_threshold";
+  if (o.max_symbol_word_ratio > 0) {
+    if (static_cast<double>(count_of(text, "#")) / n_words > o.max_symbol_word_ratio) return "gopher_too_many_hashes";
+    const double ellipses = static_cast<double>(count_of(text, "...") + count_of(text, "\xE2\x80\xA6"));
+    if (ellipses / n_words > o.max_symbol_word_ratio) return "gopher_too_many_ellipsis";
+  }
+  const auto lines = split_lines(chars);
+  const double n_lines = static_cast<double>(lines.size());
+  if (o.max_bullet_lines_ratio > 0) {
+    double bullets = 0;
+    for (const auto& line : lines) bullets += starts_with(line, 0x2022) || starts_with(line, '-');
+    if (bullets / n_lines > o.max_bullet_lines_ratio) return "gopher_too_many_bullets";
+  }
+  if (o.max_ellipsis_lines_ratio > 0) {
+    double ending = 0;
+    for (const auto& line : lines) ending += ends_with_ellipsis(line);
+    if (ending / n_lines > o.max_ellipsis_lines_ratio) return "gopher_too_many_end_ellipsis";
+  }
+  if (o.max_non_alpha_words_ratio > 0) {
+    double alpha = 0;
+    for (const auto& w : words) alpha += std::any_of(w.begin(), w.end(), py_alpha);
+    if (alpha / n_words < o.max_non_alpha_words_ratio) return "gopher_below_alpha_threshold";
+  }
+  if (o.min_stop_words > 0) {
+    std::set<std::string> found;
+    for (const auto& w : words) {
+      const auto s = to_utf8(w);
+      if (std::find(o.stop_words.begin(), o.stop_words.end(), s) != o.stop_words.end()) found.insert(s);
+    }
+    if (static_cast<int64_t>(found.size()) < o.min_stop_words) return "gopher_enough_stop_words";
+  }
+  return "";
+}
+
+#endif
+
+}  // namespace phi
