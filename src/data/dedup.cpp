@@ -76,8 +76,11 @@ std::vector<uint64_t> minhash_signature(const std::string& text, const MinhashCo
     }
     const uint64_t shingle = XXH64(gram.data(), gram.size(), 0);
     for (size_t h = 0; h < hashes; ++h) {
-      // (a x + b) in 64-bit unsigned arithmetic (wrapping, as numpy's uint64 does), then mod p.
-      const uint64_t v = (shingle * permutations.a[h] + permutations.b[h]) % kMersenne61;
+      // (a x + b) in 64-bit unsigned arithmetic (wrapping, as numpy's uint64 does), then mod p
+      // without a division: 2^61 = 1 (mod p), so v = hi 2^61 + lo = hi + lo, less than 2p.
+      const uint64_t w = shingle * permutations.a[h] + permutations.b[h];
+      uint64_t v = (w & kMersenne61) + (w >> 61);
+      if (v >= kMersenne61) v -= kMersenne61;
       signature[h] = std::min(signature[h], v);
     }
   }
