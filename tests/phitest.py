@@ -205,3 +205,21 @@ def stop_server(proc):
         proc.kill()
         pytest.fail("server did not stop on SIGTERM")
     assert proc.returncode == 0
+
+
+def datatrove_whitespace_tokenizer():
+    """A datatrove word tokenizer that splits on whitespace, as phi's data stages do (datatrove's
+    English default is NLTK's): what the data oracles configure datatrove with."""
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    class Whitespace(WordTokenizer):
+        def word_tokenize(self, text):
+            return text.split()
+
+        def sent_tokenize(self, text):
+            return [text]
+
+        def span_tokenize(self, text):
+            return []
+
+    return Whitespace()

@@ -9,20 +9,15 @@ import json
 import random
 import re
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import PHI_BIN, require_shared_data, run_phi  # noqa: E402
+from phitest import datatrove_whitespace_tokenizer, require_shared_data, run_phi  # noqa: E402
 
 datatrove = pytest.importorskip("datatrove", reason="datatrove is the oracle (scripts/setup.sh installs it)")
-
-
-def words_of(text):
-    return text.split()
 
 
 def corpus(seed=3):
@@ -59,17 +54,6 @@ def runs(tmp_path_factory):
                                                   MinhashDedupFilter, MinhashDedupSignature)
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
-    from datatrove.utils.word_tokenizers import WordTokenizer
-
-    class Whitespace(WordTokenizer):
-        def word_tokenize(self, text):
-            return text.split()
-
-        def sent_tokenize(self, text):
-            return [text]
-
-        def span_tokenize(self, text):
-            return []
 
     root = tmp_path_factory.mktemp("dedup")
     docs, planted = corpus()
@@ -78,7 +62,8 @@ def runs(tmp_path_factory):
         for d in docs:
             f.write(json.dumps(d) + "\n")
     config = MinhashConfig()  # datatrove's defaults: 5-grams, 14 x 8, seed 1, xxhash64
-    signer = MinhashDedupSignature(output_folder=str(root / "dt" / "sigs"), config=config, language=Whitespace())
+    signer = MinhashDedupSignature(output_folder=str(root / "dt" / "sigs"), config=config,
+                                   language=datatrove_whitespace_tokenizer())
     a, b = signer.parameters
     (root / "permutations.json").write_text(json.dumps({"a": [int(x) for x in a[0]], "b": [int(x) for x in b[0]]}))
     reader = lambda: JsonlReader(str(root / "in"))  # noqa: E731

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import require_shared_data, run_phi  # noqa: E402
+from phitest import datatrove_whitespace_tokenizer, require_shared_data, run_phi  # noqa: E402
 
 pytest.importorskip("datatrove", reason="datatrove is the oracle (scripts/setup.sh installs it)")
 
@@ -55,20 +55,9 @@ def documents(seed=11):
 def test_gopher_decisions_equal_datatrove(tmp_path):
     from datatrove.data import Document
     from datatrove.pipeline.filters import GopherQualityFilter
-    from datatrove.utils.word_tokenizers import WordTokenizer
-
-    class Whitespace(WordTokenizer):
-        def word_tokenize(self, text):
-            return text.split()
-
-        def sent_tokenize(self, text):
-            return [text]
-
-        def span_tokenize(self, text):
-            return []
 
     docs = documents()
-    gopher = GopherQualityFilter(language=Whitespace())
+    gopher = GopherQualityFilter(language=datatrove_whitespace_tokenizer())
     theirs = {}
     for d in docs:
         if not d["text"]:
