@@ -1,5 +1,7 @@
 #include "phi/train/train_config.h"
 
+#include <algorithm>
+
 #include "phi/config/overrides.h"
 #include "phi/core/error.h"
 
@@ -296,6 +298,16 @@ nlohmann::json train_config_to_json(const TrainConfig& c) {
 
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
   auto j = read_json_file(path);
+  // A section the recipe leaves out (its defaults) can still be set from the command line
+  // (--set distributed.strategy=fsdp); a key that does not exist in it is still an error.
+  for (const auto& assignment : overrides) {
+    const auto section = assignment.substr(0, assignment.find_first_of(".="));
+    static const char* kOptional[] = {"run", "training", "checkpoint", "kernels", "distributed", "optimizer", "schedule"};
+    const bool optional = std::find(std::begin(kOptional), std::end(kOptional), section) != std::end(kOptional);
+    if (optional && j.is_object() && !j.contains(section) && assignment.find('.') < assignment.find('=')) {
+      j[section] = nlohmann::json::object();
+    }
+  }
   apply_overrides(j, overrides);
   return train_config_from_json(j, path);
 }

@@ -222,7 +222,10 @@ def test_bad_recipes(workspace, tmp_path):
                                ("schedule.kind=exp", "must be cosine, linear, constant or wsd"),
                                ("data.seq_len=100000", "too few for one sequence"),
                                ("data.seq_len=1000", "longer than the model's context (256 positions)"),
-                               ("training.max_nonfinite_steps=0", "must be > 0")]:
+                               ("training.max_nonfinite_steps=0", "must be > 0"),
+                               # a section the recipe leaves out can be set; its keys are still checked
+                               ("distributed.stratgy=fsdp", "unknown key $.distributed.stratgy"),
+                               ("distributed.strategy=zero3", "must be ddp, zero1 or fsdp")]:
         proc = run_phi("train", "--config", config, "--set", override, check=False)
         assert proc.returncode == 1 and fragment in proc.stderr, (override, proc.stderr)
 
