@@ -55,7 +55,7 @@ std::string step_name(int64_t step) {
 }
 
 std::string shard_file_name(int64_t rank) {
-  char name[32];
+  char name[48];  // room for any int64 rank
   std::snprintf(name, sizeof(name), "rank-%05lld.safetensors", static_cast<long long>(rank));
   return name;
 }
@@ -205,27 +205,26 @@ ShardedCheckpoint::ShardedCheckpoint(const std::string& step_dir) : directory_(s
   }
 }
 
-const std::vector<ShardedCheckpoint::Piece>& ShardedCheckpoint::pieces(const std::string& key,
-                                                                       std::string& parameter) const {
-  parameter = key;
-  if (!pieces_.count(parameter) && key.find('.') != std::string::npos) parameter = key.substr(0, key.rfind('.'));
-  auto it = pieces_.find(parameter);
-  if (it == pieces_.end()) throw Error("the sharded checkpoint holds no " + key, directory_);
-  return it->second;
+const ShardedCheckpoint::Pieces::value_type* ShardedCheckpoint::find(const std::string& key) const {
+  auto it = pieces_.find(key);
+  if (it == pieces_.end() && key.find('.') != std::string::npos) it = pieces_.find(key.substr(0, key.rfind('.')));
+  return it == pieces_.end() ? nullptr : &*it;
+}
+
+const ShardedCheckpoint::Pieces::value_type& ShardedCheckpoint::entry(const std::string& key) const {
+  const auto* found = find(key);
+  if (!found) throw Error("the sharded checkpoint holds no " + key, directory_);
+  return *found;
 }
 
 bool ShardedCheckpoint::contains(const std::string& key) const {
-  std::string parameter = key;
-  if (!pieces_.count(parameter) && key.find('.') != std::string::npos) parameter = key.substr(0, key.rfind('.'));
-  auto it = pieces_.find(parameter);
-  if (it == pieces_.end()) return false;
-  return std::any_of(it->second.begin(), it->second.end(),
-                     [&](const Piece& p) { return files_[p.file]->contains(key); });
+  const auto* found = find(key);
+  return found && std::any_of(found->second.begin(), found->second.end(),
+                              [&](const Piece& p) { return files_[p.file]->contains(key); });
 }
 
 at::Tensor ShardedCheckpoint::read(const std::string& key, int64_t begin, int64_t length) const {
-  std::string parameter;
-  const auto& list = pieces(key, parameter);
+  const auto& [parameter, list] = entry(key);
   auto out = at::empty({length}, at::kFloat);
   int64_t covered = 0;
   for (const auto& p : list) {
@@ -245,37 +244,37 @@ at::Tensor ShardedCheckpoint::read(const std::string& key, int64_t begin, int64_
 }
 
 at::Tensor ShardedCheckpoint::whole(const std::string& key) const {
-  std::string parameter;
-  (void)pieces(key, parameter);
-  const auto& shape = shapes_.at(parameter);
+  const auto& shape = shapes_.at(entry(key).first);
   int64_t numel = 1;
   for (auto d : shape) numel *= d;
   return read(key, 0, numel).view(shape);
 }
 
-Transformer load_checkpoint_model(const std::string& step_dir, c10::Device device) {
-  if (!ShardedCheckpoint::is_sharded(step_dir)) {
-    LoadOptions load;
-    load.device = device;
-    return load_model((fs::path(step_dir) / "model").string(), load);
-  }
-  ShardedCheckpoint checkpoint(step_dir);
-  auto config = load_directory_config((fs::path(step_dir) / "model").string());
+Transformer ShardedCheckpoint::model(c10::Device device) const {
+  auto config = load_directory_config((fs::path(directory_) / "model").string());
   ParameterMap parameters;
   for (const auto& [name, shape] : expected_parameters(config)) {
-    if (!checkpoint.shapes().count(name)) throw Error("the sharded checkpoint has no " + name, step_dir);
-    parameters.emplace(name, checkpoint.whole(name).to(device));
+    if (!shapes_.count(name)) throw Error("the sharded checkpoint has no " + name, directory_);
+    parameters.emplace(name, whole(name).to(device));
   }
   return Transformer(config, std::move(parameters));
+}
+
+Transformer load_checkpoint_model(const std::string& step_dir, c10::Device device) {
+  if (ShardedCheckpoint::is_sharded(step_dir)) return ShardedCheckpoint(step_dir).model(device);
+  LoadOptions load;
+  load.device = device;
+  return load_model((fs::path(step_dir) / "model").string(), load);
 }
 
 std::optional<CheckpointManager::Loaded> CheckpointManager::load_newest_usable(c10::Device device) const {
   const auto all = complete();
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
-      auto model = load_checkpoint_model(*it, device);
+      // A sharded checkpoint's files are opened once: for the model and for the optimizer's slices.
       std::shared_ptr<ShardedCheckpoint> sharded;
       if (ShardedCheckpoint::is_sharded(*it)) sharded = std::make_shared<ShardedCheckpoint>(*it);
+      auto model = sharded ? sharded->model(device) : load_checkpoint_model(*it, device);
       if (!weights_finite(model)) throw Error("the checkpoint's weights are not all finite", *it);
       auto state = read_json_file((fs::path(*it) / "trainer_state.json").string());
       (void)state.at("step").get<int64_t>();

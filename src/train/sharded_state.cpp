@@ -320,33 +320,35 @@ NamedTensors ShardedState::local_slices(const Optimizer& optimizer, std::map<std
   return out;
 }
 
-std::pair<int64_t, int64_t> ShardedState::range_of(const std::string& name) const {
+const ShardedState::Member* ShardedState::member(const std::string& name) const {
   for (const auto& unit : units_) {
     for (const auto& m : unit->members) {
-      if (m.name == name) return {m.begin - m.offset, m.length};
+      if (m.name == name) return &m;
     }
   }
-  return {0, 0};
+  return nullptr;
+}
+
+std::pair<int64_t, int64_t> ShardedState::range_of(const std::string& name) const {
+  const auto* m = member(name);
+  return m ? std::pair<int64_t, int64_t>{m->begin - m->offset, m->length} : std::pair<int64_t, int64_t>{0, 0};
 }
 
 at::Tensor ShardedState::slice_of(const std::string& name, const at::Tensor& whole) const {
-  for (const auto& unit : units_) {
-    for (const auto& m : unit->members) {
-      if (m.name != name) continue;
-      PHI_CHECK(whole.numel() == m.numel, name, " has ", whole.numel(), " elements, the parameter ", m.numel);
-      if (m.length == 0) return {};
-      return whole.reshape({-1}).narrow(0, m.begin - m.offset, m.length);
-    }
-  }
-  return {};
+  const auto* m = member(name);
+  if (!m) return {};
+  PHI_CHECK(whole.numel() == m->numel, name, " has ", whole.numel(), " elements, the parameter ", m->numel);
+  if (m->length == 0) return {};
+  return whole.reshape({-1}).narrow(0, m->begin - m->offset, m->length);
 }
 
 bool ShardedState::finite() {
-  double ok = 1;
+  // One read-back for every unit (a device sync per unit would stall a GPU).
+  std::vector<at::Tensor> flags;
   for (const auto& unit : units_) {
-    if (unit->members.empty()) continue;
-    if (!at::isfinite(unit->shard).all().item<bool>()) ok = 0;
+    if (!unit->members.empty()) flags.push_back(at::isfinite(unit->shard).all());
   }
+  const double ok = flags.empty() || at::stack(flags).all().item<bool>() ? 1.0 : 0.0;
   auto flag = at::full({1}, ok, at::kDouble);
   comm_.all_reduce(flag, ReduceOp::kMin);
   return flag.item<double>() > 0;

@@ -123,6 +123,8 @@ class ShardedState final : public BlockHooks {
   bool scatters_a_copy() const;
   void track(int64_t delta);
   int64_t grad_bytes(const Unit& unit) const;
+  /// The member named `name` (null when it is not sharded here: frozen or unknown).
+  const Member* member(const std::string& name) const;
 
   Transformer& model_;
   Communicator& comm_;

@@ -13,7 +13,6 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <tuple>
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -141,8 +140,9 @@ class Trainer {
  private:
   /// The other processes of the job (one process: a local communicator); per-rank logs.
   void join_ranks();
-  /// After the first step (when the optimizer state exists): the state bytes this rank holds,
-  /// measured, against the prediction (bytes per parameter x the parameters it updates).
+  /// After the first step (when the optimizer state exists): the bytes this rank holds, measured,
+  /// against the prediction: its optimizer state (bytes per parameter x the parameters it updates)
+  /// and its whole training state (memory_report).
   void report_state_memory() const;
   /// zero1 and fsdp: shards the model's trainable parameters (train/sharded_state.h); the
   /// optimizer steps on this rank's slices.
@@ -241,13 +241,15 @@ nlohmann::json Trainer::memory_report() const {
 }
 
 void Trainer::report_state_memory() const {
-  int64_t measured = 0;
-  for (const auto& entry : optimizer_->state_tensors()) measured += entry.second.numel() * entry.second.element_size();
+  const auto memory = memory_report();
   int64_t updated = 0;
   for (const auto& [name, numel] : optimizer_->trainable()) updated += numel;
   const int64_t predicted = (optimizer_->state_bytes_per_parameter() - 8) * updated;
-  spdlog::info("optimizer state on this rank: {} bytes measured, {} predicted ({} parameters updated here)", measured,
-               predicted, updated);
+  spdlog::info("optimizer state on this rank: {} bytes measured, {} predicted ({} parameters updated here)",
+               memory.at("optimizer_state_bytes").get<int64_t>(), predicted, updated);
+  spdlog::info("training state on this rank: {} bytes measured, {} predicted ({})",
+               memory.at("measured_bytes").get<int64_t>(), memory.at("predicted_bytes").get<int64_t>(),
+               memory.at("strategy").get<std::string>());
 }
 
 void Trainer::join_ranks() {
@@ -491,6 +493,10 @@ StepResult Trainer::train_step(int64_t step, double lr) {
     const auto& batch = batches[static_cast<size_t>(micro)];
     const double local = counts[micro].item<double>(), global = global_counts[micro].item<double>();
     const bool idle = local == 0 && global > 0;  // nothing scored here: this rank adds a zero gradient
+    if (micro + 1 == t.grad_accum) {  // only the last backward communicates (fsdp: every one)
+      if (reducer_) reducer_->arm();  // a skipped one too: finish() then sends its zeros
+      if (sharded_) sharded_->arm();
+    }
     if (idle && !sharded_) continue;
     // zero1 and fsdp: every rank takes part in every unit's reduce-scatter (and fsdp's gathers),
     // so an idle rank runs the micro-step with weight 0 on one stand-in target.
@@ -506,10 +512,6 @@ StepResult Trainer::train_step(int64_t step, double lr) {
       loss = model_->loss(batch.inputs, targets, batch.segments);
     }
     const double share = idle ? 0.0 : global > 0 ? local / global : 1.0;
-    if (micro + 1 == t.grad_accum) {  // only the last backward communicates (fsdp: every one)
-      if (reducer_) reducer_->arm();
-      if (sharded_) sharded_->arm();
-    }
     (loss * (scaler_.scale * share / static_cast<double>(t.grad_accum))).backward();
     if (sharded_ && sharded_->reduces_this_backward()) comm_wait_seconds_ += sharded_->finish();
     const double mean = idle ? 0.0 : loss.item<double>();
@@ -527,19 +529,10 @@ StepResult Trainer::train_step(int64_t step, double lr) {
                      static_cast<double>(t.grad_accum);
     }
   }
-  if (reducer_) {
-    if (batches.empty() || counts[t.grad_accum - 1].item<double>() == 0) reducer_->arm();
-    comm_wait_seconds_ = reducer_->finish();
-  }
+  if (reducer_) comm_wait_seconds_ = reducer_->finish();
   result.grad_norm = optimizer_->step(lr, scaler_.scale);
   if (sharded_) sharded_->share_updated_weights();
-  if (step == start_step_) {
-    report_state_memory();
-    const auto memory = memory_report();
-    spdlog::info("training state on this rank: {} bytes measured, {} predicted ({})",
-                 memory.at("measured_bytes").get<int64_t>(), memory.at("predicted_bytes").get<int64_t>(),
-                 memory.at("strategy").get<std::string>());
-  }
+  if (step == start_step_) report_state_memory();
   result.overflow = !std::isfinite(result.grad_norm);
   // A skipped step is for the rare f16 overflow that a smaller loss scale absorbs; a non-finite
   // loss, or a non-finite gradient with no scale left to lower, means the run is diverging.

@@ -44,16 +44,22 @@ class ShardedCheckpoint {
   at::Tensor read(const std::string& key, int64_t begin, int64_t length) const;
   /// The whole tensor, shaped as its parameter.
   at::Tensor whole(const std::string& key) const;
+  /// The model: model/config.json with every parameter assembled from the slices.
+  Transformer model(c10::Device device) const;
 
  private:
   struct Piece {
     size_t file;
     int64_t begin, length;
   };
-  const std::vector<Piece>& pieces(const std::string& key, std::string& parameter) const;
+  using Pieces = std::map<std::string, std::vector<Piece>>;
+  /// The entry of the parameter `key` names (itself, or "<parameter>.<kind>"); null when none.
+  const Pieces::value_type* find(const std::string& key) const;
+  /// The same, throwing phi::Error naming the key when there is none.
+  const Pieces::value_type& entry(const std::string& key) const;
   std::string directory_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
-  std::map<std::string, std::vector<Piece>> pieces_;  // by parameter name
+  Pieces pieces_;  // by parameter name
   std::map<std::string, std::vector<int64_t>> shapes_;
 };
 
