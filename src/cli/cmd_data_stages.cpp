@@ -7,11 +7,9 @@
 //
 // phi data dedup --method exact|minhash --input PATHS... --output DIR [--ngrams 5] [--buckets 14]
 //   [--hashes-per-bucket 8] [--seed 1] [--permutations FILE]
-// Reads JSONL documents (phi/data/documents.h) and writes DIR/NNNNN.jsonl (the documents kept, one
-// file per input file, in order), DIR/removed.jsonl (each removed id with the id it duplicates),
-// DIR/stats.json (written last: the stage is complete). MinHash signatures are kept per input file
-// in DIR/signatures/NNNNN.minhash (validated when read), so a killed run resumes without
-// recomputing finished files. Format of a signature file: "PHIMH1\0\0", uint64 parameter hash,
+// removed.jsonl names the id each removed document duplicates. MinHash signatures are kept per
+// input file in DIR/signatures/NNNNN.minhash (validated when read), so a killed run resumes
+// without recomputing finished files. Format of a signature file: "PHIMH1\0\0", uint64 parameter hash,
 // uint64 documents, uint64 hashes per document, then documents x hashes little-endian uint64
 // (all bits set: no signature, fewer words than the n-gram size).
 #include <chrono>
@@ -57,6 +55,86 @@ std::string numbered(int64_t i, const char* suffix) {
   std::snprintf(name, sizeof(name), "%05lld%s", static_cast<long long>(i), suffix);
   return name;
 }
+
+// One stage's output, the contract at the top of this file.
+class StageOutput {
+ public:
+  /// `reasons`: the reasons stats.json counts even when nothing is dropped for them.
+  StageOutput(std::string stage, std::string directory, nlohmann::json parameters,
+              const std::vector<std::string>& reasons = {})
+      : stage_(std::move(stage)), directory_(std::move(directory)), parameters_(std::move(parameters)),
+        start_(std::chrono::steady_clock::now()) {
+    fs::create_directories(directory_);
+    for (const auto& r : reasons) reasons_[r] = 0;
+  }
+
+  /// Whether stats.json says the stage already ran with these inputs and parameters. With other
+  /// ones it goes: the directory is no longer complete while the stage runs again.
+  bool complete() const {
+    const auto path = stats_path();
+    if (!fs::exists(path)) return false;
+    if (read_json_file(path).value("parameters", nlohmann::json()) == parameters_) {
+      spdlog::info("{}: {} is complete for these inputs and parameters; nothing to do", stage_, directory_);
+      return true;
+    }
+    fs::remove(path);
+    return false;
+  }
+
+  void keep(const Document& d) {
+    kept_ += document_to_json(d).dump() + "\n";
+    ++documents_out_;
+    bytes_out_ += static_cast<int64_t>(d.text.size());
+    count_in(d);
+  }
+  /// `extra`: more fields for its line in removed.jsonl.
+  void drop(const Document& d, const std::string& reason, nlohmann::json extra = nlohmann::json::object()) {
+    extra["id"] = d.id;
+    extra["source"] = d.source;
+    extra["reason"] = reason;
+    removed_ += extra.dump() + "\n";
+    ++reasons_[reason];
+    count_in(d);
+  }
+  /// Input file `index` is done: its kept documents are written.
+  void end_file(size_t index) {
+    write_file_atomic((fs::path(directory_) / numbered(static_cast<int64_t>(index), ".jsonl")).string(), kept_.data(),
+                      kept_.size());
+    kept_.clear();
+  }
+  /// removed.jsonl, then stats.json (last: the stage is complete) with `extra` fields; the stats.
+  nlohmann::json finish(const nlohmann::json& extra) {
+    write_file_atomic((fs::path(directory_) / "removed.jsonl").string(), removed_.data(), removed_.size());
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    nlohmann::json stats = {
+        {"stage", stage_},
+        {"documents_in", documents_in_},
+        {"documents_out", documents_out_},
+        {"bytes_in", bytes_in_},
+        {"bytes_out", bytes_out_},
+        {"removed", reasons_},
+        {"seconds", seconds},
+        {"documents_per_second", static_cast<double>(documents_in_) / std::max(seconds, 1e-9)},
+        {"megabytes_per_second", static_cast<double>(bytes_in_) / 1e6 / std::max(seconds, 1e-9)},
+        {"parameters", parameters_}};
+    stats.update(extra);
+    write_json_file_atomic(stats_path(), stats);
+    return stats;
+  }
+
+ private:
+  std::string stats_path() const { return (fs::path(directory_) / "stats.json").string(); }
+  void count_in(const Document& d) {
+    ++documents_in_;
+    bytes_in_ += static_cast<int64_t>(d.text.size());
+  }
+  std::string stage_, directory_;
+  nlohmann::json parameters_;
+  std::chrono::steady_clock::time_point start_;
+  std::string kept_, removed_;
+  std::map<std::string, int64_t> reasons_;
+  int64_t documents_in_ = 0, documents_out_ = 0, bytes_in_ = 0, bytes_out_ = 0;
+};
 
 constexpr char kMagic[8] = {'P', 'H', 'I', 'M', 'H', '1', 0, 0};
 
@@ -109,10 +187,8 @@ std::optional<std::vector<std::vector<uint64_t>>> read_signatures(const std::str
 
 int run_dedup(const DedupOptions& o) {
   if (o.method != "exact" && o.method != "minhash") throw Error("--method must be exact or minhash, got " + o.method);
-  const auto start = std::chrono::steady_clock::now();
   const auto files = document_files(o.inputs);
   if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
-  fs::create_directories(o.output);
   const auto permutations = o.permutations.empty() ? MinhashPermutations::from_seed(o.minhash)
                                                    : MinhashPermutations::from_file(o.permutations, o.minhash);
   nlohmann::json parameters = {{"method", o.method}, {"inputs", files}};
@@ -123,27 +199,16 @@ int run_dedup(const DedupOptions& o) {
     parameters["a"] = permutations.a;
     parameters["b"] = permutations.b;
   }
-  const auto stats_path = (fs::path(o.output) / "stats.json").string();
-  if (fs::exists(stats_path)) {
-    const auto done = read_json_file(stats_path);
-    if (done.contains("parameters") && done["parameters"] == parameters) {
-      spdlog::info("dedup: {} is complete for these inputs and parameters; nothing to do", o.output);
-      return 0;
-    }
-    fs::remove(stats_path);  // other parameters: redo
-  }
+  const char* reason = o.method == "exact" ? "duplicate" : "near-duplicate";
+  StageOutput output("dedup", o.output, parameters, {reason});
+  if (output.complete()) return 0;
   const std::string parameter_text = parameters.dump();
   const uint64_t parameter_hash = XXH64(parameter_text.data(), parameter_text.size(), 0);
 
   // Pass 1: a key (exact) or a signature (minhash) per document, file by file.
-  struct Entry {
-    std::string id;
-    size_t file;
-  };
-  std::vector<Entry> entries;
+  std::vector<std::string> ids;
   std::vector<std::vector<uint64_t>> signatures;
   std::vector<uint64_t> keys;
-  int64_t bytes_in = 0;
   const size_t hashes = static_cast<size_t>(o.minhash.hashes());
   fs::create_directories(fs::path(o.output) / "signatures");
   Progress progress(o.method == "minhash" ? "minhash signatures" : "exact keys", static_cast<int64_t>(files.size()),
@@ -152,10 +217,7 @@ int run_dedup(const DedupOptions& o) {
   for (size_t f = 0; f < files.size(); ++f) {
     std::vector<Document> docs;
     for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
-    for (const auto& d : docs) {
-      entries.push_back({d.id, f});
-      bytes_in += static_cast<int64_t>(d.text.size());
-    }
+    for (const auto& d : docs) ids.push_back(d.id);
     if (o.method == "exact") {
       std::vector<uint64_t> k(docs.size());
       at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
@@ -191,7 +253,7 @@ int run_dedup(const DedupOptions& o) {
   if (resumed) spdlog::info("dedup: signatures of {} of {} files were already computed", resumed, files.size());
 
   // Pass 2: what goes, and what it duplicates.
-  std::vector<int64_t> duplicate_of(entries.size(), -1);
+  std::vector<int64_t> duplicate_of(ids.size(), -1);
   if (o.method == "exact") {
     std::unordered_map<uint64_t, int64_t> first;
     for (size_t i = 0; i < keys.size(); ++i) {
@@ -204,42 +266,23 @@ int run_dedup(const DedupOptions& o) {
     }
   }
 
-  // Pass 3: the kept documents, file by file, and the removed ones with their reason.
-  std::string removed;
-  int64_t documents_out = 0, bytes_out = 0, index = 0;
-  const char* reason = o.method == "exact" ? "duplicate" : "near-duplicate";
+  // Pass 3: the kept documents, file by file, and the removed ones with what they duplicate.
+  size_t index = 0;
   for (size_t f = 0; f < files.size(); ++f) {
-    std::string kept;
     for_each_document(files[f], [&](Document&& d) {
-      const auto dup = duplicate_of[static_cast<size_t>(index++)];
+      const auto dup = duplicate_of[index++];
       if (dup < 0) {
-        kept += document_to_json(d).dump() + "\n";
-        ++documents_out;
-        bytes_out += static_cast<int64_t>(d.text.size());
+        output.keep(d);
       } else {
-        removed += nlohmann::json{{"id", d.id}, {"source", d.source}, {"reason", reason},
-                                  {"duplicate_of", entries[static_cast<size_t>(dup)].id}}.dump() + "\n";
+        output.drop(d, reason, {{"duplicate_of", ids[static_cast<size_t>(dup)]}});
       }
     });
-    write_file_atomic((fs::path(o.output) / numbered(static_cast<int64_t>(f), ".jsonl")).string(), kept.data(),
-                      kept.size());
+    output.end_file(f);
   }
-  write_file_atomic((fs::path(o.output) / "removed.jsonl").string(), removed.data(), removed.size());
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const int64_t documents_in = static_cast<int64_t>(entries.size());
-  nlohmann::json stats = {
-      {"stage", "dedup"},
-      {"method", o.method},
-      {"documents_in", documents_in},
-      {"documents_out", documents_out},
-      {"bytes_in", bytes_in},
-      {"bytes_out", bytes_out},
-      {"removed", {{reason, documents_in - documents_out}}},
-      {"seconds", seconds},
-      {"documents_per_second", static_cast<double>(documents_in) / std::max(seconds, 1e-9)},
-      {"memory_bytes_per_document", o.method == "exact" ? 8 : static_cast<int64_t>(hashes * sizeof(uint64_t))},
-      {"parameters", parameters}};
-  write_json_file_atomic(stats_path, stats);  // last: the stage is complete
+  const auto stats = output.finish(
+      {{"method", o.method},
+       {"memory_bytes_per_document", o.method == "exact" ? 8 : static_cast<int64_t>(hashes * sizeof(uint64_t))}});
+  const auto documents_in = stats["documents_in"].get<int64_t>(), documents_out = stats["documents_out"].get<int64_t>();
   spdlog::info("dedup ({}): {} documents in, {} kept, {} removed ({:.0f} documents/s)", o.method, documents_in,
                documents_out, documents_in - documents_out, stats["documents_per_second"].get<double>());
   return 0;
@@ -255,10 +298,8 @@ int run_filter(const FilterOptions& o) {
   if (o.rules != "gopher") {
     throw Error("--rules " + o.rules + " is not available: this build filters with gopher (c4 and code are not built yet)");
   }
-  const auto start = std::chrono::steady_clock::now();
   const auto files = document_files(o.inputs);
   if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
-  fs::create_directories(o.output);
   const GopherQualityOptions gopher;
   const nlohmann::json parameters = {{"rules", o.rules}, {"inputs", files},
                                      {"gopher", {{"min_doc_words", gopher.min_doc_words},
@@ -271,50 +312,30 @@ int run_filter(const FilterOptions& o) {
                                                  {"max_non_alpha_words_ratio", gopher.max_non_alpha_words_ratio},
                                                  {"min_stop_words", gopher.min_stop_words},
                                                  {"stop_words", gopher.stop_words}}}};
-  const auto stats_path = (fs::path(o.output) / "stats.json").string();
-  if (fs::exists(stats_path) && read_json_file(stats_path).value("parameters", nlohmann::json()) == parameters) {
-    spdlog::info("filter: {} is complete for these inputs and parameters; nothing to do", o.output);
-    return 0;
-  }
-  std::string removed;
-  std::map<std::string, int64_t> reasons;
-  int64_t documents_in = 0, documents_out = 0, bytes_in = 0, bytes_out = 0;
+  StageOutput output("filter", o.output, parameters);
+  if (output.complete()) return 0;
   Progress progress("gopher filter", static_cast<int64_t>(files.size()), "files");
   for (size_t f = 0; f < files.size(); ++f) {
-    const auto out_path = (fs::path(o.output) / numbered(static_cast<int64_t>(f), ".jsonl")).string();
     std::vector<Document> docs;
     for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
     std::vector<std::string> why(docs.size());
     at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) why[static_cast<size_t>(i)] = gopher_quality(docs[static_cast<size_t>(i)].text, gopher);
     });
-    std::string kept;
     for (size_t i = 0; i < docs.size(); ++i) {
-      ++documents_in;
-      bytes_in += static_cast<int64_t>(docs[i].text.size());
       if (why[i].empty()) {
-        kept += document_to_json(docs[i]).dump() + "\n";
-        ++documents_out;
-        bytes_out += static_cast<int64_t>(docs[i].text.size());
+        output.keep(docs[i]);
       } else {
-        ++reasons[why[i]];
-        removed += nlohmann::json{{"id", docs[i].id}, {"source", docs[i].source}, {"reason", why[i]}}.dump() + "\n";
+        output.drop(docs[i], why[i]);
       }
     }
-    write_file_atomic(out_path, kept.data(), kept.size());
+    output.end_file(f);
     progress.advance();
   }
   progress.finish();
-  write_file_atomic((fs::path(o.output) / "removed.jsonl").string(), removed.data(), removed.size());
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  nlohmann::json stats = {{"stage", "filter"}, {"rules", o.rules}, {"documents_in", documents_in},
-                          {"documents_out", documents_out}, {"bytes_in", bytes_in}, {"bytes_out", bytes_out},
-                          {"removed", reasons}, {"seconds", seconds},
-                          {"megabytes_per_second", static_cast<double>(bytes_in) / 1e6 / std::max(seconds, 1e-9)},
-                          {"parameters", parameters}};
-  write_json_file_atomic(stats_path, stats);
-  spdlog::info("filter ({}): {} documents in, {} kept ({:.1f} MB/s)", o.rules, documents_in, documents_out,
-               stats["megabytes_per_second"].get<double>());
+  const auto stats = output.finish({{"rules", o.rules}});
+  spdlog::info("filter ({}): {} documents in, {} kept ({:.1f} MB/s)", o.rules, stats["documents_in"].get<int64_t>(),
+               stats["documents_out"].get<int64_t>(), stats["megabytes_per_second"].get<double>());
   return 0;
 }
 

@@ -1,9 +1,7 @@
 #include "phi/data/dedup.h"
 
 #include <algorithm>
-#include <functional>
-#include <map>
-#include <numeric>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 #define XXH_INLINE_ALL
@@ -89,26 +87,23 @@ std::vector<uint64_t> minhash_signature(const std::string& text, const MinhashCo
 
 std::vector<std::pair<int64_t, int64_t>> minhash_duplicates(const std::vector<std::vector<uint64_t>>& signatures,
                                                             const MinhashConfig& config) {
-  // Union-find over documents: union by size (ties: the first argument's root stays), path compression.
-  std::map<int64_t, int64_t> parent_of, size_of;
-  std::function<int64_t(int64_t)> root = [&](int64_t x) -> int64_t {
-    auto it = parent_of.find(x);
-    if (it == parent_of.end() || it->second == x) {
-      parent_of[x] = x;
-      return x;
-    }
-    const int64_t r = root(it->second);
-    parent_of[x] = r;
+  // Union-find over documents: union by size (ties: the first argument's root stays), path
+  // compression; a document in no pair has no parent (-1) and is in no cluster.
+  std::vector<int64_t> parents(signatures.size(), -1), sizes(signatures.size(), 1);
+  auto parent = [&](int64_t x) -> int64_t& { return parents[static_cast<size_t>(x)]; };
+  auto root = [&](int64_t x) {
+    if (parent(x) < 0) parent(x) = x;
+    int64_t r = x;
+    while (parent(r) != r) r = parent(r);
+    while (x != r) x = std::exchange(parent(x), r);
     return r;
   };
   auto join = [&](int64_t a, int64_t b) {
     int64_t ra = root(a), rb = root(b);
     if (ra == rb) return;
-    const int64_t sa = size_of.count(ra) ? size_of[ra] : 1, sb = size_of.count(rb) ? size_of[rb] : 1;
-    if (sa < sb) std::swap(ra, rb);
-    parent_of[rb] = ra;
-    size_of[ra] = sa + sb;
-    size_of.erase(rb);
+    if (sizes[static_cast<size_t>(ra)] < sizes[static_cast<size_t>(rb)]) std::swap(ra, rb);
+    parent(rb) = ra;
+    sizes[static_cast<size_t>(ra)] += sizes[static_cast<size_t>(rb)];
   };
   const auto width = static_cast<size_t>(config.hashes_per_bucket);
   std::vector<int64_t> order;
@@ -137,11 +132,10 @@ std::vector<std::pair<int64_t, int64_t>> minhash_duplicates(const std::vector<st
     }
   }
   std::vector<std::pair<int64_t, int64_t>> removed;
-  std::vector<int64_t> nodes;
-  for (const auto& entry : parent_of) nodes.push_back(entry.first);
-  for (int64_t node : nodes) {
-    const int64_t r = root(node);
-    if (r != node) removed.push_back({node, r});
+  for (int64_t d = 0; d < static_cast<int64_t>(signatures.size()); ++d) {
+    if (parent(d) < 0) continue;
+    const int64_t r = root(d);
+    if (r != d) removed.push_back({d, r});
   }
   return removed;
 }

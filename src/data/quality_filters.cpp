@@ -10,6 +10,7 @@
 
 #include "phi/core/error.h"
 #include "phi/data/documents.h"
+#include "data/unicode_classes.h"
 
 namespace phi {
 
@@ -33,12 +34,7 @@ std::vector<UChar32> code_points(const std::string& s) {
   return out;
 }
 
-// Python's str.isspace().
-bool py_space(UChar32 c) {
-  if (u_charType(c) == U_SPACE_SEPARATOR) return true;
-  const auto dir = u_charDirection(c);
-  return dir == U_WHITE_SPACE_NEUTRAL || dir == U_BLOCK_SEPARATOR || dir == U_SEGMENT_SEPARATOR;
-}
+bool py_space(UChar32 c) { return is_python_space(static_cast<char32_t>(c)); }
 
 // Python's str.isalpha(): letters (Lu, Ll, Lt, Lm, Lo).
 bool py_alpha(UChar32 c) {
@@ -60,17 +56,11 @@ bool py_line_break(UChar32 c) {
          c == 0x2028 || c == 0x2029;
 }
 
-// datatrove's PUNCTUATION_SET: its punctuation list (text_norm.cpp's), control characters, and
-// sentence-terminal punctuation (Unicode's Sentence_Terminal and five Khmer signs).
+// datatrove's PUNCTUATION_SET: its punctuation list and its sentence-terminal punctuation
+// (Unicode's Sentence_Terminal and five Khmer signs).
 bool symbol_char(UChar32 c) {
-  static const std::set<UChar32> listed = {
-      '!', '/', 0x2014, 0x201d, ':', 0xff05, 0xff11, 0x3008, '&', '(', 0x3001, 0x2501, '\\', 0x3010, '#', '%',
-      0x300c, 0x300d, 0xff0c, 0x3011, 0xff1b, '+', '^', ']', '~', 0x201c, 0x300a, 0x201e, '\'', ';', 0x2019, '{',
-      '|', 0x2236, 0x00b4, '[', '=', '-', '`', '*', 0xff0e, 0xff08, 0x2013, 0xff1f, 0xff01, 0xff1a, '$', 0xff5e,
-      0x00ab, 0x3009, ',', '>', '<', 0x300b, ')', '?', 0xff09, 0x3002, 0x2026, '@', '_', '.', '"', '}', 0x25ba,
-      0x00bb, 0x17d4, 0x17d5, 0x17d6, 0x17d9, 0x17da};
-  if ((c >= 0 && c < 9) || (c >= 11 && c < 32) || (c >= 127 && c < 160)) return true;
-  return listed.count(c) > 0 || u_hasBinaryProperty(c, UCHAR_S_TERM);
+  if (is_datatrove_punctuation(static_cast<char32_t>(c)) || u_hasBinaryProperty(c, UCHAR_S_TERM)) return true;
+  return c == 0x17d4 || c == 0x17d5 || c == 0x17d6 || c == 0x17d9 || c == 0x17da;
 }
 
 using Word = std::vector<UChar32>;

@@ -1,6 +1,7 @@
 #include "phi/data/text_norm.h"
 
 #include <algorithm>
+#include <array>
 
 #ifdef PHI_WITH_ICU
 #include <unicode/locid.h>
@@ -11,6 +12,7 @@
 
 #include "phi/core/error.h"
 #include "phi/data/documents.h"
+#include "data/unicode_classes.h"
 
 namespace phi {
 
@@ -44,8 +46,6 @@ std::string simplify_text(const std::string&) {
 
 namespace {
 
-// datatrove's default punctuation set (its utils/text.py PUNCTUATION): ASCII punctuation, control
-// characters, and the CJK / typographic marks common in web text.
 constexpr char32_t kPunctuation[] = {
     U'!', U'/', U'\u2014', U'\u201d', U':', U'\uff05', U'\uff11', U'\u3008', U'&', U'(', U'\u3001', U'\u2501',
     U'\\', U'\u3010', U'#', U'%', U'\u300c', U'\u300d', U'\uff0c', U'\u3011', U'\uff1b', U'+', U'^', U']',
@@ -54,19 +54,6 @@ constexpr char32_t kPunctuation[] = {
     U'\u00ab', U'\u3009', U',', U'>', U'<', U'\u300b', U')', U'?', U'\uff09', U'\u3002', U'\u2026', U'@',
     U'_', U'.', U'"', U'}', U'\u25ba', U'\u00bb'};
 
-bool is_punctuation(UChar32 c) {
-  // Control characters 0-8, 11-31 and 127-159 (tab and newline are whitespace).
-  if ((c >= 0 && c < 9) || (c >= 11 && c < 32) || (c >= 127 && c < 160)) return true;
-  return std::find(std::begin(kPunctuation), std::end(kPunctuation), static_cast<char32_t>(c)) != std::end(kPunctuation);
-}
-
-// Python's str.isspace(), which its \s matches: bidirectional class WS, B or S, or category Zs.
-bool is_python_space(UChar32 c) {
-  if (u_charType(c) == U_SPACE_SEPARATOR) return true;
-  const auto dir = u_charDirection(c);
-  return dir == U_WHITE_SPACE_NEUTRAL || dir == U_BLOCK_SEPARATOR || dir == U_SEGMENT_SEPARATOR;
-}
-
 bool is_decimal_digit(UChar32 c) { return u_charType(c) == U_DECIMAL_DIGIT_NUMBER; }
 
 bool is_decimal_separator(UChar32 c) {
@@ -74,6 +61,28 @@ bool is_decimal_separator(UChar32 c) {
 }
 
 }  // namespace
+
+bool is_datatrove_punctuation(char32_t c) {
+  // Below 160 (every character of most text) a table: the listed ones and the control characters
+  // 0-8, 11-31 and 127-159 (tab and newline are whitespace). Above it, the list.
+  static const auto low = [] {
+    std::array<bool, 160> table{};
+    for (char32_t x = 0; x < 160; ++x) table[x] = x < 9 || (x >= 11 && x < 32) || x >= 127;
+    for (char32_t x : kPunctuation) {
+      if (x < 160) table[x] = true;
+    }
+    return table;
+  }();
+  if (c < 160) return low[c];
+  return std::find(std::begin(kPunctuation), std::end(kPunctuation), c) != std::end(kPunctuation);
+}
+
+bool is_python_space(char32_t c) {
+  const auto u = static_cast<UChar32>(c);
+  if (u_charType(u) == U_SPACE_SEPARATOR) return true;
+  const auto dir = u_charDirection(u);
+  return dir == U_WHITE_SPACE_NEUTRAL || dir == U_BLOCK_SEPARATOR || dir == U_SEGMENT_SEPARATOR;
+}
 
 std::string simplify_text(const std::string& text) {
   if (!valid_utf8(text)) throw Error("text is not valid UTF-8", "", "the input must be UTF-8");
@@ -99,7 +108,7 @@ std::string simplify_text(const std::string& text) {
       i = j;
       continue;
     }
-    t.append(is_punctuation(c) ? static_cast<UChar32>(U' ') : c);
+    t.append(is_datatrove_punctuation(static_cast<char32_t>(c)) ? static_cast<UChar32>(U' ') : c);
     i = s.moveIndex32(i, 1);
   }
   // Whitespace: stripped at both ends, runs become one space.
@@ -107,7 +116,7 @@ std::string simplify_text(const std::string& text) {
   bool pending_space = false;
   for (int32_t i = 0; i < t.length(); i = t.moveIndex32(i, 1)) {
     const UChar32 c = t.char32At(i);
-    if (is_python_space(c)) {
+    if (is_python_space(static_cast<char32_t>(c))) {
       pending_space = !w.isEmpty();
       continue;
     }
@@ -128,10 +137,10 @@ std::string simplify_text(const std::string& text) {
   }
   // Python's strip() removes its whitespace at both ends.
   int32_t begin = 0, end = out.length();
-  while (begin < end && is_python_space(out.char32At(begin))) begin = out.moveIndex32(begin, 1);
+  while (begin < end && is_python_space(static_cast<char32_t>(out.char32At(begin)))) begin = out.moveIndex32(begin, 1);
   while (end > begin) {
     const int32_t prev = out.moveIndex32(end, -1);
-    if (!is_python_space(out.char32At(prev))) break;
+    if (!is_python_space(static_cast<char32_t>(out.char32At(prev)))) break;
     end = prev;
   }
   std::string result;
