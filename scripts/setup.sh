@@ -17,7 +17,7 @@ PY_PACKAGES=(transformers safetensors sentencepiece protobuf tiktoken numpy pyte
 apt_packages=(cmake ninja-build ccache g++ pkg-config python3-venv
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libsentencepiece-dev
   libgtest-dev libgmock-dev libbenchmark-dev libzstd-dev libcurl4-openssl-dev
-  libpcre2-dev libxxhash-dev libcpp-httplib-dev libgloo-dev libicu-dev zlib1g-dev)
+  libpcre2-dev libxxhash-dev libcpp-httplib-dev libgloo-dev libicu-dev zlib1g-dev libarchive-dev)
 
 missing=()
 for p in "${apt_packages[@]}"; do

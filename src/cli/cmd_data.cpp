@@ -176,7 +176,7 @@ int run_textbook(const TextbookOptions& o) {
 }  // namespace
 
 void add_data_command(CLI::App& root, Runner& run) {
-  auto* cmd = root.add_subcommand("data", "Data pipeline: deduplicate documents, tokenize text into shards");
+  auto* cmd = root.add_subcommand("data", "Data pipeline: import, filter, deduplicate, decontaminate, tokenize and mix documents; run data recipes");
   cmd->require_subcommand(1);
   auto o = std::make_shared<TokenizeJob>();
   auto* tok = cmd->add_subcommand("tokenize", "Tokenize .txt / .jsonl files into token shards + manifest.json");
@@ -193,6 +193,7 @@ void add_data_command(CLI::App& root, Runner& run) {
   tok->callback([&run, o]() { run = [o]() { return tokenize_dataset(*o); }; });
 
   add_data_stage_commands(cmd, run);
+  add_data_run_command(cmd, run);
 
   auto* synth = cmd->add_subcommand("synth", "Generate synthetic data");
   synth->require_subcommand(1);

@@ -3,34 +3,60 @@
 // removed.jsonl (each dropped id with its reason) and stats.json (written last: the stage is
 // complete; a rerun with the same inputs and parameters does nothing).
 //
-// phi data filter --rules gopher --input PATHS... --output DIR
+// phi data import --from PATHS... --output DIR [--extensions .py ...] [--separator TEXT] [--source NAME]
+//   [--files-per-shard 1000] [--max-bytes 1048576]
+// Source trees (the way code corpora arrive) or text files into documents: one per file, id
+// "<root name>/<path under it>", or one per piece between separators ("#k" appended).
+//
+// Every stage takes --tasks N --task-index I [--wait SECONDS]: the process works on every N-th
+// input file from I; task 0 then finishes the stage (the reduce: removed.jsonl, stats.json, and
+// dedup's clustering) once every file is done, waiting up to --wait for the others.
+//
+// phi data filter --rules gopher|c4|code --input PATHS... --output DIR [--param key=value]...
+// The c4 rules rewrite the documents they keep (only the lines that pass stay).
+//
+// phi data decontaminate --input PATHS... --output DIR [--eval PATHS...] [--ngram 13] [--min-words 8]
+//   [--action drop|cut|report] [--cut-margin 200] [--min-piece 200] [--max-pieces 10]
+// hits.jsonl lists every document that matches an eval item, once per item (the span and the
+// number of n-grams); removed.jsonl names the eval item a dropped document matches.
 //
 // phi data dedup --method exact|minhash --input PATHS... --output DIR [--ngrams 5] [--buckets 14]
 //   [--hashes-per-bucket 8] [--seed 1] [--permutations FILE]
-// removed.jsonl names the id each removed document duplicates. MinHash signatures are kept per
-// input file in DIR/signatures/NNNNN.minhash (validated when read), so a killed run resumes
-// without recomputing finished files. Format of a signature file: "PHIMH1\0\0", uint64 parameter hash,
+// removed.jsonl names the id each removed document duplicates. Keys (exact) and signatures (minhash)
+// are kept per input file in DIR/signatures/NNNNN.exact|.minhash (validated when read), so a killed
+// run resumes without recomputing finished files. Format of a signature file: "PHIMH1\0\0", uint64 parameter hash,
 // uint64 documents, uint64 hashes per document, then documents x hashes little-endian uint64
 // (all bits set: no signature, fewer words than the n-gram size).
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
+#include <set>
+#include <thread>
 #include <unordered_map>
 
+#include <sys/types.h>
+
 #include <ATen/Parallel.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "cli/commands.h"
+#include "cli/data_stages.h"
 #include "core/file_util.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/core/progress.h"
+#include "phi/core/text_io.h"
+#include "phi/data/code_filters.h"
+#include "phi/data/decontamination.h"
 #include "phi/data/dedup.h"
 #include "phi/data/documents.h"
 #include "phi/data/quality_filters.h"
@@ -42,30 +68,61 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct DedupOptions {
-  std::string method = "minhash";
-  std::vector<std::string> inputs;
-  std::string output;
-  MinhashConfig minhash;
-  std::string permutations;
-};
-
 std::string numbered(int64_t i, const char* suffix) {
   char name[32];
   std::snprintf(name, sizeof(name), "%05lld%s", static_cast<long long>(i), suffix);
   return name;
 }
 
-// One stage's output, the contract at the top of this file.
+}  // namespace
+
+bool wait_until(const std::function<bool()>& ready, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return true;
+}
+
+namespace {
+
+// Removes the temporary files (NAME.tmp.PID) that a killed process left in `directory`: those whose
+// process no longer runs on this machine.
+void remove_stale_temporaries(const std::string& directory) {
+  for (const auto& e : fs::directory_iterator(directory)) {
+    const auto name = e.path().filename().string();
+    const auto at = name.rfind(".tmp.");
+    if (at == std::string::npos || !e.is_regular_file()) continue;
+    const auto pid_text = name.substr(at + 5);
+    if (pid_text.empty() ||
+        !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    const auto pid = static_cast<pid_t>(std::stol(pid_text));
+    if (::kill(pid, 0) != 0 && errno == ESRCH) fs::remove(e.path());
+  }
+}
+
+// One stage's output, the contract at the top of this file. Each input file's result is complete on
+// its own: NNNNN.jsonl, then .parts/NNNNN.removed.jsonl and .parts/NNNNN.json (its counts and the
+// parameters' hash, written last), so a killed run or another task resumes file by file.
 class StageOutput {
  public:
   /// `reasons`: the reasons stats.json counts even when nothing is dropped for them.
-  StageOutput(std::string stage, std::string directory, nlohmann::json parameters,
+  StageOutput(std::string stage, std::string directory, nlohmann::json parameters, size_t files,
               const std::vector<std::string>& reasons = {})
-      : stage_(std::move(stage)), directory_(std::move(directory)), parameters_(std::move(parameters)),
+      : stage_(std::move(stage)),
+        directory_(std::move(directory)),
+        parameters_(std::move(parameters)),
+        files_(files),
         start_(std::chrono::steady_clock::now()) {
-    fs::create_directories(directory_);
+    fs::create_directories(fs::path(directory_) / ".parts");
+    remove_stale_temporaries(directory_);
+    remove_stale_temporaries((fs::path(directory_) / ".parts").string());
     for (const auto& r : reasons) reasons_[r] = 0;
+    const auto text = parameters_.dump();
+    hash_ = XXH64(text.data(), text.size(), 0);
   }
 
   /// Whether stats.json says the stage already ran with these inputs and parameters. With other
@@ -81,10 +138,27 @@ class StageOutput {
     return false;
   }
 
+  /// Whether input file `index` was finished with these parameters (by this run, an earlier one or
+  /// another task).
+  bool file_done(size_t index) const {
+    const auto path = part_path(index, ".json");
+    if (!fs::exists(path) || !fs::exists(kept_path(index))) return false;
+    try {
+      return read_json_file(path).value("parameters_hash", uint64_t{0}) == hash_;
+    } catch (const Error&) {
+      return false;  // a torn part (not possible with atomic writes, but cheap to survive): redo
+    }
+  }
+  size_t files_done() const {
+    size_t n = 0;
+    for (size_t f = 0; f < files_; ++f) n += file_done(f) ? 1 : 0;
+    return n;
+  }
+
   void keep(const Document& d) {
     kept_ += document_to_json(d).dump() + "\n";
-    ++documents_out_;
-    bytes_out_ += static_cast<int64_t>(d.text.size());
+    ++part_.documents_out;
+    part_.bytes_out += static_cast<int64_t>(d.text.size());
     count_in(d);
   }
   /// `extra`: more fields for its line in removed.jsonl.
@@ -93,47 +167,107 @@ class StageOutput {
     extra["source"] = d.source;
     extra["reason"] = reason;
     removed_ += extra.dump() + "\n";
-    ++reasons_[reason];
+    ++part_.reasons[reason];
     count_in(d);
   }
-  /// Input file `index` is done: its kept documents are written.
-  void end_file(size_t index) {
-    write_file_atomic((fs::path(directory_) / numbered(static_cast<int64_t>(index), ".jsonl")).string(), kept_.data(),
-                      kept_.size());
-    kept_.clear();
+  /// Another per-file output, e.g. "hits.jsonl": finish() concatenates the files' parts into
+  /// DIR/name. Called before end_file.
+  void part_file(size_t index, const std::string& name, const std::string& content) {
+    write_file_atomic(part_path(index, ("." + name).c_str()), content.data(), content.size());
   }
-  /// removed.jsonl, then stats.json (last: the stage is complete) with `extra` fields; the stats.
-  nlohmann::json finish(const nlohmann::json& extra) {
-    write_file_atomic((fs::path(directory_) / "removed.jsonl").string(), removed_.data(), removed_.size());
+  /// Input file `index` is done: its kept documents, its removed ones, then its counts.
+  void end_file(size_t index) {
+    write_file_atomic(kept_path(index), kept_.data(), kept_.size());
+    write_file_atomic(part_path(index, ".removed.jsonl"), removed_.data(), removed_.size());
+    write_json_file_atomic(part_path(index, ".json"), {{"parameters_hash", hash_},
+                                                       {"documents_in", part_.documents_in},
+                                                       {"documents_out", part_.documents_out},
+                                                       {"bytes_in", part_.bytes_in},
+                                                       {"bytes_out", part_.bytes_out},
+                                                       {"removed", part_.reasons}});
+    kept_.clear();
+    removed_.clear();
+    part_ = Part{};
+  }
+
+  /// Whether this process finishes the stage now: every file is done (the finishing task waits up
+  /// to slice.wait_seconds for the others) and it is the finishing task.
+  bool ready_to_finish(const TaskSlice& slice) const {
+    if (!slice.finisher()) {
+      spdlog::info("{}: task {} of {} finished its files; task 0 finishes the stage", stage_, slice.index, slice.tasks);
+      return false;
+    }
+    if (wait_until([&] { return files_done() == files_; }, slice.wait_seconds)) return true;
+    spdlog::warn("{}: {} of {} files are done; the rest belong to other tasks. Run again when they finish", stage_,
+                 files_done(), files_);
+    return false;
+  }
+
+  /// removed.jsonl (every file's, in order), then stats.json (last: the stage is complete) with the
+  /// counts summed over the files and `extra` fields; the stats.
+  nlohmann::json finish(const nlohmann::json& extra, const std::vector<std::string>& part_files = {}) {
+    for (const auto& name : part_files) {
+      std::string all;
+      for (size_t f = 0; f < files_; ++f) all += read_text_file(part_path(f, ("." + name).c_str()), "stage part");
+      write_file_atomic((fs::path(directory_) / name).string(), all.data(), all.size());
+    }
+    std::string removed;
+    Part total;
+    total.reasons = reasons_;
+    for (size_t f = 0; f < files_; ++f) {
+      removed += read_text_file(part_path(f, ".removed.jsonl"), "stage part");
+      const auto p = read_json_file(part_path(f, ".json"));
+      total.documents_in += p.at("documents_in").get<int64_t>();
+      total.documents_out += p.at("documents_out").get<int64_t>();
+      total.bytes_in += p.at("bytes_in").get<int64_t>();
+      total.bytes_out += p.at("bytes_out").get<int64_t>();
+      for (const auto& [reason, n] : p.at("removed").items()) total.reasons[reason] += n.get<int64_t>();
+    }
+    write_file_atomic((fs::path(directory_) / "removed.jsonl").string(), removed.data(), removed.size());
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     nlohmann::json stats = {
         {"stage", stage_},
-        {"documents_in", documents_in_},
-        {"documents_out", documents_out_},
-        {"bytes_in", bytes_in_},
-        {"bytes_out", bytes_out_},
-        {"removed", reasons_},
+        {"files", files_},
+        {"documents_in", total.documents_in},
+        {"documents_out", total.documents_out},
+        {"bytes_in", total.bytes_in},
+        {"bytes_out", total.bytes_out},
+        {"removed", total.reasons},
         {"seconds", seconds},
-        {"documents_per_second", static_cast<double>(documents_in_) / std::max(seconds, 1e-9)},
-        {"megabytes_per_second", static_cast<double>(bytes_in_) / 1e6 / std::max(seconds, 1e-9)},
+        {"documents_per_second", static_cast<double>(total.documents_in) / std::max(seconds, 1e-9)},
+        {"megabytes_per_second", static_cast<double>(total.bytes_in) / 1e6 / std::max(seconds, 1e-9)},
         {"parameters", parameters_}};
     stats.update(extra);
     write_json_file_atomic(stats_path(), stats);
     return stats;
   }
 
+  const std::string& directory() const { return directory_; }
+
  private:
+  struct Part {
+    int64_t documents_in = 0, documents_out = 0, bytes_in = 0, bytes_out = 0;
+    std::map<std::string, int64_t> reasons;
+  };
   std::string stats_path() const { return (fs::path(directory_) / "stats.json").string(); }
+  std::string kept_path(size_t index) const {
+    return (fs::path(directory_) / numbered(static_cast<int64_t>(index), ".jsonl")).string();
+  }
+  std::string part_path(size_t index, const char* suffix) const {
+    return (fs::path(directory_) / ".parts" / numbered(static_cast<int64_t>(index), suffix)).string();
+  }
   void count_in(const Document& d) {
-    ++documents_in_;
-    bytes_in_ += static_cast<int64_t>(d.text.size());
+    ++part_.documents_in;
+    part_.bytes_in += static_cast<int64_t>(d.text.size());
   }
   std::string stage_, directory_;
   nlohmann::json parameters_;
+  size_t files_;
+  uint64_t hash_ = 0;
   std::chrono::steady_clock::time_point start_;
   std::string kept_, removed_;
+  Part part_;
   std::map<std::string, int64_t> reasons_;
-  int64_t documents_in_ = 0, documents_out_ = 0, bytes_in_ = 0, bytes_out_ = 0;
 };
 
 constexpr char kMagic[8] = {'P', 'H', 'I', 'M', 'H', '1', 0, 0};
@@ -185,7 +319,10 @@ std::optional<std::vector<std::vector<uint64_t>>> read_signatures(const std::str
   return sigs;
 }
 
-int run_dedup(const DedupOptions& o) {
+}  // namespace
+
+int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
+  slice.validate();
   if (o.method != "exact" && o.method != "minhash") throw Error("--method must be exact or minhash, got " + o.method);
   const auto files = document_files(o.inputs);
   if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
@@ -200,64 +337,77 @@ int run_dedup(const DedupOptions& o) {
     parameters["b"] = permutations.b;
   }
   const char* reason = o.method == "exact" ? "duplicate" : "near-duplicate";
-  StageOutput output("dedup", o.output, parameters, {reason});
+  StageOutput output("dedup", o.output, parameters, files.size(), {reason});
   if (output.complete()) return 0;
   const std::string parameter_text = parameters.dump();
   const uint64_t parameter_hash = XXH64(parameter_text.data(), parameter_text.size(), 0);
-
-  // Pass 1: a key (exact) or a signature (minhash) per document, file by file.
-  std::vector<std::string> ids;
-  std::vector<std::vector<uint64_t>> signatures;
-  std::vector<uint64_t> keys;
-  const size_t hashes = static_cast<size_t>(o.minhash.hashes());
+  const bool exact = o.method == "exact";
+  const size_t hashes = exact ? 1 : static_cast<size_t>(o.minhash.hashes());
+  const auto signature_path = [&](size_t f) {
+    return (fs::path(o.output) / "signatures" / numbered(static_cast<int64_t>(f), exact ? ".exact" : ".minhash"))
+        .string();
+  };
   fs::create_directories(fs::path(o.output) / "signatures");
-  Progress progress(o.method == "minhash" ? "minhash signatures" : "exact keys", static_cast<int64_t>(files.size()),
-                    "files");
+
+  // Pass 1 (per file, this task's files): a key (exact) or a signature (minhash) per document,
+  // kept in DIR/signatures so that a killed run or the finishing task reads them back.
+  Progress progress(exact ? "exact keys" : "minhash signatures", static_cast<int64_t>(files.size()), "files");
   int64_t resumed = 0;
   for (size_t f = 0; f < files.size(); ++f) {
-    std::vector<Document> docs;
-    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
-    for (const auto& d : docs) ids.push_back(d.id);
-    if (o.method == "exact") {
-      std::vector<uint64_t> k(docs.size());
-      at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) k[static_cast<size_t>(i)] = exact_dedup_key(docs[static_cast<size_t>(i)].text);
-      });
-      keys.insert(keys.end(), k.begin(), k.end());
+    const auto path = signature_path(f);
+    if (!slice.mine(f) || (fs::exists(path) && read_signatures(path, parameter_hash, hashes))) {
+      resumed += slice.mine(f) ? 1 : 0;
       progress.advance();
       continue;
     }
-    const auto sig_path = (fs::path(o.output) / "signatures" / numbered(static_cast<int64_t>(f), ".minhash")).string();
-    std::optional<std::vector<std::vector<uint64_t>>> sigs;
-    if (fs::exists(sig_path)) sigs = read_signatures(sig_path, parameter_hash, hashes);
-    if (sigs && sigs->size() != docs.size()) {
-      throw Error("signature file holds " + std::to_string(sigs->size()) + " documents, its input " +
-                      std::to_string(docs.size()),
-                  sig_path, "the input changed since: delete the output directory");
-    }
-    if (sigs) {
-      ++resumed;
-    } else {
-      sigs.emplace(docs.size());
-      at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-          (*sigs)[static_cast<size_t>(i)] = minhash_signature(docs[static_cast<size_t>(i)].text, o.minhash, permutations);
-        }
-      });
-      write_signatures(sig_path, parameter_hash, *sigs, hashes);
-    }
-    for (auto& s : *sigs) signatures.push_back(std::move(s));
+    std::vector<Document> docs;
+    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    std::vector<std::vector<uint64_t>> sigs(docs.size());
+    at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const auto& text = docs[static_cast<size_t>(i)].text;
+        sigs[static_cast<size_t>(i)] =
+            exact ? std::vector<uint64_t>{exact_dedup_key(text)} : minhash_signature(text, o.minhash, permutations);
+      }
+    });
+    write_signatures(path, parameter_hash, sigs, hashes);
     progress.advance();
   }
   progress.finish();
-  if (resumed) spdlog::info("dedup: signatures of {} of {} files were already computed", resumed, files.size());
+  if (resumed) spdlog::info("dedup: keys of {} files were already computed", resumed);
+  if (!slice.finisher()) {
+    spdlog::info("dedup: task {} of {} computed its files' keys; task 0 clusters and writes", slice.index, slice.tasks);
+    return 0;
+  }
+  if (!wait_until(
+          [&] {
+            return std::all_of(files.begin(), files.end(), [&, f = size_t{0}](const std::string&) mutable {
+              const auto path = signature_path(f++);
+              return fs::exists(path);
+            });
+          },
+          slice.wait_seconds)) {
+    spdlog::warn("dedup: other tasks' keys are not all there yet; run again when they finish");
+    return 0;
+  }
 
-  // Pass 2: what goes, and what it duplicates.
-  std::vector<int64_t> duplicate_of(ids.size(), -1);
-  if (o.method == "exact") {
+  // Pass 2 (the reduce): every file's keys, then what goes and what it duplicates.
+  std::vector<std::vector<uint64_t>> signatures;
+  std::vector<size_t> first_of_file;
+  for (size_t f = 0; f < files.size(); ++f) {
+    auto sigs = read_signatures(signature_path(f), parameter_hash, hashes);
+    if (!sigs)
+      throw Error("key file is from other parameters", signature_path(f), "delete it: the stage recomputes it");
+    first_of_file.push_back(signatures.size());
+    for (auto& sig : *sigs) signatures.push_back(std::move(sig));
+  }
+  first_of_file.push_back(signatures.size());
+  std::vector<int64_t> duplicate_of(signatures.size(), -1);
+  if (exact) {
     std::unordered_map<uint64_t, int64_t> first;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      auto [it, inserted] = first.emplace(keys[i], static_cast<int64_t>(i));
+    for (size_t i = 0; i < signatures.size(); ++i) {
+      const uint64_t key = signatures[i].empty() ? ~uint64_t{0} : signatures[i][0];
+      auto [it, inserted] = first.emplace(key, static_cast<int64_t>(i));
       if (!inserted) duplicate_of[i] = it->second;
     }
   } else {
@@ -265,62 +415,173 @@ int run_dedup(const DedupOptions& o) {
       duplicate_of[static_cast<size_t>(doc)] = kept;
     }
   }
-
-  // Pass 3: the kept documents, file by file, and the removed ones with what they duplicate.
-  size_t index = 0;
-  for (size_t f = 0; f < files.size(); ++f) {
+  // The ids of the documents kept in others' place.
+  std::map<int64_t, std::string> kept_ids;
+  for (auto d : duplicate_of) {
+    if (d >= 0) kept_ids[d] = "";
+  }
+  for (size_t f = 0; f < files.size() && !kept_ids.empty(); ++f) {
+    auto it = kept_ids.lower_bound(static_cast<int64_t>(first_of_file[f]));
+    if (it == kept_ids.end() || it->first >= static_cast<int64_t>(first_of_file[f + 1])) continue;
+    int64_t index = static_cast<int64_t>(first_of_file[f]);
     for_each_document(files[f], [&](Document&& d) {
+      if (auto k = kept_ids.find(index++); k != kept_ids.end()) k->second = d.id;
+    });
+  }
+
+  // Pass 3 (per file): the kept documents, and the removed ones with what they duplicate.
+  for (size_t f = 0; f < files.size(); ++f) {
+    if (output.file_done(f)) continue;
+    auto index = first_of_file[f];
+    for_each_document(files[f], [&](Document&& d) {
+      if (index >= first_of_file[f + 1]) {
+        throw Error("the input has more documents than when its keys were computed", files[f],
+                    "the input changed: delete the output directory");
+      }
       const auto dup = duplicate_of[index++];
       if (dup < 0) {
         output.keep(d);
       } else {
-        output.drop(d, reason, {{"duplicate_of", ids[static_cast<size_t>(dup)]}});
+        output.drop(d, reason, {{"duplicate_of", kept_ids.at(dup)}});
       }
     });
+    if (index != first_of_file[f + 1]) {
+      throw Error("the input has fewer documents than when its keys were computed", files[f],
+                  "the input changed: delete the output directory");
+    }
     output.end_file(f);
   }
   const auto stats = output.finish(
-      {{"method", o.method},
-       {"memory_bytes_per_document", o.method == "exact" ? 8 : static_cast<int64_t>(hashes * sizeof(uint64_t))}});
+      {{"method", o.method}, {"memory_bytes_per_document", static_cast<int64_t>(hashes * sizeof(uint64_t))}});
   const auto documents_in = stats["documents_in"].get<int64_t>(), documents_out = stats["documents_out"].get<int64_t>();
   spdlog::info("dedup ({}): {} documents in, {} kept, {} removed ({:.0f} documents/s)", o.method, documents_in,
                documents_out, documents_in - documents_out, stats["documents_per_second"].get<double>());
   return 0;
 }
 
-struct FilterOptions {
-  std::string rules = "gopher";
-  std::vector<std::string> inputs;
-  std::string output;
-};
+namespace {
 
-int run_filter(const FilterOptions& o) {
-  if (o.rules != "gopher") {
-    throw Error("--rules " + o.rules + " is not available: this build filters with gopher (c4 and code are not built yet)");
+// A rule set's parameters from JSON, every key known (an unknown one is an error with its path);
+// the resolved parameters, defaults included, go to `resolved`.
+template <typename Options, typename Fields>
+Options read_rule_options(const nlohmann::json& params, const std::string& source, const std::string& path,
+                          Fields fields, nlohmann::json& resolved) {
+  Options o;
+  JsonReader r(params, source, path);
+  fields(o, [&](const char* key, auto& field) {
+    field = r.optional(key, field);
+    resolved[key] = field;
+  });
+  r.finish();
+  return o;
+}
+
+GopherQualityOptions gopher_options(const nlohmann::json& params, const std::string& source, const std::string& path,
+                                    nlohmann::json& resolved) {
+  return read_rule_options<GopherQualityOptions>(
+      params, source, path,
+      [](GopherQualityOptions& o, auto field) {
+        field("min_doc_words", o.min_doc_words);
+        field("max_doc_words", o.max_doc_words);
+        field("min_avg_word_length", o.min_avg_word_length);
+        field("max_avg_word_length", o.max_avg_word_length);
+        field("max_symbol_word_ratio", o.max_symbol_word_ratio);
+        field("max_bullet_lines_ratio", o.max_bullet_lines_ratio);
+        field("max_ellipsis_lines_ratio", o.max_ellipsis_lines_ratio);
+        field("max_non_alpha_words_ratio", o.max_non_alpha_words_ratio);
+        field("min_stop_words", o.min_stop_words);
+        field("stop_words", o.stop_words);
+      },
+      resolved);
+}
+
+C4QualityOptions c4_options(const nlohmann::json& params, const std::string& source, const std::string& path,
+                            nlohmann::json& resolved) {
+  return read_rule_options<C4QualityOptions>(
+      params, source, path,
+      [](C4QualityOptions& o, auto field) {
+        field("remove_citations", o.remove_citations);
+        field("filter_no_terminal_punct", o.filter_no_terminal_punct);
+        field("min_num_sentences", o.min_num_sentences);
+        field("min_words_per_line", o.min_words_per_line);
+        field("max_word_length", o.max_word_length);
+        field("filter_lorem_ipsum", o.filter_lorem_ipsum);
+        field("filter_javascript", o.filter_javascript);
+        field("filter_curly_bracket", o.filter_curly_bracket);
+        field("filter_policy", o.filter_policy);
+      },
+      resolved);
+}
+
+CodeFilterOptions code_options(const nlohmann::json& params, const std::string& source, const std::string& path,
+                               nlohmann::json& resolved) {
+  return read_rule_options<CodeFilterOptions>(
+      params, source, path,
+      [](CodeFilterOptions& o, auto field) {
+        field("min_chars", o.min_chars);
+        field("max_chars", o.max_chars);
+        field("max_line_length", o.max_line_length);
+        field("max_mean_line_length", o.max_mean_line_length);
+        field("min_alphanumeric_fraction", o.min_alphanumeric_fraction);
+        field("autogenerated_lines", o.autogenerated_lines);
+        field("autogenerated_markers", o.autogenerated_markers);
+        field("python", o.python);
+      },
+      resolved);
+}
+
+// "key=value" pairs into a JSON object; a value that is not JSON is a string.
+nlohmann::json parse_params(const std::vector<std::string>& pairs) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& p : pairs) {
+    const auto eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error("--param takes key=value, got '" + p + "'");
+    const auto key = p.substr(0, eq), value = p.substr(eq + 1);
+    try {
+      out[key] = nlohmann::json::parse(value);
+    } catch (const nlohmann::json::exception&) {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int run_filter(const FilterOptions& o, const TaskSlice& slice) {
+  slice.validate();
+  if (o.rules != "gopher" && o.rules != "c4" && o.rules != "code") {
+    throw Error("unknown rule set '" + o.rules + "'", "--rules", "the rule sets are gopher, c4 and code");
   }
   const auto files = document_files(o.inputs);
   if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
-  const GopherQualityOptions gopher;
-  const nlohmann::json parameters = {{"rules", o.rules}, {"inputs", files},
-                                     {"gopher", {{"min_doc_words", gopher.min_doc_words},
-                                                 {"max_doc_words", gopher.max_doc_words},
-                                                 {"min_avg_word_length", gopher.min_avg_word_length},
-                                                 {"max_avg_word_length", gopher.max_avg_word_length},
-                                                 {"max_symbol_word_ratio", gopher.max_symbol_word_ratio},
-                                                 {"max_bullet_lines_ratio", gopher.max_bullet_lines_ratio},
-                                                 {"max_ellipsis_lines_ratio", gopher.max_ellipsis_lines_ratio},
-                                                 {"max_non_alpha_words_ratio", gopher.max_non_alpha_words_ratio},
-                                                 {"min_stop_words", gopher.min_stop_words},
-                                                 {"stop_words", gopher.stop_words}}}};
-  StageOutput output("filter", o.output, parameters);
+  nlohmann::json resolved = nlohmann::json::object();
+  std::function<std::string(std::string&)> rule;
+  const std::string where = "$." + o.rules;
+  if (o.rules == "gopher") {
+    const auto opts = gopher_options(o.params, "--param", where, resolved);
+    rule = [opts](std::string& text) { return gopher_quality(text, opts); };
+  } else if (o.rules == "c4") {
+    const auto opts = c4_options(o.params, "--param", where, resolved);
+    rule = [opts](std::string& text) { return c4_quality(text, opts); };
+  } else {
+    const auto opts = code_options(o.params, "--param", where, resolved);
+    rule = [opts](std::string& text) { return code_quality(text, opts); };
+  }
+  const nlohmann::json parameters = {{"rules", o.rules}, {"inputs", files}, {o.rules, resolved}};
+  StageOutput output("filter", o.output, parameters, files.size());
   if (output.complete()) return 0;
-  Progress progress("gopher filter", static_cast<int64_t>(files.size()), "files");
+  Progress progress(o.rules + " filter", static_cast<int64_t>(files.size()), "files");
   for (size_t f = 0; f < files.size(); ++f) {
+    if (!slice.mine(f) || output.file_done(f)) {
+      progress.advance();
+      continue;
+    }
     std::vector<Document> docs;
     for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
     std::vector<std::string> why(docs.size());
     at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) why[static_cast<size_t>(i)] = gopher_quality(docs[static_cast<size_t>(i)].text, gopher);
+      for (int64_t i = b; i < e; ++i) why[static_cast<size_t>(i)] = rule(docs[static_cast<size_t>(i)].text);
     });
     for (size_t i = 0; i < docs.size(); ++i) {
       if (why[i].empty()) {
@@ -333,37 +594,409 @@ int run_filter(const FilterOptions& o) {
     progress.advance();
   }
   progress.finish();
+  if (!output.ready_to_finish(slice)) return 0;
   const auto stats = output.finish({{"rules", o.rules}});
   spdlog::info("filter ({}): {} documents in, {} kept ({:.1f} MB/s)", o.rules, stats["documents_in"].get<int64_t>(),
                stats["documents_out"].get<int64_t>(), stats["megabytes_per_second"].get<double>());
   return 0;
 }
 
+namespace {
+
+// The start of the UTF-8 character holding byte i (i itself when it starts one).
+size_t char_start(const std::string& s, size_t i) {
+  while (i > 0 && i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i;
+  return i;
+}
+
+std::string excerpt(const std::string& text, size_t begin, size_t end, size_t limit = 300) {
+  if (end - begin > limit) end = char_start(text, begin + limit);
+  return text.substr(begin, end - begin);
+}
+
+bool is_blank(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+// The text with every match and `margin` bytes around it cut out: the pieces left that keep at
+// least `min_piece` bytes, blank-trimmed (GPT-3's cleaning rule).
+std::vector<std::string> cut_pieces(const std::string& text, const std::vector<EvalMatch>& matches, int64_t margin,
+                                    int64_t min_piece) {
+  std::vector<std::pair<size_t, size_t>> cuts;
+  for (const auto& m : matches) {
+    const size_t b =
+        char_start(text, m.begin > static_cast<size_t>(margin) ? m.begin - static_cast<size_t>(margin) : 0);
+    const size_t e = char_start(text, std::min(text.size(), m.end + static_cast<size_t>(margin)));
+    cuts.emplace_back(b, e);
+  }
+  std::sort(cuts.begin(), cuts.end());
+  std::vector<std::string> pieces;
+  size_t at = 0;
+  auto take = [&](size_t b, size_t e) {
+    while (b < e && is_blank(text[b])) ++b;
+    while (e > b && is_blank(text[e - 1])) --e;
+    if (static_cast<int64_t>(e - b) >= min_piece) pieces.push_back(text.substr(b, e - b));
+  };
+  for (const auto& [b, e] : cuts) {
+    if (b > at) take(at, b);
+    at = std::max(at, e);
+  }
+  if (at < text.size()) take(at, text.size());
+  return pieces;
+}
+
+}  // namespace
+
+int run_decontaminate(const DecontaminateOptions& o, const TaskSlice& slice) {
+  slice.validate();
+  if (o.action != "drop" && o.action != "cut" && o.action != "report") {
+    throw Error("--action must be drop, cut or report, got " + o.action);
+  }
+  if (o.index.n_gram < 1 || o.index.min_words < 1) throw Error("--ngram and --min-words must be positive");
+  const auto files = document_files(o.inputs);
+  if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
+  for (const auto& e : o.eval) {
+    if (!fs::exists(e)) {
+      throw Error("eval path does not exist", e, "--eval takes eval sets: files or directories (../shared/data/eval)");
+    }
+  }
+  EvalIndex index(o.index);
+  index.add(o.eval);
+  if (index.items() == 0) throw Error("no eval items found under --eval", o.eval.front());
+  nlohmann::json parameters = {{"inputs", files},
+                               {"eval", o.eval},
+                               {"n_gram", o.index.n_gram},
+                               {"min_words", o.index.min_words},
+                               {"action", o.action}};
+  if (o.action == "cut") {
+    parameters["cut_margin"] = o.cut_margin;
+    parameters["min_piece"] = o.min_piece;
+    parameters["max_pieces"] = o.max_pieces;
+  }
+  StageOutput output("decontaminate", o.output, parameters, files.size(), {"contaminated"});
+  if (output.complete()) return 0;
+  spdlog::info("decontaminate: {} eval items, {} distinct n-grams, from {}", index.items(), index.n_grams(),
+               o.eval.front());
+  Progress progress("decontaminate", static_cast<int64_t>(files.size()), "files");
+  for (size_t f = 0; f < files.size(); ++f) {
+    if (!slice.mine(f) || output.file_done(f)) {
+      progress.advance();
+      continue;
+    }
+    std::string hits;
+    std::vector<Document> docs;
+    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    std::vector<std::vector<EvalMatch>> found(docs.size());
+    at::parallel_for(0, static_cast<int64_t>(docs.size()), 8, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) found[static_cast<size_t>(i)] = index.find(docs[static_cast<size_t>(i)].text);
+    });
+    for (size_t i = 0; i < docs.size(); ++i) {
+      auto& d = docs[i];
+      const auto& matches = found[i];
+      if (matches.empty()) {
+        output.keep(d);
+        continue;
+      }
+      std::vector<std::string> pieces;
+      std::string fate = o.action == "report" ? "kept" : "dropped";
+      if (o.action == "cut") {
+        pieces = cut_pieces(d.text, matches, o.cut_margin, o.min_piece);
+        if (!pieces.empty() && static_cast<int64_t>(pieces.size()) <= o.max_pieces) fate = "cut";
+      }
+      // One hits line per (document, eval item): the first span and every n-gram of the item.
+      std::map<int32_t, nlohmann::json> per_item;
+      std::vector<std::string> items;
+      for (const auto& m : matches) {
+        auto& h = per_item[m.item];
+        if (h.is_null()) {
+          h = {
+              {"id", d.id},       {"source", d.source}, {"eval_item", index.item_name(m.item)},       {"n_grams", 0},
+              {"begin", m.begin}, {"end", m.end},       {"excerpt", excerpt(d.text, m.begin, m.end)}, {"action", fate}};
+          items.push_back(index.item_name(m.item));
+        }
+        h["n_grams"] = h["n_grams"].get<int64_t>() + m.n_grams;
+      }
+      for (const auto& [item, h] : per_item) hits += h.dump() + "\n";
+      if (fate == "kept") {
+        output.keep(d);
+      } else if (fate == "cut") {
+        std::string text;
+        for (const auto& p : pieces) text += (text.empty() ? "" : "\n\n") + p;
+        d.text = std::move(text);
+        if (!d.metadata.is_object()) d.metadata = nlohmann::json::object();
+        d.metadata["decontamination_cuts"] = matches.size();
+        output.keep(d);
+      } else {
+        output.drop(d, "contaminated", {{"eval_item", items.front()}, {"eval_items", items}});
+      }
+    }
+    output.part_file(f, "hits.jsonl", hits);
+    output.end_file(f);
+    progress.advance();
+  }
+  progress.finish();
+  if (!output.ready_to_finish(slice)) return 0;
+  auto stats =
+      output.finish({{"eval_items", index.items()}, {"eval_n_grams", index.n_grams()}, {"eval_files", index.summary()}},
+                    {"hits.jsonl"});
+  // Documents with hits, and those cut, from the files' hits (each document once).
+  std::set<std::string> contaminated_ids, cut_ids;
+  for_each_jsonl((fs::path(o.output) / "hits.jsonl").string(), [&](const nlohmann::json& h, const std::string&) {
+    const auto key = h["source"].get<std::string>() + "\n" + h["id"].get<std::string>();
+    contaminated_ids.insert(key);
+    if (h["action"] == "cut") cut_ids.insert(key);
+    return true;
+  });
+  const auto contaminated = static_cast<int64_t>(contaminated_ids.size()), cut = static_cast<int64_t>(cut_ids.size());
+  stats["contaminated_documents"] = contaminated;
+  stats["cut_documents"] = cut;
+  write_json_file_atomic((fs::path(o.output) / "stats.json").string(), stats);
+  spdlog::info("decontaminate: {} documents in, {} matched eval items ({} cut), {} kept ({:.1f} MB/s)",
+               stats["documents_in"].get<int64_t>(), contaminated, cut, stats["documents_out"].get<int64_t>(),
+               stats["megabytes_per_second"].get<double>());
+  return 0;
+}
+
+void check_filter_params(const std::string& rules, const nlohmann::json& params, const std::string& source,
+                         const std::string& path, nlohmann::json& resolved) {
+  if (rules == "gopher") {
+    gopher_options(params, source, path, resolved);
+  } else if (rules == "c4") {
+    c4_options(params, source, path, resolved);
+  } else if (rules == "code") {
+    code_options(params, source, path, resolved);
+  } else {
+    throw Error("unknown rule set '" + rules + "'", source + ": " + path, "the rule sets are gopher, c4 and code");
+  }
+}
+
+std::vector<std::string> stage_documents(const std::string& directory) {
+  std::vector<std::string> files;
+  if (!fs::is_directory(directory)) return files;
+  for (const auto& e : fs::directory_iterator(directory)) {
+    const auto name = e.path().filename().string();
+    if (e.is_regular_file() && name.size() == 11 && name.compare(5, 6, ".jsonl") == 0 &&
+        std::all_of(name.begin(), name.begin() + 5, [](char c) { return c >= '0' && c <= '9'; })) {
+      files.push_back(e.path().string());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+bool stage_complete(const std::string& directory) { return fs::exists(fs::path(directory) / "stats.json"); }
+
+int run_import(const ImportOptions& o, const TaskSlice& slice) {
+  slice.validate();
+  if (o.files_per_shard < 1) throw Error("files_per_shard must be positive");
+  // Every file, in a fixed order: roots as given, each searched recursively and sorted.
+  struct Source {
+    fs::path path;
+    std::string name;  // the document id: <root name>/<path under the root>
+    std::string source;
+  };
+  std::vector<Source> sources;
+  for (const auto& root : o.from) {
+    const fs::path r(root);
+    if (!fs::exists(r)) throw Error("import path does not exist", root);
+    const auto root_name = r.filename().empty() ? r.parent_path().filename().string() : r.filename().string();
+    const auto source = o.source.empty() ? root_name : o.source;
+    auto wanted = [&](const fs::path& p) {
+      if (o.extensions.empty()) return true;
+      const auto name = p.filename().string();
+      return std::any_of(o.extensions.begin(), o.extensions.end(), [&](const std::string& ext) {
+        return name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0;
+      });
+    };
+    if (!fs::is_directory(r)) {
+      sources.push_back({r, root_name, source});
+      continue;
+    }
+    std::vector<fs::path> found;
+    for (auto it = fs::recursive_directory_iterator(r, fs::directory_options::skip_permission_denied);
+         it != fs::recursive_directory_iterator(); ++it) {
+      if (it->is_regular_file() && wanted(it->path())) found.push_back(it->path());
+    }
+    std::sort(found.begin(), found.end());
+    if (o.max_files > 0 && found.size() > static_cast<size_t>(o.max_files)) {
+      std::vector<fs::path> spread;
+      const auto n = static_cast<size_t>(o.max_files);
+      for (size_t i = 0; i < n; ++i) spread.push_back(found[i * found.size() / n]);
+      found = std::move(spread);
+    }
+    for (const auto& p : found) sources.push_back({p, root_name + "/" + fs::relative(p, r).generic_string(), source});
+  }
+  if (sources.empty())
+    throw Error("no files to import", o.from.empty() ? "" : o.from.front(), "check --from and --extensions");
+
+  std::string listing;
+  for (const auto& src : sources) listing += src.name + "\n";
+  const nlohmann::json parameters = {{"from", o.from},
+                                     {"extensions", o.extensions},
+                                     {"separator", o.separator},
+                                     {"source", o.source},
+                                     {"files_per_shard", o.files_per_shard},
+                                     {"max_bytes", o.max_bytes},
+                                     {"max_files", o.max_files},
+                                     {"files", sources.size()},
+                                     {"files_hash", XXH64(listing.data(), listing.size(), 0)}};
+  const auto per = static_cast<size_t>(o.files_per_shard);
+  const size_t shards = (sources.size() + per - 1) / per;
+  StageOutput output("import", o.output, parameters, shards, {"invalid_utf8", "too_large", "empty", "unreadable"});
+  if (output.complete()) return 0;
+  Progress progress("import", static_cast<int64_t>(shards), "shards");
+  for (size_t shard = 0; shard < shards; ++shard) {
+    if (!slice.mine(shard) || output.file_done(shard)) {
+      progress.advance();
+      continue;
+    }
+    for (size_t i = shard * per; i < std::min(sources.size(), (shard + 1) * per); ++i) {
+      const auto& src = sources[i];
+      Document d;
+      d.id = src.name;
+      d.source = src.source;
+      d.metadata = {{"path", src.name}};
+      std::error_code ec;
+      const auto size = fs::file_size(src.path, ec);
+      if (ec) {
+        output.drop(d, "unreadable");
+        continue;
+      }
+      if (o.max_bytes > 0 && size > static_cast<uintmax_t>(o.max_bytes)) {
+        output.drop(d, "too_large", {{"bytes", size}});
+        continue;
+      }
+      std::string text;
+      try {
+        text = read_maybe_compressed(src.path.string(), "imported file");
+      } catch (const Error&) {
+        output.drop(d, "unreadable");
+        continue;
+      }
+      if (!valid_utf8(text)) {
+        output.drop(d, "invalid_utf8");
+        continue;
+      }
+      std::vector<std::string> parts;
+      if (o.separator.empty()) {
+        parts.push_back(std::move(text));
+      } else {
+        size_t start = 0;
+        for (;;) {
+          const size_t end = text.find(o.separator, start);
+          parts.push_back(text.substr(start, end == std::string::npos ? std::string::npos : end - start));
+          if (end == std::string::npos) break;
+          start = end + o.separator.size();
+        }
+      }
+      for (size_t k = 0; k < parts.size(); ++k) {
+        Document part = d;
+        if (parts.size() > 1) {
+          part.id += "#" + std::to_string(k);
+          part.metadata["part"] = k;
+        }
+        part.text = std::move(parts[k]);
+        if (part.text.find_first_not_of(" \t\r\n") == std::string::npos) {
+          if (parts.size() == 1) output.drop(part, "empty");
+          continue;  // empty pieces between separators are not documents
+        }
+        output.keep(part);
+      }
+    }
+    output.end_file(shard);
+    progress.advance();
+  }
+  progress.finish();
+  if (!output.ready_to_finish(slice)) return 0;
+  const auto stats = output.finish({{"files", sources.size()}});
+  spdlog::info("import: {} files, {} documents kept in {} shards", sources.size(),
+               stats["documents_out"].get<int64_t>(), shards);
+  return 0;
+}
+
+namespace {
+
+void add_task_options(CLI::App* cmd, TaskSlice& slice) {
+  cmd->add_option("--tasks", slice.tasks, "split the input files over this many tasks (processes or machines)")
+      ->capture_default_str();
+  cmd->add_option("--task-index", slice.index, "which task this is, 0 to --tasks - 1")->capture_default_str();
+  cmd->add_option("--wait", slice.wait_seconds,
+                  "seconds task 0 waits for the other tasks' files before finishing the stage")
+      ->capture_default_str();
+}
+
 }  // namespace
 
 void add_data_stage_commands(CLI::App* data, Runner& run) {
-  auto f = std::make_shared<FilterOptions>();
-  auto* filter = data->add_subcommand("filter", "Drop documents by heuristic quality rules (gopher)");
-  filter->add_option("--rules", f->rules, "rule set: gopher (datatrove's GopherQualityFilter defaults)")
+  auto dc = std::make_shared<DecontaminateOptions>();
+  auto* decon =
+      data->add_subcommand("decontaminate", "Find documents that hold eval items (n-gram overlap); drop or cut them");
+  decon->add_option("--input", dc->inputs, "JSONL files or directories of them")->required();
+  decon->add_option("--output", dc->output, "output directory")->required();
+  decon->add_option("--eval", dc->eval, "eval sets: files or directories (JSONL, JSON, MMLU CSV, tar archives)")
       ->capture_default_str();
-  filter->add_option("--input", f->inputs, "JSONL files or directories of them")->required();
-  filter->add_option("--output", f->output, "output directory")->required();
-  filter->callback([&run, f]() { run = [f]() { return run_filter(*f); }; });
+  decon->add_option("--ngram", dc->index.n_gram, "words per n-gram")->capture_default_str();
+  decon->add_option("--min-words", dc->index.min_words, "eval texts shorter than the n-gram but this long match whole")
+      ->capture_default_str();
+  decon->add_option("--action", dc->action, "drop the document, cut the matches out, or only report")
+      ->capture_default_str();
+  decon->add_option("--cut-margin", dc->cut_margin, "bytes cut on each side of a match")->capture_default_str();
+  decon->add_option("--min-piece", dc->min_piece, "pieces left shorter than this are dropped")->capture_default_str();
+  decon->add_option("--max-pieces", dc->max_pieces, "a document cut into more pieces is dropped")
+      ->capture_default_str();
+  auto dc_slice = std::make_shared<TaskSlice>();
+  add_task_options(decon, *dc_slice);
+  decon->callback([&run, dc, dc_slice]() { run = [dc, dc_slice]() { return run_decontaminate(*dc, *dc_slice); }; });
 
-  auto o = std::make_shared<DedupOptions>();
-  auto* cmd = data->add_subcommand("dedup", "Remove duplicate (exact) or near-duplicate (MinHash) documents");
-  cmd->add_option("--method", o->method, "exact (normalised text) or minhash")->capture_default_str();
-  cmd->add_option("--input", o->inputs, "JSONL files or directories of them")->required();
-  cmd->add_option("--output", o->output, "output directory")->required();
-  cmd->add_option("--ngrams", o->minhash.n_grams, "words per shingle")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--buckets", o->minhash.buckets, "LSH bands")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--hashes-per-bucket", o->minhash.hashes_per_bucket, "hashes per band")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", o->minhash.seed, "seed of the permutations")->capture_default_str();
-  cmd->add_option("--permutations", o->permutations,
-                  "JSON file {\"a\": [...], \"b\": [...]} with every hash's permutation (instead of --seed)");
-  cmd->callback([&run, o]() { run = [o]() { return run_dedup(*o); }; });
+  auto im = std::make_shared<ImportOptions>();
+  auto im_slice = std::make_shared<TaskSlice>();
+  auto* import = data->add_subcommand(
+      "import", "Source trees or text files into JSONL documents (one per file, or split at a separator)");
+  import->add_option("--from", im->from, "files or directories (searched recursively)")->required();
+  import->add_option("--output", im->output, "output directory")->required();
+  import->add_option("--extensions", im->extensions, "only files ending so, e.g. .py (default: every file)");
+  import->add_option("--separator", im->separator, "split each file into documents at this text, e.g. '<|endoftext|>'");
+  import->add_option("--source", im->source, "the documents' source (default: the name of each --from)");
+  import->add_option("--files-per-shard", im->files_per_shard, "input files per output shard")->capture_default_str();
+  import->add_option("--max-bytes", im->max_bytes, "larger files are dropped as too_large (0: no limit)")
+      ->capture_default_str();
+  import->add_option("--max-files", im->max_files, "at most this many files, evenly spread over those found (0: all)")
+      ->capture_default_str();
+  add_task_options(import, *im_slice);
+  import->callback([&run, im, im_slice]() { run = [im, im_slice]() { return run_import(*im, *im_slice);
+};
+}  // namespace phi::cli
+);
+
+auto f = std::make_shared<FilterOptions>();
+auto* filter = data->add_subcommand("filter", "Drop documents by heuristic quality rules (gopher, c4, code)");
+filter
+    ->add_option("--rules", f->rules,
+                 "rule set: gopher or c4 (datatrove's GopherQualityFilter / C4QualityFilter defaults), code")
+    ->capture_default_str();
+filter->add_option_function<std::vector<std::string>>(
+    "--param", [f](const std::vector<std::string>& pairs) { f->params = parse_params(pairs); },
+    "a rule parameter, key=value (JSON value), e.g. --param min_doc_words=20 or --param python=true");
+filter->add_option("--input", f->inputs, "JSONL files or directories of them")->required();
+filter->add_option("--output", f->output, "output directory")->required();
+auto f_slice = std::make_shared<TaskSlice>();
+add_task_options(filter, *f_slice);
+filter->callback([&run, f, f_slice]() { run = [f, f_slice]() { return run_filter(*f, *f_slice); }; });
+
+auto o = std::make_shared<DedupOptions>();
+auto* cmd = data->add_subcommand("dedup", "Remove duplicate (exact) or near-duplicate (MinHash) documents");
+cmd->add_option("--method", o->method, "exact (normalised text) or minhash")->capture_default_str();
+cmd->add_option("--input", o->inputs, "JSONL files or directories of them")->required();
+cmd->add_option("--output", o->output, "output directory")->required();
+cmd->add_option("--ngrams", o->minhash.n_grams, "words per shingle")->capture_default_str()->check(CLI::PositiveNumber);
+cmd->add_option("--buckets", o->minhash.buckets, "LSH bands")->capture_default_str()->check(CLI::PositiveNumber);
+cmd->add_option("--hashes-per-bucket", o->minhash.hashes_per_bucket, "hashes per band")
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
+cmd->add_option("--seed", o->minhash.seed, "seed of the permutations")->capture_default_str();
+cmd->add_option("--permutations", o->permutations,
+                "JSON file {\"a\": [...], \"b\": [...]} with every hash's permutation (instead of --seed)");
+auto d_slice = std::make_shared<TaskSlice>();
+add_task_options(cmd, *d_slice);
+cmd->callback([&run, o, d_slice]() { run = [o, d_slice]() { return run_dedup(*o, *d_slice); }; });
 }
 
 }  // namespace phi::cli

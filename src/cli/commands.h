@@ -21,8 +21,11 @@ void add_generate_command(CLI::App& root, Runner& run);
 void add_chat_command(CLI::App& root, Runner& run);
 void add_serve_command(CLI::App& root, Runner& run);
 void add_data_command(CLI::App& root, Runner& run);
-/// The pipeline stages under the data command: filter, dedup (cmd_data_stages.cpp).
+/// The pipeline stages under the data command: import, filter, dedup, decontaminate
+/// (cmd_data_stages.cpp).
 void add_data_stage_commands(CLI::App* data, Runner& run);
+/// `phi data run --recipe R.json` (cmd_data_run.cpp).
+void add_data_run_command(CLI::App* data, Runner& run);
 void add_train_command(CLI::App& root, Runner& run);
 void add_eval_command(CLI::App& root, Runner& run);
 void add_finetune_command(CLI::App& root, Runner& run);

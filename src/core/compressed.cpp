@@ -1,4 +1,5 @@
-// Whole files read as text, decompressing .gz (zlib) and .zst (zstd) when the build has them.
+// Whole files read as text, decompressing .gz (zlib) and .zst (zstd) when the build has them, and the
+// members of tar archives (libarchive).
 #include <fstream>
 #include <string>
 
@@ -7,6 +8,10 @@
 #endif
 #ifdef PHI_WITH_ZSTD
 #include <zstd.h>
+#endif
+#ifdef PHI_WITH_LIBARCHIVE
+#include <archive.h>
+#include <archive_entry.h>
 #endif
 
 #include "phi/core/error.h"
@@ -85,6 +90,53 @@ std::string read_maybe_compressed(const std::string& path, const std::string& wh
   if (ends_with(path, ".gz")) return read_gzip(path, what);
   if (ends_with(path, ".zst")) return read_zstd(path, what);
   return read_text_file(path, what);
+}
+
+bool is_archive_path(const std::string& path) {
+  return ends_with(path, ".tar") || ends_with(path, ".tar.gz") || ends_with(path, ".tgz") ||
+         ends_with(path, ".tar.zst");
+}
+
+void for_each_archive_member(const std::string& path,
+                             const std::function<void(const std::string& name, const std::string& bytes)>& member_fn) {
+#ifndef PHI_WITH_LIBARCHIVE
+  (void)member_fn;
+  throw Error("this build has no libarchive: extract the archive first (tar xf)", path);
+#else
+  struct Reader {
+    archive* a = archive_read_new();
+    ~Reader() { archive_read_free(a); }
+  } r;
+  archive_read_support_filter_all(r.a);
+  archive_read_support_format_tar(r.a);
+  archive_read_support_format_gnutar(r.a);
+  if (archive_read_open_filename(r.a, path.c_str(), 1 << 16) != ARCHIVE_OK) {
+    throw Error(std::string("cannot open the archive: ") + archive_error_string(r.a), path);
+  }
+  archive_entry* entry = nullptr;
+  for (;;) {
+    const int status = archive_read_next_header(r.a, &entry);
+    if (status == ARCHIVE_EOF) break;
+    if (status != ARCHIVE_OK) {
+      throw Error(std::string("corrupt or truncated archive: ") + archive_error_string(r.a), path);
+    }
+    if (archive_entry_filetype(entry) != AE_IFREG) continue;
+    const std::string name = archive_entry_pathname(entry);
+    const auto size = archive_entry_size(entry);
+    if (size < 0 || static_cast<size_t>(size) > kMaxDecompressed) {
+      throw Error("archive member " + name + " is larger than 4 GiB", path);
+    }
+    std::string bytes(static_cast<size_t>(size), '\0');
+    size_t got = 0;
+    while (got < bytes.size()) {
+      const auto n = archive_read_data(r.a, bytes.data() + got, bytes.size() - got);
+      if (n < 0) throw Error("archive member " + name + ": " + archive_error_string(r.a), path);
+      if (n == 0) throw Error("archive member " + name + " is truncated", path);
+      got += static_cast<size_t>(n);
+    }
+    member_fn(name, bytes);
+  }
+#endif
 }
 
 }  // namespace phi

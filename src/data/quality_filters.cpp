@@ -8,14 +8,20 @@
 #include <unicode/utf8.h>
 #endif
 
+#include "data/unicode_classes.h"
 #include "phi/core/error.h"
 #include "phi/data/documents.h"
-#include "data/unicode_classes.h"
 
 namespace phi {
 
 #ifndef PHI_WITH_ICU
 std::string gopher_quality(const std::string&, const GopherQualityOptions&) {
+  throw Error("this build has no ICU: the quality filters are not available", "", "install libicu-dev and rebuild");
+}
+std::string c4_quality(std::string&, const C4QualityOptions&) {
+  throw Error("this build has no ICU: the quality filters are not available", "", "install libicu-dev and rebuild");
+}
+int64_t count_sentences(const std::string&) {
   throw Error("this build has no ICU: the quality filters are not available", "", "install libicu-dev and rebuild");
 }
 #else
@@ -126,7 +132,135 @@ std::string to_utf8(const Word& w) {
   return out;
 }
 
+using Line = std::vector<UChar32>;
+
+Line strip(const Line& line) {
+  size_t b = 0, e = line.size();
+  while (b < e && py_space(line[b])) ++b;
+  while (e > b && py_space(line[e - 1])) --e;
+  return Line(line.begin() + static_cast<std::ptrdiff_t>(b), line.begin() + static_cast<std::ptrdiff_t>(e));
+}
+
+bool has_prefix_at(const Line& line, size_t i, const char* ascii) {
+  for (size_t k = 0; ascii[k]; ++k) {
+    if (i + k >= line.size() || line[i + k] != static_cast<UChar32>(ascii[k])) return false;
+  }
+  return true;
+}
+
+// datatrove's CITATION_REGEX, \[\d*]|\[edit]|\[citation needed], removed as re.sub does (\d: Unicode
+// decimal digits).
+Line remove_citations(const Line& line) {
+  Line out;
+  size_t i = 0;
+  while (i < line.size()) {
+    if (line[i] == '[') {
+      size_t j = i + 1;
+      while (j < line.size() && u_charType(line[j]) == U_DECIMAL_DIGIT_NUMBER) ++j;
+      if (j < line.size() && line[j] == ']') {
+        i = j + 1;
+        continue;
+      }
+      if (has_prefix_at(line, i, "[edit]")) {
+        i += 6;
+        continue;
+      }
+      if (has_prefix_at(line, i, "[citation needed]")) {
+        i += 17;
+        continue;
+      }
+    }
+    out.push_back(line[i++]);
+  }
+  return out;
+}
+
+// str.lower() as far as ASCII substrings can tell: the only non-ASCII characters whose lower case
+// holds an ASCII letter are KELVIN SIGN (k) and LATIN CAPITAL I WITH DOT (i + U+0307).
+std::string lower_for_matching(const Line& line) {
+  std::string out;
+  for (UChar32 c : line) {
+    if (c < 0x80) {
+      out += static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    } else if (c == 0x212A) {
+      out += 'k';
+    } else if (c == 0x130) {
+      out += "i\xCC\x87";
+    } else {
+      out += '\x7F';  // stands for any other character: no pattern holds it
+    }
+  }
+  return out;
+}
+
+bool is_sentence_end(UChar32 c) { return c == '.' || c == '!' || c == '?'; }
+bool is_closer(UChar32 c) { return c == '"' || c == '\'' || c == ')' || c == ']' || c == 0x201D || c == 0x2019; }
+
+int64_t count_sentences(const Line& line) {
+  int64_t sentences = 1;
+  size_t i = 0;
+  while (i < line.size()) {
+    if (!is_sentence_end(line[i])) {
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < line.size() && (is_sentence_end(line[j]) || is_closer(line[j]))) ++j;
+    size_t k = j;
+    while (k < line.size() && py_space(line[k])) ++k;
+    if (k > j && k < line.size() && !u_hasBinaryProperty(line[k], UCHAR_LOWERCASE)) ++sentences;
+    i = j;
+  }
+  return sentences;
+}
+
 }  // namespace
+
+int64_t count_sentences(const std::string& text) { return count_sentences(strip(code_points(text))); }
+
+std::string c4_quality(std::string& text, const C4QualityOptions& o) {
+  if (!valid_utf8(text)) throw Error("text is not valid UTF-8");
+  static const char* const kPolicy[] = {"terms of use", "privacy policy", "cookie policy",
+                                        "uses cookies", "use of cookies", "use cookies"};
+  int64_t sentences = 0;
+  std::vector<Line> kept;
+  for (const auto& raw : split_lines(code_points(text))) {
+    Line line = strip(raw);
+    const auto words = split_words(line);
+    if (o.max_word_length > 0 && std::any_of(words.begin(), words.end(), [&](const Word& w) {
+          return static_cast<int64_t>(w.size()) > o.max_word_length;
+        })) {
+      continue;
+    }
+    if (o.remove_citations) line = remove_citations(line);
+    if (o.filter_no_terminal_punct) {
+      const bool terminal =
+          !line.empty() && (is_sentence_end(line.back()) || line.back() == '"' || line.back() == '\'');
+      const bool ellipsis = line.size() >= 3 && line[line.size() - 1] == '.' && line[line.size() - 2] == '.' &&
+                            line[line.size() - 3] == '.';
+      if (!terminal || ellipsis) continue;
+    }
+    if (o.min_words_per_line > 0 && static_cast<int64_t>(words.size()) < o.min_words_per_line) continue;
+    const auto lower = lower_for_matching(line);
+    if (o.filter_lorem_ipsum && lower.find("lorem ipsum") != std::string::npos) return "lorem_ipsum";
+    if (o.filter_javascript && lower.find("javascript") != std::string::npos) continue;
+    if (o.filter_curly_bracket && std::find(line.begin(), line.end(), '{') != line.end()) return "curly_bracket";
+    if (o.filter_policy && std::any_of(std::begin(kPolicy), std::end(kPolicy),
+                                       [&](const char* p) { return lower.find(p) != std::string::npos; })) {
+      continue;
+    }
+    if (o.min_num_sentences > 0) sentences += count_sentences(line);
+    kept.push_back(std::move(line));
+  }
+  if (o.min_num_sentences > 0 && sentences < o.min_num_sentences) return "too_few_sentences";
+  Line joined;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    if (i) joined.push_back('\n');
+    joined.insert(joined.end(), kept[i].begin(), kept[i].end());
+  }
+  text = to_utf8(strip(joined));
+  return "";
+}
 
 std::string gopher_quality(const std::string& text, const GopherQualityOptions& o) {
   if (!valid_utf8(text)) throw Error("text is not valid UTF-8");

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "eval/csv.h"
+#include "core/csv.h"
 #include "phi/core/error.h"
 #include "phi/core/progress.h"
 #include "phi/eval/loglikelihood.h"

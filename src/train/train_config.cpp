@@ -1,9 +1,11 @@
 #include "phi/train/train_config.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "phi/config/overrides.h"
 #include "phi/core/error.h"
+#include "phi/core/json_reader.h"
 
 namespace phi {
 
@@ -59,12 +61,31 @@ void ModelSection::validate(const JsonReader& r) const {
 
 DataSection DataSection::from_json(JsonReader& r) {
   DataSection s;
-  const auto& list = r.raw("sources");
-  if (!list.is_array() || list.empty()) r.fail("sources", "must be a non-empty array of {path, weight}");
+  const auto& given = r.raw("sources");
+  // A string names a mixture file written by a data recipe's mix stage: {"sources": [{path (relative
+  // to that file), weight, tokens, epochs}]}.
+  nlohmann::json mixture;
+  std::string mixture_dir, list_source = r.source(), list_path = r.path_of("sources");
+  if (given.is_string()) {
+    const auto file = given.get<std::string>();
+    if (!std::filesystem::exists(file)) r.fail("sources", "names a mixture file that does not exist: " + file);
+    mixture = read_json_file(file);
+    mixture_dir = std::filesystem::path(file).parent_path().string();
+    list_source = file;
+    list_path = "$.sources";
+  }
+  const auto& list = given.is_string() ? mixture.value("sources", nlohmann::json()) : given;
+  if (!list.is_array() || list.empty()) {
+    r.fail("sources", "must be a non-empty array of {path, weight} or a data recipe's mixture file");
+  }
   for (size_t i = 0; i < list.size(); ++i) {
-    JsonReader source(list[i], r.source(), r.path_of("sources") + "[" + std::to_string(i) + "]");
+    JsonReader source(list[i], list_source, list_path + "[" + std::to_string(i) + "]");
     DataSource ds;
     ds.path = source.required<std::string>("path");
+    if (!mixture_dir.empty() && std::filesystem::path(ds.path).is_relative()) {
+      ds.path = (std::filesystem::path(mixture_dir) / ds.path).lexically_normal().string();
+    }
+    if (!mixture_dir.empty()) source.ignore({"tokens", "epochs"});
     ds.weight = source.optional<double>("weight", 1.0);
     if (!(ds.weight > 0)) source.fail("weight", "must be > 0");
     source.finish();

@@ -14,6 +14,15 @@ std::string read_text_file(const std::string& path, const std::string& what = "i
 /// The same, decompressing a .gz (zlib) or .zst (zstd) file; a build without the library says so.
 std::string read_maybe_compressed(const std::string& path, const std::string& what = "input file");
 
+/// Calls `member_fn(name, bytes)` for each regular file of a tar archive (.tar, .tar.gz, .tgz,
+/// .tar.zst), in archive order; a corrupt or truncated archive is an error naming it, and a build
+/// without libarchive says so.
+void for_each_archive_member(const std::string& path,
+                             const std::function<void(const std::string& name, const std::string& bytes)>& member_fn);
+
+/// Whether `path` names a tar archive by its suffix (.tar, .tar.gz, .tgz, .tar.zst).
+bool is_archive_path(const std::string& path);
+
 /// Calls `line_fn(value, where)` for each non-blank line of a JSONL file, `where` being
 /// "path:line"; a line that is not JSON, or longer than `max_line_bytes`, is an error naming it
 /// (read in bounded pieces: a file without newlines never becomes one huge allocation). Stops

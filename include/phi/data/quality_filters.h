@@ -29,4 +29,27 @@ struct GopherQualityOptions {
 /// "gopher_below_alpha_threshold", "gopher_enough_stop_words").
 std::string gopher_quality(const std::string& text, const GopherQualityOptions& options = {});
 
+/// The C4 rules (Raffel et al. 2020) as datatrove's C4QualityFilter applies them with its defaults
+/// (lines split as str.splitlines); a negative or zero limit, or false, turns a rule off.
+struct C4QualityOptions {
+  bool remove_citations = true;
+  bool filter_no_terminal_punct = true;
+  int64_t min_num_sentences = 5;
+  int64_t min_words_per_line = 3;
+  int64_t max_word_length = 1000;
+  bool filter_lorem_ipsum = true;
+  bool filter_javascript = true;
+  bool filter_curly_bracket = true;
+  bool filter_policy = true;
+};
+
+/// "" when the document passes, and then `text` holds its kept lines (joined by \n, stripped);
+/// else why it is dropped ("lorem_ipsum", "curly_bracket", "too_few_sentences").
+std::string c4_quality(std::string& text, const C4QualityOptions& options = {});
+
+/// Sentences in one line, by the rule the C4 filter counts with (datatrove uses NLTK's Punkt
+/// model, which is data we do not ship): a boundary is a run of . ! ? (with closing quotes or
+/// brackets) followed by whitespace and a character that is not lower case.
+int64_t count_sentences(const std::string& line);
+
 }  // namespace phi

@@ -1,4 +1,4 @@
-#include "eval/csv.h"
+#include "core/csv.h"
 
 #include "phi/core/error.h"
 #include "phi/core/text_io.h"

@@ -1,0 +1,89 @@
+// The data pipeline's stages as functions, shared by their commands (cmd_data_stages.cpp) and by
+// `phi data run` (cmd_data_run.cpp). Each reads documents from its inputs and writes the output
+// directory described at the top of cmd_data_stages.cpp.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "phi/core/error.h"
+#include "phi/data/decontamination.h"
+#include "phi/data/dedup.h"
+
+namespace phi::cli {
+
+// Which input files this process takes (--tasks N --task-index I: every N-th from I), and how long
+// the task that finishes a stage waits for the others' files (0: it stops and a rerun finishes).
+struct TaskSlice {
+  int64_t tasks = 1, index = 0;
+  double wait_seconds = 0;
+  bool mine(size_t file) const { return static_cast<int64_t>(file % static_cast<size_t>(tasks)) == index; }
+  bool finisher() const { return index == 0; }
+  void validate() const {
+    if (tasks < 1 || index < 0 || index >= tasks) {
+      throw Error("--task-index must be in [0, --tasks), got " + std::to_string(index) + " of " +
+                  std::to_string(tasks));
+    }
+  }
+};
+
+/// Polls `ready` every 200 ms for up to `seconds`; whether it became true.
+bool wait_until(const std::function<bool()>& ready, double seconds);
+
+struct DedupOptions {
+  std::string method = "minhash";
+  std::vector<std::string> inputs;
+  std::string output;
+  MinhashConfig minhash;
+  std::string permutations;
+};
+
+struct FilterOptions {
+  std::string rules = "gopher";
+  std::vector<std::string> inputs;
+  std::string output;
+  nlohmann::json params = nlohmann::json::object();  // the rule set's parameters (JSON names)
+};
+
+struct DecontaminateOptions {
+  std::vector<std::string> inputs;
+  std::string output;
+  std::vector<std::string> eval = {"../shared/data/eval"};
+  DecontaminationOptions index;
+  std::string action = "drop";
+  int64_t cut_margin = 200, min_piece = 200, max_pieces = 10;
+};
+
+struct ImportOptions {
+  std::vector<std::string> from;  // files or directories (searched recursively)
+  std::string output;
+  std::vector<std::string> extensions;  // e.g. ".py"; empty: every file
+  std::string separator;                // split each file into documents at this text; "": one per file
+  std::string source;                   // the documents' source; "": the name of the root given
+  int64_t files_per_shard = 1000;
+  int64_t max_bytes = 1 << 20;  // larger files are dropped ("too_large")
+  int64_t max_files = 0;        // per directory given: at most this many, evenly spread over its sorted files (0: all)
+};
+
+/// Source trees or text files into JSONL documents (`phi data import`).
+int run_import(const ImportOptions& o, const TaskSlice& slice = {});
+int run_filter(const FilterOptions& o, const TaskSlice& slice = {});
+int run_dedup(const DedupOptions& o, const TaskSlice& slice = {});
+int run_decontaminate(const DecontaminateOptions& o, const TaskSlice& slice = {});
+
+/// A filter rule set's parameters read from JSON (unknown keys are errors naming `path`), resolved
+/// with their defaults into `resolved`.
+void check_filter_params(const std::string& rules, const nlohmann::json& params, const std::string& source,
+                         const std::string& path, nlohmann::json& resolved);
+
+/// The documents an earlier stage wrote (its NNNNN.jsonl files, in order).
+std::vector<std::string> stage_documents(const std::string& directory);
+
+/// Whether a stage's directory is complete (stats.json written).
+bool stage_complete(const std::string& directory);
+
+}  // namespace phi::cli

@@ -1,0 +1,175 @@
+"""`phi data run` with data_recipes/phi1-python.json on a slice of this machine's Python standard
+library: every stage in order, a planted HumanEval solution removed by decontamination, the mixture
+read by a tiny phi-1 pretraining run; a run killed at random moments (SIGKILL, three times) and
+resumed gives byte-identical outputs; two tasks splitting the files give the same outputs as one;
+bad recipes are named."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from phitest import PHI_BIN, REPO, assert_clean_failure, require_shared_data, run_phi, tokenizer_dirs  # noqa: E402
+
+RECIPE = REPO / "data_recipes" / "phi1-python.json"
+STAGES = ["import", "filter", "exact", "near", "decontaminate", "tokens", "mix"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    shared = require_shared_data()
+    root = tmp_path_factory.mktemp("run")
+    tok = tokenizer_dirs(root / "tok")["phi2"]  # phi-1's tokenizer: GPT-2 BPE + CodeGen whitespace tokens
+    import gzip
+    problem = json.loads(gzip.open(shared / "eval" / "humaneval" / "HumanEval.jsonl.gz", "rt").readline())
+    extra = root / "extra"
+    extra.mkdir()
+    (extra / "solution.py").write_text(problem["prompt"] + problem["canonical_solution"])
+    (extra / "copy_of_solution.py").write_text(problem["prompt"] + problem["canonical_solution"])
+    env = dict(os.environ, PHI_PY_STDLIB=sysconfig.get_paths()["stdlib"], PHI1_TOKENIZER=str(tok))
+    evals = json.dumps([str(shared / "eval" / "humaneval"), str(shared / "eval" / "mbpp")])
+    sets = ["--set", f"import.from={json.dumps([env['PHI_PY_STDLIB'], str(extra)])}",
+            "--set", "import.files_per_shard=40", "--set", f"decontaminate.eval={evals}"]
+    return {"env": env, "sets": sets, "root": root, "problem": problem}
+
+
+def data_run(setup, out, *extra, max_files=160, check=True, popen=False):
+    args = [PHI_BIN, "data", "run", "--recipe", str(RECIPE), "--output", str(out), *setup["sets"],
+            "--set", f"import.max_files={max_files}", *extra]
+    if popen:
+        return subprocess.Popen(args, env=setup["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(args, env=setup["env"], capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def snapshot(out):
+    """Every output file's bytes, stats.json without its timings; temporaries would show up here."""
+    files = {}
+    for p in sorted(Path(out).rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(out).as_posix()
+        if p.name == "stats.json":
+            s = json.loads(p.read_text())
+            for k in ("seconds", "documents_per_second", "megabytes_per_second"):
+                s.pop(k, None)
+            files[rel] = json.dumps(s, sort_keys=True).encode()
+        else:
+            files[rel] = p.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def reference(setup):
+    out = setup["root"] / "reference"
+    proc = data_run(setup, out)
+    return out, proc
+
+
+def test_recipe_runs_every_stage_and_trains(setup, reference, tmp_path):
+    out, proc = reference
+    stats = {s: json.loads((out / s / "stats.json").read_text()) for s in STAGES[:5]}
+    assert stats["import"]["documents_in"] == 162 and stats["import"]["documents_out"] >= 100
+    assert stats["import"]["documents_out"] + stats["import"]["removed"]["empty"] == 162  # empty __init__.py files
+    assert stats["filter"]["documents_in"] == stats["import"]["documents_out"]
+    for a, b in zip(STAGES[:4], STAGES[1:5]):
+        assert stats[b]["documents_in"] == stats[a]["documents_out"], (a, b)
+    assert stats["exact"]["removed"]["duplicate"] >= 1  # the two copies of the solution
+    removed = [json.loads(x) for x in (out / "decontaminate" / "removed.jsonl").read_text().splitlines()]
+    assert [r["eval_item"] for r in removed if r["id"].startswith("extra/")] == [
+        "HumanEval.jsonl.gz:" + setup["problem"]["task_id"]], removed
+    done = json.loads((out / "tokens" / "done.json").read_text())
+    assert done["documents"] == stats["decontaminate"]["documents_out"] and done["tokens"] > 100000
+    mixture = json.loads((out / "mix" / "mixture.json").read_text())
+    assert len(mixture["sources"]) == 1 and mixture["sources"][0]["weight"] == 1.0
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert [s["name"] for s in recipe["stages"]] == STAGES and recipe["stages"][1]["params"]["python"] is True
+    # A second run has nothing to do.
+    again = data_run(setup, out)
+    assert again.stderr.count("nothing to do") >= 5, again.stderr[-2000:]
+
+    run_phi("train", "--config", REPO / "configs" / "train" / "phi1-python-tiny.json",
+            "--set", f"data.sources=\"{out / 'mix' / 'mixture.json'}\"", "--set", f"run.dir={tmp_path / 'train'}",
+            "--set", "training.max_steps=4", "--set", "schedule.total_steps=4", "--set", "checkpoint.every=4",
+            "--set", "model.set=[\"vocab_size=51200\", \"hidden_size=32\", \"intermediate_size=64\", \"n_layers=1\", \"n_heads=2\", \"n_kv_heads=2\", \"max_position_embeddings=256\"]",
+            timeout=900)
+    metrics = [json.loads(x) for x in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert losses and all(0 < x < 20 for x in losses)
+
+
+def test_killed_runs_resume_byte_identical(setup):
+    """SIGKILL at three random moments of a run over 1,200 files, each run resuming the last; then a
+    run to the end. The reference is an uninterrupted run of the same recipe into the same directory
+    (the stages record their input paths), moved aside."""
+    out = setup["root"] / "killed"
+    start = time.monotonic()
+    data_run(setup, out, max_files=1200)
+    seconds = time.monotonic() - start
+    ref_out = setup["root"] / "reference-large"
+    out.rename(ref_out)
+    rng = random.Random(11)
+    kills = 0
+    for _ in range(3):
+        proc = data_run(setup, out, max_files=1200, popen=True)
+        time.sleep(rng.uniform(0.1, 0.6) * seconds)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+    data_run(setup, out, max_files=1200)
+    assert kills >= 2, f"the runs finished before the kills ({seconds:.1f} s uninterrupted)"
+    ours, theirs = snapshot(out), snapshot(ref_out)
+    assert sorted(ours) == sorted(theirs), set(ours) ^ set(theirs)
+    differ = [k for k in ours if ours[k] != theirs[k]]
+    assert not differ, differ
+
+
+def test_two_tasks_equal_one(setup, reference):
+    ref_out, _ = reference
+    out = setup["root"] / "tasks"
+    data_run(setup, out)  # the reference, into the same directory (the stages record their input paths)
+    theirs = snapshot(out)
+    import shutil
+    shutil.rmtree(out)
+    procs = [data_run(setup, out, "--tasks", "2", "--task-index", str(i), "--wait", "300", popen=True) for i in (1, 0)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    ours = snapshot(out)
+    assert sorted(ours) == sorted(theirs), set(ours) ^ set(theirs)
+    differ = [k for k in ours if ours[k] != theirs[k]]
+    assert not differ, differ
+
+
+def test_bad_recipes_are_named(setup, tmp_path):
+    recipe = json.loads(RECIPE.read_text())
+    cases = []
+    r = json.loads(json.dumps(recipe))
+    r["stages"][1]["rulez"] = "code"
+    cases.append((r, ["rulez", "$.stages[1]"]))
+    r = json.loads(json.dumps(recipe))
+    r["stages"][1]["params"]["max_line_lenght"] = 10
+    cases.append((r, ["max_line_lenght", "$.stages[1].params"]))
+    r = json.loads(json.dumps(recipe))
+    r["stages"][2]["stage"] = "classify-me"
+    cases.append((r, ["classify-me", "$.stages[2]"]))
+    r = json.loads(json.dumps(recipe))
+    r["stages"][0]["from"] = ["${PHI_NO_SUCH_VARIABLE}"]
+    cases.append((r, ["PHI_NO_SUCH_VARIABLE", "$.stages[0].from[0]"]))
+    for i, (bad, fragments) in enumerate(cases):
+        path = tmp_path / f"bad{i}.json"
+        path.write_text(json.dumps(bad))
+        proc = subprocess.run([PHI_BIN, "data", "run", "--recipe", str(path), "--output", str(tmp_path / f"o{i}")],
+                              env=setup["env"], capture_output=True, text=True, timeout=120)
+        assert_clean_failure(proc, *fragments)
+        assert not (tmp_path / f"o{i}" / "import").exists()  # checked before anything ran
