@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# MinHash near-dedup and the Gopher filter against datatrove 0.10.1 on the same corpus, one run:
+# The data stages against their peers on the same corpus, one run: MinHash near-dedup, exact dedup,
+# the Gopher and C4 filters against datatrove 0.10.1, decontamination against lm-evaluation-harness's
+# Janitor (HumanEval + MBPP, 13-grams).
 # Tiny Shakespeare cut into documents of 60-160 words, a third of them planted again with a few
 # words changed. MinHash: datatrove's signature, buckets and cluster steps (local executor, one task
 # for signatures as ours uses its threads) against `phi data dedup --method minhash` with
@@ -33,6 +35,8 @@ for c in range(copies):
         docs.append(" ".join(w) + f" copy{c}")
         if rng.random() < 0.33:
             docs.append(" ".join(x if rng.random() > 0.03 else "zz" for x in w) + f" copy{c}")
+        if rng.random() < 0.1:
+            docs.append(docs[-1].upper())  # an exact duplicate once normalised
 (work / "in").mkdir()
 with open(work / "in" / "docs.jsonl", "w") as f:
     for i, t in enumerate(docs):
@@ -84,8 +88,88 @@ subprocess.run([os.environ["PHI"], "data", "filter", "--rules", "gopher", "--inp
                 str(work / "filtered")], check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
 phi_filter = time.perf_counter() - start
 
+# Exact dedup: datatrove's three steps on the normalised text (as ours keys it).
+from datatrove.pipeline.dedup.exact_dedup import (ExactDedupConfig, ExactDedupFilter, ExactDedupSignature,
+                                                  ExactFindDedups)
+from datatrove.pipeline.writers import JsonlWriter
+from datatrove.utils.text import simplify_text
+ecfg = ExactDedupConfig(content_getter=lambda d: simplify_text(d.text))
+start = time.perf_counter()
+LocalPipelineExecutor([JsonlReader(str(work / "in")), ExactDedupSignature(str(work / "ex" / "sigs"), config=ecfg)],
+                      tasks=1, workers=1, logging_dir=str(work / "l4")).run()
+LocalPipelineExecutor([ExactFindDedups(str(work / "ex" / "sigs"), str(work / "ex" / "dups"), config=ecfg)],
+                      tasks=1, workers=1, logging_dir=str(work / "l5")).run()
+LocalPipelineExecutor([JsonlReader(str(work / "in")), ExactDedupFilter(str(work / "ex" / "dups"), config=ecfg),
+                       JsonlWriter(str(work / "ex" / "out"))], tasks=1, workers=1, logging_dir=str(work / "l6")).run()
+dt_exact = time.perf_counter() - start
+start = time.perf_counter()
+subprocess.run([os.environ["PHI"], "data", "dedup", "--method", "exact", "--input", str(work / "in"), "--output",
+                str(work / "exact")], check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
+phi_exact = time.perf_counter() - start
+import gzip
+dt_kept = sum(1 for f in (work / "ex" / "out").glob("*") for _ in gzip.open(f, "rt"))
+phi_kept = sum(1 for _ in open(work / "exact" / "00000.jsonl"))
+assert dt_kept == phi_kept, (dt_kept, phi_kept)
+
+# C4: datatrove's filter with phi's sentence rule (NLTK's Punkt data is not shipped).
+import re
+from datatrove.pipeline.filters import c4_filters
+def sentences(line):
+    n = 1
+    for m in re.finditer(r"[.!?][.!?\"')\]\u201d\u2019]*", line):
+        j = k = m.end()
+        while k < len(line) and line[k].isspace():
+            k += 1
+        if k > j and k < len(line) and not line[k].islower():
+            n += 1
+    return [line] * n
+c4_filters.split_into_sentences = lambda text, language=None: sentences(text)
+c4 = c4_filters.C4QualityFilter()
+lined = [t.replace(". ", ".\n") for t in docs]  # lines, as web pages have
+with open(work / "lines.jsonl", "w") as f:
+    for i, t in enumerate(lined):
+        f.write(json.dumps({"id": str(i), "text": t}) + "\n")
+start = time.perf_counter()
+for i, t in enumerate(lined):
+    c4.filter(Document(text=t, id=str(i)))
+dt_c4 = time.perf_counter() - start
+start = time.perf_counter()
+subprocess.run([os.environ["PHI"], "data", "filter", "--rules", "c4", "--input", str(work / "lines.jsonl"), "--output",
+                str(work / "c4")], check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
+phi_c4 = time.perf_counter() - start
+
+# Decontamination against HumanEval + MBPP: lm-eval's Janitor (its Python mode: the C++ module is not
+# on PyPI) registering the same texts, then finding the contaminated documents.
+import contextlib, io
+from lm_eval.decontamination import janitor as jmod
+jmod.JANITOR_CPP = False
+texts = []
+for line in gzip.open(shared / "eval" / "humaneval" / "HumanEval.jsonl.gz", "rt"):
+    r = json.loads(line)
+    texts += [r["prompt"], r["canonical_solution"]]
+for line in open(shared / "eval" / "mbpp" / "mbpp.jsonl"):
+    r = json.loads(line)
+    texts += [r["text"], r["code"]]
+start = time.perf_counter()
+janitor = jmod.Janitor(ngram_n=13)
+with contextlib.redirect_stdout(io.StringIO()):
+    for t in texts:
+        janitor.register_contaminant_python(t)
+dirty = sum(1 for t in docs if any(janitor.normalize_string(g) in janitor.dirt_ngrams for g, _ in jmod.word_ngrams_indices(t, 13)))
+dt_decon = time.perf_counter() - start
+start = time.perf_counter()
+subprocess.run([os.environ["PHI"], "data", "decontaminate", "--input", str(work / "in"), "--output", str(work / "decon"),
+                "--eval", str(shared / "eval" / "humaneval"), str(shared / "eval" / "mbpp/mbpp.jsonl"), "--min-words", "13"],
+               check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
+phi_decon = time.perf_counter() - start
+assert json.loads((work / "decon" / "stats.json").read_text())["contaminated_documents"] == dirty
+
 n = len(docs)
 result = {"documents": n, "megabytes": mb, "removed": len(ours),
+          "exact_datatrove_mb_per_s": mb / dt_exact, "exact_phi_mb_per_s": mb / phi_exact, "exact_ratio": dt_exact / phi_exact,
+          "c4_datatrove_mb_per_s": mb / dt_c4, "c4_phi_mb_per_s": mb / phi_c4, "c4_ratio": dt_c4 / phi_c4,
+          "decontaminate_janitor_mb_per_s": mb / dt_decon, "decontaminate_phi_mb_per_s": mb / phi_decon,
+          "decontaminate_ratio": dt_decon / phi_decon,
           "minhash_datatrove_docs_per_s": n / dt_seconds, "minhash_phi_docs_per_s": n / phi_seconds,
           "minhash_ratio": dt_seconds / phi_seconds,
           "gopher_datatrove_mb_per_s": mb / dt_filter, "gopher_phi_mb_per_s": mb / phi_filter,
@@ -96,7 +180,10 @@ print("| stage | datatrove 0.10.1 | phi | ratio |")
 print("|---|---|---|---|")
 print(f"| MinHash dedup, signatures to clusters (documents/s) | {n/dt_seconds:.0f} | {n/phi_seconds:.0f} | {dt_seconds/phi_seconds:.2f}x |")
 print(f"| Gopher quality filter (MB/s) | {mb/dt_filter:.2f} | {mb/phi_filter:.2f} | {dt_filter/phi_filter:.2f}x |")
+print(f"| C4 quality filter (MB/s) | {mb/dt_c4:.2f} | {mb/phi_c4:.2f} | {dt_c4/phi_c4:.2f}x |")
+print(f"| exact dedup, normalised text (MB/s) | {mb/dt_exact:.2f} | {mb/phi_exact:.2f} | {dt_exact/phi_exact:.2f}x |")
+print(f"| decontamination, HumanEval + MBPP 13-grams (MB/s; lm-eval Janitor) | {mb/dt_decon:.2f} | {mb/phi_decon:.2f} | {dt_decon/phi_decon:.2f}x |")
 print("(phi: whole command including reading and writing JSONL, 2 threads; datatrove: its pipeline steps,"
-      " the filter called in-process without I/O)")
+      " the filters called in-process without I/O; the Janitor: index and lookups in-process)")
 PY
 PHI="$BUILD_DIR/phi" "$PHI_VENV/bin/python" "$work/bench.py" "$work" "$SHARED" "$COPIES" "$OUT/bench_dedup.json"

@@ -205,6 +205,7 @@ void add_data_command(CLI::App& root, Runner& run) {
   lg->add_option("--seed", lego->seed, "seed (use different seeds for train and held-out splits)")->capture_default_str();
   lg->callback([&run, lego]() { run = [lego]() { return run_lego(*lego); }; });
   auto textbook = std::make_shared<TextbookOptions>();
+  add_synth_teacher_command(synth, run);
   auto* tb = synth->add_subcommand("textbook", "Synthetic textbook lessons (arithmetic, comparisons, Python)");
   tb->add_option("--output", textbook->output, "output .txt (documents separated by <|endoftext|>)")->required();
   tb->add_option("--count", textbook->count, "documents")->capture_default_str();

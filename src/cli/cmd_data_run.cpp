@@ -16,6 +16,7 @@
 
 #include "cli/commands.h"
 #include "cli/data_stages.h"
+#include "cli/stage_output.h"
 #include "phi/config/overrides.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
@@ -35,7 +36,7 @@ struct RunOptions {
   TaskSlice slice;
 };
 
-const std::set<std::string> kStages = {"import", "filter", "dedup", "decontaminate", "tokenize", "mix"};
+const std::set<std::string> kStages = {"import", "filter", "dedup", "decontaminate", "synth", "tokenize", "mix"};
 
 // A stage's inputs: earlier stages' documents (or datasets, for mix) and paths as given.
 std::vector<std::string> resolve_inputs(const nlohmann::json& input, const std::map<std::string, std::string>& done,
@@ -153,7 +154,7 @@ int run_recipe(const RunOptions& o) {
     p.name = r.required<std::string>("name");
     p.kind = r.required<std::string>("stage");
     if (!kStages.count(p.kind)) {
-      r.fail("stage", "unknown stage '" + p.kind + "' (import, filter, dedup, decontaminate, tokenize, mix)");
+      r.fail("stage", "unknown stage '" + p.kind + "' (import, filter, dedup, decontaminate, synth, tokenize, mix)");
     }
     if (p.name.empty() || p.name.find('/') != std::string::npos || p.name[0] == '.') {
       r.fail("name", "must be a plain directory name");
@@ -266,7 +267,15 @@ int run_recipe(const RunOptions& o) {
           run_decontaminate(opt, o.slice);
           if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
         }
-      } else if (p.kind == "tokenize") {
+      } else if (p.kind == "synth") {
+      nlohmann::json synth_resolved = nlohmann::json::object();
+      const auto opt = synth_options_from_json(p.spec, o.recipe, where, synth_resolved);
+      res.update(synth_resolved);
+      if (run_it) {
+        run_synth(opt, p.dir, o.slice);
+        if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
+      }
+    } else if (p.kind == "tokenize") {
         TokenizeJob job;
         job.output = p.dir;
         job.inputs = inputs();

@@ -31,9 +31,6 @@ struct TaskSlice {
   }
 };
 
-/// Polls `ready` every 200 ms for up to `seconds`; whether it became true.
-bool wait_until(const std::function<bool()>& ready, double seconds);
-
 struct DedupOptions {
   std::string method = "minhash";
   std::vector<std::string> inputs;
@@ -68,6 +65,29 @@ struct ImportOptions {
   int64_t max_bytes = 1 << 20;  // larger files are dropped ("too_large")
   int64_t max_files = 0;        // per directory given: at most this many, evenly spread over its sorted files (0: all)
 };
+
+/// Synthetic documents from a teacher behind an OpenAI-compatible endpoint (cmd_data_synth.cpp).
+struct SynthOptions {
+  std::string endpoint;  // ".../v1"
+  std::string model = "phi";
+  std::string api_key_env;  // the environment variable holding the API key ("": none)
+  std::string system;       // a system message ("": none)
+  std::vector<std::string> templates;  // with {topic}, {audience}, {style}
+  std::vector<std::string> topics, audiences, styles;
+  int64_t count = 0;
+  uint64_t seed = 0;
+  double temperature = 0.8;
+  int64_t max_tokens = 512;
+  int64_t concurrency = 4;
+  int64_t retries = 6;
+  double timeout_seconds = 120;
+  int64_t documents_per_shard = 1000;
+};
+SynthOptions synth_options_from_json(const nlohmann::json& spec, const std::string& source, const std::string& path,
+                                     nlohmann::json& resolved);
+/// Prompt i: {prompt, template, topic, audience, style, seed}.
+nlohmann::json synth_prompt(const SynthOptions& o, int64_t i);
+int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice& slice = {});
 
 /// Source trees or text files into JSONL documents (`phi data import`).
 int run_import(const ImportOptions& o, const TaskSlice& slice = {});

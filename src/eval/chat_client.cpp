@@ -14,7 +14,7 @@
 namespace phi {
 
 ChatClient::ChatClient(ChatClientOptions options) : options_(std::move(options)) {
-  if (options_.url.empty()) throw Error("the judge needs --judge-url (an OpenAI-compatible endpoint)");
+  if (options_.url.empty()) throw Error("no endpoint URL given (an OpenAI-compatible endpoint)");
   endpoint_ = options_.url;
   while (!endpoint_.empty() && endpoint_.back() == '/') endpoint_.pop_back();
   const std::string suffix = "/chat/completions";
@@ -23,9 +23,13 @@ ChatClient::ChatClient(ChatClientOptions options) : options_(std::move(options))
   }
 }
 
+std::string ChatClient::complete(const nlohmann::ordered_json& messages, double temperature, int64_t max_tokens) const {
+  return complete_with(messages, temperature, max_tokens, nlohmann::ordered_json::object()).content;
+}
+
 #ifndef PHI_WITH_CURL
-std::string ChatClient::complete(const nlohmann::ordered_json&, double, int64_t) const {
-  throw Error("this build has no libcurl: the MT-bench judge cannot reach " + endpoint_);
+ChatReply ChatClient::complete_with(const nlohmann::ordered_json&, double, int64_t, const nlohmann::ordered_json&) const {
+  throw Error("this build has no libcurl: cannot reach " + endpoint_);
 }
 #else
 namespace {
@@ -39,13 +43,14 @@ size_t append_body(char* data, size_t size, size_t n, void* out) {
 
 }  // namespace
 
-std::string ChatClient::complete(const nlohmann::ordered_json& messages, double temperature, int64_t max_tokens) const {
+ChatReply ChatClient::complete_with(const nlohmann::ordered_json& messages, double temperature, int64_t max_tokens,
+                                    const nlohmann::ordered_json& extra) const {
   static std::once_flag init;
   std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  const std::string payload =
-      nlohmann::ordered_json{{"model", options_.model}, {"messages", messages}, {"n", 1},
-                             {"temperature", temperature}, {"max_tokens", max_tokens}}
-          .dump();
+  nlohmann::ordered_json request{{"model", options_.model}, {"messages", messages}, {"n", 1},
+                                 {"temperature", temperature}, {"max_tokens", max_tokens}};
+  for (const auto& [key, value] : extra.items()) request[key] = value;
+  const std::string payload = request.dump();
   std::string last_error;
   double wait = options_.backoff_seconds;
   for (int attempt = 0; attempt <= options_.max_retries; ++attempt) {
@@ -85,12 +90,16 @@ std::string ChatClient::complete(const nlohmann::ordered_json& messages, double 
     try {
       const auto reply = nlohmann::json::parse(body);
       const auto& content = reply.at("choices").at(0).at("message").at("content");
-      return content.is_null() ? std::string() : content.get<std::string>();
+      ChatReply out;
+      out.content = content.is_null() ? std::string() : content.get<std::string>();
+      out.usage = reply.value("usage", nlohmann::json());
+      out.tries = attempt + 1;
+      return out;
     } catch (const nlohmann::json::exception& e) {
       last_error = endpoint_ + " answered with an unexpected body (" + e.what() + "): " + body.substr(0, 300);
     }
   }
-  throw Error("the judge failed after " + std::to_string(options_.max_retries + 1) + " tries: " + last_error);
+  throw Error("the endpoint failed after " + std::to_string(options_.max_retries + 1) + " tries: " + last_error);
 }
 #endif
 

@@ -16,16 +16,23 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import PHI_BIN, REPO, assert_clean_failure, require_shared_data, run_phi, tokenizer_dirs  # noqa: E402
+from phitest import (PHI_BIN, REPO, assert_clean_failure, random_model_with_tokenizer, require_shared_data,  # noqa: E402
+                     run_phi, start_server, stop_server, tokenizer_dirs)
 
 RECIPE = REPO / "data_recipes" / "phi1-python.json"
-STAGES = ["import", "filter", "exact", "near", "decontaminate", "tokens", "mix"]
+STAGES = ["import", "filter", "exact", "near", "decontaminate", "tokens", "synth", "synth_exact", "synth_decontaminate",
+          "synth_tokens", "mix"]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    """The recipe's inputs: a slice of the standard library plus a planted HumanEval solution, phi-1's
+    tokenizer, and `phi serve` with a small random phi-2-shaped model as the teacher (greedy, one
+    request at a time: its answers are the same on every run)."""
     shared = require_shared_data()
     root = tmp_path_factory.mktemp("run")
+    _, teacher = random_model_with_tokenizer(root / "teacher", "phi2")
+    server, url = start_server(teacher)
     tok = tokenizer_dirs(root / "tok")["phi2"]  # phi-1's tokenizer: GPT-2 BPE + CodeGen whitespace tokens
     import gzip
     problem = json.loads(gzip.open(shared / "eval" / "humaneval" / "HumanEval.jsonl.gz", "rt").readline())
@@ -33,11 +40,15 @@ def setup(tmp_path_factory):
     extra.mkdir()
     (extra / "solution.py").write_text(problem["prompt"] + problem["canonical_solution"])
     (extra / "copy_of_solution.py").write_text(problem["prompt"] + problem["canonical_solution"])
-    env = dict(os.environ, PHI_PY_STDLIB=sysconfig.get_paths()["stdlib"], PHI1_TOKENIZER=str(tok))
+    env = dict(os.environ, PHI_PY_STDLIB=sysconfig.get_paths()["stdlib"], PHI1_TOKENIZER=str(tok),
+               PHI_TEACHER_URL=url + "/v1", PHI_TEACHER_MODEL="phi-test")
     evals = json.dumps([str(shared / "eval" / "humaneval"), str(shared / "eval" / "mbpp")])
     sets = ["--set", f"import.from={json.dumps([env['PHI_PY_STDLIB'], str(extra)])}",
-            "--set", "import.files_per_shard=40", "--set", f"decontaminate.eval={evals}"]
-    return {"env": env, "sets": sets, "root": root, "problem": problem}
+            "--set", "import.files_per_shard=40", "--set", f"decontaminate.eval={evals}",
+            "--set", f"synth_decontaminate.eval={evals}", "--set", "synth.count=12", "--set", "synth.max_tokens=24",
+            "--set", "synth.concurrency=1", "--set", "synth.temperature=0", "--set", "synth.documents_per_shard=4"]
+    yield {"env": env, "sets": sets, "root": root, "problem": problem}
+    stop_server(server)
 
 
 def data_run(setup, out, *extra, max_files=160, check=True, popen=False):
@@ -52,7 +63,8 @@ def data_run(setup, out, *extra, max_files=160, check=True, popen=False):
 
 
 def snapshot(out):
-    """Every output file's bytes, stats.json without its timings; temporaries would show up here."""
+    """Every output file's bytes, stats.json without its timings and this run's request counts;
+    temporaries would show up here."""
     files = {}
     for p in sorted(Path(out).rglob("*")):
         if not p.is_file():
@@ -60,7 +72,7 @@ def snapshot(out):
         rel = p.relative_to(out).as_posix()
         if p.name == "stats.json":
             s = json.loads(p.read_text())
-            for k in ("seconds", "documents_per_second", "megabytes_per_second"):
+            for k in ("seconds", "documents_per_second", "megabytes_per_second", "this_run"):
                 s.pop(k, None)
             files[rel] = json.dumps(s, sort_keys=True).encode()
         else:
@@ -77,7 +89,7 @@ def reference(setup):
 
 def test_recipe_runs_every_stage_and_trains(setup, reference, tmp_path):
     out, proc = reference
-    stats = {s: json.loads((out / s / "stats.json").read_text()) for s in STAGES[:5]}
+    stats = {s: json.loads((out / s / "stats.json").read_text()) for s in STAGES[:5] + STAGES[6:9]}
     assert stats["import"]["documents_in"] == 162 and stats["import"]["documents_out"] >= 100
     assert stats["import"]["documents_out"] + stats["import"]["removed"]["empty"] == 162  # empty __init__.py files
     assert stats["filter"]["documents_in"] == stats["import"]["documents_out"]
@@ -89,13 +101,19 @@ def test_recipe_runs_every_stage_and_trains(setup, reference, tmp_path):
         "HumanEval.jsonl.gz:" + setup["problem"]["task_id"]], removed
     done = json.loads((out / "tokens" / "done.json").read_text())
     assert done["documents"] == stats["decontaminate"]["documents_out"] and done["tokens"] > 100000
+    assert stats["synth"]["documents_in"] == 12 and stats["synth"]["this_run"]["requests"] == 12
+    assert stats["synth_exact"]["documents_in"] == stats["synth"]["documents_out"]
+    synth_tokens = json.loads((out / "synth_tokens" / "done.json").read_text())["tokens"]
     mixture = json.loads((out / "mix" / "mixture.json").read_text())
-    assert len(mixture["sources"]) == 1 and mixture["sources"][0]["weight"] == 1.0
+    assert [m["epochs"] for m in mixture["sources"]] == [1, 2]
+    assert [m["tokens"] for m in mixture["sources"]] == [done["tokens"], synth_tokens]
+    assert mixture["tokens_per_pass"] == done["tokens"] + 2 * synth_tokens
+    assert abs(mixture["sources"][1]["weight"] - 2 * synth_tokens / mixture["tokens_per_pass"]) < 1e-12
     recipe = json.loads((out / "recipe.json").read_text())
     assert [s["name"] for s in recipe["stages"]] == STAGES and recipe["stages"][1]["params"]["python"] is True
     # A second run has nothing to do.
     again = data_run(setup, out)
-    assert again.stderr.count("nothing to do") >= 5, again.stderr[-2000:]
+    assert again.stderr.count("nothing to do") >= 8, again.stderr[-2000:]
 
     run_phi("train", "--config", REPO / "configs" / "train" / "phi1-python-tiny.json",
             "--set", f"data.sources=\"{out / 'mix' / 'mixture.json'}\"", "--set", f"run.dir={tmp_path / 'train'}",
