@@ -194,6 +194,8 @@ void add_data_command(CLI::App& root, Runner& run) {
 
   add_data_stage_commands(cmd, run);
   add_data_run_command(cmd, run);
+  add_data_classify_command(cmd, run);
+  add_data_annotate_command(cmd, run);
 
   auto* synth = cmd->add_subcommand("synth", "Generate synthetic data");
   synth->require_subcommand(1);

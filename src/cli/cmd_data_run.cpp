@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -20,6 +21,7 @@
 #include "phi/config/overrides.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
+#include "phi/data/documents.h"
 #include "phi/data/shards.h"
 
 namespace phi::cli {
@@ -33,10 +35,12 @@ struct RunOptions {
   std::string output;
   std::vector<std::string> set;
   std::string only_stage;
+  bool dry_run = false;
   TaskSlice slice;
 };
 
-const std::set<std::string> kStages = {"import", "filter", "dedup", "decontaminate", "synth", "tokenize", "mix"};
+const std::set<std::string> kStages = {"import", "filter",   "dedup",    "decontaminate", "synth",
+                                       "annotate", "classify", "tokenize", "mix"};
 
 // A stage's inputs: earlier stages' documents (or datasets, for mix) and paths as given.
 std::vector<std::string> resolve_inputs(const nlohmann::json& input, const std::map<std::string, std::string>& done,
@@ -154,7 +158,7 @@ int run_recipe(const RunOptions& o) {
     p.name = r.required<std::string>("name");
     p.kind = r.required<std::string>("stage");
     if (!kStages.count(p.kind)) {
-      r.fail("stage", "unknown stage '" + p.kind + "' (import, filter, dedup, decontaminate, synth, tokenize, mix)");
+      r.fail("stage", "unknown stage '" + p.kind + "' (import, filter, dedup, decontaminate, synth, annotate, classify, tokenize, mix)");
     }
     if (p.name.empty() || p.name.find('/') != std::string::npos || p.name[0] == '.') {
       r.fail("name", "must be a plain directory name");
@@ -267,6 +271,30 @@ int run_recipe(const RunOptions& o) {
           run_decontaminate(opt, o.slice);
           if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
         }
+      } else if (p.kind == "classify") {
+        ClassifyOptions opt;
+        opt.output = p.dir;
+        opt.inputs = inputs();
+        opt.classifier = r.required<std::string>("classifier");
+        opt.threshold = r.optional("threshold", opt.threshold);
+        opt.batch_size = r.optional("batch_size", opt.batch_size);
+        opt.device = r.optional("device", opt.device);
+        r.finish();
+        res.update({{"classifier", opt.classifier}, {"threshold", opt.threshold}, {"batch_size", opt.batch_size},
+                    {"device", opt.device}});
+        if (run_it) {
+          run_classify(opt, o.slice);
+          if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
+        }
+      } else if (p.kind == "annotate") {
+        const auto in = inputs();
+        nlohmann::json annotate_resolved = nlohmann::json::object();
+        const auto opt = annotate_options_from_json(p.spec, o.recipe, where, annotate_resolved);
+        res.update(annotate_resolved);
+        if (run_it) {
+          run_annotate(opt, in, p.dir, o.slice);
+          if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
+        }
       } else if (p.kind == "synth") {
       nlohmann::json synth_resolved = nlohmann::json::object();
       const auto opt = synth_options_from_json(p.spec, o.recipe, where, synth_resolved);
@@ -279,6 +307,7 @@ int run_recipe(const RunOptions& o) {
         TokenizeJob job;
         job.output = p.dir;
         job.inputs = inputs();
+        if (execute) job.inputs = document_files(job.inputs);  // directories: their JSONL files
         job.tokenizer = r.required<std::string>("tokenizer");
         job.shard_tokens = r.optional("shard_tokens", job.shard_tokens);
         job.no_eos = !r.optional("eos", true);
@@ -299,38 +328,56 @@ int run_recipe(const RunOptions& o) {
         if (run_it && !await_stage(p.dir, o.slice, "done.json")) return 0;
       } else {  // mix
         const auto& sources = r.raw("sources");
-        if (!sources.is_array() || sources.empty()) r.fail("sources", "must be a non-empty array of {input, epochs}");
+        if (!sources.is_array() || sources.empty()) {
+          r.fail("sources", "must be a non-empty array of {input, epochs} or {input, weight}");
+        }
         r.finish();
         nlohmann::json list = nlohmann::json::array(), res_sources = nlohmann::json::array();
         std::vector<std::pair<std::string, double>> parts;  // dataset, epochs
+        bool by_weight = false;
+        std::vector<double> weights;
         for (size_t k = 0; k < sources.size(); ++k) {
           JsonReader s(sources[k], o.recipe, where + ".sources[" + std::to_string(k) + "]");
           const auto input = s.required<std::string>("input");
-          const auto epochs = s.optional("epochs", 1.0);
-          if (!(epochs > 0)) s.fail("epochs", "must be > 0");
+          const bool has_weight = s.has("weight");
+          if (k == 0) by_weight = has_weight;
+          if (has_weight != by_weight) s.fail("weight", "give every source a weight, or every source epochs");
+          if (has_weight && s.has("epochs")) s.fail("epochs", "a source has a weight or epochs, not both");
+          const auto epochs = by_weight ? 0.0 : s.optional("epochs", 1.0);
+          const auto weight = by_weight ? s.required<double>("weight") : 0.0;
+          if (!by_weight && !(epochs > 0)) s.fail("epochs", "must be > 0");
+          if (by_weight && !(weight > 0)) s.fail("weight", "must be > 0");
           s.finish();
           const auto it = dirs.find(input);
           parts.emplace_back(it != dirs.end() ? it->second : input, epochs);
-          res_sources.push_back({{"input", input}, {"epochs", epochs}});
+          weights.push_back(weight);
+          res_sources.push_back(by_weight ? nlohmann::json{{"input", input}, {"weight", weight}}
+                                          : nlohmann::json{{"input", input}, {"epochs", epochs}});
         }
         res["sources"] = res_sources;
         const nlohmann::json parameters = {{"sources", res_sources}};
         if (run_it && o.slice.finisher() && !done_with(p.dir, parameters)) {
-          // Weights in proportion to tokens x epochs: a run over the mixture's tokens sees each source
-          // its number of epochs.
-          double total = 0;
+          // By epochs: weights in proportion to tokens x epochs, so that a run over the mixture's
+          // tokens sees each source its number of epochs. By weight: the weights normalised, and
+          // the epochs that a pass over all the tokens implies.
+          double total = 0, weight_sum = 0;
           std::vector<int64_t> tokens;
-          for (const auto& [dataset, epochs] : parts) {
-            tokens.push_back(read_manifest(dataset).n_tokens());
-            total += static_cast<double>(tokens.back()) * epochs;
+          for (size_t k = 0; k < parts.size(); ++k) {
+            tokens.push_back(read_manifest(parts[k].first).n_tokens());
+            total += static_cast<double>(tokens.back()) * (by_weight ? 1.0 : parts[k].second);
+            weight_sum += weights[k];
           }
           if (!(total > 0)) throw Error("the mixture's sources hold no tokens", o.recipe + ": " + where);
           fs::create_directories(p.dir);
           for (size_t k = 0; k < parts.size(); ++k) {
+            const double w =
+                by_weight ? weights[k] / weight_sum : static_cast<double>(tokens[k]) * parts[k].second / total;
+            const double epochs =
+                by_weight ? (tokens[k] > 0 ? w * total / static_cast<double>(tokens[k]) : 0.0) : parts[k].second;
             list.push_back({{"path", fs::relative(fs::absolute(parts[k].first), fs::absolute(p.dir)).generic_string()},
-                            {"weight", static_cast<double>(tokens[k]) * parts[k].second / total},
+                            {"weight", w},
                             {"tokens", tokens[k]},
-                            {"epochs", parts[k].second}});
+                            {"epochs", epochs}});
           }
           write_json_file_atomic((fs::path(p.dir) / "mixture.json").string(),
                                  {{"sources", list}, {"tokens_per_pass", static_cast<int64_t>(total)}});
@@ -351,7 +398,12 @@ int run_recipe(const RunOptions& o) {
         }
       }
     }
-    if (execute && o.slice.finisher()) write_json_file_atomic((fs::path(output) / "recipe.json").string(), resolved);
+    if (!execute && o.dry_run) {
+    std::cout << resolved.dump(2) << std::endl;
+    spdlog::info("data run: {} stages of {} checked (--dry-run: nothing ran)", plan.size(), o.recipe);
+    return 0;
+  }
+  if (execute && o.slice.finisher()) write_json_file_atomic((fs::path(output) / "recipe.json").string(), resolved);
   }
   spdlog::info("data run: {} stages of {} done in {}", plan.size(), o.recipe, output);
   return 0;
@@ -366,6 +418,7 @@ void add_data_run_command(CLI::App* data, Runner& run) {
   cmd->add_option("--output", o->output, "output directory (default: the recipe's \"output\")");
   cmd->add_option("--set", o->set, "override: STAGE.key=value (a stage's parameter) or key=value (the recipe's)");
   cmd->add_option("--stage", o->only_stage, "run this stage only (the ones before it must be complete)");
+  cmd->add_flag("--dry-run", o->dry_run, "check the recipe and print it resolved, run nothing");
   cmd->add_option("--tasks", o->slice.tasks, "split each stage's files over this many tasks")->capture_default_str();
   cmd->add_option("--task-index", o->slice.index, "which task this is, 0 to --tasks - 1")->capture_default_str();
   cmd->add_option("--wait", o->slice.wait_seconds, "seconds a task waits for the others at the end of each stage")

@@ -15,7 +15,7 @@
 // phi data filter --rules gopher|c4|code --input PATHS... --output DIR [--param key=value]...
 // The c4 rules rewrite the documents they keep (only the lines that pass stay).
 //
-// phi data decontaminate --input PATHS... --output DIR [--eval PATHS...] [--ngram 13] [--min-words 8]
+// phi data decontaminate --input PATHS... --output DIR [--eval PATHS...] [--ngram 13] [--min-words 13]
 //   [--action drop|cut|report] [--cut-margin 200] [--min-piece 200] [--max-pieces 10]
 // hits.jsonl lists every document that matches an eval item, once per item (the span and the
 // number of n-grams); removed.jsonl names the eval item a dropped document matches.

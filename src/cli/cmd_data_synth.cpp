@@ -10,6 +10,8 @@
 // topics_file: one per line), audiences, styles, count, seed, temperature, max_tokens, concurrency,
 // retries, timeout_seconds, documents_per_shard, system.
 #include <atomic>
+#include <cctype>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -59,6 +61,151 @@ std::string hex64(uint64_t v) {
   char buffer[17];
   std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(v));
   return buffer;
+}
+
+
+// A teacher behind an OpenAI-compatible endpoint, asked through a cache: every answer is written
+// to cache_dir/<hash of the request>.json as it arrives, and a request already there is not sent.
+struct TeacherSettings {
+  std::string endpoint, model, api_key_env;
+  double temperature = 0.8;
+  int64_t max_tokens = 512;
+  int64_t concurrency = 4;
+  int64_t retries = 6;
+  double timeout_seconds = 120;
+};
+
+class Teacher {
+ public:
+  Teacher(const TeacherSettings& settings, fs::path cache_dir) : settings_(settings), cache_dir_(std::move(cache_dir)) {
+    fs::create_directories(cache_dir_);
+    ChatClientOptions client_options;
+    client_options.url = settings.endpoint;
+    client_options.model = settings.model;
+    client_options.timeout_seconds = settings.timeout_seconds;
+    client_options.max_retries = static_cast<int>(settings.retries);
+    client_options.backoff_seconds = 0.5;
+    if (!settings.api_key_env.empty()) {
+      const char* key = std::getenv(settings.api_key_env.c_str());
+      if (key == nullptr) throw Error("environment variable " + settings.api_key_env + " (api_key_env) is not set");
+      client_options.api_key = key;
+    }
+    client_ = std::make_unique<ChatClient>(client_options);
+  }
+
+  struct Request {
+    nlohmann::ordered_json messages;
+    nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+  };
+
+  /// The answers to `requests`, in order: {"request", "content", "usage"}, `concurrency` requests at
+  /// a time. When one fails after its retries the rest stop and phi::Error says so (the answers so
+  /// far are cached). `on_answer` runs once per request (from worker threads, serialised).
+  std::vector<nlohmann::json> ask(const std::vector<Request>& requests, const std::function<void()>& on_answer) {
+    std::vector<nlohmann::json> answers(requests.size());
+    std::atomic<size_t> next{0};
+    std::mutex mutex;
+    std::string first_error;
+    auto worker = [&]() {
+      for (size_t i = next++; i < requests.size(); i = next++) {
+        const auto& rq = requests[i];
+        const auto key_text = nlohmann::ordered_json{{"endpoint", settings_.endpoint}, {"model", settings_.model},
+                                                     {"messages", rq.messages}, {"temperature", settings_.temperature},
+                                                     {"max_tokens", settings_.max_tokens}, {"extra", rq.extra}}
+                                  .dump();
+        const auto cache_file = cache_dir_ / (hex64(XXH3_64bits(key_text.data(), key_text.size())) + ".json");
+        auto& answer = answers[i];
+        bool have = false;
+        if (fs::exists(cache_file)) {
+          try {
+            answer = read_json_file(cache_file.string());
+            have = answer.value("request", "") == key_text;
+          } catch (const Error&) {
+            // a torn cache entry (not possible with atomic writes): ask again
+          }
+        }
+        if (have) {
+          ++cached;
+        } else {
+          try {
+            const auto reply =
+                client_->complete_with(rq.messages, settings_.temperature, settings_.max_tokens, rq.extra);
+            ++asked;
+            tries += reply.tries;
+            answer = {{"request", key_text}, {"content", reply.content}, {"usage", reply.usage}};
+            write_json_file_atomic(cache_file.string(), answer);
+          } catch (const Error& e) {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (first_error.empty()) first_error = e.what();
+            next = requests.size();  // stop; what is cached stays
+            continue;
+          }
+        }
+        std::lock_guard<std::mutex> lock(mutex);
+        on_answer();
+      }
+    };
+    std::vector<std::thread> threads;
+    const auto n = std::min<size_t>(static_cast<size_t>(settings_.concurrency), requests.size());
+    for (size_t t = 0; t < n; ++t) threads.emplace_back(worker);
+    for (auto& t : threads) t.join();
+    if (!first_error.empty()) throw Error(first_error, settings_.endpoint, "answers so far are cached: run again");
+    return answers;
+  }
+
+  std::atomic<int64_t> asked{0}, cached{0}, tries{0};
+
+ private:
+  TeacherSettings settings_;
+  fs::path cache_dir_;
+  std::unique_ptr<ChatClient> client_;
+};
+
+// Prompt and completion tokens of answers, from their usage.
+std::pair<int64_t, int64_t> usage_of(const std::vector<nlohmann::json>& answers) {
+  int64_t prompt = 0, completion = 0;
+  for (const auto& a : answers) {
+    const auto usage = a.value("usage", nlohmann::json());
+    if (usage.is_object()) {
+      prompt += usage.value("prompt_tokens", int64_t{0});
+      completion += usage.value("completion_tokens", int64_t{0});
+    }
+  }
+  return {prompt, completion};
+}
+
+// The stats every teacher stage adds: tokens over all answers (from the per-file usage parts) and
+// this run's requests.
+void finish_teacher_stage(StageOutput& out, const std::string& output, const Teacher& teacher, nlohmann::json extra) {
+  extra["this_run"] = {{"requests", teacher.asked.load()}, {"tries", teacher.tries.load()}, {"cached", teacher.cached.load()}};
+  auto stats = out.finish(extra, {"usage.jsonl"});
+  int64_t total_prompt = 0, total_completion = 0;
+  for_each_jsonl((fs::path(output) / "usage.jsonl").string(), [&](const nlohmann::json& u, const std::string&) {
+    total_prompt += u.value("prompt_tokens", int64_t{0});
+    total_completion += u.value("completion_tokens", int64_t{0});
+    return true;
+  });
+  stats["prompt_tokens"] = total_prompt;
+  stats["completion_tokens"] = total_completion;
+  write_json_file_atomic((fs::path(output) / "stats.json").string(), stats);
+}
+
+void write_usage_part(StageOutput& out, size_t file, const std::vector<nlohmann::json>& answers) {
+  const auto [prompt, completion] = usage_of(answers);
+  out.part_file(file, "usage.jsonl", nlohmann::json{{"prompt_tokens", prompt}, {"completion_tokens", completion}}.dump() + "\n");
+}
+
+TeacherSettings teacher_settings(const SynthOptions& o) {
+  TeacherSettings t;
+  t.endpoint = o.endpoint;
+  t.model = o.model;
+  t.api_key_env = o.api_key_env;
+  t.temperature = o.temperature;
+  t.max_tokens = o.max_tokens;
+  t.concurrency = o.concurrency;
+  t.retries = o.retries;
+  t.timeout_seconds = o.timeout_seconds;
+  return t;
 }
 
 }  // namespace
@@ -131,94 +278,29 @@ int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice&
                                      {"documents_per_shard", per}};
   StageOutput out("synth", output, parameters, shards, {"empty_answer"});
   if (out.complete()) return 0;
-  const auto cache_dir = fs::path(output) / "cache";
-  fs::create_directories(cache_dir);
-  ChatClientOptions client_options;
-  client_options.url = o.endpoint;
-  client_options.model = o.model;
-  client_options.timeout_seconds = o.timeout_seconds;
-  client_options.max_retries = o.retries;
-  client_options.backoff_seconds = 0.5;
-  if (!o.api_key_env.empty()) {
-    const char* key = std::getenv(o.api_key_env.c_str());
-    if (key == nullptr) throw Error("environment variable " + o.api_key_env + " (api_key_env) is not set");
-    client_options.api_key = key;
-  }
-  const ChatClient client(client_options);
-  std::atomic<int64_t> asked{0}, cached{0}, tries{0}, prompt_tokens{0}, completion_tokens{0};
+  Teacher teacher(teacher_settings(o), fs::path(output) / "cache");
   Progress progress("synth", o.count, "documents");
-  std::mutex progress_mutex;
-  auto advance = [&](int64_t n) {
-    std::lock_guard<std::mutex> lock(progress_mutex);
-    progress.advance(n);
-  };
   for (size_t shard = 0; shard < shards; ++shard) {
     const int64_t first = static_cast<int64_t>(shard) * per, last = std::min(o.count, first + per);
     if (!slice.mine(shard) || out.file_done(shard)) {
-      advance(last - first);
+      progress.advance(last - first);
       continue;
     }
-    std::vector<nlohmann::json> prompts, answers(static_cast<size_t>(last - first));
-    for (int64_t i = first; i < last; ++i) prompts.push_back(synth_prompt(o, i));
-    std::atomic<int64_t> next{first};
-    std::mutex error_mutex;
-    std::string first_error;
-    auto worker = [&]() {
-      for (int64_t i = next++; i < last; i = next++) {
-        const auto& p = prompts[static_cast<size_t>(i - first)];
-        nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-        if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
-        messages.push_back({{"role", "user"}, {"content", p["prompt"].get<std::string>()}});
-        const nlohmann::ordered_json extra = {{"seed", p["seed"]}};
-        const auto key_text = nlohmann::ordered_json{{"endpoint", o.endpoint}, {"model", o.model}, {"messages", messages},
-                                                     {"temperature", o.temperature}, {"max_tokens", o.max_tokens},
-                                                     {"extra", extra}}
-                                  .dump();
-        const auto cache_file = cache_dir / (hex64(XXH3_64bits(key_text.data(), key_text.size())) + ".json");
-        auto& answer = answers[static_cast<size_t>(i - first)];
-        if (fs::exists(cache_file)) {
-          try {
-            answer = read_json_file(cache_file.string());
-            if (answer.value("request", "") == key_text) {
-              ++cached;
-              advance(1);
-              continue;
-            }
-          } catch (const Error&) {
-            // a torn cache entry (not possible with atomic writes): ask again
-          }
-        }
-        try {
-          const auto reply = client.complete_with(messages, o.temperature, o.max_tokens, extra);
-          ++asked;
-          tries += reply.tries;
-          if (reply.usage.is_object()) {
-            prompt_tokens += reply.usage.value("prompt_tokens", int64_t{0});
-            completion_tokens += reply.usage.value("completion_tokens", int64_t{0});
-          }
-          answer = {{"request", key_text}, {"content", reply.content}, {"usage", reply.usage}};
-          write_json_file_atomic(cache_file.string(), answer);
-        } catch (const Error& e) {
-          std::lock_guard<std::mutex> lock(error_mutex);
-          if (first_error.empty()) first_error = e.what();
-          next = last;  // stop this shard; what is cached stays
-        }
-        advance(1);
-      }
-    };
-    std::vector<std::thread> threads;
-    for (int64_t t = 0; t < std::min<int64_t>(o.concurrency, last - first); ++t) threads.emplace_back(worker);
-    for (auto& t : threads) t.join();
-    if (!first_error.empty()) throw Error("synth: " + first_error, output, "answers so far are cached: run again");
-    int64_t shard_prompt_tokens = 0, shard_completion_tokens = 0;
+    std::vector<nlohmann::json> prompts;
+    std::vector<Teacher::Request> requests;
+    for (int64_t i = first; i < last; ++i) {
+      prompts.push_back(synth_prompt(o, i));
+      Teacher::Request rq;
+      rq.messages = nlohmann::ordered_json::array();
+      if (!o.system.empty()) rq.messages.push_back({{"role", "system"}, {"content", o.system}});
+      rq.messages.push_back({{"role", "user"}, {"content", prompts.back()["prompt"].get<std::string>()}});
+      rq.extra = {{"seed", prompts.back()["seed"]}};
+      requests.push_back(std::move(rq));
+    }
+    const auto answers = teacher.ask(requests, [&] { progress.advance(); });
     for (int64_t i = first; i < last; ++i) {
       const auto& p = prompts[static_cast<size_t>(i - first)];
       const auto& a = answers[static_cast<size_t>(i - first)];
-      const auto usage = a.value("usage", nlohmann::json());
-      if (usage.is_object()) {
-        shard_prompt_tokens += usage.value("prompt_tokens", int64_t{0});
-        shard_completion_tokens += usage.value("completion_tokens", int64_t{0});
-      }
       Document d;
       d.id = "synth-" + std::to_string(i);
       d.source = "synth";
@@ -231,31 +313,158 @@ int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice&
         out.keep(d);
       }
     }
-    out.part_file(shard, "usage.jsonl",
-                  nlohmann::json{{"prompt_tokens", shard_prompt_tokens}, {"completion_tokens", shard_completion_tokens}}
-                          .dump() +
-                      "\n");
+    write_usage_part(out, shard, answers);
     out.end_file(shard);
   }
   progress.finish();
-  spdlog::info("synth: {} requests answered by {} ({} tries), {} from the cache; {} prompt + {} completion tokens",
-               asked.load(), o.endpoint, tries.load(), cached.load(), prompt_tokens.load(), completion_tokens.load());
+  spdlog::info("synth: {} requests answered by {} ({} tries), {} from the cache", teacher.asked.load(), o.endpoint,
+               teacher.tries.load(), teacher.cached.load());
   if (!out.ready_to_finish(slice)) return 0;
-  // Tokens over every answer (from the endpoint's usage, kept with each answer); requests, tries
-  // and cache hits of this run only (a resumed run asks less).
-  auto stats = out.finish({{"this_run", {{"requests", asked.load()}, {"tries", tries.load()}, {"cached", cached.load()}}}},
-                          {"usage.jsonl"});
-  int64_t total_prompt = 0, total_completion = 0;
-  for_each_jsonl((fs::path(output) / "usage.jsonl").string(), [&](const nlohmann::json& u, const std::string&) {
-    total_prompt += u.value("prompt_tokens", int64_t{0});
-    total_completion += u.value("completion_tokens", int64_t{0});
-    return true;
-  });
-  stats["prompts"] = o.count;
-  stats["prompt_tokens"] = total_prompt;
-  stats["completion_tokens"] = total_completion;
-  write_json_file_atomic((fs::path(output) / "stats.json").string(), stats);
+  finish_teacher_stage(out, output, teacher, {{"prompts", o.count}});
   return 0;
+}
+
+AnnotateOptions annotate_options_from_json(const nlohmann::json& spec, const std::string& source,
+                                           const std::string& path, nlohmann::json& resolved) {
+  AnnotateOptions o;
+  JsonReader r(spec, source, path);
+  r.ignore({"_comment", "name", "stage", "output", "input"});
+  o.endpoint = r.required<std::string>("endpoint");
+  o.model = r.optional("model", o.model);
+  o.api_key_env = r.optional("api_key_env", o.api_key_env);
+  o.system = r.optional("system", o.system);
+  o.prompt = r.optional("prompt", o.prompt);
+  o.max_chars = r.optional("max_chars", o.max_chars);
+  o.score_min = r.optional("score_min", o.score_min);
+  o.score_max = r.optional("score_max", o.score_max);
+  o.label_threshold = r.optional("label_threshold", o.label_threshold);
+  o.temperature = r.optional("temperature", o.temperature);
+  o.max_tokens = r.optional("max_tokens", o.max_tokens);
+  o.concurrency = r.optional("concurrency", o.concurrency);
+  o.retries = r.optional("retries", o.retries);
+  o.timeout_seconds = r.optional("timeout_seconds", o.timeout_seconds);
+  r.finish();
+  if (o.prompt.find("{text}") == std::string::npos) r.fail("prompt", "must hold {text}, where the document goes");
+  if (!(o.score_min < o.score_max)) r.fail("score_max", "must be above score_min");
+  if (o.concurrency < 1 || o.concurrency > 256) r.fail("concurrency", "must be in [1, 256]");
+  resolved.update({{"endpoint", o.endpoint}, {"model", o.model}, {"api_key_env", o.api_key_env}, {"system", o.system},
+                   {"prompt", o.prompt}, {"max_chars", o.max_chars}, {"score_min", o.score_min},
+                   {"score_max", o.score_max}, {"label_threshold", o.label_threshold}, {"temperature", o.temperature},
+                   {"max_tokens", o.max_tokens}, {"concurrency", o.concurrency}, {"retries", o.retries},
+                   {"timeout_seconds", o.timeout_seconds}});
+  return o;
+}
+
+std::optional<double> parse_rating(const std::string& reply, double lo, double hi) {
+  // The first number in the reply (an integer or a decimal), within [lo, hi].
+  for (size_t i = 0; i < reply.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(reply[i]))) continue;
+    size_t j = i;
+    while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j]))) ++j;
+    if (j + 1 < reply.size() && reply[j] == '.' && std::isdigit(static_cast<unsigned char>(reply[j + 1]))) {
+      ++j;
+      while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j]))) ++j;
+    }
+    const double v = std::stod(reply.substr(i, j - i));
+    if (v < lo || v > hi) return std::nullopt;
+    return v;
+  }
+  return std::nullopt;
+}
+
+int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& inputs, const std::string& output,
+                 const TaskSlice& slice) {
+  slice.validate();
+  const auto files = document_files(inputs);
+  if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
+  const nlohmann::json parameters = {{"inputs", files},         {"endpoint", o.endpoint},
+                                     {"model", o.model},        {"system", o.system},
+                                     {"prompt", o.prompt},      {"max_chars", o.max_chars},
+                                     {"score_min", o.score_min}, {"score_max", o.score_max},
+                                     {"label_threshold", o.label_threshold}, {"temperature", o.temperature},
+                                     {"max_tokens", o.max_tokens}};
+  StageOutput out("annotate", output, parameters, files.size(), {"unrated"});
+  if (out.complete()) return 0;
+  TeacherSettings settings;
+  settings.endpoint = o.endpoint;
+  settings.model = o.model;
+  settings.api_key_env = o.api_key_env;
+  settings.temperature = o.temperature;
+  settings.max_tokens = o.max_tokens;
+  settings.concurrency = o.concurrency;
+  settings.retries = o.retries;
+  settings.timeout_seconds = o.timeout_seconds;
+  Teacher teacher(settings, fs::path(output) / "cache");
+  Progress progress("annotate", static_cast<int64_t>(files.size()), "files");
+  for (size_t f = 0; f < files.size(); ++f) {
+    if (!slice.mine(f) || out.file_done(f)) {
+      progress.advance();
+      continue;
+    }
+    std::vector<Document> docs;
+    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    std::vector<Teacher::Request> requests;
+    for (const auto& d : docs) {
+      std::string text = d.text;
+      if (o.max_chars > 0 && static_cast<int64_t>(text.size()) > o.max_chars) {
+        size_t cut = static_cast<size_t>(o.max_chars);
+        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // a whole character
+        text.resize(cut);
+      }
+      Teacher::Request rq;
+      rq.messages = nlohmann::ordered_json::array();
+      if (!o.system.empty()) rq.messages.push_back({{"role", "system"}, {"content", o.system}});
+      std::string prompt = o.prompt;
+      prompt.replace(prompt.find("{text}"), 6, text);
+      rq.messages.push_back({{"role", "user"}, {"content", prompt}});
+      requests.push_back(std::move(rq));
+    }
+    const auto answers = teacher.ask(requests, [] {});
+    for (size_t i = 0; i < docs.size(); ++i) {
+      auto& d = docs[i];
+      const auto reply = answers[i].value("content", "");
+      const auto score = parse_rating(reply, o.score_min, o.score_max);
+      if (!score) {
+        out.drop(d, "unrated", {{"reply", reply.substr(0, 300)}});
+        continue;
+      }
+      if (!d.metadata.is_object()) d.metadata = nlohmann::json::object();
+      d.metadata["annotation"] = {{"score", *score}, {"reply", reply.substr(0, 300)}};
+      d.metadata["label"] = *score >= o.label_threshold ? 1 : 0;
+      out.keep(d);
+    }
+    write_usage_part(out, f, answers);
+    out.end_file(f);
+    progress.advance();
+  }
+  progress.finish();
+  spdlog::info("annotate: {} requests answered by {} ({} tries), {} from the cache", teacher.asked.load(), o.endpoint,
+               teacher.tries.load(), teacher.cached.load());
+  if (!out.ready_to_finish(slice)) return 0;
+  finish_teacher_stage(out, output, teacher, {{"label_threshold", o.label_threshold}});
+  return 0;
+}
+
+void add_data_annotate_command(CLI::App* data, Runner& run) {
+  struct Options {
+    std::string spec, output;
+    std::vector<std::string> inputs;
+    TaskSlice slice;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = data->add_subcommand("annotate", "Rate documents with a teacher model (phi-1's annotation): labels for the classifier");
+  cmd->add_option("--spec", o->spec, "JSON: endpoint, model, prompt (with {text}), score_min, score_max, label_threshold, ...")
+      ->required();
+  cmd->add_option("--input", o->inputs, "JSONL files or directories of them")->required();
+  cmd->add_option("--output", o->output, "output directory")->required();
+  add_task_options(cmd, o->slice);
+  cmd->callback([&run, o]() {
+    run = [o]() {
+      nlohmann::json resolved = nlohmann::json::object();
+      const auto options = annotate_options_from_json(read_json_file(o->spec), o->spec, "$", resolved);
+      return run_annotate(options, o->inputs, o->output, o->slice);
+    };
+  });
 }
 
 void add_synth_teacher_command(CLI::App* synth, Runner& run) {

@@ -24,8 +24,11 @@ void add_data_command(CLI::App& root, Runner& run);
 /// The pipeline stages under the data command: import, filter, dedup, decontaminate
 /// (cmd_data_stages.cpp).
 void add_data_stage_commands(CLI::App* data, Runner& run);
-/// `phi data synth teacher` (cmd_data_synth.cpp).
+/// `phi data synth teacher` and `phi data annotate` (cmd_data_synth.cpp).
+void add_data_annotate_command(CLI::App* data, Runner& run);
 void add_synth_teacher_command(CLI::App* synth, Runner& run);
+/// `phi data classify train|apply` (cmd_data_classify.cpp).
+void add_data_classify_command(CLI::App* data, Runner& run);
 /// `phi data run --recipe R.json` (cmd_data_run.cpp).
 void add_data_run_command(CLI::App* data, Runner& run);
 void add_train_command(CLI::App& root, Runner& run);

@@ -89,6 +89,55 @@ SynthOptions synth_options_from_json(const nlohmann::json& spec, const std::stri
 nlohmann::json synth_prompt(const SynthOptions& o, int64_t i);
 int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice& slice = {});
 
+/// Ratings of documents by a teacher behind an OpenAI-compatible endpoint (phi-1's annotation of
+/// educational value): metadata.annotation {score, reply} and metadata.label (score >=
+/// label_threshold), the classifier's training labels (cmd_data_synth.cpp).
+struct AnnotateOptions {
+  std::string endpoint;
+  std::string model = "phi";
+  std::string api_key_env;
+  std::string system;
+  std::string prompt =
+      "Here is a document from a training corpus for a language model that learns to code.\n\n{text}\n\n"
+      "Determine its educational value for a student whose goal is to learn basic coding concepts. "
+      "Answer with one integer from 0 (none) to 10 (excellent textbook quality) and nothing else.";
+  int64_t max_chars = 6000;  // the document is cut to this many bytes in the prompt
+  double score_min = 0, score_max = 10;
+  double label_threshold = 5;
+  double temperature = 0;
+  int64_t max_tokens = 8;
+  int64_t concurrency = 4;
+  int64_t retries = 6;
+  double timeout_seconds = 120;
+};
+AnnotateOptions annotate_options_from_json(const nlohmann::json& spec, const std::string& source,
+                                           const std::string& path, nlohmann::json& resolved);
+int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& inputs, const std::string& output,
+                 const TaskSlice& slice = {});
+
+/// The phi-1 quality classifier (cmd_data_classify.cpp).
+struct ClassifierTrainOptions {
+  std::string model;                // feature model (a phi checkpoint)
+  std::vector<std::string> labels;  // labelled JSONL
+  std::string output;
+  int64_t max_tokens = 512;
+  double l2 = 1.0;
+  int64_t batch_size = 8;
+  std::string device = "cpu";
+  std::string features_out;  // optional: features + labels safetensors
+};
+int train_classifier(const ClassifierTrainOptions& o);
+
+struct ClassifyOptions {
+  std::string classifier;  // directory written by train_classifier
+  std::vector<std::string> inputs;
+  std::string output;
+  double threshold = 0.5;
+  int64_t batch_size = 8;
+  std::string device = "cpu";
+};
+int run_classify(const ClassifyOptions& o, const TaskSlice& slice = {});
+
 /// Source trees or text files into JSONL documents (`phi data import`).
 int run_import(const ImportOptions& o, const TaskSlice& slice = {});
 int run_filter(const FilterOptions& o, const TaskSlice& slice = {});

@@ -59,14 +59,40 @@ bool valid_utf8(const std::string& text) {
   return true;
 }
 
+namespace {
+
+// A stage's kept documents: NNNNN.jsonl.
+bool is_stage_document(const fs::path& p) {
+  const auto name = p.filename().string();
+  return name.size() == 11 && name.compare(5, 6, ".jsonl") == 0 &&
+         std::all_of(name.begin(), name.begin() + 5, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The document files under `dir`: in a stage's output directory (it has stats.json or .parts)
+// only its kept documents; elsewhere every document file, hidden entries skipped.
+void collect(const fs::path& dir, std::vector<std::string>& found) {
+  const bool stage_output = fs::exists(dir / "stats.json") || fs::exists(dir / ".parts");
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    if (stage_output) {
+      if (entry.is_regular_file() && is_stage_document(entry.path())) found.push_back(entry.path().string());
+    } else if (entry.is_directory()) {
+      collect(entry.path(), found);
+    } else if (entry.is_regular_file() && is_document_file(entry.path())) {
+      found.push_back(entry.path().string());
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> document_files(const std::vector<std::string>& inputs) {
   std::vector<std::string> files;
   for (const auto& input : inputs) {
     if (fs::is_directory(input)) {
       std::vector<std::string> found;
-      for (const auto& entry : fs::recursive_directory_iterator(input)) {
-        if (entry.is_regular_file() && is_document_file(entry.path())) found.push_back(entry.path().string());
-      }
+      collect(input, found);
       std::sort(found.begin(), found.end());
       files.insert(files.end(), found.begin(), found.end());
     } else if (fs::exists(input)) {

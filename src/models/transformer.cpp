@@ -433,6 +433,21 @@ at::Tensor Transformer::forward(const at::Tensor& ids, const at::Tensor& lengths
   return logits;
 }
 
+at::Tensor Transformer::hidden_states(const at::Tensor& ids, const at::Tensor& lengths) const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  auto seq = sequence_inputs(ids, lengths, {});
+  const int64_t longest = lengths.defined() && B > 0 ? seq.key_lengths.max().item<int64_t>() : T;
+  std::vector<bool> long_rope(static_cast<size_t>(B), rope_uses_long_factors(config_, longest));
+  auto in = checked_inputs(ids, seq.positions, seq.key_lengths, long_rope, seq.rope_positions);
+  in.no_padding = !lengths.defined();
+  auto hidden = decode(in, SequenceAttention(config_.resolved_attention_scale()), true, true);
+  if (lengths.defined()) {
+    auto valid = seq.positions.lt(seq.key_lengths.unsqueeze(1)).unsqueeze(-1);
+    hidden = hidden.masked_fill(valid.logical_not(), 0.0);
+  }
+  return hidden;
+}
+
 at::Tensor Transformer::loss(const at::Tensor& ids, const at::Tensor& targets, const at::Tensor& segments,
                              int64_t chunk_rows) const {
   const int64_t B = ids.size(0), T = ids.size(1);

@@ -138,3 +138,66 @@ def test_phi_serve_as_the_teacher(tmp_path):
     assert stats["documents_in"] == 6 and stats["this_run"]["requests"] == 6
     assert stats["documents_out"] + stats["removed"]["empty_answer"] == 6 and stats["documents_out"] >= 1
     assert 0 < stats["completion_tokens"] <= 6 * 12 and stats["prompt_tokens"] > 6 * 10
+
+
+class Rater(BaseHTTPRequestHandler):
+    """Rates like a teacher would: Python code 7, anything else 2; an 'UNRATEABLE' document gets a
+    reply with no number; 20% of requests fail with 503 first."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        with self.server.lock:
+            self.server.requests += 1
+            fail = self.server.rng.random() < 0.2
+        if fail:
+            return Flaky._send(self, 503, {"error": {"message": "busy"}})
+        reply = "I cannot rate this." if "UNRATEABLE" in prompt else ("Score: 7" if "def " in prompt else "2")
+        Flaky._send(self, 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}],
+                                "usage": {"prompt_tokens": 10, "completion_tokens": 1}})
+
+
+def test_annotate_labels_then_train_the_classifier(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Rater)
+    server.daemon_threads = True
+    server.lock, server.rng, server.requests = threading.Lock(), random.Random(2), 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rng = random.Random(4)
+        docs = []
+        for i in range(30):
+            if i % 2:
+                docs.append({"id": f"c{i}", "text": f"def f{i}(x):\n    return x * {i}\n"})
+            else:
+                docs.append({"id": f"p{i}", "text": " ".join(rng.choice(["the", "king", "said", "to", "his", "son"])
+                                                              for _ in range(20))})
+        docs.append({"id": "odd", "text": "UNRATEABLE text"})
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "d.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        (tmp_path / "spec.json").write_text(json.dumps({"endpoint": url, "model": "rater", "retries": 10,
+                                                         "timeout_seconds": 5, "concurrency": 3}))
+        run_phi("data", "annotate", "--spec", tmp_path / "spec.json", "--input", tmp_path / "in", "--output",
+                tmp_path / "ann", timeout=300)
+        kept = [json.loads(x) for x in (tmp_path / "ann" / "00000.jsonl").read_text().splitlines()]
+        removed = [json.loads(x) for x in (tmp_path / "ann" / "removed.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in removed] == ["odd"] and removed[0]["reason"] == "unrated"
+        assert len(kept) == 30
+        for d in kept:
+            code = d["id"].startswith("c")
+            assert d["metadata"]["annotation"]["score"] == (7 if code else 2)
+            assert d["metadata"]["label"] == (1 if code else 0)
+        stats = json.loads((tmp_path / "ann" / "stats.json").read_text())
+        assert stats["this_run"]["requests"] == 31 and stats["completion_tokens"] == 31
+
+        # The labels train the phi-1 classifier.
+        _, model_dir = random_model_with_tokenizer(tmp_path, "phi2")
+        run_phi("data", "classify", "train", "--model", model_dir, "--labels", tmp_path / "ann", "--output",
+                tmp_path / "clf", "--max-tokens", "32", timeout=600)
+        info = json.loads((tmp_path / "clf" / "classifier.json").read_text())
+        assert info["documents"] == 30 and info["positives"] == 15 and info["train_accuracy"] >= 0.9
+    finally:
+        server.shutdown()

@@ -20,7 +20,7 @@ struct DecontaminationOptions {
   int64_t n_gram = 13;
   /// An eval text with fewer words than n_gram but at least this many is matched whole; shorter
   /// ones are too common to mean contamination and are skipped (counted in the summary).
-  int64_t min_words = 8;
+  int64_t min_words = 13;
 };
 
 /// One normalised word of a text: its byte range and the hash of its lower-cased form.

@@ -18,7 +18,9 @@ struct Document {
 };
 
 /// The document files of `inputs`: files as given, directories searched recursively for .jsonl,
-/// .jsonl.gz and .jsonl.zst; sorted within each directory. A missing input is an error naming it.
+/// .jsonl.gz and .jsonl.zst (hidden entries skipped; in a stage's output directory, one with
+/// stats.json or .parts, only its kept NNNNN.jsonl); sorted within each directory. A missing input
+/// is an error naming it.
 std::vector<std::string> document_files(const std::vector<std::string>& inputs);
 
 /// Calls fn for every document of one file, in order. A line that is not a JSON object, a record

@@ -90,6 +90,10 @@ class Transformer {
   /// each document's first token. Logits float32 [B, T, V] with padding rows 0.
   at::Tensor forward(const at::Tensor& ids, const at::Tensor& lengths = {}, const at::Tensor& segments = {}) const;
 
+  /// The final-normed hidden states [B, T, hidden] (the model's dtype) of the same forward, the
+  /// head not applied; padding rows 0. Features for classifiers (data/quality_classifier.h).
+  at::Tensor hidden_states(const at::Tensor& ids, const at::Tensor& lengths = {}) const;
+
   /// Mean next-token cross-entropy of the whole-sequence forward against targets [B, T] (int64, -100
   /// ignored) through the chunked head (kernels/lm_loss.h): the [B T, V] float32 logits are never
   /// formed. segments as in forward().
