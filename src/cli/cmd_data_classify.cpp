@@ -9,8 +9,8 @@
 #include <filesystem>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/data_stages.h"
@@ -100,8 +100,9 @@ int train_classifier(const ClassifierTrainOptions& o) {
     for (const auto& row : ids) lines += nlohmann::json(row).dump() + "\n";
     write_file_atomic(o.features_out + ".ids.jsonl", lines.data(), lines.size());
   }
-  spdlog::info("classify: trained on {} documents ({} positive) in {} Newton steps: accuracy {:.3f}, log loss {:.4f} -> {}",
-               texts.size(), info["positives"].get<int64_t>(), c.iterations(), accuracy, log_loss, o.output);
+  spdlog::info(
+      "classify: trained on {} documents ({} positive) in {} Newton steps: accuracy {:.3f}, log loss {:.4f} -> {}",
+      texts.size(), info["positives"].get<int64_t>(), c.iterations(), accuracy, log_loss, o.output);
   return 0;
 }
 
@@ -119,7 +120,8 @@ int run_classify(const ClassifyOptions& o, const TaskSlice& slice) {
   if (output.complete()) return 0;
   const auto model_dir = info.value("model", std::string());
   if (!fs::exists(model_dir)) {
-    throw Error("the classifier's feature model is not there", model_dir, "classifier.json names the model it was trained on");
+    throw Error("the classifier's feature model is not there", model_dir,
+                "classifier.json names the model it was trained on");
   }
   auto m = load_feature_model(model_dir, o.device);
   FeatureOptions fo;
@@ -159,14 +161,16 @@ int run_classify(const ClassifyOptions& o, const TaskSlice& slice) {
 }
 
 void add_data_classify_command(CLI::App* data, Runner& run) {
-  auto* cmd = data->add_subcommand("classify", "The phi-1 quality classifier: train it on labelled documents, apply it");
+  auto* cmd =
+      data->add_subcommand("classify", "The phi-1 quality classifier: train it on labelled documents, apply it");
   cmd->require_subcommand(1);
   auto t = std::make_shared<ClassifierTrainOptions>();
   auto* train = cmd->add_subcommand("train", "Fit a logistic regression on a phi model's mean-pooled hidden states");
   train->add_option("--model", t->model, "the phi checkpoint whose hidden states are the features")->required();
   train->add_option("--labels", t->labels, "JSONL with \"text\" and \"label\" (0/1) or metadata.label")->required();
   train->add_option("--output", t->output, "classifier directory")->required();
-  train->add_option("--max-tokens", t->max_tokens, "tokens of each document used (its beginning)")->capture_default_str();
+  train->add_option("--max-tokens", t->max_tokens, "tokens of each document used (its beginning)")
+      ->capture_default_str();
   train->add_option("--l2", t->l2, "L2 penalty on the weights (sklearn's C = 1 / l2)")->capture_default_str();
   train->add_option("--batch-size", t->batch_size, "documents per forward")->capture_default_str();
   train->add_option("--device", t->device, "cpu or cuda")->capture_default_str();

@@ -36,23 +36,29 @@ struct RunOptions {
   std::vector<std::string> set;
   std::string only_stage;
   bool dry_run = false;
+  std::set<std::string> skip;
   TaskSlice slice;
 };
 
-const std::set<std::string> kStages = {"import", "filter",   "dedup",    "decontaminate", "synth",
-                                       "annotate", "classify", "tokenize", "mix"};
+const std::set<std::string> kStages = {"import",   "filter",   "dedup", "decontaminate", "synth", "annotate",
+                                       "classify", "tokenize", "mix"};
 
 // A stage's inputs: earlier stages' documents (or datasets, for mix) and paths as given.
-std::vector<std::string> resolve_inputs(const nlohmann::json& input, const std::map<std::string, std::string>& done,
-                                        JsonReader& r) {
+std::vector<std::string> resolve_inputs(const nlohmann::json& input,
+                                        const std::map<std::string, std::vector<std::string>>& done, JsonReader& r,
+                                        const char* key = "input") {
   std::vector<std::string> out;
   const auto list = input.is_array() ? input : nlohmann::json::array({input});
-  if (list.empty()) r.fail("input", "must name an earlier stage or paths");
+  if (list.empty()) r.fail(key, "must name an earlier stage or paths");
   for (const auto& v : list) {
-    if (!v.is_string()) r.fail("input", "must be a string or a list of strings");
+    if (!v.is_string()) r.fail(key, "must be a string or a list of strings");
     const auto name = v.get<std::string>();
     const auto it = done.find(name);
-    out.push_back(it != done.end() ? it->second : name);
+    if (it != done.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+    } else {
+      out.push_back(name);
+    }
   }
   return out;
 }
@@ -158,7 +164,8 @@ int run_recipe(const RunOptions& o) {
     p.name = r.required<std::string>("name");
     p.kind = r.required<std::string>("stage");
     if (!kStages.count(p.kind)) {
-      r.fail("stage", "unknown stage '" + p.kind + "' (import, filter, dedup, decontaminate, synth, annotate, classify, tokenize, mix)");
+      r.fail("stage", "unknown stage '" + p.kind +
+                          "' (import, filter, dedup, decontaminate, synth, annotate, classify, tokenize, mix)");
     }
     if (p.name.empty() || p.name.find('/') != std::string::npos || p.name[0] == '.') {
       r.fail("name", "must be a plain directory name");
@@ -168,6 +175,9 @@ int run_recipe(const RunOptions& o) {
     p.spec = stages[i];
     plan.push_back(std::move(p));
   }
+  for (const auto& name : o.skip) {
+    if (!names.count(name)) throw Error("--skip " + name + " is not a stage of the recipe", o.recipe);
+  }
   if (!o.only_stage.empty() && !names.count(o.only_stage)) {
     throw Error("--stage " + o.only_stage + " is not a stage of the recipe", o.recipe);
   }
@@ -175,7 +185,7 @@ int run_recipe(const RunOptions& o) {
   // Two passes: the first reads every stage's parameters (a typo anywhere fails before anything
   // runs), the second runs them.
   for (const bool execute : {false, true}) {
-    std::map<std::string, std::string> dirs;  // stage name -> directory
+    std::map<std::string, std::vector<std::string>> dirs;  // stage name -> its directory (or a skipped one's inputs)
     std::set<std::string> stage_dirs;
     nlohmann::json resolved = {{"output", output}, {"stages", nlohmann::json::array()}};
     for (size_t i = 0; i < plan.size(); ++i) {
@@ -183,7 +193,8 @@ int run_recipe(const RunOptions& o) {
       const auto where = "$.stages[" + std::to_string(i) + "]";
       JsonReader r(p.spec, o.recipe, where);
       r.ignore({"name", "stage", "_comment"});
-      const bool run_it = execute && (o.only_stage.empty() || o.only_stage == p.name);
+      const bool skipped = o.skip.count(p.name) > 0;
+      const bool run_it = execute && !skipped && (o.only_stage.empty() || o.only_stage == p.name);
       nlohmann::json res = {{"name", p.name}, {"stage", p.kind}};
       auto inputs = [&]() {
         auto in = resolve_inputs(r.raw("input"), dirs, r);
@@ -275,14 +286,51 @@ int run_recipe(const RunOptions& o) {
         ClassifyOptions opt;
         opt.output = p.dir;
         opt.inputs = inputs();
-        opt.classifier = r.required<std::string>("classifier");
+        opt.classifier = r.optional("classifier", std::string());
         opt.threshold = r.optional("threshold", opt.threshold);
         opt.batch_size = r.optional("batch_size", opt.batch_size);
         opt.device = r.optional("device", opt.device);
+        // Or trained here: on `labels` (an annotate stage or labelled JSONL) with `model`'s features.
+        ClassifierTrainOptions train;
+        const bool trains = r.has("labels");
+        if (trains) {
+          train.labels = documents_of(resolve_inputs(r.raw("labels"), dirs, r, "labels"), stage_dirs);
+          train.model = r.required<std::string>("model");
+          train.max_tokens = r.optional("max_tokens", train.max_tokens);
+          train.l2 = r.optional("l2", train.l2);
+          train.batch_size = opt.batch_size;
+          train.device = opt.device;
+          train.output = (fs::path(p.dir) / "classifier").string();
+          if (!opt.classifier.empty())
+            r.fail("classifier", "give a trained classifier or labels to train one, not both");
+          opt.classifier = train.output;
+          res.update({{"labels", p.spec["labels"]},
+                      {"model", train.model},
+                      {"max_tokens", train.max_tokens},
+                      {"l2", train.l2}});
+        } else if (opt.classifier.empty()) {
+          r.fail("classifier", "give a trained classifier, or labels and a model to train one");
+        }
         r.finish();
-        res.update({{"classifier", opt.classifier}, {"threshold", opt.threshold}, {"batch_size", opt.batch_size},
+        res.update({{"classifier", opt.classifier},
+                    {"threshold", opt.threshold},
+                    {"batch_size", opt.batch_size},
                     {"device", opt.device}});
         if (run_it) {
+          if (trains && o.slice.finisher()) {
+            // Trained once per labels / model / settings: classifier.json records them.
+            nlohmann::json info;
+            const auto info_path = fs::path(train.output) / "classifier.json";
+            if (fs::exists(info_path)) info = read_json_file(info_path.string());
+            const bool same =
+                info.is_object() && info.value("labels", nlohmann::json()) == nlohmann::json(train.labels) &&
+                info.value("model", std::string()) == fs::absolute(train.model).lexically_normal().string() &&
+                info.value("l2", 0.0) == train.l2 && info.value("max_tokens", int64_t{0}) == train.max_tokens;
+            if (!same) train_classifier(train);
+          } else if (trains && !wait_until([&] { return fs::exists(fs::path(train.output) / "classifier.json"); },
+                                           o.slice.wait_seconds)) {
+            return 0;
+          }
           run_classify(opt, o.slice);
           if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
         }
@@ -296,14 +344,14 @@ int run_recipe(const RunOptions& o) {
           if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
         }
       } else if (p.kind == "synth") {
-      nlohmann::json synth_resolved = nlohmann::json::object();
-      const auto opt = synth_options_from_json(p.spec, o.recipe, where, synth_resolved);
-      res.update(synth_resolved);
-      if (run_it) {
-        run_synth(opt, p.dir, o.slice);
-        if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
-      }
-    } else if (p.kind == "tokenize") {
+        nlohmann::json synth_resolved = nlohmann::json::object();
+        const auto opt = synth_options_from_json(p.spec, o.recipe, where, synth_resolved);
+        res.update(synth_resolved);
+        if (run_it) {
+          run_synth(opt, p.dir, o.slice);
+          if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
+        }
+      } else if (p.kind == "tokenize") {
         TokenizeJob job;
         job.output = p.dir;
         job.inputs = inputs();
@@ -349,7 +397,7 @@ int run_recipe(const RunOptions& o) {
           if (by_weight && !(weight > 0)) s.fail("weight", "must be > 0");
           s.finish();
           const auto it = dirs.find(input);
-          parts.emplace_back(it != dirs.end() ? it->second : input, epochs);
+          parts.emplace_back(it != dirs.end() ? it->second.front() : input, epochs);
           weights.push_back(weight);
           res_sources.push_back(by_weight ? nlohmann::json{{"input", input}, {"weight", weight}}
                                           : nlohmann::json{{"input", input}, {"epochs", epochs}});
@@ -387,8 +435,20 @@ int run_recipe(const RunOptions& o) {
         }
         if (run_it && !await_stage(p.dir, o.slice, "done.json")) return 0;
       }
+      if (skipped) {
+        // A skipped stage passes its input on (only stages that read documents can be skipped).
+        if (!p.spec.contains("input") || p.kind == "tokenize" || p.kind == "mix") {
+          throw Error("--skip " + p.name + ": only a stage that reads documents and writes documents can be skipped",
+                      o.recipe + ": " + where);
+        }
+        res["skipped"] = true;
+        resolved["stages"].push_back(res);
+        dirs[p.name] = resolve_inputs(p.spec["input"], dirs, r);
+        if (execute) spdlog::info("data run: stage {} skipped (--skip): its input goes on", p.name);
+        continue;
+      }
       resolved["stages"].push_back(res);
-      dirs[p.name] = p.dir;
+      dirs[p.name] = {p.dir};
       stage_dirs.insert(p.dir);
       if (run_it && o.slice.finisher()) {
         const bool complete = fs::exists(fs::path(p.dir) / "stats.json") || fs::exists(fs::path(p.dir) / "done.json");
@@ -399,11 +459,11 @@ int run_recipe(const RunOptions& o) {
       }
     }
     if (!execute && o.dry_run) {
-    std::cout << resolved.dump(2) << std::endl;
-    spdlog::info("data run: {} stages of {} checked (--dry-run: nothing ran)", plan.size(), o.recipe);
-    return 0;
-  }
-  if (execute && o.slice.finisher()) write_json_file_atomic((fs::path(output) / "recipe.json").string(), resolved);
+      std::cout << resolved.dump(2) << std::endl;
+      spdlog::info("data run: {} stages of {} checked (--dry-run: nothing ran)", plan.size(), o.recipe);
+      return 0;
+    }
+    if (execute && o.slice.finisher()) write_json_file_atomic((fs::path(output) / "recipe.json").string(), resolved);
   }
   spdlog::info("data run: {} stages of {} done in {}", plan.size(), o.recipe, output);
   return 0;
@@ -419,6 +479,7 @@ void add_data_run_command(CLI::App* data, Runner& run) {
   cmd->add_option("--set", o->set, "override: STAGE.key=value (a stage's parameter) or key=value (the recipe's)");
   cmd->add_option("--stage", o->only_stage, "run this stage only (the ones before it must be complete)");
   cmd->add_flag("--dry-run", o->dry_run, "check the recipe and print it resolved, run nothing");
+  cmd->add_option("--skip", o->skip, "pass this stage's input on instead of running it (a filtering stage)");
   cmd->add_option("--tasks", o->slice.tasks, "split each stage's files over this many tasks")->capture_default_str();
   cmd->add_option("--task-index", o->slice.index, "which task this is, 0 to --tasks - 1")->capture_default_str();
   cmd->add_option("--wait", o->slice.wait_seconds, "seconds a task waits for the others at the end of each stage")

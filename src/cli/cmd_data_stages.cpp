@@ -711,10 +711,7 @@ int run_import(const ImportOptions& o, const TaskSlice& slice) {
   return 0;
 }
 
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 void add_data_stage_commands(CLI::App* data, Runner& run) {
   auto dc = std::make_shared<DecontaminateOptions>();

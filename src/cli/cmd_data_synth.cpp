@@ -11,15 +11,15 @@
 // retries, timeout_seconds, documents_per_shard, system.
 #include <atomic>
 #include <cctype>
-#include <optional>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -62,7 +62,6 @@ std::string hex64(uint64_t v) {
   std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(v));
   return buffer;
 }
-
 
 // A teacher behind an OpenAI-compatible endpoint, asked through a cache: every answer is written
 // to cache_dir/<hash of the request>.json as it arrives, and a request already there is not sent.
@@ -109,10 +108,11 @@ class Teacher {
     auto worker = [&]() {
       for (size_t i = next++; i < requests.size(); i = next++) {
         const auto& rq = requests[i];
-        const auto key_text = nlohmann::ordered_json{{"endpoint", settings_.endpoint}, {"model", settings_.model},
-                                                     {"messages", rq.messages}, {"temperature", settings_.temperature},
-                                                     {"max_tokens", settings_.max_tokens}, {"extra", rq.extra}}
-                                  .dump();
+        const auto key_text =
+            nlohmann::ordered_json{
+                {"endpoint", settings_.endpoint},       {"model", settings_.model},           {"messages", rq.messages},
+                {"temperature", settings_.temperature}, {"max_tokens", settings_.max_tokens}, {"extra", rq.extra}}
+                .dump();
         const auto cache_file = cache_dir_ / (hex64(XXH3_64bits(key_text.data(), key_text.size())) + ".json");
         auto& answer = answers[i];
         bool have = false;
@@ -177,7 +177,8 @@ std::pair<int64_t, int64_t> usage_of(const std::vector<nlohmann::json>& answers)
 // The stats every teacher stage adds: tokens over all answers (from the per-file usage parts) and
 // this run's requests.
 void finish_teacher_stage(StageOutput& out, const std::string& output, const Teacher& teacher, nlohmann::json extra) {
-  extra["this_run"] = {{"requests", teacher.asked.load()}, {"tries", teacher.tries.load()}, {"cached", teacher.cached.load()}};
+  extra["this_run"] = {
+      {"requests", teacher.asked.load()}, {"tries", teacher.tries.load()}, {"cached", teacher.cached.load()}};
   auto stats = out.finish(extra, {"usage.jsonl"});
   int64_t total_prompt = 0, total_completion = 0;
   for_each_jsonl((fs::path(output) / "usage.jsonl").string(), [&](const nlohmann::json& u, const std::string&) {
@@ -192,7 +193,8 @@ void finish_teacher_stage(StageOutput& out, const std::string& output, const Tea
 
 void write_usage_part(StageOutput& out, size_t file, const std::vector<nlohmann::json>& answers) {
   const auto [prompt, completion] = usage_of(answers);
-  out.part_file(file, "usage.jsonl", nlohmann::json{{"prompt_tokens", prompt}, {"completion_tokens", completion}}.dump() + "\n");
+  out.part_file(file, "usage.jsonl",
+                nlohmann::json{{"prompt_tokens", prompt}, {"completion_tokens", completion}}.dump() + "\n");
 }
 
 TeacherSettings teacher_settings(const SynthOptions& o) {
@@ -245,11 +247,22 @@ SynthOptions synth_options_from_json(const nlohmann::json& spec, const std::stri
   if (o.count < 1) r.fail("count", "must be positive");
   if (o.concurrency < 1 || o.concurrency > 256) r.fail("concurrency", "must be in [1, 256]");
   if (o.documents_per_shard < 1) r.fail("documents_per_shard", "must be positive");
-  resolved.update({{"endpoint", o.endpoint}, {"model", o.model}, {"api_key_env", o.api_key_env}, {"system", o.system},
-                   {"templates", o.templates}, {"topics", o.topics}, {"audiences", o.audiences},
-                   {"styles", o.styles}, {"count", o.count}, {"seed", o.seed}, {"temperature", o.temperature},
-                   {"max_tokens", o.max_tokens}, {"concurrency", o.concurrency}, {"retries", o.retries},
-                   {"timeout_seconds", o.timeout_seconds}, {"documents_per_shard", o.documents_per_shard}});
+  resolved.update({{"endpoint", o.endpoint},
+                   {"model", o.model},
+                   {"api_key_env", o.api_key_env},
+                   {"system", o.system},
+                   {"templates", o.templates},
+                   {"topics", o.topics},
+                   {"audiences", o.audiences},
+                   {"styles", o.styles},
+                   {"count", o.count},
+                   {"seed", o.seed},
+                   {"temperature", o.temperature},
+                   {"max_tokens", o.max_tokens},
+                   {"concurrency", o.concurrency},
+                   {"retries", o.retries},
+                   {"timeout_seconds", o.timeout_seconds},
+                   {"documents_per_shard", o.documents_per_shard}});
   return o;
 }
 
@@ -262,20 +275,20 @@ nlohmann::json synth_prompt(const SynthOptions& o, int64_t i) {
   const auto tmpl = pick(o.templates);
   const std::map<std::string, std::string> values = {
       {"topic", pick(o.topics)}, {"audience", pick(o.audiences)}, {"style", pick(o.styles)}};
-  return {{"prompt", fill(tmpl, values)}, {"template", tmpl}, {"topic", values.at("topic")},
-          {"audience", values.at("audience")}, {"style", values.at("style")},
-          {"seed", static_cast<int64_t>(mix64(state) >> 33)}};
+  return {{"prompt", fill(tmpl, values)}, {"template", tmpl},
+          {"topic", values.at("topic")},  {"audience", values.at("audience")},
+          {"style", values.at("style")},  {"seed", static_cast<int64_t>(mix64(state) >> 33)}};
 }
 
 int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice& slice) {
   slice.validate();
   const auto per = o.documents_per_shard;
   const auto shards = static_cast<size_t>((o.count + per - 1) / per);
-  const nlohmann::json parameters = {{"endpoint", o.endpoint}, {"model", o.model}, {"system", o.system},
-                                     {"templates", o.templates}, {"topics", o.topics}, {"audiences", o.audiences},
-                                     {"styles", o.styles}, {"count", o.count}, {"seed", o.seed},
-                                     {"temperature", o.temperature}, {"max_tokens", o.max_tokens},
-                                     {"documents_per_shard", per}};
+  const nlohmann::json parameters = {
+      {"endpoint", o.endpoint},       {"model", o.model},           {"system", o.system},
+      {"templates", o.templates},     {"topics", o.topics},         {"audiences", o.audiences},
+      {"styles", o.styles},           {"count", o.count},           {"seed", o.seed},
+      {"temperature", o.temperature}, {"max_tokens", o.max_tokens}, {"documents_per_shard", per}};
   StageOutput out("synth", output, parameters, shards, {"empty_answer"});
   if (out.complete()) return 0;
   Teacher teacher(teacher_settings(o), fs::path(output) / "cache");
@@ -305,8 +318,9 @@ int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice&
       d.id = "synth-" + std::to_string(i);
       d.source = "synth";
       d.text = a.value("content", "");
-      d.metadata = {{"prompt", p["prompt"]}, {"template", p["template"]}, {"topic", p["topic"]},
-                    {"audience", p["audience"]}, {"style", p["style"]}, {"usage", a.value("usage", nlohmann::json())}};
+      d.metadata = {{"prompt", p["prompt"]}, {"template", p["template"]},
+                    {"topic", p["topic"]},   {"audience", p["audience"]},
+                    {"style", p["style"]},   {"usage", a.value("usage", nlohmann::json())}};
       if (d.text.find_first_not_of(" \t\r\n") == std::string::npos) {
         out.drop(d, "empty_answer");
       } else {
@@ -335,6 +349,7 @@ AnnotateOptions annotate_options_from_json(const nlohmann::json& spec, const std
   o.system = r.optional("system", o.system);
   o.prompt = r.optional("prompt", o.prompt);
   o.max_chars = r.optional("max_chars", o.max_chars);
+  o.every = r.optional("every", o.every);
   o.score_min = r.optional("score_min", o.score_min);
   o.score_max = r.optional("score_max", o.score_max);
   o.label_threshold = r.optional("label_threshold", o.label_threshold);
@@ -347,10 +362,21 @@ AnnotateOptions annotate_options_from_json(const nlohmann::json& spec, const std
   if (o.prompt.find("{text}") == std::string::npos) r.fail("prompt", "must hold {text}, where the document goes");
   if (!(o.score_min < o.score_max)) r.fail("score_max", "must be above score_min");
   if (o.concurrency < 1 || o.concurrency > 256) r.fail("concurrency", "must be in [1, 256]");
-  resolved.update({{"endpoint", o.endpoint}, {"model", o.model}, {"api_key_env", o.api_key_env}, {"system", o.system},
-                   {"prompt", o.prompt}, {"max_chars", o.max_chars}, {"score_min", o.score_min},
-                   {"score_max", o.score_max}, {"label_threshold", o.label_threshold}, {"temperature", o.temperature},
-                   {"max_tokens", o.max_tokens}, {"concurrency", o.concurrency}, {"retries", o.retries},
+  if (o.every < 1) r.fail("every", "must be positive");
+  resolved.update({{"endpoint", o.endpoint},
+                   {"model", o.model},
+                   {"api_key_env", o.api_key_env},
+                   {"system", o.system},
+                   {"prompt", o.prompt},
+                   {"max_chars", o.max_chars},
+                   {"every", o.every},
+                   {"score_min", o.score_min},
+                   {"score_max", o.score_max},
+                   {"label_threshold", o.label_threshold},
+                   {"temperature", o.temperature},
+                   {"max_tokens", o.max_tokens},
+                   {"concurrency", o.concurrency},
+                   {"retries", o.retries},
                    {"timeout_seconds", o.timeout_seconds}});
   return o;
 }
@@ -377,11 +403,17 @@ int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& input
   slice.validate();
   const auto files = document_files(inputs);
   if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
-  const nlohmann::json parameters = {{"inputs", files},         {"endpoint", o.endpoint},
-                                     {"model", o.model},        {"system", o.system},
-                                     {"prompt", o.prompt},      {"max_chars", o.max_chars},
-                                     {"score_min", o.score_min}, {"score_max", o.score_max},
-                                     {"label_threshold", o.label_threshold}, {"temperature", o.temperature},
+  const nlohmann::json parameters = {{"inputs", files},
+                                     {"endpoint", o.endpoint},
+                                     {"model", o.model},
+                                     {"system", o.system},
+                                     {"prompt", o.prompt},
+                                     {"max_chars", o.max_chars},
+                                     {"every", o.every},
+                                     {"score_min", o.score_min},
+                                     {"score_max", o.score_max},
+                                     {"label_threshold", o.label_threshold},
+                                     {"temperature", o.temperature},
                                      {"max_tokens", o.max_tokens}};
   StageOutput out("annotate", output, parameters, files.size(), {"unrated"});
   if (out.complete()) return 0;
@@ -402,7 +434,10 @@ int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& input
       continue;
     }
     std::vector<Document> docs;
-    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    int64_t index = 0;
+    for_each_document(files[f], [&](Document&& d) {
+      if (index++ % o.every == 0) docs.push_back(std::move(d));
+    });
     std::vector<Teacher::Request> requests;
     for (const auto& d : docs) {
       std::string text = d.text;
@@ -441,7 +476,7 @@ int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& input
   spdlog::info("annotate: {} requests answered by {} ({} tries), {} from the cache", teacher.asked.load(), o.endpoint,
                teacher.tries.load(), teacher.cached.load());
   if (!out.ready_to_finish(slice)) return 0;
-  finish_teacher_stage(out, output, teacher, {{"label_threshold", o.label_threshold}});
+  finish_teacher_stage(out, output, teacher, {{"label_threshold", o.label_threshold}, {"every", o.every}});
   return 0;
 }
 
@@ -452,8 +487,10 @@ void add_data_annotate_command(CLI::App* data, Runner& run) {
     TaskSlice slice;
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = data->add_subcommand("annotate", "Rate documents with a teacher model (phi-1's annotation): labels for the classifier");
-  cmd->add_option("--spec", o->spec, "JSON: endpoint, model, prompt (with {text}), score_min, score_max, label_threshold, ...")
+  auto* cmd = data->add_subcommand(
+      "annotate", "Rate documents with a teacher model (phi-1's annotation): labels for the classifier");
+  cmd->add_option("--spec", o->spec,
+                  "JSON: endpoint, model, prompt (with {text}), score_min, score_max, label_threshold, ...")
       ->required();
   cmd->add_option("--input", o->inputs, "JSONL files or directories of them")->required();
   cmd->add_option("--output", o->output, "output directory")->required();
@@ -473,7 +510,8 @@ void add_synth_teacher_command(CLI::App* synth, Runner& run) {
     TaskSlice slice;
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = synth->add_subcommand("teacher", "Synthetic documents from a teacher model behind an OpenAI-compatible endpoint");
+  auto* cmd =
+      synth->add_subcommand("teacher", "Synthetic documents from a teacher model behind an OpenAI-compatible endpoint");
   cmd->add_option("--spec", o->spec, "JSON: endpoint, model, templates, topics, audiences, styles, count, seed, ...")
       ->required();
   cmd->add_option("--output", o->output, "output directory")->required();

@@ -70,8 +70,8 @@ struct ImportOptions {
 struct SynthOptions {
   std::string endpoint;  // ".../v1"
   std::string model = "phi";
-  std::string api_key_env;  // the environment variable holding the API key ("": none)
-  std::string system;       // a system message ("": none)
+  std::string api_key_env;             // the environment variable holding the API key ("": none)
+  std::string system;                  // a system message ("": none)
   std::vector<std::string> templates;  // with {topic}, {audience}, {style}
   std::vector<std::string> topics, audiences, styles;
   int64_t count = 0;
@@ -102,6 +102,7 @@ struct AnnotateOptions {
       "Determine its educational value for a student whose goal is to learn basic coding concepts. "
       "Answer with one integer from 0 (none) to 10 (excellent textbook quality) and nothing else.";
   int64_t max_chars = 6000;  // the document is cut to this many bytes in the prompt
+  int64_t every = 1;         // rate one document in `every` of each file (a sample for labels)
   double score_min = 0, score_max = 10;
   double label_threshold = 5;
   double temperature = 0;

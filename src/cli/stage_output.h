@@ -16,9 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 #ifndef XXH_INLINE_ALL
 #define XXH_INLINE_ALL
 #endif
@@ -47,7 +47,6 @@ inline bool wait_until(const std::function<bool()>& ready, double seconds) {
   }
   return true;
 }
-
 
 // Removes the temporary files (NAME.tmp.PID) that a killed process left in `directory`: those whose
 // process no longer runs on this machine.
@@ -231,7 +230,6 @@ class StageOutput {
   Part part_;
   std::map<std::string, int64_t> reasons_;
 };
-
 
 /// --tasks, --task-index and --wait on a stage command.
 inline void add_task_options(CLI::App* cmd, TaskSlice& slice) {

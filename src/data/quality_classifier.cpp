@@ -47,7 +47,8 @@ at::Tensor mean_pooled_features(const Transformer& model, const Tokenizer& token
     auto lengths_t = at::tensor(lengths, at::kLong).to(device);
     auto hidden = model.hidden_states(input, lengths_t).to(at::kFloat).cpu();  // padding rows are 0
     auto pooled = hidden.sum(1) / at::tensor(lengths, at::kFloat).unsqueeze(1);
-    for (size_t k = start; k < end; ++k) features[static_cast<int64_t>(order[k])].copy_(pooled[static_cast<int64_t>(k - start)]);
+    for (size_t k = start; k < end; ++k)
+      features[static_cast<int64_t>(order[k])].copy_(pooled[static_cast<int64_t>(k - start)]);
   }
   if (ids_out) *ids_out = std::move(ids);
   return features;
@@ -97,8 +98,9 @@ at::Tensor QualityClassifier::probabilities(const at::Tensor& features) const {
 
 void QualityClassifier::save(const std::string& directory, const nlohmann::json& info) const {
   std::filesystem::create_directories(directory);
-  save_safetensors((std::filesystem::path(directory) / "classifier.safetensors").string(),
-                   {{"mean", mean_}, {"scale", scale_}, {"weight", weight_}, {"bias", at::tensor({bias_}, at::kDouble)}});
+  save_safetensors(
+      (std::filesystem::path(directory) / "classifier.safetensors").string(),
+      {{"mean", mean_}, {"scale", scale_}, {"weight", weight_}, {"bias", at::tensor({bias_}, at::kDouble)}});
   nlohmann::json j = info;
   j["kind"] = "logistic_regression";
   j["hidden_size"] = weight_.size(0);
@@ -128,7 +130,8 @@ QualityClassifier QualityClassifier::load(const std::string& directory, nlohmann
   if (c.weight_.dim() != 1 || c.mean_.sizes() != c.weight_.sizes() || c.scale_.sizes() != c.weight_.sizes()) {
     throw Error("classifier tensors disagree on their size", tensors_path);
   }
-  if (j.value("hidden_size", int64_t{-1}) != h) throw Error("classifier.json's hidden_size disagrees with its tensors", json_path);
+  if (j.value("hidden_size", int64_t{-1}) != h)
+    throw Error("classifier.json's hidden_size disagrees with its tensors", json_path);
   c.iterations_ = j.value("iterations", int64_t{0});
   if (info) *info = j;
   return c;

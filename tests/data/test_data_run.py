@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,27 @@ from phitest import (PHI_BIN, REPO, assert_clean_failure, random_model_with_toke
                      run_phi, start_server, stop_server, tokenizer_dirs)
 
 RECIPE = REPO / "data_recipes" / "phi1-python.json"
-STAGES = ["import", "filter", "exact", "near", "decontaminate", "tokens", "synth", "synth_exact", "synth_decontaminate",
-          "synth_tokens", "mix"]
+STAGES = ["import", "filter", "exact", "near", "decontaminate", "annotate", "classify", "tokens", "synth", "synth_exact",
+          "synth_decontaminate", "synth_tokens", "mix"]
+
+
+class Rater(BaseHTTPRequestHandler):
+    """A stand-in rater with a fixed rule: a file with at least three functions is worth 8, others 3."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                 "content": "8" if prompt.count("def ") >= 3 else "3"}}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +54,9 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     _, teacher = random_model_with_tokenizer(root / "teacher", "phi2")
     server, url = start_server(teacher)
+    rater = ThreadingHTTPServer(("127.0.0.1", 0), Rater)
+    rater.daemon_threads = True
+    threading.Thread(target=rater.serve_forever, daemon=True).start()
     tok = tokenizer_dirs(root / "tok")["phi2"]  # phi-1's tokenizer: GPT-2 BPE + CodeGen whitespace tokens
     import gzip
     problem = json.loads(gzip.open(shared / "eval" / "humaneval" / "HumanEval.jsonl.gz", "rt").readline())
@@ -41,14 +65,18 @@ def setup(tmp_path_factory):
     (extra / "solution.py").write_text(problem["prompt"] + problem["canonical_solution"])
     (extra / "copy_of_solution.py").write_text(problem["prompt"] + problem["canonical_solution"])
     env = dict(os.environ, PHI_PY_STDLIB=sysconfig.get_paths()["stdlib"], PHI1_TOKENIZER=str(tok),
-               PHI_TEACHER_URL=url + "/v1", PHI_TEACHER_MODEL="phi-test")
+               PHI_TEACHER_URL=url + "/v1", PHI_TEACHER_MODEL="phi-test",
+               PHI_RATER_URL=f"http://127.0.0.1:{rater.server_address[1]}/v1", PHI_RATER_MODEL="rater",
+               PHI_CLASSIFIER_MODEL=str(teacher))
     evals = json.dumps([str(shared / "eval" / "humaneval"), str(shared / "eval" / "mbpp")])
     sets = ["--set", f"import.from={json.dumps([env['PHI_PY_STDLIB'], str(extra)])}",
             "--set", "import.files_per_shard=40", "--set", f"decontaminate.eval={evals}",
             "--set", f"synth_decontaminate.eval={evals}", "--set", "synth.count=12", "--set", "synth.max_tokens=24",
-            "--set", "synth.concurrency=1", "--set", "synth.temperature=0", "--set", "synth.documents_per_shard=4"]
+            "--set", "synth.concurrency=1", "--set", "synth.temperature=0", "--set", "synth.documents_per_shard=4",
+            "--set", "annotate.every=3", "--set", "classify.max_tokens=64"]
     yield {"env": env, "sets": sets, "root": root, "problem": problem}
     stop_server(server)
+    rater.shutdown()
 
 
 def data_run(setup, out, *extra, max_files=160, check=True, popen=False):
@@ -89,7 +117,7 @@ def reference(setup):
 
 def test_recipe_runs_every_stage_and_trains(setup, reference, tmp_path):
     out, proc = reference
-    stats = {s: json.loads((out / s / "stats.json").read_text()) for s in STAGES[:5] + STAGES[6:9]}
+    stats = {s: json.loads((out / s / "stats.json").read_text()) for s in STAGES[:7] + STAGES[8:11]}
     assert stats["import"]["documents_in"] == 162 and stats["import"]["documents_out"] >= 100
     assert stats["import"]["documents_out"] + stats["import"]["removed"]["empty"] == 162  # empty __init__.py files
     assert stats["filter"]["documents_in"] == stats["import"]["documents_out"]
@@ -99,8 +127,19 @@ def test_recipe_runs_every_stage_and_trains(setup, reference, tmp_path):
     removed = [json.loads(x) for x in (out / "decontaminate" / "removed.jsonl").read_text().splitlines()]
     assert [r["eval_item"] for r in removed if r["id"].startswith("extra/")] == [
         "HumanEval.jsonl.gz:" + setup["problem"]["task_id"]], removed
+    # A third of the files rated; the classifier trained on those labels keeps the files it scores >= 0.5.
+    assert stats["annotate"]["documents_in"] == sum((n + 2) // 3 for n in (
+        len((out / "decontaminate" / f).read_text().splitlines()) for f in sorted(os.listdir(out / "decontaminate"))
+        if f.endswith(".jsonl") and f[0].isdigit()))
+    labels = [json.loads(x)["metadata"]["label"] for f in sorted((out / "annotate").glob("0*.jsonl"))
+              for x in f.read_text().splitlines()]
+    assert 0 < sum(labels) < len(labels)
+    assert stats["classify"]["documents_in"] == stats["decontaminate"]["documents_out"]
+    assert 0 < stats["classify"]["documents_out"] < stats["classify"]["documents_in"]
+    info = json.loads((out / "classify" / "classifier" / "classifier.json").read_text())
+    assert info["documents"] == len(labels) and info["train_accuracy"] >= 0.8
     done = json.loads((out / "tokens" / "done.json").read_text())
-    assert done["documents"] == stats["decontaminate"]["documents_out"] and done["tokens"] > 100000
+    assert done["documents"] == stats["classify"]["documents_out"] and done["tokens"] > 20000
     assert stats["synth"]["documents_in"] == 12 and stats["synth"]["this_run"]["requests"] == 12
     assert stats["synth_exact"]["documents_in"] == stats["synth"]["documents_out"]
     synth_tokens = json.loads((out / "synth_tokens" / "done.json").read_text())["tokens"]
@@ -191,3 +230,23 @@ def test_bad_recipes_are_named(setup, tmp_path):
                               env=setup["env"], capture_output=True, text=True, timeout=120)
         assert_clean_failure(proc, *fragments)
         assert not (tmp_path / f"o{i}" / "import").exists()  # checked before anything ran
+
+
+@pytest.mark.parametrize("name", ["phi1.5-web.json", "phi3-web.json"])
+def test_full_scale_recipes_check(tmp_path, name):
+    """The papers' recipes parse and resolve (--dry-run), given the inputs their comments name."""
+    topics = tmp_path / "topics.txt"
+    topics.write_text("photosynthesis\nprime numbers\nthe French revolution\n")
+    env = dict(os.environ, WEB_JSONL=str(tmp_path / "web"), PHI1_CODE=str(tmp_path / "code"), TOPICS_20K=str(topics),
+               TOPICS=str(topics), PHI_TEACHER_URL="http://127.0.0.1:1/v1", PHI_TEACHER_MODEL="teacher",
+               PHI1_TOKENIZER=str(tmp_path / "tok"), PHI3_TOKENIZER=str(tmp_path / "tok"),
+               PHI_EVAL_DIR=str(tmp_path / "eval"))
+    proc = subprocess.run([PHI_BIN, "data", "run", "--recipe", str(REPO / "data_recipes" / name), "--output",
+                           str(tmp_path / "out"), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resolved = json.loads(proc.stdout)
+    mixes = [s for s in resolved["stages"] if s["stage"] == "mix"]
+    assert mixes and all(abs(sum(x["weight"] for x in m["sources"]) - 1) < 1e-9 for m in mixes)
+    assert any(s["stage"] == "synth" and s["topics"] == ["photosynthesis", "prime numbers", "the French revolution"]
+               for s in resolved["stages"])
+    assert not (tmp_path / "out").exists()  # nothing ran

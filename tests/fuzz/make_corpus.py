@@ -153,10 +153,33 @@ def eval_inputs_seeds():
     put("eval_inputs", "format", b"\x05[Question]\n{question}\n{{literal}}\n[Answer]\n{answer}\n{ref_answer_1}")
 
 
+def data_seeds():
+    """The first byte picks the input kind (fuzz_data.cpp): text, documents JSONL, eval JSONL, MMLU
+    CSV, a tar archive of eval files."""
+    put("data", "text", b"\x00The king said to his son. [1] He went home... def f(x):\n    return (x,\n  'a')\n"
+        b"- a bullet\n# heading\r\nlorem ipsum {x}\u2028caf\xc3\xa9 \xe6\x9d\xb1\n")
+    put("data", "python", b"\x00class A:\n    def f(self, x=\"\"\"doc\"\"\"):\n\tif x:\n\t\treturn [1,\n 2]\n")
+    put("data", "documents", b"\x01" + "".join(json.dumps(d) + "\n" for d in [
+        {"id": "a", "text": "one two", "source": "s", "metadata": {"k": 1}}, {"text": "three"}]).encode())
+    put("data", "eval_jsonl", b"\x02" + "".join(json.dumps(d) + "\n" for d in [
+        {"task_id": "HumanEval/0", "prompt": "def f(a, b):\n    return a + b " * 3, "canonical_solution": "x = 1"},
+        {"question_id": 81, "turns": ["Write a travel blog post about a recent trip to Hawaii, please."]}]).encode())
+    put("data", "mmlu_csv", b"\x03question,choice0,choice1,choice2,choice3,answer\n"
+        b'"Which of the following best describes the structure that collects urine in the body?",a,b,c,d,1\n')
+    import io, tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        body = b"question,choice0,choice1,choice2,choice3,answer\nWhat is the capital city of the country of France in Europe today?,Paris,Rome,Oslo,Bern,0\n"
+        info = tarfile.TarInfo("test/geo_test.csv")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    put("data", "tar", b"\x04" + buf.getvalue())
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO / "tests"))
     for make in (safetensors_seeds, model_config_seeds, train_recipe_seeds, tokenizer_seeds, jinja_seeds,
-                 server_request_seeds, jsonl_seeds, shard_seeds, eval_inputs_seeds):
+                 server_request_seeds, jsonl_seeds, shard_seeds, eval_inputs_seeds, data_seeds):
         make()
     for d in sorted(OUT.iterdir()):
         print(d.name, len(list(d.iterdir())), "seeds")

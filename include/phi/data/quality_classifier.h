@@ -28,7 +28,7 @@ at::Tensor mean_pooled_features(const Transformer& model, const Tokenizer& token
                                 std::vector<std::vector<int64_t>>* ids_out = nullptr);
 
 struct LogisticOptions {
-  double l2 = 1.0;        // penalty (lambda / 2) * |w|^2 on the weights, not the intercept (sklearn's C = 1 / l2)
+  double l2 = 1.0;  // penalty (lambda / 2) * |w|^2 on the weights, not the intercept (sklearn's C = 1 / l2)
   int64_t max_iterations = 100;
   double tolerance = 1e-10;  // on the largest Newton step
 };
@@ -39,7 +39,8 @@ struct LogisticOptions {
 class QualityClassifier {
  public:
   /// features [N, H], labels [N] (0 or 1, both present).
-  static QualityClassifier train(const at::Tensor& features, const at::Tensor& labels, const LogisticOptions& options = {});
+  static QualityClassifier train(const at::Tensor& features, const at::Tensor& labels,
+                                 const LogisticOptions& options = {});
   /// P(label 1) for each row of features [N, H], float64 [N].
   at::Tensor probabilities(const at::Tensor& features) const;
 
