@@ -248,13 +248,14 @@ int run_recipe(const RunOptions& o) {
         opt.minhash.hashes_per_bucket = r.optional("hashes_per_bucket", opt.minhash.hashes_per_bucket);
         opt.minhash.seed = static_cast<uint64_t>(r.optional<int64_t>("seed", static_cast<int64_t>(opt.minhash.seed)));
         opt.permutations = r.optional("permutations", opt.permutations);
+        opt.memory_limit_mb = r.optional("memory_limit_mb", opt.memory_limit_mb);
         r.finish();
         res.update({{"method", opt.method},
                     {"n_grams", opt.minhash.n_grams},
                     {"buckets", opt.minhash.buckets},
                     {"hashes_per_bucket", opt.minhash.hashes_per_bucket},
                     {"seed", opt.minhash.seed},
-                    {"permutations", opt.permutations}});
+                    {"permutations", opt.permutations}, {"memory_limit_mb", opt.memory_limit_mb}});
         if (run_it) {
           run_dedup(opt, o.slice);
           if (!await_stage(p.dir, o.slice, "stats.json")) return 0;

@@ -190,29 +190,48 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
     return 0;
   }
 
-  // Pass 2 (the reduce): every file's keys, then what goes and what it duplicates.
-  std::vector<std::vector<uint64_t>> signatures;
+  // Pass 2 (the reduce): what goes and what it duplicates. Exact keys are held in memory (8 bytes
+  // per document); MinHash band records up to the memory limit, then as sorted runs on disk.
   std::vector<size_t> first_of_file;
-  for (size_t f = 0; f < files.size(); ++f) {
-    auto sigs = read_signatures(signature_path(f), parameter_hash, hashes);
-    if (!sigs)
-      throw Error("key file is from other parameters", signature_path(f), "delete it: the stage recomputes it");
-    first_of_file.push_back(signatures.size());
-    for (auto& sig : *sigs) signatures.push_back(std::move(sig));
-  }
-  first_of_file.push_back(signatures.size());
-  std::vector<int64_t> duplicate_of(signatures.size(), -1);
+  std::vector<int64_t> duplicate_of;
+  ClusterStats cluster_stats;
   if (exact) {
     std::unordered_map<uint64_t, int64_t> first;
-    for (size_t i = 0; i < signatures.size(); ++i) {
-      const uint64_t key = signatures[i].empty() ? ~uint64_t{0} : signatures[i][0];
-      auto [it, inserted] = first.emplace(key, static_cast<int64_t>(i));
-      if (!inserted) duplicate_of[i] = it->second;
+    int64_t i = 0;
+    for (size_t f = 0; f < files.size(); ++f) {
+      auto sigs = read_signatures(signature_path(f), parameter_hash, hashes);
+      if (!sigs)
+        throw Error("key file is from other parameters", signature_path(f), "delete it: the stage recomputes it");
+      first_of_file.push_back(static_cast<size_t>(i));
+      for (const auto& sig : *sigs) {
+        const uint64_t key = sig.empty() ? ~uint64_t{0} : sig[0];
+        auto [it, inserted] = first.emplace(key, i);
+        duplicate_of.push_back(inserted ? -1 : it->second);
+        ++i;
+      }
     }
+    first_of_file.push_back(static_cast<size_t>(i));
   } else {
-    for (const auto& [doc, kept] : minhash_duplicates(signatures, o.minhash)) {
-      duplicate_of[static_cast<size_t>(doc)] = kept;
-    }
+    size_t f = 0, total = 0;
+    const auto spill_dir = (fs::path(o.output) / "signatures" / "spill").string();
+    fs::remove_all(spill_dir);  // runs of a killed run
+    const auto removed = minhash_duplicates_bounded(
+        [&](std::vector<std::vector<uint64_t>>& sigs) {
+          if (f == files.size()) return false;
+          auto read = read_signatures(signature_path(f), parameter_hash, hashes);
+          if (!read)
+            throw Error("key file is from other parameters", signature_path(f), "delete it: the stage recomputes it");
+          sigs = std::move(*read);
+          first_of_file.push_back(total);
+          total += sigs.size();
+          ++f;
+          return true;
+        },
+        -1, o.minhash, static_cast<size_t>(o.memory_limit_mb) << 20, spill_dir, &cluster_stats);
+    fs::remove_all(spill_dir);
+    first_of_file.push_back(total);
+    duplicate_of.assign(total, -1);
+    for (const auto& [doc, kept] : removed) duplicate_of[static_cast<size_t>(doc)] = kept;
   }
   // The ids of the documents kept in others' place.
   std::map<int64_t, std::string> kept_ids;
@@ -250,8 +269,19 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
     }
     output.end_file(f);
   }
-  const auto stats = output.finish(
-      {{"method", o.method}, {"memory_bytes_per_document", static_cast<int64_t>(hashes * sizeof(uint64_t))}});
+  const auto documents = static_cast<int64_t>(first_of_file.back());
+  nlohmann::json memory = {{"limit_bytes", static_cast<int64_t>(o.memory_limit_mb) << 20}};
+  if (exact) {
+    memory["bytes_per_document"] = 8 + 8 + 16;  // key, duplicate_of, the hash map's node (about)
+  } else {
+    memory["union_find_bytes"] = cluster_stats.union_find_bytes;
+    memory["peak_band_buffer_bytes"] = cluster_stats.peak_buffer_bytes;
+    memory["spilled_runs"] = cluster_stats.runs_spilled;
+    memory["bytes_per_document"] =
+        16 + 8 +
+        (documents > 0 ? static_cast<double>(cluster_stats.peak_buffer_bytes) / static_cast<double>(documents) : 0.0);
+  }
+  const auto stats = output.finish({{"method", o.method}, {"memory", memory}});
   const auto documents_in = stats["documents_in"].get<int64_t>(), documents_out = stats["documents_out"].get<int64_t>();
   spdlog::info("dedup ({}): {} documents in, {} kept, {} removed ({:.0f} documents/s)", o.method, documents_in,
                documents_out, documents_in - documents_out, stats["documents_per_second"].get<double>());
@@ -711,8 +741,6 @@ int run_import(const ImportOptions& o, const TaskSlice& slice) {
   return 0;
 }
 
-namespace {}  // namespace
-
 void add_data_stage_commands(CLI::App* data, Runner& run) {
   auto dc = std::make_shared<DecontaminateOptions>();
   auto* decon =
@@ -780,6 +808,10 @@ cmd->add_option("--hashes-per-bucket", o->minhash.hashes_per_bucket, "hashes per
     ->capture_default_str()
     ->check(CLI::PositiveNumber);
 cmd->add_option("--seed", o->minhash.seed, "seed of the permutations")->capture_default_str();
+cmd->add_option("--memory-limit", o->memory_limit_mb,
+                "MiB of MinHash band records held while clustering; past it, sorted runs go to disk")
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
 cmd->add_option("--permutations", o->permutations,
                 "JSON file {\"a\": [...], \"b\": [...]} with every hash's permutation (instead of --seed)");
 auto d_slice = std::make_shared<TaskSlice>();

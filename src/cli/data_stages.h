@@ -37,6 +37,7 @@ struct DedupOptions {
   std::string output;
   MinhashConfig minhash;
   std::string permutations;
+  int64_t memory_limit_mb = 1024;  // band records held in memory while clustering; past it, sorted runs on disk
 };
 
 struct FilterOptions {

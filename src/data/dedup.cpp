@@ -1,6 +1,10 @@
 #include "phi/data/dedup.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -85,59 +89,206 @@ std::vector<uint64_t> minhash_signature(const std::string& text, const MinhashCo
   return signature;
 }
 
-std::vector<std::pair<int64_t, int64_t>> minhash_duplicates(const std::vector<std::vector<uint64_t>>& signatures,
-                                                            const MinhashConfig& config) {
-  // Union-find over documents: union by size (ties: the first argument's root stays), path
-  // compression; a document in no pair has no parent (-1) and is in no cluster.
-  std::vector<int64_t> parents(signatures.size(), -1), sizes(signatures.size(), 1);
-  auto parent = [&](int64_t x) -> int64_t& { return parents[static_cast<size_t>(x)]; };
-  auto root = [&](int64_t x) {
+namespace {
+
+// Union-find over documents: union by size (ties: the first argument's root stays), path
+// compression; a document in no pair has no parent (-1) and is in no cluster.
+class UnionFind {
+ public:
+  explicit UnionFind(int64_t n) : parents_(static_cast<size_t>(n), -1), sizes_(static_cast<size_t>(n), 1) {}
+  int64_t root(int64_t x) {
     if (parent(x) < 0) parent(x) = x;
     int64_t r = x;
     while (parent(r) != r) r = parent(r);
     while (x != r) x = std::exchange(parent(x), r);
     return r;
-  };
-  auto join = [&](int64_t a, int64_t b) {
+  }
+  void join(int64_t a, int64_t b) {
     int64_t ra = root(a), rb = root(b);
     if (ra == rb) return;
-    if (sizes[static_cast<size_t>(ra)] < sizes[static_cast<size_t>(rb)]) std::swap(ra, rb);
+    if (sizes_[static_cast<size_t>(ra)] < sizes_[static_cast<size_t>(rb)]) std::swap(ra, rb);
     parent(rb) = ra;
-    sizes[static_cast<size_t>(ra)] += sizes[static_cast<size_t>(rb)];
-  };
+    sizes_[static_cast<size_t>(ra)] += sizes_[static_cast<size_t>(rb)];
+  }
+  /// {document, its cluster's root} for every document that is not its root.
+  std::vector<std::pair<int64_t, int64_t>> removed() {
+    std::vector<std::pair<int64_t, int64_t>> out;
+    for (int64_t d = 0; d < static_cast<int64_t>(parents_.size()); ++d) {
+      if (parent(d) < 0) continue;
+      const int64_t r = root(d);
+      if (r != d) out.push_back({d, r});
+    }
+    return out;
+  }
+
+ private:
+  int64_t& parent(int64_t x) { return parents_[static_cast<size_t>(x)]; }
+  std::vector<int64_t> parents_, sizes_;
+};
+
+// Band records: rows of `width` band hashes and the document index, ordered by the hashes then the
+// document (the order datatrove's bucket files have).
+struct Rows {
+  size_t stride;
+  std::vector<uint64_t> data;
+  size_t size() const { return data.size() / stride; }
+  const uint64_t* row(size_t i) const { return data.data() + i * stride; }
+};
+
+bool row_less(const uint64_t* x, const uint64_t* y, size_t stride) {
+  return std::lexicographical_compare(x, x + stride, y, y + stride);  // the document index is last
+}
+
+bool same_band(const uint64_t* x, const uint64_t* y, size_t width) { return std::equal(x, x + width, y); }
+
+void sort_rows(Rows& rows) {
+  std::vector<uint32_t> order(rows.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return row_less(rows.row(a), rows.row(b), rows.stride); });
+  std::vector<uint64_t> sorted(rows.data.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    std::copy(rows.row(order[i]), rows.row(order[i]) + rows.stride, sorted.data() + i * rows.stride);
+  }
+  rows.data = std::move(sorted);
+}
+
+// A sorted run on disk, read a block at a time.
+class RunReader {
+ public:
+  RunReader(std::string path, size_t stride) : path_(std::move(path)), stride_(stride), in_(path_, std::ios::binary) {
+    if (!in_) throw Error("cannot open a spilled run", path_);
+    fill();
+  }
+  bool done() const { return at_ >= rows_; }
+  const uint64_t* row() const { return buffer_.data() + at_ * stride_; }
+  void next() {
+    if (++at_ >= rows_) fill();
+  }
+
+ private:
+  void fill() {
+    buffer_.resize(stride_ * 4096);
+    in_.read(reinterpret_cast<char*>(buffer_.data()), static_cast<std::streamsize>(buffer_.size() * sizeof(uint64_t)));
+    const auto got = static_cast<size_t>(in_.gcount());
+    if (got % (stride_ * sizeof(uint64_t)) != 0) throw Error("a spilled run is truncated", path_, "rerun the stage");
+    rows_ = got / (stride_ * sizeof(uint64_t));
+    at_ = 0;
+  }
+  std::string path_;
+  size_t stride_;
+  std::ifstream in_;
+  std::vector<uint64_t> buffer_;
+  size_t rows_ = 0, at_ = 0;
+};
+
+}  // namespace
+
+std::vector<std::pair<int64_t, int64_t>> minhash_duplicates_bounded(
+    const std::function<bool(std::vector<std::vector<uint64_t>>& signatures)>& next_file, int64_t documents,
+    const MinhashConfig& config, size_t memory_limit, const std::string& spill_dir, ClusterStats* stats) {
   const auto width = static_cast<size_t>(config.hashes_per_bucket);
-  std::vector<int64_t> order;
-  for (int64_t band = 0; band < config.buckets; ++band) {
-    const size_t offset = static_cast<size_t>(band) * width;
-    order.clear();
-    for (size_t d = 0; d < signatures.size(); ++d) {
-      if (!signatures[d].empty()) order.push_back(static_cast<int64_t>(d));
+  const auto bands = static_cast<size_t>(config.buckets);
+  const size_t stride = width + 1;
+  std::vector<Rows> buffers(bands, Rows{stride, {}});
+  std::vector<std::vector<std::string>> runs(bands);
+  size_t buffered = 0;
+  ClusterStats local;
+  auto spill = [&]() {
+    if (spill_dir.empty()) throw Error("the band records pass the memory limit and no spill directory is given");
+    std::filesystem::create_directories(spill_dir);
+    for (size_t b = 0; b < bands; ++b) {
+      if (buffers[b].data.empty()) continue;
+      sort_rows(buffers[b]);
+      const auto path = (std::filesystem::path(spill_dir) /
+                         ("band-" + std::to_string(b) + "-run-" + std::to_string(runs[b].size()) + ".bin"))
+                            .string();
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(reinterpret_cast<const char*>(buffers[b].data.data()),
+                static_cast<std::streamsize>(buffers[b].data.size() * sizeof(uint64_t)));
+      out.close();
+      if (!out) throw Error("cannot write a spilled run (disk full?)", path);
+      runs[b].push_back(path);
+      buffers[b].data.clear();
+      buffers[b].data.shrink_to_fit();
+      ++local.runs_spilled;
     }
-    auto band_less = [&](int64_t x, int64_t y) {
-      const auto& sx = signatures[static_cast<size_t>(x)];
-      const auto& sy = signatures[static_cast<size_t>(y)];
-      const auto c = std::lexicographical_compare(sx.begin() + offset, sx.begin() + offset + width,
-                                                  sy.begin() + offset, sy.begin() + offset + width);
-      if (c) return true;
-      const bool equal = std::equal(sx.begin() + offset, sx.begin() + offset + width, sy.begin() + offset);
-      return equal && x < y;
-    };
-    std::sort(order.begin(), order.end(), band_less);
-    for (size_t i = 1; i < order.size(); ++i) {
-      const auto& prev = signatures[static_cast<size_t>(order[i - 1])];
-      const auto& cur = signatures[static_cast<size_t>(order[i])];
-      if (std::equal(prev.begin() + offset, prev.begin() + offset + width, cur.begin() + offset)) {
-        join(order[i - 1], order[i]);
+    buffered = 0;
+  };
+  // Band records, file by file.
+  std::vector<std::vector<uint64_t>> signatures;
+  int64_t doc = 0;
+  while (next_file(signatures)) {
+    for (const auto& sig : signatures) {
+      if (!sig.empty()) {
+        if (sig.size() != width * bands) throw Error("a signature has the wrong number of hashes");
+        for (size_t b = 0; b < bands; ++b) {
+          auto& rows = buffers[b].data;
+          rows.insert(rows.end(), sig.begin() + static_cast<std::ptrdiff_t>(b * width),
+                      sig.begin() + static_cast<std::ptrdiff_t>((b + 1) * width));
+          rows.push_back(static_cast<uint64_t>(doc));
+        }
+        buffered += bands * stride * sizeof(uint64_t);
+        local.peak_buffer_bytes = std::max(local.peak_buffer_bytes, static_cast<int64_t>(buffered));
+        if (buffered > memory_limit) spill();
       }
+      ++doc;
     }
   }
-  std::vector<std::pair<int64_t, int64_t>> removed;
-  for (int64_t d = 0; d < static_cast<int64_t>(signatures.size()); ++d) {
-    if (parent(d) < 0) continue;
-    const int64_t r = root(d);
-    if (r != d) removed.push_back({d, r});
+  if (documents >= 0 && doc != documents) {
+    throw Error("the signatures hold " + std::to_string(doc) + " documents, expected " + std::to_string(documents));
   }
-  return removed;
+  const bool spilled = local.runs_spilled > 0;
+  if (spilled) spill();  // the rest too: every band is then merged from its runs alone
+  UnionFind clusters(doc);
+  local.union_find_bytes = 16 * doc;
+  for (size_t b = 0; b < bands; ++b) {
+    if (!spilled) {
+      sort_rows(buffers[b]);
+      const auto& rows = buffers[b];
+      for (size_t i = 1; i < rows.size(); ++i) {
+        if (same_band(rows.row(i - 1), rows.row(i), width)) {
+          clusters.join(static_cast<int64_t>(rows.row(i - 1)[width]), static_cast<int64_t>(rows.row(i)[width]));
+        }
+      }
+      buffers[b].data.clear();
+      buffers[b].data.shrink_to_fit();
+      continue;
+    }
+    // k-way merge of the band's runs.
+    std::vector<std::unique_ptr<RunReader>> readers;
+    for (const auto& path : runs[b]) readers.push_back(std::make_unique<RunReader>(path, stride));
+    std::vector<uint64_t> previous;
+    for (;;) {
+      RunReader* best = nullptr;
+      for (auto& r : readers) {
+        if (!r->done() && (best == nullptr || row_less(r->row(), best->row(), stride))) best = r.get();
+      }
+      if (best == nullptr) break;
+      if (!previous.empty() && same_band(previous.data(), best->row(), width)) {
+        clusters.join(static_cast<int64_t>(previous[width]), static_cast<int64_t>(best->row()[width]));
+      }
+      previous.assign(best->row(), best->row() + stride);
+      best->next();
+    }
+    readers.clear();
+    for (const auto& path : runs[b]) std::filesystem::remove(path);
+  }
+  if (stats) *stats = local;
+  return clusters.removed();
+}
+
+std::vector<std::pair<int64_t, int64_t>> minhash_duplicates(const std::vector<std::vector<uint64_t>>& signatures,
+                                                            const MinhashConfig& config) {
+  bool given = false;
+  return minhash_duplicates_bounded(
+      [&](std::vector<std::vector<uint64_t>>& out) {
+        if (given) return false;
+        out = signatures;
+        given = true;
+        return true;
+      },
+      static_cast<int64_t>(signatures.size()), config, SIZE_MAX, "");
 }
 
 uint64_t exact_dedup_key(const std::string& text) {

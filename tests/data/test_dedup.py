@@ -205,3 +205,29 @@ def test_bad_input_is_named(tmp_path):
     assert proc.returncode == 1 and "bad.jsonl:1" in proc.stderr and '"text"' in proc.stderr
     proc = run_phi("data", "dedup", "--input", tmp_path / "missing", "--output", tmp_path / "o4", check=False)
     assert proc.returncode == 1 and "missing" in proc.stderr
+
+
+def test_clustering_spills_to_disk_with_the_same_result(runs, tmp_path):
+    """The corpus in eight files, clustered under a 1 MiB memory limit (band records of 840 x 8
+    copies do not fit): sorted runs go to disk and are merged per band, and the documents removed,
+    with what they duplicate, are the same as in memory. Both are datatrove's (the test above)."""
+    root, docs, _, _ = runs
+    (tmp_path / "in").mkdir()
+    copies = []
+    for k in range(8):  # the corpus eight times, each copy another file with its own ids
+        lines = [json.dumps(dict(d, id=f"{k}-{d['id']}")) for d in docs]
+        (tmp_path / "in" / f"part{k}.jsonl").write_text("\n".join(lines) + "\n")
+        copies += lines
+    common = ["data", "dedup", "--method", "minhash", "--input", tmp_path / "in", "--permutations",
+              root / "permutations.json"]
+    run_phi(*common, "--output", tmp_path / "memory")
+    run_phi(*common, "--output", tmp_path / "spill", "--memory-limit", "1")
+    in_memory = (tmp_path / "memory" / "removed.jsonl").read_bytes()
+    assert (tmp_path / "spill" / "removed.jsonl").read_bytes() == in_memory and len(in_memory.splitlines()) > 7 * len(docs)
+    spilled = json.loads((tmp_path / "spill" / "stats.json").read_text())["memory"]
+    resident = json.loads((tmp_path / "memory" / "stats.json").read_text())["memory"]
+    assert spilled["spilled_runs"] > 14 and resident["spilled_runs"] == 0
+    assert spilled["peak_band_buffer_bytes"] <= (1 << 20) + 14 * 9 * 8 < resident["peak_band_buffer_bytes"]
+    assert spilled["union_find_bytes"] == 16 * len(copies)
+    assert not (tmp_path / "spill" / "signatures" / "spill").exists()  # runs removed after use
+    print({k: spilled[k] for k in ("spilled_runs", "peak_band_buffer_bytes", "bytes_per_document")})

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,24 @@ std::vector<uint64_t> minhash_signature(const std::string& text, const MinhashCo
 /// kept in its cluster}, by document.
 std::vector<std::pair<int64_t, int64_t>> minhash_duplicates(const std::vector<std::vector<uint64_t>>& signatures,
                                                             const MinhashConfig& config);
+
+/// What the bounded clustering used.
+struct ClusterStats {
+  int64_t runs_spilled = 0;        // sorted runs written to disk (0: everything fit)
+  int64_t peak_buffer_bytes = 0;   // band records held at once
+  int64_t union_find_bytes = 0;    // 16 per document
+};
+
+/// The same clusters as minhash_duplicates (the same joins in the same order), with signatures read
+/// file by file: `next_file(signatures)` fills the next file's signatures and returns false at the
+/// end; `documents` is their total (-1: not checked). Band records (the band's hashes and the document) are kept in
+/// memory up to `memory_limit` bytes; past it each band's records are sorted and written as a run
+/// to `spill_dir` (which must then be given), and each band's runs are merged from disk. Memory:
+/// 16 bytes per document for the union-find plus the limit. A spill file that is short or
+/// unreadable is an error naming it.
+std::vector<std::pair<int64_t, int64_t>> minhash_duplicates_bounded(
+    const std::function<bool(std::vector<std::vector<uint64_t>>& signatures)>& next_file, int64_t documents,
+    const MinhashConfig& config, size_t memory_limit, const std::string& spill_dir, ClusterStats* stats = nullptr);
 
 /// xxhash64 of the normalised text (exact dedup's key).
 uint64_t exact_dedup_key(const std::string& text);
