@@ -77,11 +77,14 @@ for f in (work / "dt" / "r").glob("*.remove"):
 ours = {json.loads(x)["id"] for x in (work / "ours" / "removed.jsonl").read_text().splitlines()}
 assert ours == dt_removed, (len(ours), len(dt_removed))
 
-gopher = GopherQualityFilter(language=Whitespace())
 from datatrove.data import Document
+from datatrove.pipeline.writers import JsonlWriter
+# The filters as a user runs them: datatrove's reader -> filter -> writer pipeline, against the whole
+# `phi data filter` command (both read and write JSONL).
 start = time.perf_counter()
-for i, t in enumerate(docs):
-    gopher.filter(Document(text=t, id=str(i)))
+LocalPipelineExecutor([JsonlReader(str(work / "in")), GopherQualityFilter(language=Whitespace()),
+                       JsonlWriter(str(work / "dt_gopher"), compression=None)],
+                      tasks=1, workers=1, logging_dir=str(work / "l7")).run()
 dt_filter = time.perf_counter() - start
 start = time.perf_counter()
 subprocess.run([os.environ["PHI"], "data", "filter", "--rules", "gopher", "--input", str(work / "in"), "--output",
@@ -91,7 +94,6 @@ phi_filter = time.perf_counter() - start
 # Exact dedup: datatrove's three steps on the normalised text (as ours keys it).
 from datatrove.pipeline.dedup.exact_dedup import (ExactDedupConfig, ExactDedupFilter, ExactDedupSignature,
                                                   ExactFindDedups)
-from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.text import simplify_text
 ecfg = ExactDedupConfig(content_getter=lambda d: simplify_text(d.text))
 start = time.perf_counter()
@@ -129,12 +131,14 @@ lined = [t.replace(". ", ".\n") for t in docs]  # lines, as web pages have
 with open(work / "lines.jsonl", "w") as f:
     for i, t in enumerate(lined):
         f.write(json.dumps({"id": str(i), "text": t}) + "\n")
+(work / "lines").mkdir()
+(work / "lines.jsonl").rename(work / "lines" / "lines.jsonl")
 start = time.perf_counter()
-for i, t in enumerate(lined):
-    c4.filter(Document(text=t, id=str(i)))
+LocalPipelineExecutor([JsonlReader(str(work / "lines")), c4, JsonlWriter(str(work / "dt_c4"), compression=None)],
+                      tasks=1, workers=1, logging_dir=str(work / "l8")).run()
 dt_c4 = time.perf_counter() - start
 start = time.perf_counter()
-subprocess.run([os.environ["PHI"], "data", "filter", "--rules", "c4", "--input", str(work / "lines.jsonl"), "--output",
+subprocess.run([os.environ["PHI"], "data", "filter", "--rules", "c4", "--input", str(work / "lines"), "--output",
                 str(work / "c4")], check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
 phi_c4 = time.perf_counter() - start
 
@@ -183,7 +187,7 @@ print(f"| Gopher quality filter (MB/s) | {mb/dt_filter:.2f} | {mb/phi_filter:.2f
 print(f"| C4 quality filter (MB/s) | {mb/dt_c4:.2f} | {mb/phi_c4:.2f} | {dt_c4/phi_c4:.2f}x |")
 print(f"| exact dedup, normalised text (MB/s) | {mb/dt_exact:.2f} | {mb/phi_exact:.2f} | {dt_exact/phi_exact:.2f}x |")
 print(f"| decontamination, HumanEval + MBPP 13-grams (MB/s; lm-eval Janitor) | {mb/dt_decon:.2f} | {mb/phi_decon:.2f} | {dt_decon/phi_decon:.2f}x |")
-print("(phi: whole command including reading and writing JSONL, 2 threads; datatrove: its pipeline steps,"
-      " the filters called in-process without I/O; the Janitor: index and lookups in-process)")
+print("(phi: whole commands, reading and writing JSONL, 2 threads; datatrove: its pipelines with its JSONL reader"
+      " and writer, one task after another; the Janitor: index and lookups in-process, no I/O)")
 PY
 PHI="$BUILD_DIR/phi" "$PHI_VENV/bin/python" "$work/bench.py" "$work" "$SHARED" "$COPIES" "$OUT/bench_dedup.json"

@@ -40,7 +40,10 @@ std::vector<UChar32> code_points(const std::string& s) {
   return out;
 }
 
-bool py_space(UChar32 c) { return is_python_space(static_cast<char32_t>(c)); }
+bool py_space(UChar32 c) {
+  if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);  // the ASCII ones
+  return is_python_space(static_cast<char32_t>(c));
+}
 
 // Python's str.isalpha(): letters (Lu, Ll, Lt, Lm, Lo).
 bool py_alpha(UChar32 c) {
@@ -226,12 +229,17 @@ std::string c4_quality(std::string& text, const C4QualityOptions& o) {
   std::vector<Line> kept;
   for (const auto& raw : split_lines(code_points(text))) {
     Line line = strip(raw);
-    const auto words = split_words(line);
-    if (o.max_word_length > 0 && std::any_of(words.begin(), words.end(), [&](const Word& w) {
-          return static_cast<int64_t>(w.size()) > o.max_word_length;
-        })) {
-      continue;
+    // Words (str.split): how many, and the longest in code points.
+    int64_t n_words = 0, longest = 0, current = 0;
+    for (UChar32 c : line) {
+      if (py_space(c)) {
+        current = 0;
+      } else {
+        n_words += current == 0 ? 1 : 0;
+        longest = std::max(longest, ++current);
+      }
     }
+    if (o.max_word_length > 0 && longest > o.max_word_length) continue;
     if (o.remove_citations) line = remove_citations(line);
     if (o.filter_no_terminal_punct) {
       const bool terminal =
@@ -240,7 +248,7 @@ std::string c4_quality(std::string& text, const C4QualityOptions& o) {
                             line[line.size() - 3] == '.';
       if (!terminal || ellipsis) continue;
     }
-    if (o.min_words_per_line > 0 && static_cast<int64_t>(words.size()) < o.min_words_per_line) continue;
+    if (o.min_words_per_line > 0 && n_words < o.min_words_per_line) continue;
     const auto lower = lower_for_matching(line);
     if (o.filter_lorem_ipsum && lower.find("lorem ipsum") != std::string::npos) return "lorem_ipsum";
     if (o.filter_javascript && lower.find("javascript") != std::string::npos) continue;
