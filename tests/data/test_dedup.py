@@ -231,3 +231,22 @@ def test_clustering_spills_to_disk_with_the_same_result(runs, tmp_path):
     assert spilled["union_find_bytes"] == 16 * len(copies)
     assert not (tmp_path / "spill" / "signatures" / "spill").exists()  # runs removed after use
     print({k: spilled[k] for k in ("spilled_runs", "peak_band_buffer_bytes", "bytes_per_document")})
+
+
+def test_normalisation_equals_datatrove_simplify_text(tmp_path):
+    """`phi data normalize` (what exact and MinHash dedup hash) against datatrove's simplify_text on
+    random ASCII (its fast path: digits, separators, punctuation, control characters) and Unicode
+    text (accents, CJK, Arabic digits, other spaces)."""
+    from datatrove.utils.text import TextNormConfig, simplify_text
+
+    rng = random.Random(8)
+    ascii_pool = list("abcXYZ 019.,;:!?-_'\"()[]{}#@\t\n\r\x0b\x0c\x1c\x1f\x7f") + ["3.14", "1,000", "7.", ".5", "  "]
+    uni_pool = ["café", "NAÏVE", "東京", "٣٫٥", "\u00a0", "\u2003", "\u3000", "ß", "İ", "ǅ", "e\u0301", "—", "…", "½"]
+    texts = ["".join(rng.choice(ascii_pool) for _ in range(rng.randint(0, 60))) for _ in range(400)]
+    texts += ["".join(rng.choice(ascii_pool + uni_pool) for _ in range(rng.randint(0, 40))) for _ in range(200)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = run_phi("data", "normalize", "--input", tmp_path / "d.jsonl").stdout.splitlines()
+    ours = [json.loads(x)["text"] for x in out]
+    theirs = [simplify_text(t, TextNormConfig()) for t in texts]
+    differ = [(t, a, b) for t, a, b in zip(texts, ours, theirs) if a != b]
+    assert len(ours) == len(texts) and not differ, differ[:3]

@@ -88,3 +88,27 @@ def test_unknown_rules_are_refused(tmp_path):
     proc = run_phi("data", "filter", "--rules", "fineweb", "--input", tmp_path / "d.jsonl", "--output", tmp_path / "o",
                    check=False)
     assert proc.returncode == 1 and "fineweb" in proc.stderr
+
+
+def test_bad_records_stop_the_stage_or_are_counted_and_skipped(tmp_path):
+    """A line that is not a document names its file and line; with --skip-bad-records each is
+    skipped and listed in removed.jsonl; an empty file is no error."""
+    good = {"id": "g", "text": " ".join(["the children walked with their teacher and looked at the ancient buildings"] * 6)}
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"\n".join([
+        json.dumps(good).encode(), b"{not json", b"[1, 2]", b'{"id": "x", "text": 7}',
+        b'{"id": "u", "text": "caf\xff"}', json.dumps(dict(good, id="g2")).encode()]) + b"\n")
+    (tmp_path / "in" / "b.jsonl").write_text("")
+    proc = run_phi("data", "filter", "--rules", "gopher", "--input", tmp_path / "in", "--output", tmp_path / "o1",
+                   check=False)
+    assert proc.returncode == 1 and "a.jsonl:2" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o1" / "stats.json").exists()
+    run_phi("data", "filter", "--rules", "gopher", "--skip-bad-records", "--input", tmp_path / "in", "--output",
+            tmp_path / "o2")
+    removed = [json.loads(x) for x in (tmp_path / "o2" / "removed.jsonl").read_text().splitlines()]
+    assert [r["where"].rsplit("/", 1)[-1] for r in removed] == ["a.jsonl:2", "a.jsonl:3", "a.jsonl:4", "a.jsonl:5"]
+    assert all(r["reason"] == "bad_record" and r["error"] for r in removed)
+    kept = [json.loads(x)["id"] for x in (tmp_path / "o2" / "00000.jsonl").read_text().splitlines()]
+    assert kept == ["g", "g2"] and (tmp_path / "o2" / "00001.jsonl").read_text() == ""
+    stats = json.loads((tmp_path / "o2" / "stats.json").read_text())
+    assert stats["removed"]["bad_record"] == 4 and stats["documents_in"] == 2

@@ -37,4 +37,11 @@ void for_each_jsonl_text(const std::string& text, const std::string& source,
                          const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
                          size_t max_line_bytes = kMaxJsonlLineBytes);
 
+/// The same, a line that is not JSON reported to `bad_line(where, why)` and skipped instead of an
+/// error.
+void for_each_jsonl_text_skipping(
+    const std::string& text, const std::string& source,
+    const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
+    const std::function<void(const std::string& where, const std::string& why)>& bad_line);
+
 }  // namespace phi

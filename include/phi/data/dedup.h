@@ -42,9 +42,9 @@ std::vector<std::pair<int64_t, int64_t>> minhash_duplicates(const std::vector<st
 
 /// What the bounded clustering used.
 struct ClusterStats {
-  int64_t runs_spilled = 0;        // sorted runs written to disk (0: everything fit)
-  int64_t peak_buffer_bytes = 0;   // band records held at once
-  int64_t union_find_bytes = 0;    // 16 per document
+  int64_t runs_spilled = 0;       // sorted runs written to disk (0: everything fit)
+  int64_t peak_buffer_bytes = 0;  // band records held at once
+  int64_t union_find_bytes = 0;   // 16 per document
 };
 
 /// The same clusters as minhash_duplicates (the same joins in the same order), with signatures read

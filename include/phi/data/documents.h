@@ -26,7 +26,9 @@ std::vector<std::string> document_files(const std::vector<std::string>& inputs);
 /// Calls fn for every document of one file, in order. A line that is not a JSON object, a record
 /// whose "text" is missing or not a string, or text that is not valid UTF-8 is an error naming
 /// file:line. A record without "id" gets "<file name>:<line>"; without "source", the file name.
-void for_each_document(const std::string& file, const std::function<void(Document&& document)>& fn);
+/// With `bad_record`, such a line is reported to it (where, why) and skipped instead.
+void for_each_document(const std::string& file, const std::function<void(Document&& document)>& fn,
+                       const std::function<void(const std::string& where, const std::string& why)>& bad_record = {});
 
 nlohmann::json document_to_json(const Document& document);
 

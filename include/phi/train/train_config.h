@@ -24,9 +24,9 @@ struct RunSection {
 };
 
 struct ModelSection {
-  std::string preset;                // exactly one of preset / config / init_from
-  std::string config;                // a model config file
-  std::string init_from;             // a Hugging Face directory to start from
+  std::string preset;                  // exactly one of preset / config / init_from
+  std::string config;                  // a model config file
+  std::string init_from;               // a Hugging Face directory to start from
   std::vector<std::string> overrides;  // "key=value" (the recipe's "set")
   double init_std = 0.02;
   static ModelSection from_json(JsonReader& r);
@@ -36,16 +36,21 @@ struct ModelSection {
 
 struct DataSection {
   std::vector<DataSource> sources;
-  std::string valid;                      // a dataset directory for validation ("" = none)
+  std::string mixture;  // "sources" given as a data recipe's mixture.json (read by load_mixture_sources)
+  std::string valid;    // a dataset directory for validation ("" = none)
   int64_t seq_len = 128;
-  bool pack = true;                       // false: one document per sequence (padded)
-  bool document_masks = false;            // packed: attention stays inside each document
+  bool pack = true;                        // false: one document per sequence (padded)
+  bool document_masks = false;             // packed: attention stays inside each document
   bool special_tokens_in_content = false;  // finetune .jsonl chats: special-token text in message
                                            // content becomes control tokens (default: plain text)
   static DataSection from_json(JsonReader& r);
   nlohmann::json to_json() const;
   void validate(const std::string& source) const;
 };
+
+/// The sources of data.mixture when they were not read with the recipe (the file was not there
+/// yet); an error naming the file when it is still missing. A no-op for listed sources.
+void load_mixture_sources(DataSection& data);
 
 struct TrainingSection {
   int64_t batch_size = 8;
@@ -60,7 +65,7 @@ struct TrainingSection {
                                           // gradient that loss scaling cannot absorb) that stop the run
   std::string device = "cpu";
   int64_t log_every = 10;
-  int64_t eval_every = 0;                 // 0: only at the end (when data.valid is set)
+  int64_t eval_every = 0;  // 0: only at the end (when data.valid is set)
   int64_t eval_batches = 4;
   static TrainingSection from_json(JsonReader& r);
   nlohmann::json to_json() const;
@@ -88,12 +93,13 @@ struct KernelSection {
 
 /// Several processes (launched by torchrun, srun or `phi launch`; phi/dist): how they train together.
 struct DistributedSection {
-  std::string backend = "auto";   // auto (nccl on CUDA, gloo on CPU), gloo, nccl
-  std::string strategy = "ddp";   // ddp, zero1 (optimizer state sharded) or fsdp (everything sharded); docs/distributed.md
-  double bucket_mb = 25;          // gradients are all-reduced in buckets of this size
-  bool overlap = true;            // a bucket's all-reduce starts during backward as soon as it is full
+  std::string backend = "auto";  // auto (nccl on CUDA, gloo on CPU), gloo, nccl
+  std::string strategy =
+      "ddp";              // ddp, zero1 (optimizer state sharded) or fsdp (everything sharded); docs/distributed.md
+  double bucket_mb = 25;  // gradients are all-reduced in buckets of this size
+  bool overlap = true;    // a bucket's all-reduce starts during backward as soon as it is full
   std::string reduce_dtype = "f32";  // f32, or bf16 (half the traffic; the sum rounded to bf16)
-  double timeout_s = 60;          // a collective waiting longer fails the run (a rank died or hangs)
+  double timeout_s = 60;             // a collective waiting longer fails the run (a rank died or hangs)
   static DistributedSection from_json(JsonReader& r);
   nlohmann::json to_json() const;
   void validate(const JsonReader& r) const;
@@ -108,10 +114,10 @@ struct EvalTaskSection {
   int64_t every = 0;      // steps between runs (0: only at the end)
   std::string tokenizer;  // a tokenizer / model directory (default: model.init_from)
   // perplexity
-  std::string input;      // a text file or a token-shard dataset
+  std::string input;  // a text file or a token-shard dataset
   int64_t seq_len = 0, stride = 0, max_tokens = 0;
   // mmlu
-  std::string data;       // the directory holding dev/ and test/
+  std::string data;  // the directory holding dev/ and test/
   std::vector<std::string> subjects;
   int64_t shots = 5, limit = 0, batch_size = 16;
   static EvalTaskSection from_json(JsonReader& r);
