@@ -197,7 +197,9 @@ void write_usage_part(StageOutput& out, size_t file, const std::vector<nlohmann:
                 nlohmann::json{{"prompt_tokens", prompt}, {"completion_tokens", completion}}.dump() + "\n");
 }
 
-TeacherSettings teacher_settings(const SynthOptions& o) {
+// The teacher settings of a stage's options (synth's and annotate's share the names).
+template <typename Options>
+TeacherSettings teacher_settings(const Options& o) {
   TeacherSettings t;
   t.endpoint = o.endpoint;
   t.model = o.model;
@@ -417,16 +419,7 @@ int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& input
                                      {"max_tokens", o.max_tokens}};
   StageOutput out("annotate", output, parameters, files.size(), {"unrated"});
   if (out.complete()) return 0;
-  TeacherSettings settings;
-  settings.endpoint = o.endpoint;
-  settings.model = o.model;
-  settings.api_key_env = o.api_key_env;
-  settings.temperature = o.temperature;
-  settings.max_tokens = o.max_tokens;
-  settings.concurrency = o.concurrency;
-  settings.retries = o.retries;
-  settings.timeout_seconds = o.timeout_seconds;
-  Teacher teacher(settings, fs::path(output) / "cache");
+  Teacher teacher(teacher_settings(o), fs::path(output) / "cache");
   Progress progress("annotate", static_cast<int64_t>(files.size()), "files");
   for (size_t f = 0; f < files.size(); ++f) {
     if (!slice.mine(f) || out.file_done(f)) {
