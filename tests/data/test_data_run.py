@@ -240,7 +240,8 @@ def test_full_scale_recipes_check(tmp_path, name):
     env = dict(os.environ, WEB_JSONL=str(tmp_path / "web"), PHI1_CODE=str(tmp_path / "code"), TOPICS_20K=str(topics),
                TOPICS=str(topics), PHI_TEACHER_URL="http://127.0.0.1:1/v1", PHI_TEACHER_MODEL="teacher",
                PHI1_TOKENIZER=str(tmp_path / "tok"), PHI3_TOKENIZER=str(tmp_path / "tok"),
-               PHI_EVAL_DIR=str(tmp_path / "eval"))
+               PHI_EVAL_DIR=str(tmp_path / "eval"), PHI_RATER_URL="http://127.0.0.1:1/v1", PHI_RATER_MODEL="rater",
+               PHI_CLASSIFIER_MODEL=str(tmp_path / "feature-model"))
     proc = subprocess.run([PHI_BIN, "data", "run", "--recipe", str(REPO / "data_recipes" / name), "--output",
                            str(tmp_path / "out"), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -249,4 +250,5 @@ def test_full_scale_recipes_check(tmp_path, name):
     assert mixes and all(abs(sum(x["weight"] for x in m["sources"]) - 1) < 1e-9 for m in mixes)
     assert any(s["stage"] == "synth" and s["topics"] == ["photosynthesis", "prime numbers", "the French revolution"]
                for s in resolved["stages"])
+    assert any(s["stage"] == "classify" and s["labels"] == "web_annotate" for s in resolved["stages"])
     assert not (tmp_path / "out").exists()  # nothing ran
