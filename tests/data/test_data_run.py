@@ -164,27 +164,38 @@ def test_recipe_runs_every_stage_and_trains(setup, reference, tmp_path):
     assert losses and all(0 < x < 20 for x in losses)
 
 
+def markers(out):
+    """Progress markers a run leaves: each finished file of a stage (.parts/NNNNN.json) and each
+    finished stage (stats.json, done.json)."""
+    out = Path(out)
+    if not out.exists():
+        return 0
+    return sum(1 for p in out.rglob("*.json") if p.parent.name == ".parts" or p.name in ("stats.json", "done.json"))
+
+
 def test_killed_runs_resume_byte_identical(setup):
-    """SIGKILL at three random moments of a run over 1,200 files, each run resuming the last; then a
-    run to the end. The reference is an uninterrupted run of the same recipe into the same directory
-    (the stages record their input paths), moved aside."""
+    """SIGKILL at three random points of a run over 1,200 files (after a random number of finished
+    files, so the kills land mid-run however fast the machine is), each run resuming the last; then
+    a run to the end. The reference is an uninterrupted run of the same recipe into the same
+    directory (the stages record their input paths), moved aside."""
     out = setup["root"] / "killed"
-    start = time.monotonic()
     data_run(setup, out, max_files=1200)
-    seconds = time.monotonic() - start
+    total = markers(out)
     ref_out = setup["root"] / "reference-large"
     out.rename(ref_out)
     rng = random.Random(11)
     kills = 0
-    for _ in range(3):
+    for target in sorted(rng.sample(range(2, total - 1), 3)):
         proc = data_run(setup, out, max_files=1200, popen=True)
-        time.sleep(rng.uniform(0.1, 0.6) * seconds)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and markers(out) < target and time.monotonic() < deadline:
+            time.sleep(0.005)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
     data_run(setup, out, max_files=1200)
-    assert kills >= 2, f"the runs finished before the kills ({seconds:.1f} s uninterrupted)"
+    assert kills >= 2, f"the runs finished before the kills ({total} markers)"
     ours, theirs = snapshot(out), snapshot(ref_out)
     assert sorted(ours) == sorted(theirs), set(ours) ^ set(theirs)
     differ = [k for k in ours if ours[k] != theirs[k]]
