@@ -1,4 +1,4 @@
-// The data pipeline's stages as functions, shared by their commands (cmd_data_stages.cpp) and by
+// The data pipeline's stages as functions, shared by their commands (registered in cmd_data_stages.cpp, one file per stage) and by
 // `phi data run` (cmd_data_run.cpp). Each reads documents from its inputs and writes the output
 // directory described at the top of cmd_data_stages.cpp.
 #pragma once

@@ -1,0 +1,271 @@
+// phi data dedup --method exact|minhash --input PATHS... --output DIR [--ngrams 5] [--buckets 14]
+//   [--hashes-per-bucket 8] [--seed 1] [--permutations FILE]
+// removed.jsonl names the id each removed document duplicates. Keys (exact) and signatures (minhash)
+// are kept per input file in DIR/signatures/NNNNN.exact|.minhash (validated when read), so a killed
+// run resumes without recomputing finished files. Format of a signature file: "PHIMH1\0\0", uint64 parameter hash,
+// uint64 documents, uint64 hashes per document, then documents x hashes little-endian uint64
+// (all bits set: no signature, fewer words than the n-gram size).
+// The output directory's contract is described in cmd_data_stages.cpp.
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "cli/data_stages.h"
+#include "cli/stage_output.h"
+#include "core/file_util.h"
+#include "phi/core/error.h"
+#include "phi/core/progress.h"
+#include "phi/core/text_io.h"
+#include "phi/data/dedup.h"
+#include "phi/data/documents.h"
+#include "phi/data/text_norm.h"
+
+namespace phi::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kMagic[8] = {'P', 'H', 'I', 'M', 'H', '1', 0, 0};
+
+void write_signatures(const std::string& path, uint64_t parameters, const std::vector<std::vector<uint64_t>>& sigs,
+                      size_t hashes) {
+  std::string bytes(kMagic, sizeof kMagic);
+  auto put = [&](uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put(parameters);
+  put(sigs.size());
+  put(hashes);
+  for (const auto& s : sigs) {
+    if (s.empty()) {
+      for (size_t h = 0; h < hashes; ++h) put(~uint64_t{0});
+    } else {
+      for (auto v : s) put(v);
+    }
+  }
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+// The signatures of a finished file, or nothing when they are from other parameters. A truncated or
+// corrupt file is an error naming it.
+std::optional<std::vector<std::vector<uint64_t>>> read_signatures(const std::string& path, uint64_t parameters,
+                                                                  size_t hashes) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t header = sizeof kMagic + 3 * sizeof(uint64_t);
+  if (bytes.size() < header || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+    throw Error("not a signature file (bad header)", path, "delete it: the stage recomputes it");
+  }
+  uint64_t v[3];
+  std::memcpy(v, bytes.data() + sizeof kMagic, sizeof v);
+  if (v[0] != parameters || v[2] != hashes) return std::nullopt;
+  const size_t expected = header + v[1] * hashes * sizeof(uint64_t);
+  if (bytes.size() != expected) {
+    throw Error("signature file has " + std::to_string(bytes.size()) + " bytes, its header says " +
+                    std::to_string(expected) + " (truncated or corrupt)",
+                path, "delete it: the stage recomputes it");
+  }
+  std::vector<std::vector<uint64_t>> sigs(v[1]);
+  const char* p = bytes.data() + header;
+  for (auto& s : sigs) {
+    s.resize(hashes);
+    std::memcpy(s.data(), p, hashes * sizeof(uint64_t));
+    p += hashes * sizeof(uint64_t);
+    if (std::all_of(s.begin(), s.end(), [](uint64_t x) { return x == ~uint64_t{0}; })) s.clear();
+  }
+  return sigs;
+}
+
+}  // namespace
+
+int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
+  slice.validate();
+  if (o.method != "exact" && o.method != "minhash") throw Error("--method must be exact or minhash, got " + o.method);
+  const auto files = document_files(o.inputs);
+  if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
+  const auto permutations = o.permutations.empty() ? MinhashPermutations::from_seed(o.minhash)
+                                                   : MinhashPermutations::from_file(o.permutations, o.minhash);
+  nlohmann::json parameters = {{"method", o.method}, {"inputs", files}, {"skip_bad_records", o.skip_bad_records}};
+  if (o.method == "minhash") {
+    parameters["n_grams"] = o.minhash.n_grams;
+    parameters["buckets"] = o.minhash.buckets;
+    parameters["hashes_per_bucket"] = o.minhash.hashes_per_bucket;
+    parameters["a"] = permutations.a;
+    parameters["b"] = permutations.b;
+  }
+  const char* reason = o.method == "exact" ? "duplicate" : "near-duplicate";
+  StageOutput output("dedup", o.output, parameters, files.size(), {reason});
+  if (output.complete()) return 0;
+  const std::string parameter_text = parameters.dump();
+  const uint64_t parameter_hash = XXH64(parameter_text.data(), parameter_text.size(), 0);
+  const bool exact = o.method == "exact";
+  const size_t hashes = exact ? 1 : static_cast<size_t>(o.minhash.hashes());
+  const auto signature_path = [&](size_t f) {
+    return (fs::path(o.output) / "signatures" / numbered(static_cast<int64_t>(f), exact ? ".exact" : ".minhash"))
+        .string();
+  };
+  fs::create_directories(fs::path(o.output) / "signatures");
+
+  // Pass 1 (per file, this task's files): a key (exact) or a signature (minhash) per document,
+  // kept in DIR/signatures so that a killed run or the finishing task reads them back.
+  Progress progress(exact ? "exact keys" : "minhash signatures", static_cast<int64_t>(files.size()), "files");
+  int64_t resumed = 0;
+  for (size_t f = 0; f < files.size(); ++f) {
+    const auto path = signature_path(f);
+    if (!slice.mine(f) || (fs::exists(path) && read_signatures(path, parameter_hash, hashes))) {
+      resumed += slice.mine(f) ? 1 : 0;
+      progress.advance();
+      continue;
+    }
+    std::vector<Document> docs;
+    for_each_document(
+        files[f], [&](Document&& d) { docs.push_back(std::move(d)); },
+        o.skip_bad_records ? [](const std::string&, const std::string&) {}
+                           : std::function<void(const std::string&, const std::string&)>());
+    std::vector<std::vector<uint64_t>> sigs(docs.size());
+    at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const auto& text = docs[static_cast<size_t>(i)].text;
+        sigs[static_cast<size_t>(i)] =
+            exact ? std::vector<uint64_t>{exact_dedup_key(text)} : minhash_signature(text, o.minhash, permutations);
+      }
+    });
+    write_signatures(path, parameter_hash, sigs, hashes);
+    progress.advance();
+  }
+  progress.finish();
+  if (resumed) spdlog::info("dedup: keys of {} files were already computed", resumed);
+  if (!slice.finisher()) {
+    spdlog::info("dedup: task {} of {} computed its files' keys; task 0 clusters and writes", slice.index, slice.tasks);
+    return 0;
+  }
+  if (!wait_until(
+          [&] {
+            return std::all_of(files.begin(), files.end(), [&, f = size_t{0}](const std::string&) mutable {
+              const auto path = signature_path(f++);
+              return fs::exists(path);
+            });
+          },
+          slice.wait_seconds)) {
+    spdlog::warn("dedup: other tasks' keys are not all there yet; run again when they finish");
+    return 0;
+  }
+
+  // Pass 2 (the reduce): what goes and what it duplicates. Exact keys are held in memory (8 bytes
+  // per document); MinHash band records up to the memory limit, then as sorted runs on disk.
+  std::vector<size_t> first_of_file;
+  std::vector<int64_t> duplicate_of;
+  ClusterStats cluster_stats;
+  if (exact) {
+    std::unordered_map<uint64_t, int64_t> first;
+    int64_t i = 0;
+    for (size_t f = 0; f < files.size(); ++f) {
+      auto sigs = read_signatures(signature_path(f), parameter_hash, hashes);
+      if (!sigs)
+        throw Error("key file is from other parameters", signature_path(f), "delete it: the stage recomputes it");
+      first_of_file.push_back(static_cast<size_t>(i));
+      for (const auto& sig : *sigs) {
+        const uint64_t key = sig.empty() ? ~uint64_t{0} : sig[0];
+        auto [it, inserted] = first.emplace(key, i);
+        duplicate_of.push_back(inserted ? -1 : it->second);
+        ++i;
+      }
+    }
+    first_of_file.push_back(static_cast<size_t>(i));
+  } else {
+    size_t f = 0, total = 0;
+    const auto spill_dir = (fs::path(o.output) / "signatures" / "spill").string();
+    fs::remove_all(spill_dir);  // runs of a killed run
+    const auto removed = minhash_duplicates_bounded(
+        [&](std::vector<std::vector<uint64_t>>& sigs) {
+          if (f == files.size()) return false;
+          auto read = read_signatures(signature_path(f), parameter_hash, hashes);
+          if (!read)
+            throw Error("key file is from other parameters", signature_path(f), "delete it: the stage recomputes it");
+          sigs = std::move(*read);
+          first_of_file.push_back(total);
+          total += sigs.size();
+          ++f;
+          return true;
+        },
+        -1, o.minhash, static_cast<size_t>(o.memory_limit_mb) << 20, spill_dir, &cluster_stats);
+    fs::remove_all(spill_dir);
+    first_of_file.push_back(total);
+    duplicate_of.assign(total, -1);
+    for (const auto& [doc, kept] : removed) duplicate_of[static_cast<size_t>(doc)] = kept;
+  }
+  // The ids of the documents kept in others' place.
+  std::map<int64_t, std::string> kept_ids;
+  for (auto d : duplicate_of) {
+    if (d >= 0) kept_ids[d] = "";
+  }
+  for (size_t f = 0; f < files.size() && !kept_ids.empty(); ++f) {
+    auto it = kept_ids.lower_bound(static_cast<int64_t>(first_of_file[f]));
+    if (it == kept_ids.end() || it->first >= static_cast<int64_t>(first_of_file[f + 1])) continue;
+    int64_t index = static_cast<int64_t>(first_of_file[f]);
+    for_each_document(
+        files[f],
+        [&](Document&& d) {
+          if (auto k = kept_ids.find(index++); k != kept_ids.end()) k->second = d.id;
+        },
+        o.skip_bad_records ? [](const std::string&, const std::string&) {}
+                           : std::function<void(const std::string&, const std::string&)>());
+  }
+
+  // Pass 3 (per file): the kept documents, and the removed ones with what they duplicate.
+  for (size_t f = 0; f < files.size(); ++f) {
+    if (output.file_done(f)) continue;
+    auto index = first_of_file[f];
+    for_each_document(
+        files[f],
+        [&](Document&& d) {
+          if (index >= first_of_file[f + 1]) {
+            throw Error("the input has more documents than when its keys were computed", files[f],
+                        "the input changed: delete the output directory");
+          }
+          const auto dup = duplicate_of[index++];
+          if (dup < 0) {
+            output.keep(d);
+          } else {
+            output.drop(d, reason, {{"duplicate_of", kept_ids.at(dup)}});
+          }
+        },
+        output.bad_records_if(o.skip_bad_records));
+    if (index != first_of_file[f + 1]) {
+      throw Error("the input has fewer documents than when its keys were computed", files[f],
+                  "the input changed: delete the output directory");
+    }
+    output.end_file(f);
+  }
+  const auto documents = static_cast<int64_t>(first_of_file.back());
+  nlohmann::json memory = {{"limit_bytes", static_cast<int64_t>(o.memory_limit_mb) << 20}};
+  if (exact) {
+    memory["bytes_per_document"] = 8 + 8 + 16;  // key, duplicate_of, the hash map's node (about)
+  } else {
+    memory["union_find_bytes"] = cluster_stats.union_find_bytes;
+    memory["peak_band_buffer_bytes"] = cluster_stats.peak_buffer_bytes;
+    memory["spilled_runs"] = cluster_stats.runs_spilled;
+    memory["bytes_per_document"] =
+        16 + 8 +
+        (documents > 0 ? static_cast<double>(cluster_stats.peak_buffer_bytes) / static_cast<double>(documents) : 0.0);
+  }
+  const auto stats = output.finish({{"method", o.method}, {"memory", memory}});
+  const auto documents_in = stats["documents_in"].get<int64_t>(), documents_out = stats["documents_out"].get<int64_t>();
+  spdlog::info("dedup ({}): {} documents in, {} kept, {} removed ({:.0f} documents/s)", o.method, documents_in,
+               documents_out, documents_in - documents_out, stats["documents_per_second"].get<double>());
+  return 0;
+}
+
+}  // namespace phi::cli
