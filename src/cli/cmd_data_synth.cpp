@@ -65,15 +65,6 @@ std::string hex64(uint64_t v) {
 
 // A teacher behind an OpenAI-compatible endpoint, asked through a cache: every answer is written
 // to cache_dir/<hash of the request>.json as it arrives, and a request already there is not sent.
-struct TeacherSettings {
-  std::string endpoint, model, api_key_env;
-  double temperature = 0.8;
-  int64_t max_tokens = 512;
-  int64_t concurrency = 4;
-  int64_t retries = 6;
-  double timeout_seconds = 120;
-};
-
 class Teacher {
  public:
   Teacher(const TeacherSettings& settings, fs::path cache_dir) : settings_(settings), cache_dir_(std::move(cache_dir)) {
@@ -197,19 +188,40 @@ void write_usage_part(StageOutput& out, size_t file, const std::vector<nlohmann:
                 nlohmann::json{{"prompt_tokens", prompt}, {"completion_tokens", completion}}.dump() + "\n");
 }
 
-// The teacher settings of a stage's options (synth's and annotate's share the names).
-template <typename Options>
-TeacherSettings teacher_settings(const Options& o) {
-  TeacherSettings t;
-  t.endpoint = o.endpoint;
-  t.model = o.model;
-  t.api_key_env = o.api_key_env;
-  t.temperature = o.temperature;
-  t.max_tokens = o.max_tokens;
-  t.concurrency = o.concurrency;
-  t.retries = o.retries;
-  t.timeout_seconds = o.timeout_seconds;
+// The teacher keys of a synth or annotate spec, checked; their resolved values go to `resolved`.
+TeacherSettings read_teacher_settings(JsonReader& r, TeacherSettings t, nlohmann::json& resolved) {
+  t.endpoint = r.required<std::string>("endpoint");
+  t.model = r.optional("model", t.model);
+  t.api_key_env = r.optional("api_key_env", t.api_key_env);
+  t.system = r.optional("system", t.system);
+  t.temperature = r.optional("temperature", t.temperature);
+  t.max_tokens = r.optional("max_tokens", t.max_tokens);
+  t.concurrency = r.optional("concurrency", t.concurrency);
+  t.retries = r.optional("retries", t.retries);
+  t.timeout_seconds = r.optional("timeout_seconds", t.timeout_seconds);
+  if (t.concurrency < 1 || t.concurrency > 256) r.fail("concurrency", "must be in [1, 256]");
+  if (t.max_tokens < 1) r.fail("max_tokens", "must be positive");
+  if (t.retries < 0) r.fail("retries", "must not be negative");
+  if (!(t.timeout_seconds > 0)) r.fail("timeout_seconds", "must be positive");
+  resolved.update({{"endpoint", t.endpoint},
+                   {"model", t.model},
+                   {"api_key_env", t.api_key_env},
+                   {"system", t.system},
+                   {"temperature", t.temperature},
+                   {"max_tokens", t.max_tokens},
+                   {"concurrency", t.concurrency},
+                   {"retries", t.retries},
+                   {"timeout_seconds", t.timeout_seconds}});
   return t;
+}
+
+// What of the teacher settings decides the answers (for a stage's fingerprint).
+nlohmann::json teacher_fingerprint(const TeacherSettings& t) {
+  return {{"endpoint", t.endpoint},
+          {"model", t.model},
+          {"system", t.system},
+          {"temperature", t.temperature},
+          {"max_tokens", t.max_tokens}};
 }
 
 }  // namespace
@@ -219,10 +231,7 @@ SynthOptions synth_options_from_json(const nlohmann::json& spec, const std::stri
   SynthOptions o;
   JsonReader r(spec, source, path);
   r.ignore({"_comment", "name", "stage", "output"});
-  o.endpoint = r.required<std::string>("endpoint");
-  o.model = r.optional("model", o.model);
-  o.api_key_env = r.optional("api_key_env", o.api_key_env);
-  o.system = r.optional("system", o.system);
+  o.teacher = read_teacher_settings(r, o.teacher, resolved);
   o.templates = r.required<std::vector<std::string>>("templates");
   if (r.has("topics_file")) {
     const auto file = r.required<std::string>("topics_file");
@@ -237,33 +246,18 @@ SynthOptions synth_options_from_json(const nlohmann::json& spec, const std::stri
   o.styles = r.optional("styles", o.styles);
   o.count = r.required<int64_t>("count");
   o.seed = static_cast<uint64_t>(r.optional<int64_t>("seed", static_cast<int64_t>(o.seed)));
-  o.temperature = r.optional("temperature", o.temperature);
-  o.max_tokens = r.optional("max_tokens", o.max_tokens);
-  o.concurrency = r.optional("concurrency", o.concurrency);
-  o.retries = r.optional("retries", o.retries);
-  o.timeout_seconds = r.optional("timeout_seconds", o.timeout_seconds);
   o.documents_per_shard = r.optional("documents_per_shard", o.documents_per_shard);
   r.finish();
   if (o.templates.empty()) r.fail("templates", "must hold at least one prompt template");
   if (o.topics.empty()) r.fail("topics", "give topics (a list) or topics_file");
   if (o.count < 1) r.fail("count", "must be positive");
-  if (o.concurrency < 1 || o.concurrency > 256) r.fail("concurrency", "must be in [1, 256]");
   if (o.documents_per_shard < 1) r.fail("documents_per_shard", "must be positive");
-  resolved.update({{"endpoint", o.endpoint},
-                   {"model", o.model},
-                   {"api_key_env", o.api_key_env},
-                   {"system", o.system},
-                   {"templates", o.templates},
+  resolved.update({{"templates", o.templates},
                    {"topics", o.topics},
                    {"audiences", o.audiences},
                    {"styles", o.styles},
                    {"count", o.count},
                    {"seed", o.seed},
-                   {"temperature", o.temperature},
-                   {"max_tokens", o.max_tokens},
-                   {"concurrency", o.concurrency},
-                   {"retries", o.retries},
-                   {"timeout_seconds", o.timeout_seconds},
                    {"documents_per_shard", o.documents_per_shard}});
   return o;
 }
@@ -286,14 +280,17 @@ int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice&
   slice.validate();
   const auto per = o.documents_per_shard;
   const auto shards = static_cast<size_t>((o.count + per - 1) / per);
-  const nlohmann::json parameters = {
-      {"endpoint", o.endpoint},       {"model", o.model},           {"system", o.system},
-      {"templates", o.templates},     {"topics", o.topics},         {"audiences", o.audiences},
-      {"styles", o.styles},           {"count", o.count},           {"seed", o.seed},
-      {"temperature", o.temperature}, {"max_tokens", o.max_tokens}, {"documents_per_shard", per}};
+  auto parameters = teacher_fingerprint(o.teacher);
+  parameters.update({{"templates", o.templates},
+                     {"topics", o.topics},
+                     {"audiences", o.audiences},
+                     {"styles", o.styles},
+                     {"count", o.count},
+                     {"seed", o.seed},
+                     {"documents_per_shard", per}});
   StageOutput out("synth", output, parameters, shards, {"empty_answer"});
   if (out.complete()) return 0;
-  Teacher teacher(teacher_settings(o), fs::path(output) / "cache");
+  Teacher teacher(o.teacher, fs::path(output) / "cache");
   Progress progress("synth", o.count, "documents");
   for (size_t shard = 0; shard < shards; ++shard) {
     const int64_t first = static_cast<int64_t>(shard) * per, last = std::min(o.count, first + per);
@@ -307,7 +304,7 @@ int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice&
       prompts.push_back(synth_prompt(o, i));
       Teacher::Request rq;
       rq.messages = nlohmann::ordered_json::array();
-      if (!o.system.empty()) rq.messages.push_back({{"role", "system"}, {"content", o.system}});
+      if (!o.teacher.system.empty()) rq.messages.push_back({{"role", "system"}, {"content", o.teacher.system}});
       rq.messages.push_back({{"role", "user"}, {"content", prompts.back()["prompt"].get<std::string>()}});
       rq.extra = {{"seed", prompts.back()["seed"]}};
       requests.push_back(std::move(rq));
@@ -333,8 +330,8 @@ int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice&
     out.end_file(shard);
   }
   progress.finish();
-  spdlog::info("synth: {} requests answered by {} ({} tries), {} from the cache", teacher.asked.load(), o.endpoint,
-               teacher.tries.load(), teacher.cached.load());
+  spdlog::info("synth: {} requests answered by {} ({} tries), {} from the cache", teacher.asked.load(),
+               o.teacher.endpoint, teacher.tries.load(), teacher.cached.load());
   if (!out.ready_to_finish(slice)) return 0;
   finish_teacher_stage(out, output, teacher, {{"prompts", o.count}});
   return 0;
@@ -345,41 +342,23 @@ AnnotateOptions annotate_options_from_json(const nlohmann::json& spec, const std
   AnnotateOptions o;
   JsonReader r(spec, source, path);
   r.ignore({"_comment", "name", "stage", "output", "input"});
-  o.endpoint = r.required<std::string>("endpoint");
-  o.model = r.optional("model", o.model);
-  o.api_key_env = r.optional("api_key_env", o.api_key_env);
-  o.system = r.optional("system", o.system);
+  o.teacher = read_teacher_settings(r, o.teacher, resolved);
   o.prompt = r.optional("prompt", o.prompt);
   o.max_chars = r.optional("max_chars", o.max_chars);
   o.every = r.optional("every", o.every);
   o.score_min = r.optional("score_min", o.score_min);
   o.score_max = r.optional("score_max", o.score_max);
   o.label_threshold = r.optional("label_threshold", o.label_threshold);
-  o.temperature = r.optional("temperature", o.temperature);
-  o.max_tokens = r.optional("max_tokens", o.max_tokens);
-  o.concurrency = r.optional("concurrency", o.concurrency);
-  o.retries = r.optional("retries", o.retries);
-  o.timeout_seconds = r.optional("timeout_seconds", o.timeout_seconds);
   r.finish();
   if (o.prompt.find("{text}") == std::string::npos) r.fail("prompt", "must hold {text}, where the document goes");
   if (!(o.score_min < o.score_max)) r.fail("score_max", "must be above score_min");
-  if (o.concurrency < 1 || o.concurrency > 256) r.fail("concurrency", "must be in [1, 256]");
   if (o.every < 1) r.fail("every", "must be positive");
-  resolved.update({{"endpoint", o.endpoint},
-                   {"model", o.model},
-                   {"api_key_env", o.api_key_env},
-                   {"system", o.system},
-                   {"prompt", o.prompt},
+  resolved.update({{"prompt", o.prompt},
                    {"max_chars", o.max_chars},
                    {"every", o.every},
                    {"score_min", o.score_min},
                    {"score_max", o.score_max},
-                   {"label_threshold", o.label_threshold},
-                   {"temperature", o.temperature},
-                   {"max_tokens", o.max_tokens},
-                   {"concurrency", o.concurrency},
-                   {"retries", o.retries},
-                   {"timeout_seconds", o.timeout_seconds}});
+                   {"label_threshold", o.label_threshold}});
   return o;
 }
 
@@ -405,21 +384,17 @@ int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& input
   slice.validate();
   const auto files = document_files(inputs);
   if (files.empty()) throw Error("no document files (.jsonl, .jsonl.gz, .jsonl.zst) in the inputs");
-  const nlohmann::json parameters = {{"inputs", files},
-                                     {"endpoint", o.endpoint},
-                                     {"model", o.model},
-                                     {"system", o.system},
-                                     {"prompt", o.prompt},
-                                     {"max_chars", o.max_chars},
-                                     {"every", o.every},
-                                     {"score_min", o.score_min},
-                                     {"score_max", o.score_max},
-                                     {"label_threshold", o.label_threshold},
-                                     {"temperature", o.temperature},
-                                     {"max_tokens", o.max_tokens}};
+  auto parameters = teacher_fingerprint(o.teacher);
+  parameters.update({{"inputs", files},
+                     {"prompt", o.prompt},
+                     {"max_chars", o.max_chars},
+                     {"every", o.every},
+                     {"score_min", o.score_min},
+                     {"score_max", o.score_max},
+                     {"label_threshold", o.label_threshold}});
   StageOutput out("annotate", output, parameters, files.size(), {"unrated"});
   if (out.complete()) return 0;
-  Teacher teacher(teacher_settings(o), fs::path(output) / "cache");
+  Teacher teacher(o.teacher, fs::path(output) / "cache");
   Progress progress("annotate", static_cast<int64_t>(files.size()), "files");
   for (size_t f = 0; f < files.size(); ++f) {
     if (!slice.mine(f) || out.file_done(f)) {
@@ -441,7 +416,7 @@ int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& input
       }
       Teacher::Request rq;
       rq.messages = nlohmann::ordered_json::array();
-      if (!o.system.empty()) rq.messages.push_back({{"role", "system"}, {"content", o.system}});
+      if (!o.teacher.system.empty()) rq.messages.push_back({{"role", "system"}, {"content", o.teacher.system}});
       std::string prompt = o.prompt;
       prompt.replace(prompt.find("{text}"), 6, text);
       rq.messages.push_back({{"role", "user"}, {"content", prompt}});
@@ -466,8 +441,8 @@ int run_annotate(const AnnotateOptions& o, const std::vector<std::string>& input
     progress.advance();
   }
   progress.finish();
-  spdlog::info("annotate: {} requests answered by {} ({} tries), {} from the cache", teacher.asked.load(), o.endpoint,
-               teacher.tries.load(), teacher.cached.load());
+  spdlog::info("annotate: {} requests answered by {} ({} tries), {} from the cache", teacher.asked.load(),
+               o.teacher.endpoint, teacher.tries.load(), teacher.cached.load());
   if (!out.ready_to_finish(slice)) return 0;
   finish_teacher_stage(out, output, teacher, {{"label_threshold", o.label_threshold}, {"every", o.every}});
   return 0;

@@ -1,6 +1,6 @@
-// The data pipeline's stages as functions, shared by their commands (registered in cmd_data_stages.cpp, one file per stage) and by
-// `phi data run` (cmd_data_run.cpp). Each reads documents from its inputs and writes the output
-// directory described at the top of cmd_data_stages.cpp.
+// The data pipeline's stages as functions (one file per stage, cmd_data_<stage>.cpp), shared by their
+// commands (registered in cmd_data_stages.cpp) and by `phi data run` (cmd_data_run.cpp). Each reads
+// documents from its inputs and writes the output directory described at the top of cmd_data_stages.cpp.
 #pragma once
 
 #include <cstdint>
@@ -70,21 +70,27 @@ struct ImportOptions {
   int64_t max_files = 0;        // per directory given: at most this many, evenly spread over its sorted files (0: all)
 };
 
-/// Synthetic documents from a teacher behind an OpenAI-compatible endpoint (cmd_data_synth.cpp).
-struct SynthOptions {
+/// A teacher model behind an OpenAI-compatible endpoint, as synth and annotate ask it (the same
+/// recipe keys in both).
+struct TeacherSettings {
   std::string endpoint;  // ".../v1"
   std::string model = "phi";
-  std::string api_key_env;             // the environment variable holding the API key ("": none)
-  std::string system;                  // a system message ("": none)
-  std::vector<std::string> templates;  // with {topic}, {audience}, {style}
-  std::vector<std::string> topics, audiences, styles;
-  int64_t count = 0;
-  uint64_t seed = 0;
+  std::string api_key_env;  // the environment variable holding the API key ("": none)
+  std::string system;       // a system message ("": none)
   double temperature = 0.8;
   int64_t max_tokens = 512;
   int64_t concurrency = 4;
   int64_t retries = 6;
   double timeout_seconds = 120;
+};
+
+/// Synthetic documents from a teacher behind an OpenAI-compatible endpoint (cmd_data_synth.cpp).
+struct SynthOptions {
+  TeacherSettings teacher;
+  std::vector<std::string> templates;  // with {topic}, {audience}, {style}
+  std::vector<std::string> topics, audiences, styles;
+  int64_t count = 0;
+  uint64_t seed = 0;
   int64_t documents_per_shard = 1000;
 };
 SynthOptions synth_options_from_json(const nlohmann::json& spec, const std::string& source, const std::string& path,
@@ -97,10 +103,7 @@ int run_synth(const SynthOptions& o, const std::string& output, const TaskSlice&
 /// educational value): metadata.annotation {score, reply} and metadata.label (score >=
 /// label_threshold), the classifier's training labels (cmd_data_synth.cpp).
 struct AnnotateOptions {
-  std::string endpoint;
-  std::string model = "phi";
-  std::string api_key_env;
-  std::string system;
+  TeacherSettings teacher = rating_teacher();
   std::string prompt =
       "Here is a document from a training corpus for a language model that learns to code.\n\n{text}\n\n"
       "Determine its educational value for a student whose goal is to learn basic coding concepts. "
@@ -109,11 +112,13 @@ struct AnnotateOptions {
   int64_t every = 1;         // rate one document in `every` of each file (a sample for labels)
   double score_min = 0, score_max = 10;
   double label_threshold = 5;
-  double temperature = 0;
-  int64_t max_tokens = 8;
-  int64_t concurrency = 4;
-  int64_t retries = 6;
-  double timeout_seconds = 120;
+
+  static TeacherSettings rating_teacher() {  // greedy, a few tokens: the reply is one number
+    TeacherSettings t;
+    t.temperature = 0;
+    t.max_tokens = 8;
+    return t;
+  }
 };
 AnnotateOptions annotate_options_from_json(const nlohmann::json& spec, const std::string& source,
                                            const std::string& path, nlohmann::json& resolved);
