@@ -128,33 +128,24 @@ int run_classify(const ClassifyOptions& o, const TaskSlice& slice) {
   FeatureOptions fo;
   fo.max_tokens = info.value("max_tokens", fo.max_tokens);
   fo.batch_size = o.batch_size;
-  Progress progress("classify", static_cast<int64_t>(files.size()), "files");
-  for (size_t f = 0; f < files.size(); ++f) {
-    if (!slice.mine(f) || output.file_done(f)) {
-      progress.advance();
-      continue;
-    }
-    std::vector<Document> docs;
-    for_each_document(
-        files[f], [&](Document&& d) { docs.push_back(std::move(d)); }, output.bad_records_if(o.skip_bad_records));
-    std::vector<std::string> texts;
-    for (const auto& d : docs) texts.push_back(d.text);
-    const auto scores = docs.empty() ? at::zeros({0}, at::kDouble)
-                                     : classifier.probabilities(mean_pooled_features(m.model, *m.tokenizer, texts, fo));
-    for (size_t i = 0; i < docs.size(); ++i) {
-      const double score = scores[static_cast<int64_t>(i)].item<double>();
-      if (score >= o.threshold) {
-        if (!docs[i].metadata.is_object()) docs[i].metadata = nlohmann::json::object();
-        docs[i].metadata["quality_score"] = score;
-        output.keep(docs[i]);
-      } else {
-        output.drop(docs[i], "low_quality", {{"quality_score", score}});
-      }
-    }
-    output.end_file(f);
-    progress.advance();
-  }
-  progress.finish();
+  output.for_each_pending_file(
+      files, slice, o.skip_bad_records, "classify", [&](size_t /*file*/, std::vector<Document>& docs) {
+        std::vector<std::string> texts;
+        for (const auto& d : docs) texts.push_back(d.text);
+        const auto scores = docs.empty()
+                                ? at::zeros({0}, at::kDouble)
+                                : classifier.probabilities(mean_pooled_features(m.model, *m.tokenizer, texts, fo));
+        for (size_t i = 0; i < docs.size(); ++i) {
+          const double score = scores[static_cast<int64_t>(i)].item<double>();
+          if (score >= o.threshold) {
+            if (!docs[i].metadata.is_object()) docs[i].metadata = nlohmann::json::object();
+            docs[i].metadata["quality_score"] = score;
+            output.keep(docs[i]);
+          } else {
+            output.drop(docs[i], "low_quality", {{"quality_score", score}});
+          }
+        }
+      });
   if (!output.ready_to_finish(slice)) return 0;
   const auto stats = output.finish({{"threshold", o.threshold}});
   spdlog::info("classify: {} documents in, {} kept at threshold {}", stats["documents_in"].get<int64_t>(),

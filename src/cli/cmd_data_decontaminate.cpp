@@ -98,65 +98,60 @@ int run_decontaminate(const DecontaminateOptions& o, const TaskSlice& slice) {
   if (output.complete()) return 0;
   spdlog::info("decontaminate: {} eval items, {} distinct n-grams, from {}", index.items(), index.n_grams(),
                o.eval.front());
-  Progress progress("decontaminate", static_cast<int64_t>(files.size()), "files");
-  for (size_t f = 0; f < files.size(); ++f) {
-    if (!slice.mine(f) || output.file_done(f)) {
-      progress.advance();
-      continue;
-    }
-    std::string hits;
-    std::vector<Document> docs;
-    for_each_document(
-        files[f], [&](Document&& d) { docs.push_back(std::move(d)); }, output.bad_records_if(o.skip_bad_records));
-    std::vector<std::vector<EvalMatch>> found(docs.size());
-    at::parallel_for(0, static_cast<int64_t>(docs.size()), 8, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) found[static_cast<size_t>(i)] = index.find(docs[static_cast<size_t>(i)].text);
-    });
-    for (size_t i = 0; i < docs.size(); ++i) {
-      auto& d = docs[i];
-      const auto& matches = found[i];
-      if (matches.empty()) {
-        output.keep(d);
-        continue;
-      }
-      std::vector<std::string> pieces;
-      std::string fate = o.action == "report" ? "kept" : "dropped";
-      if (o.action == "cut") {
-        pieces = cut_pieces(d.text, matches, o.cut_margin, o.min_piece);
-        if (!pieces.empty() && static_cast<int64_t>(pieces.size()) <= o.max_pieces) fate = "cut";
-      }
-      // One hits line per (document, eval item): the first span and every n-gram of the item.
-      std::map<int32_t, nlohmann::json> per_item;
-      std::vector<std::string> items;
-      for (const auto& m : matches) {
-        auto& h = per_item[m.item];
-        if (h.is_null()) {
-          h = {
-              {"id", d.id},       {"source", d.source}, {"eval_item", index.item_name(m.item)},       {"n_grams", 0},
-              {"begin", m.begin}, {"end", m.end},       {"excerpt", excerpt(d.text, m.begin, m.end)}, {"action", fate}};
-          items.push_back(index.item_name(m.item));
+  output.for_each_pending_file(
+      files, slice, o.skip_bad_records, "decontaminate", [&](size_t f, std::vector<Document>& docs) {
+        std::string hits;
+        std::vector<std::vector<EvalMatch>> found(docs.size());
+        at::parallel_for(0, static_cast<int64_t>(docs.size()), 8, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) found[static_cast<size_t>(i)] = index.find(docs[static_cast<size_t>(i)].text);
+        });
+        for (size_t i = 0; i < docs.size(); ++i) {
+          auto& d = docs[i];
+          const auto& matches = found[i];
+          if (matches.empty()) {
+            output.keep(d);
+            continue;
+          }
+          std::vector<std::string> pieces;
+          std::string fate = o.action == "report" ? "kept" : "dropped";
+          if (o.action == "cut") {
+            pieces = cut_pieces(d.text, matches, o.cut_margin, o.min_piece);
+            if (!pieces.empty() && static_cast<int64_t>(pieces.size()) <= o.max_pieces) fate = "cut";
+          }
+          // One hits line per (document, eval item): the first span and every n-gram of the item.
+          std::map<int32_t, nlohmann::json> per_item;
+          std::vector<std::string> items;
+          for (const auto& m : matches) {
+            auto& h = per_item[m.item];
+            if (h.is_null()) {
+              h = {{"id", d.id},
+                   {"source", d.source},
+                   {"eval_item", index.item_name(m.item)},
+                   {"n_grams", 0},
+                   {"begin", m.begin},
+                   {"end", m.end},
+                   {"excerpt", excerpt(d.text, m.begin, m.end)},
+                   {"action", fate}};
+              items.push_back(index.item_name(m.item));
+            }
+            h["n_grams"] = h["n_grams"].get<int64_t>() + m.n_grams;
+          }
+          for (const auto& [item, h] : per_item) hits += h.dump() + "\n";
+          if (fate == "kept") {
+            output.keep(d);
+          } else if (fate == "cut") {
+            std::string text;
+            for (const auto& p : pieces) text += (text.empty() ? "" : "\n\n") + p;
+            d.text = std::move(text);
+            if (!d.metadata.is_object()) d.metadata = nlohmann::json::object();
+            d.metadata["decontamination_cuts"] = matches.size();
+            output.keep(d);
+          } else {
+            output.drop(d, "contaminated", {{"eval_item", items.front()}, {"eval_items", items}});
+          }
         }
-        h["n_grams"] = h["n_grams"].get<int64_t>() + m.n_grams;
-      }
-      for (const auto& [item, h] : per_item) hits += h.dump() + "\n";
-      if (fate == "kept") {
-        output.keep(d);
-      } else if (fate == "cut") {
-        std::string text;
-        for (const auto& p : pieces) text += (text.empty() ? "" : "\n\n") + p;
-        d.text = std::move(text);
-        if (!d.metadata.is_object()) d.metadata = nlohmann::json::object();
-        d.metadata["decontamination_cuts"] = matches.size();
-        output.keep(d);
-      } else {
-        output.drop(d, "contaminated", {{"eval_item", items.front()}, {"eval_items", items}});
-      }
-    }
-    output.part_file(f, "hits.jsonl", hits);
-    output.end_file(f);
-    progress.advance();
-  }
-  progress.finish();
+        output.part_file(f, "hits.jsonl", hits);
+      });
   if (!output.ready_to_finish(slice)) return 0;
   auto stats =
       output.finish({{"eval_items", index.items()}, {"eval_n_grams", index.n_grams()}, {"eval_files", index.summary()}},

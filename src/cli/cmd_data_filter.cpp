@@ -121,30 +121,21 @@ int run_filter(const FilterOptions& o, const TaskSlice& slice) {
       {"rules", o.rules}, {"inputs", files}, {o.rules, resolved}, {"skip_bad_records", o.skip_bad_records}};
   StageOutput output("filter", o.output, parameters, files.size());
   if (output.complete()) return 0;
-  Progress progress(o.rules + " filter", static_cast<int64_t>(files.size()), "files");
-  for (size_t f = 0; f < files.size(); ++f) {
-    if (!slice.mine(f) || output.file_done(f)) {
-      progress.advance();
-      continue;
-    }
-    std::vector<Document> docs;
-    for_each_document(
-        files[f], [&](Document&& d) { docs.push_back(std::move(d)); }, output.bad_records_if(o.skip_bad_records));
-    std::vector<std::string> why(docs.size());
-    at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) why[static_cast<size_t>(i)] = rule(docs[static_cast<size_t>(i)].text);
-    });
-    for (size_t i = 0; i < docs.size(); ++i) {
-      if (why[i].empty()) {
-        output.keep(docs[i]);
-      } else {
-        output.drop(docs[i], why[i]);
-      }
-    }
-    output.end_file(f);
-    progress.advance();
-  }
-  progress.finish();
+  output.for_each_pending_file(files, slice, o.skip_bad_records, o.rules + " filter",
+                               [&](size_t /*file*/, std::vector<Document>& docs) {
+                                 std::vector<std::string> why(docs.size());
+                                 at::parallel_for(0, static_cast<int64_t>(docs.size()), 16, [&](int64_t b, int64_t e) {
+                                   for (int64_t i = b; i < e; ++i)
+                                     why[static_cast<size_t>(i)] = rule(docs[static_cast<size_t>(i)].text);
+                                 });
+                                 for (size_t i = 0; i < docs.size(); ++i) {
+                                   if (why[i].empty()) {
+                                     output.keep(docs[i]);
+                                   } else {
+                                     output.drop(docs[i], why[i]);
+                                   }
+                                 }
+                               });
   if (!output.ready_to_finish(slice)) return 0;
   const auto stats = output.finish({{"rules", o.rules}});
   spdlog::info("filter ({}): {} documents in, {} kept ({:.1f} MB/s)", o.rules, stats["documents_in"].get<int64_t>(),

@@ -28,6 +28,7 @@
 #include "core/file_util.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
+#include "phi/core/progress.h"
 #include "phi/core/text_io.h"
 #include "phi/data/documents.h"
 
@@ -138,6 +139,27 @@ class StageOutput {
     ++part_.reasons["bad_record"];
   }
   /// bad_record as the callback for_each_document takes when `skip` is set; none otherwise.
+  /// The loop of a stage that works input file by input file: for each file of this task not yet
+  /// finished, `work(f, docs)` gets its documents (bad records counted and skipped when
+  /// `skip_bad_records`, else an error) and keeps or drops each; the file is then ended. Progress
+  /// is shown in files under `label`.
+  template <typename Work>
+  void for_each_pending_file(const std::vector<std::string>& files, const TaskSlice& slice, bool skip_bad_records,
+                             const std::string& label, Work&& work) {
+    Progress progress(label, static_cast<int64_t>(files.size()), "files");
+    for (size_t f = 0; f < files.size(); ++f) {
+      if (slice.mine(f) && !file_done(f)) {
+        std::vector<Document> docs;
+        for_each_document(
+            files[f], [&](Document&& d) { docs.push_back(std::move(d)); }, bad_records_if(skip_bad_records));
+        work(f, docs);
+        end_file(f);
+      }
+      progress.advance();
+    }
+    progress.finish();
+  }
+
   std::function<void(const std::string&, const std::string&)> bad_records_if(bool skip) {
     if (!skip) return {};
     return [this](const std::string& where, const std::string& why) { bad_record(where, why); };
