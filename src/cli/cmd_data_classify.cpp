@@ -18,7 +18,6 @@
 #include "cli/stage_output.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
-#include "phi/core/progress.h"
 #include "phi/data/documents.h"
 #include "phi/data/quality_classifier.h"
 #include "phi/io/safetensors.h"

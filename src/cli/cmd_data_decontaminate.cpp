@@ -17,7 +17,6 @@
 #include "cli/data_stages.h"
 #include "cli/stage_output.h"
 #include "phi/core/error.h"
-#include "phi/core/progress.h"
 #include "phi/core/text_io.h"
 #include "phi/data/decontamination.h"
 #include "phi/data/documents.h"

@@ -14,7 +14,6 @@
 #include "cli/stage_output.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
-#include "phi/core/progress.h"
 #include "phi/core/text_io.h"
 #include "phi/data/code_filters.h"
 #include "phi/data/documents.h"
