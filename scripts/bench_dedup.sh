@@ -22,6 +22,8 @@ trap 'rm -rf "$work"' EXIT
 cat > "$work/bench.py" <<'PY'
 import json, os, random, subprocess, sys, time
 from pathlib import Path
+sys.path.insert(0, "tests")
+from phitest import datatrove_whitespace_tokenizer, phi_sentences  # the oracles the tests configure datatrove with
 work, shared, copies, out = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 words = (shared / "text" / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").split()
 rng = random.Random(0)
@@ -48,15 +50,8 @@ from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets
                                               MinhashDedupSignature)
 from datatrove.pipeline.filters import GopherQualityFilter
 from datatrove.pipeline.readers import JsonlReader
-from datatrove.utils.word_tokenizers import WordTokenizer
-
-class Whitespace(WordTokenizer):
-    def word_tokenize(self, text): return text.split()
-    def sent_tokenize(self, text): return [text]
-    def span_tokenize(self, text): return []
-
 config = MinhashConfig()
-signer = MinhashDedupSignature(str(work / "dt" / "sigs"), config=config, language=Whitespace())
+signer = MinhashDedupSignature(str(work / "dt" / "sigs"), config=config, language=datatrove_whitespace_tokenizer())
 a, b = signer.parameters
 (work / "perm.json").write_text(json.dumps({"a": [int(x) for x in a[0]], "b": [int(x) for x in b[0]]}))
 start = time.perf_counter()
@@ -82,7 +77,7 @@ from datatrove.pipeline.writers import JsonlWriter
 # The filters as a user runs them: datatrove's reader -> filter -> writer pipeline, against the whole
 # `phi data filter` command (both read and write JSONL).
 start = time.perf_counter()
-LocalPipelineExecutor([JsonlReader(str(work / "in")), GopherQualityFilter(language=Whitespace()),
+LocalPipelineExecutor([JsonlReader(str(work / "in")), GopherQualityFilter(language=datatrove_whitespace_tokenizer()),
                        JsonlWriter(str(work / "dt_gopher"), compression=None)],
                       tasks=1, workers=1, logging_dir=str(work / "l7")).run()
 dt_filter = time.perf_counter() - start
@@ -114,18 +109,8 @@ phi_kept = sum(1 for _ in open(work / "exact" / "00000.jsonl"))
 assert dt_kept == phi_kept, (dt_kept, phi_kept)
 
 # C4: datatrove's filter with phi's sentence rule (NLTK's Punkt data is not shipped).
-import re
 from datatrove.pipeline.filters import c4_filters
-def sentences(line):
-    n = 1
-    for m in re.finditer(r"[.!?][.!?\"')\]\u201d\u2019]*", line):
-        j = k = m.end()
-        while k < len(line) and line[k].isspace():
-            k += 1
-        if k > j and k < len(line) and not line[k].islower():
-            n += 1
-    return [line] * n
-c4_filters.split_into_sentences = lambda text, language=None: sentences(text)
+c4_filters.split_into_sentences = lambda text, language=None: phi_sentences(text)
 c4 = c4_filters.C4QualityFilter()
 lined = [t.replace(". ", ".\n") for t in docs]  # lines, as web pages have
 with open(work / "lines.jsonl", "w") as f:

@@ -1,6 +1,7 @@
 """Shared helpers for the Python-driven tests: run the `phi` binary, compare with oracles."""
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -167,7 +168,6 @@ def read_shard(path):
 
 def start_server(model_dir, *extra, context=512):
     """Starts `phi serve` on 127.0.0.1 and a free port; returns (process, base URL)."""
-    import re
     import time
 
     import pytest
@@ -223,3 +223,16 @@ def datatrove_whitespace_tokenizer():
             return []
 
     return Whitespace()
+
+
+def phi_sentences(line):
+    """phi's sentence rule (include/phi/data/quality_filters.h): what the C4 oracle counts sentences
+    with, as datatrove's NLTK Punkt data is not shipped (one copy of the line per sentence)."""
+    n = 1
+    for m in re.finditer(r"[.!?][.!?\"')\]\u201d\u2019]*", line):
+        j = k = m.end()
+        while k < len(line) and line[k].isspace():
+            k += 1
+        if k > j and k < len(line) and not line[k].islower():
+            n += 1
+    return [line] * n

@@ -16,19 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from phitest import assert_clean_failure, require_shared_data, run_phi  # noqa: E402
-
-
-def phi_sentences(line):
-    """phi's sentence rule (include/phi/data/quality_filters.h), for the oracle."""
-    n = 1
-    for m in re.finditer(r"[.!?][.!?\"')\]\u201d\u2019]*", line):
-        j = k = m.end()
-        while k < len(line) and line[k].isspace():
-            k += 1
-        if k > j and k < len(line) and not line[k].islower():
-            n += 1
-    return [line] * n
+from phitest import assert_clean_failure, phi_sentences, require_shared_data, run_phi  # noqa: E402
 
 
 def web_documents(seed=4):
