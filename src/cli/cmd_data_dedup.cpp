@@ -1,11 +1,12 @@
 // phi data dedup --method exact|minhash --input PATHS... --output DIR [--ngrams 5] [--buckets 14]
 //   [--hashes-per-bucket 8] [--seed 1] [--permutations FILE]
 // removed.jsonl names the id each removed document duplicates. Keys (exact) and signatures (minhash)
-// are kept per input file in DIR/signatures/NNNNN.exact|.minhash (validated when read), so a killed
-// run resumes without recomputing finished files. Format of a signature file: "PHIMH1\0\0", uint64 parameter hash,
-// uint64 documents, uint64 hashes per document, then documents x hashes little-endian uint64
-// (all bits set: no signature, fewer words than the n-gram size).
-// The output directory's contract is described in cmd_data_stages.cpp.
+// are kept per input file in DIR/signatures/NNNNN.exact|.minhash (validated when read), with the
+// documents' ids in NNNNN.ids (one JSON string per line, read for duplicate_of), so a killed run
+// resumes without recomputing finished files and the reduce reads no input twice but to write it. Format of a signature
+// file: "PHIMH1\0\0", uint64 parameter hash, uint64 documents, uint64 hashes per document, then documents x hashes
+// little-endian uint64 (all bits set: no signature, fewer words than the n-gram size). The output directory's contract
+// is described in cmd_data_stages.cpp.
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -116,6 +118,9 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
     return (fs::path(o.output) / "signatures" / numbered(static_cast<int64_t>(f), exact ? ".exact" : ".minhash"))
         .string();
   };
+  const auto ids_path = [&](size_t f) {
+    return (fs::path(o.output) / "signatures" / numbered(static_cast<int64_t>(f), ".ids")).string();
+  };
   fs::create_directories(fs::path(o.output) / "signatures");
 
   // Pass 1 (per file, this task's files): a key (exact) or a signature (minhash) per document,
@@ -124,7 +129,8 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
   int64_t resumed = 0;
   for (size_t f = 0; f < files.size(); ++f) {
     const auto path = signature_path(f);
-    if (!slice.mine(f) || (fs::exists(path) && read_signatures(path, parameter_hash, hashes))) {
+    if (!slice.mine(f) ||
+        (fs::exists(path) && fs::exists(ids_path(f)) && read_signatures(path, parameter_hash, hashes))) {
       resumed += slice.mine(f) ? 1 : 0;
       progress.advance();
       continue;
@@ -142,7 +148,10 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
             exact ? std::vector<uint64_t>{exact_dedup_key(text)} : minhash_signature(text, o.minhash, permutations);
       }
     });
-    write_signatures(path, parameter_hash, sigs, hashes);
+    std::string ids;  // the documents' ids, one JSON string per line, for removed.jsonl's duplicate_of
+    for (const auto& d : docs) ids += nlohmann::json(d.id).dump() + "\n";
+    write_file_atomic(ids_path(f), ids.data(), ids.size());
+    write_signatures(path, parameter_hash, sigs, hashes);  // last: the file's keys are complete
     progress.advance();
   }
   progress.finish();
@@ -214,14 +223,24 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
   for (size_t f = 0; f < files.size() && !kept_ids.empty(); ++f) {
     auto it = kept_ids.lower_bound(static_cast<int64_t>(first_of_file[f]));
     if (it == kept_ids.end() || it->first >= static_cast<int64_t>(first_of_file[f + 1])) continue;
+    const auto path = ids_path(f);
+    std::istringstream lines(read_text_file(path, "document ids"));
     int64_t index = static_cast<int64_t>(first_of_file[f]);
-    for_each_document(
-        files[f],
-        [&](Document&& d) {
-          if (auto k = kept_ids.find(index++); k != kept_ids.end()) k->second = d.id;
-        },
-        o.skip_bad_records ? [](const std::string&, const std::string&) {}
-                           : std::function<void(const std::string&, const std::string&)>());
+    for (std::string line; std::getline(lines, line); ++index) {
+      if (auto k = kept_ids.find(index); k != kept_ids.end()) {
+        try {
+          k->second = nlohmann::json::parse(line).get<std::string>();
+        } catch (const nlohmann::json::exception&) {
+          throw Error("not a document id (corrupt file)", path + ":" + std::to_string(index - first_of_file[f] + 1),
+                      "delete the signatures directory: the stage recomputes it");
+        }
+      }
+    }
+    if (index != static_cast<int64_t>(first_of_file[f + 1])) {
+      throw Error("the id file holds " + std::to_string(index - first_of_file[f]) + " ids, the key file " +
+                      std::to_string(first_of_file[f + 1] - first_of_file[f]),
+                  path, "delete the signatures directory: the stage recomputes it");
+    }
   }
 
   // Pass 3 (per file): the kept documents, and the removed ones with what they duplicate.
