@@ -1,26 +1,31 @@
-// phi data tokenize --tokenizer DIR --input FILES --output DIR [--shard-tokens N] [--no-eos]
+// phi data tokenize --tokenizer DIR --input FILES --output DIR [--shard-tokens N] [--no-eos] [--threads N]
+//   Documents are encoded in batches on --threads threads (default: every core) and written in
+//   input order, so the shards are the same for any thread count.
 // phi data synth lego --output FILE [--count N] [--length L] [--seed S]
 //   .txt: documents separated by the text "<|endoftext|>" (a file without it is one document);
 //   .jsonl: one document per line: {"text"} (train on all of it), {"prompt", "answer"|"completion"}
 //   (train on the answer only) or {"messages"} rendered with --chat-template (train on the
 //   assistant turns only); the last two write a per-token loss mask.
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
+#include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "phi/core/error.h"
-#include "phi/core/text_io.h"
-#include "phi/data/lego.h"
-#include "phi/config/model_config.h"
-#include "phi/data/chat_document.h"
-#include "phi/infer/chat_template.h"
-#include "phi/data/textbook.h"
-#include "phi/data/shards.h"
 #include "core/file_util.h"
+#include "phi/config/model_config.h"
+#include "phi/core/error.h"
+#include "phi/core/progress.h"
+#include "phi/core/text_io.h"
+#include "phi/data/chat_document.h"
+#include "phi/data/lego.h"
+#include "phi/data/shards.h"
+#include "phi/data/textbook.h"
+#include "phi/infer/chat_template.h"
 #include "phi/models/family.h"
 #include "phi/tokenizer/tokenizer.h"
 
@@ -31,38 +36,48 @@ namespace {
 // One document to tokenize: plain text, a prompt/answer pair, or a conversation.
 struct Document {
   std::string text;
-  std::string prompt, answer;             // trained on the answer only
-  std::vector<ChatMessage> messages;      // trained on the assistant turns only
+  std::string prompt, answer;         // trained on the answer only
+  std::vector<ChatMessage> messages;  // trained on the assistant turns only
   bool masked() const { return !messages.empty() || !answer.empty(); }
 };
 
+// A document from one JSONL line.
+Document parse_document(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object()) throw Error("line is not a JSON object", where);
+  Document d;
+  auto answer_key = j.contains("answer") ? "answer" : "completion";
+  if (j.contains("messages")) {
+    d.messages = parse_chat_messages(j["messages"], where);
+  } else if (j.contains("prompt") && j.contains(answer_key)) {
+    if (!j["prompt"].is_string() || !j[answer_key].is_string()) {
+      throw Error("$.prompt and $." + std::string(answer_key) + " must be strings", where);
+    }
+    d.prompt = j["prompt"].get<std::string>();
+    d.answer = j[answer_key].get<std::string>();
+  } else if (j.contains("text") && j["text"].is_string()) {
+    d.text = j["text"].get<std::string>();
+  } else {
+    throw Error("line needs \"text\", \"prompt\" + \"answer\", or \"messages\"", where);
+  }
+  return d;
+}
+
+// One unit of work: a JSONL line still to parse (`line` > 0), or a document from a .txt file.
+struct Item {
+  std::string raw;
+  int64_t line = 0;
+  Document document;
+};
+
+// The items of one input file, in order.
 template <typename F>
-void for_each_document(const std::string& path, F&& document) {
-  auto plain = [&](std::string text) {
-    Document d;
-    d.text = std::move(text);
-    document(d);
-  };
+void for_each_item(const std::string& path, F&& item) {
   if (std::filesystem::path(path).extension() == ".jsonl") {
-    for_each_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
-      if (!j.is_object()) throw Error("line is not a JSON object", where);
-      Document d;
-      auto answer_key = j.contains("answer") ? "answer" : "completion";
-      if (j.contains("messages")) {
-        d.messages = parse_chat_messages(j["messages"], where);
-      } else if (j.contains("prompt") && j.contains(answer_key)) {
-        if (!j["prompt"].is_string() || !j[answer_key].is_string()) {
-          throw Error("$.prompt and $." + std::string(answer_key) + " must be strings", where);
-        }
-        d.prompt = j["prompt"].get<std::string>();
-        d.answer = j[answer_key].get<std::string>();
-      } else if (j.contains("text") && j["text"].is_string()) {
-        d.text = j["text"].get<std::string>();
-      } else {
-        throw Error("line needs \"text\", \"prompt\" + \"answer\", or \"messages\"", where);
-      }
-      document(d);
-      return true;
+    for_each_jsonl_raw_line(path, [&](std::string&& line, int64_t number) {
+      Item i;
+      i.raw = std::move(line);
+      i.line = number;
+      item(std::move(i));
     });
     return;
   }
@@ -72,7 +87,11 @@ void for_each_document(const std::string& path, F&& document) {
   while (start <= text.size()) {
     size_t end = text.find(separator, start);
     std::string doc = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (doc.find_first_not_of(" \t\r\n") != std::string::npos) plain(doc);
+    if (doc.find_first_not_of(" \t\r\n") != std::string::npos) {
+      Item i;
+      i.document.text = std::move(doc);
+      item(std::move(i));
+    }
     if (end == std::string::npos) break;
     start = end + separator.size();
   }
@@ -97,33 +116,89 @@ int tokenize_dataset(const TokenizeJob& o) {
                   ? ChatTemplate::builtin(o.chat_template.empty() ? "phi3" : o.chat_template, *tokenizer)
                   : ChatTemplate::for_model(o.tokenizer, load_model_config(model_config.string()), *tokenizer);
   chat.set_special_tokens_in_content(o.special_tokens_in_content);
-  int64_t documents = 0;
+  if (o.threads < 0) throw Error("--threads must be 0 (every core) or positive");
+  if (o.threads > 0) at::set_num_threads(static_cast<int>(o.threads));
+  auto encode = [&](const Document& d, std::vector<int64_t>& ids, std::vector<uint8_t>& mask) {
+    auto append = [&](const std::vector<int64_t>& part, uint8_t train_on) {
+      ids.insert(ids.end(), part.begin(), part.end());
+      mask.insert(mask.end(), part.size(), train_on);
+    };
+    if (!d.messages.empty()) {
+      auto document = tokenize_conversation(*tokenizer, chat, d.messages);
+      ids = std::move(document.ids);
+      mask = std::move(document.train);
+    } else if (!d.answer.empty()) {
+      append(tokenizer->encode(d.prompt, options), 0);
+      append(tokenizer->encode(d.answer, options), 1);
+    } else {
+      append(tokenizer->encode(d.text, options), 1);
+    }
+    if (!o.no_eos) append({eos}, 1);
+  };
+  // Batches of items parsed and encoded on threads, written in order (the first bad line, by
+  // position, is the error).
+  constexpr size_t kBatchBytes = 8 << 20, kBatchItems = 16384;
+  std::vector<Item> batch;
+  size_t batch_bytes = 0;
+  int64_t documents = 0, input_bytes = 0;
+  std::vector<int64_t> file_bytes;
   for (const auto& input : o.inputs) {
-    for_each_document(input, [&](const Document& d) {
-      std::vector<int64_t> ids;
-      std::vector<uint8_t> mask;
-      auto append = [&](const std::vector<int64_t>& part, uint8_t train_on) {
-        ids.insert(ids.end(), part.begin(), part.end());
-        mask.insert(mask.end(), part.size(), train_on);
-      };
-      if (!d.messages.empty()) {
-        auto document = tokenize_conversation(*tokenizer, chat, d.messages);
-        ids = std::move(document.ids);
-        mask = std::move(document.train);
-      } else if (!d.answer.empty()) {
-        append(tokenizer->encode(d.prompt, options), 0);
-        append(tokenizer->encode(d.answer, options), 1);
-      } else {
-        append(tokenizer->encode(d.text, options), 1);
-      }
-      if (!o.no_eos) append({eos}, 1);
-      writer.add_document(ids, d.masked() ? &mask : nullptr);
-      ++documents;
-    });
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(input, ec);
+    file_bytes.push_back(ec ? 0 : static_cast<int64_t>(size));
+    input_bytes += file_bytes.back();
   }
+  Progress progress("tokenize", input_bytes, "bytes");  // each batch's bytes, the rest of a file at its end
+  int64_t shown = 0, shown_before_file = 0;
+  auto flush = [&](const std::string& path) {
+    const auto n = batch.size();
+    std::vector<std::vector<int64_t>> ids(n);
+    std::vector<std::vector<uint8_t>> masks(n);
+    std::vector<std::exception_ptr> errors(n);
+    at::parallel_for(0, static_cast<int64_t>(n), 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const auto k = static_cast<size_t>(i);
+        auto& item = batch[k];
+        try {
+          if (item.line > 0) {
+            const auto where = path + ":" + std::to_string(item.line);
+            const auto j = nlohmann::json::parse(item.raw, nullptr, false);
+            if (j.is_discarded()) throw Error("line is not valid JSON", where);
+            item.document = parse_document(j, where);
+          }
+          encode(item.document, ids[k], masks[k]);
+        } catch (...) {
+          errors[k] = std::current_exception();
+        }
+      }
+    });
+    for (size_t k = 0; k < n; ++k) {
+      if (errors[k]) std::rethrow_exception(errors[k]);
+      writer.add_document(ids[k], batch[k].document.masked() ? &masks[k] : nullptr);
+      ++documents;
+    }
+    progress.advance(static_cast<int64_t>(batch_bytes));
+    shown += static_cast<int64_t>(batch_bytes);
+    batch.clear();
+    batch_bytes = 0;
+  };
+  for (size_t f = 0; f < o.inputs.size(); ++f) {
+    for_each_item(o.inputs[f], [&](Item&& item) {
+      batch_bytes += item.raw.size() + item.document.text.size();
+      batch.push_back(std::move(item));
+      if (batch_bytes >= kBatchBytes || batch.size() >= kBatchItems) flush(o.inputs[f]);
+    });
+    flush(o.inputs[f]);
+    shown_before_file += file_bytes[f];
+    if (shown_before_file > shown) progress.advance(shown_before_file - shown);
+    shown = std::max(shown, shown_before_file);
+  }
+  progress.finish();
   auto manifest = writer.finish();
-  spdlog::info("wrote {} documents, {} tokens in {} shards to {}", documents, manifest.n_tokens(), manifest.shards.size(),
-               o.output);
+  spdlog::info("wrote {} documents, {} tokens in {} shards to {} ({:.1f} MB/s, {} threads)", documents,
+               manifest.n_tokens(), manifest.shards.size(), o.output,
+               static_cast<double>(input_bytes) / 1e6 / std::max(progress.elapsed_seconds(), 1e-9),
+               at::get_num_threads());
   return 0;
 }
 
@@ -141,8 +216,10 @@ int run_lego(const LegoOptions& o) {
   std::string out;
   for (int64_t i = 0; i < o.count; ++i) {
     auto ex = make_lego_example(o.chain_length, o.seed, i);
-    out += nlohmann::json({{"text", ex.prompt + ex.answer}, {"prompt", ex.prompt}, {"answer", ex.answer},
-                           {"values", ex.values}}).dump() + "\n";
+    out += nlohmann::json(
+               {{"text", ex.prompt + ex.answer}, {"prompt", ex.prompt}, {"answer", ex.answer}, {"values", ex.values}})
+               .dump() +
+           "\n";
   }
   if (auto parent = std::filesystem::path(o.output).parent_path(); !parent.empty()) {
     std::filesystem::create_directories(parent);
@@ -176,7 +253,9 @@ int run_textbook(const TextbookOptions& o) {
 }  // namespace
 
 void add_data_command(CLI::App& root, Runner& run) {
-  auto* cmd = root.add_subcommand("data", "Data pipeline: import, filter, deduplicate, decontaminate, tokenize and mix documents; run data recipes");
+  auto* cmd = root.add_subcommand(
+      "data",
+      "Data pipeline: import, filter, deduplicate, decontaminate, tokenize and mix documents; run data recipes");
   cmd->require_subcommand(1);
   auto o = std::make_shared<TokenizeJob>();
   auto* tok = cmd->add_subcommand("tokenize", "Tokenize .txt / .jsonl files into token shards + manifest.json");
@@ -186,6 +265,7 @@ void add_data_command(CLI::App& root, Runner& run) {
   tok->add_option("--output", o->output, "dataset directory")->required();
   tok->add_option("--shard-tokens", o->shard_tokens, "tokens per shard")->capture_default_str();
   tok->add_flag("--no-eos", o->no_eos, "do not end each document with the EOS token");
+  tok->add_option("--threads", o->threads, "threads encoding documents (0: every core)")->capture_default_str();
   tok->add_option("--chat-template", o->chat_template,
                   "built-in template for {\"messages\"} lines (default: the model directory's own, else phi3)");
   tok->add_flag("--special-tokens-in-content", o->special_tokens_in_content,
@@ -204,7 +284,8 @@ void add_data_command(CLI::App& root, Runner& run) {
   lg->add_option("--output", lego->output, "output JSONL file")->required();
   lg->add_option("--count", lego->count, "examples")->capture_default_str();
   lg->add_option("--length", lego->chain_length, "variables per chain (1-26)")->capture_default_str();
-  lg->add_option("--seed", lego->seed, "seed (use different seeds for train and held-out splits)")->capture_default_str();
+  lg->add_option("--seed", lego->seed, "seed (use different seeds for train and held-out splits)")
+      ->capture_default_str();
   lg->callback([&run, lego]() { run = [lego]() { return run_lego(*lego); }; });
   auto textbook = std::make_shared<TextbookOptions>();
   add_synth_teacher_command(synth, run);

@@ -44,6 +44,7 @@ struct TokenizeJob {
   std::string output;
   int64_t shard_tokens = 64 << 20;
   bool no_eos = false;
+  int64_t threads = 0;                     // 0: every core (at::get_num_threads)
   std::string chat_template;               // "" = the model directory's own, else phi3
   bool special_tokens_in_content = false;  // opt-in: special-token text in messages becomes control ids
 };

@@ -69,6 +69,21 @@ void for_each_jsonl(const std::string& path,
   for_each_jsonl_line(in, path, line_fn, max_line_bytes);
 }
 
+void for_each_jsonl_raw_line(const std::string& path,
+                             const std::function<void(std::string&& line, int64_t number)>& line_fn,
+                             size_t max_line_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open JSONL file", path, "check that the file exists and is readable");
+  std::string line;
+  int64_t n = 0;
+  while (read_line(in, line, max_line_bytes, path, n + 1)) {
+    ++n;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    line_fn(std::move(line), n);
+    line = std::string();
+  }
+}
+
 void for_each_jsonl_text(const std::string& text, const std::string& source,
                          const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
                          size_t max_line_bytes) {

@@ -116,6 +116,42 @@ def test_corpora_sentencepiece_matches_and_round_trips(dirs, tmp_path):
         assert phi_decode(dirs["phi3"], ids, tmp_path) == sp.decode(ids), path.name
 
 
+def adversarial_texts(seed=7, count=400):
+    """Random texts built to stress SentencePiece's normalisation and merges: runs of spaces, literal
+    "▁", tabs and newlines, scripts the vocabulary has few pieces for (byte fallback), emoji, digits."""
+    import random
+    rng = random.Random(seed)
+    pools = ["abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", ".,;:!?'\"()[]{}<>-_=+*/\\|@#$%^&~`",
+             " ", "  ", "    ", "\n", "\t", "\r\n", "\u2581", "\u2581\u2581", "\u00e9\u00e8\u00fc\u00df\u00f1",
+             "\u4e00\u4e8c\u4e09\u5b57\u6f22\u8a9e", "\u0430\u0431\u0432\u0433\u0434\u0416", "\U0001f600\U0001f680\U0001f9e0",
+             "\u0301\u0308", "\u00a0\u3000\u2028", "\ufffd\ufeff", "<s></s><unk>", "def return import self"]
+    texts = ["", " ", "  ", "\u2581", " \u2581 ", "\u2581 x", "a\u2581 b", "\n", "hello", " hello", "hello ", "x" * 300,
+             "\u2581" * 9 + " " * 9]
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(1, 30)):
+            pool = rng.choice(pools)
+            if len(pool) <= 4 or pool.startswith(("<s>", "def")):
+                parts.append(pool)
+            else:
+                parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 8))))
+        texts.append("".join(parts))
+    return texts
+
+
+def test_sentencepiece_adversarial_texts_and_lines_match(dirs, tmp_path):
+    """The native SentencePiece BPE encoder against the PyPI library, text by text: random texts and
+    every line of every corpus (each a text of its own, so each gets the dummy prefix)."""
+    sp = sentencepiece_processor()
+    texts = adversarial_texts()
+    for path in corpora():
+        texts += path.read_text(encoding="utf-8").split("\n")[:3000]
+    ours = phi_encode_batch(dirs["phi3"], texts, tmp_path)
+    assert len(ours) == len(texts)
+    mismatches = [(t, a, b) for t, a, b in zip(texts, ours, sp.encode(texts, num_threads=1)) if a != b]
+    assert not mismatches, mismatches[:3]
+
+
 def test_codegen_whitespace_tokens_match_hf_tokenizers(dirs, tmp_path):
     reference = codegen_reference(dirs["phi2"])
     texts = ["def f(x):\n    return x  +  1\n\t\tpass\n", "a" + " " * 40 + "b\t\t\t\t\t\t\t\t\t\t\tc", "  leading and trailing  "]

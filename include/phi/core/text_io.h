@@ -31,6 +31,11 @@ constexpr size_t kMaxJsonlLineBytes = size_t{64} << 20;
 void for_each_jsonl(const std::string& path,
                     const std::function<bool(const nlohmann::json& value, const std::string& where)>& line_fn,
                     size_t max_line_bytes = kMaxJsonlLineBytes);
+/// The raw non-blank lines of a JSONL file, unparsed (for callers that parse them on threads):
+/// `line_fn(line, number)`, numbers from 1; a line longer than `max_line_bytes` is an error naming it.
+void for_each_jsonl_raw_line(const std::string& path,
+                             const std::function<void(std::string&& line, int64_t number)>& line_fn,
+                             size_t max_line_bytes = kMaxJsonlLineBytes);
 /// The same over JSONL text already in memory (a decompressed file); `source` names it in errors
 /// ("source:line").
 void for_each_jsonl_text(const std::string& text, const std::string& source,
