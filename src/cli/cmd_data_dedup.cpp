@@ -90,6 +90,67 @@ std::optional<std::vector<std::vector<uint64_t>>> read_signatures(const std::str
   return sigs;
 }
 
+// A signature file's document count, from its header (validated in full when read).
+uint64_t signature_documents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char header[sizeof kMagic + 2 * sizeof(uint64_t)];
+  if (!in.read(header, sizeof header) || std::memcmp(header, kMagic, sizeof kMagic) != 0) {
+    throw Error("not a signature file (bad header)", path, "delete it: the stage recomputes it");
+  }
+  uint64_t documents = 0;
+  std::memcpy(&documents, header + sizeof kMagic + sizeof(uint64_t), sizeof documents);
+  return documents;
+}
+
+constexpr char kPairsMagic[8] = {'P', 'H', 'I', 'B', 'P', '1', 0, 0};
+
+// One band's duplicate pairs (minhash_band_pairs): "PHIBP1\0\0", uint64 parameter hash, band, pair
+// count, then the pairs as little-endian uint64 (document, document).
+void write_band_pairs(const std::string& path, uint64_t parameters, size_t band,
+                      const std::vector<std::pair<int64_t, int64_t>>& pairs) {
+  std::string bytes(kPairsMagic, sizeof kPairsMagic);
+  auto put = [&](uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put(parameters);
+  put(band);
+  put(pairs.size());
+  for (const auto& [a, b] : pairs) {
+    put(static_cast<uint64_t>(a));
+    put(static_cast<uint64_t>(b));
+  }
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+// A band's pairs, or nothing when the file is from other parameters; a corrupt file is an error.
+std::optional<std::vector<std::pair<int64_t, int64_t>>> read_band_pairs(const std::string& path, uint64_t parameters,
+                                                                        size_t band, int64_t documents) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t header = sizeof kPairsMagic + 3 * sizeof(uint64_t);
+  if (bytes.size() < header || std::memcmp(bytes.data(), kPairsMagic, sizeof kPairsMagic) != 0) {
+    throw Error("not a band pair file (bad header)", path, "delete it: the stage recomputes it");
+  }
+  uint64_t v[3];
+  std::memcpy(v, bytes.data() + sizeof kPairsMagic, sizeof v);
+  if (v[0] != parameters) return std::nullopt;
+  if (v[1] != band || bytes.size() != header + v[2] * 2 * sizeof(uint64_t)) {
+    throw Error("band pair file is truncated or corrupt", path, "delete it: the stage recomputes it");
+  }
+  std::vector<std::pair<int64_t, int64_t>> pairs(v[2]);
+  const char* p = bytes.data() + header;
+  for (auto& [a, b] : pairs) {
+    uint64_t x[2];
+    std::memcpy(x, p, sizeof x);
+    p += sizeof x;
+    if (x[0] >= static_cast<uint64_t>(documents) || x[1] >= static_cast<uint64_t>(documents)) {
+      throw Error("band pair file names a document past the input's " + std::to_string(documents), path,
+                  "delete the signatures directory: the stage recomputes it");
+    }
+    a = static_cast<int64_t>(x[0]);
+    b = static_cast<int64_t>(x[1]);
+  }
+  return pairs;
+}
+
 }  // namespace
 
 int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
@@ -156,24 +217,32 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
   }
   progress.finish();
   if (resumed) spdlog::info("dedup: keys of {} files were already computed", resumed);
-  if (!slice.finisher()) {
-    spdlog::info("dedup: task {} of {} computed its files' keys; task 0 clusters and writes", slice.index, slice.tasks);
+  const auto all_keys = [&] {
+    for (size_t f = 0; f < files.size(); ++f) {
+      if (!fs::exists(signature_path(f))) return false;
+    }
+    return true;
+  };
+  if (exact && !slice.finisher()) {
+    spdlog::info("dedup: task {} of {} computed its files' keys; task 0 deduplicates and writes", slice.index,
+                 slice.tasks);
     return 0;
   }
-  if (!wait_until(
-          [&] {
-            return std::all_of(files.begin(), files.end(), [&, f = size_t{0}](const std::string&) mutable {
-              const auto path = signature_path(f++);
-              return fs::exists(path);
-            });
-          },
-          slice.wait_seconds)) {
-    spdlog::warn("dedup: other tasks' keys are not all there yet; run again when they finish");
+  if (!wait_until(all_keys, slice.wait_seconds)) {
+    if (slice.finisher()) {
+      spdlog::warn("dedup: other tasks' keys are not all there yet; run again when they finish");
+    } else {
+      spdlog::info("dedup: task {} of {}: other tasks' keys are not all there yet; task 0 finds its bands", slice.index,
+                   slice.tasks);
+    }
     return 0;
   }
 
   // Pass 2 (the reduce): what goes and what it duplicates. Exact keys are held in memory (8 bytes
-  // per document); MinHash band records up to the memory limit, then as sorted runs on disk.
+  // per document). MinHash is sharded by band: each task finds the duplicate pairs of its bands
+  // (band records up to the memory limit, then as sorted runs on disk) and writes them to
+  // signatures/bands/NNNNN.pairs; task 0 finds any band still missing, then joins every band's
+  // pairs in band order (union-find: the clusters one process would find).
   std::vector<size_t> first_of_file;
   std::vector<int64_t> duplicate_of;
   ClusterStats cluster_stats;
@@ -194,24 +263,71 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
     }
     first_of_file.push_back(static_cast<size_t>(i));
   } else {
-    size_t f = 0, total = 0;
-    const auto spill_dir = (fs::path(o.output) / "signatures" / "spill").string();
-    fs::remove_all(spill_dir);  // runs of a killed run
-    const auto removed = minhash_duplicates_bounded(
-        [&](std::vector<std::vector<uint64_t>>& sigs) {
-          if (f == files.size()) return false;
-          auto read = read_signatures(signature_path(f), parameter_hash, hashes);
-          if (!read)
-            throw Error("key file is from other parameters", signature_path(f), "delete it: the stage recomputes it");
-          sigs = std::move(*read);
-          first_of_file.push_back(total);
-          total += sigs.size();
-          ++f;
+    size_t total = 0;
+    for (size_t f = 0; f < files.size(); ++f) {
+      first_of_file.push_back(total);
+      total += signature_documents(signature_path(f));
+    }
+    first_of_file.push_back(total);
+    const auto bands = static_cast<size_t>(o.minhash.buckets);
+    const auto bands_dir = fs::path(o.output) / "signatures" / "bands";
+    fs::create_directories(bands_dir);
+    const auto band_path = [&](size_t b) { return (bands_dir / numbered(static_cast<int64_t>(b), ".pairs")).string(); };
+    const auto band_done = [&](size_t b) {
+      const auto path = band_path(b);
+      return fs::exists(path) && read_band_pairs(path, parameter_hash, b, static_cast<int64_t>(total)).has_value();
+    };
+    const auto find_bands = [&](const std::function<bool(size_t)>& wanted) {
+      std::vector<bool> todo(bands);
+      size_t n = 0;
+      for (size_t b = 0; b < bands; ++b) n += (todo[b] = wanted(b) && !band_done(b)) ? 1 : 0;
+      if (n == 0) return;
+      spdlog::info("dedup: task {} finds the duplicate pairs of {} of {} bands", slice.index, n, bands);
+      const auto spill_dir = (fs::path(o.output) / "signatures" / ("spill-" + std::to_string(slice.index))).string();
+      fs::remove_all(spill_dir);  // runs of a killed run
+      size_t f = 0;
+      minhash_band_pairs(
+          [&](std::vector<std::vector<uint64_t>>& sigs) {
+            if (f == files.size()) return false;
+            auto read = read_signatures(signature_path(f), parameter_hash, hashes);
+            if (!read)
+              throw Error("key file is from other parameters", signature_path(f), "delete it: the stage recomputes it");
+            sigs = std::move(*read);
+            ++f;
+            return true;
+          },
+          static_cast<int64_t>(total), o.minhash, [&](size_t b) { return static_cast<bool>(todo[b]); },
+          [&](size_t b, std::vector<std::pair<int64_t, int64_t>>&& pairs) {
+            write_band_pairs(band_path(b), parameter_hash, b, pairs);
+          },
+          static_cast<size_t>(o.memory_limit_mb) << 20, spill_dir, &cluster_stats);
+      fs::remove_all(spill_dir);
+    };
+    find_bands([&](size_t b) { return slice.mine(b); });
+    if (!slice.finisher()) {
+      spdlog::info("dedup: task {} of {} found its bands' pairs; task 0 clusters and writes", slice.index, slice.tasks);
+      return 0;
+    }
+    wait_until(
+        [&] {
+          for (size_t b = 0; b < bands; ++b) {
+            if (!fs::exists(band_path(b))) return false;
+          }
           return true;
         },
-        -1, o.minhash, static_cast<size_t>(o.memory_limit_mb) << 20, spill_dir, &cluster_stats);
-    fs::remove_all(spill_dir);
-    first_of_file.push_back(total);
+        slice.wait_seconds);
+    find_bands([](size_t) { return true; });  // bands no task finished
+    const auto removed =
+        minhash_clusters(static_cast<int64_t>(total), [&](const std::function<void(int64_t, int64_t)>& join) {
+          for (size_t b = 0; b < bands; ++b) {
+            auto pairs = read_band_pairs(band_path(b), parameter_hash, b, static_cast<int64_t>(total));
+            if (!pairs)
+              throw Error("band pair file is from other parameters", band_path(b),
+                          "delete it: the stage recomputes it");
+            for (const auto& [x, y] : *pairs) join(x, y);
+          }
+        });
+    cluster_stats.union_find_bytes = 16 * static_cast<int64_t>(total);
     duplicate_of.assign(total, -1);
     for (const auto& [doc, kept] : removed) duplicate_of[static_cast<size_t>(doc)] = kept;
   }

@@ -184,12 +184,18 @@ class RunReader {
 
 }  // namespace
 
-std::vector<std::pair<int64_t, int64_t>> minhash_duplicates_bounded(
+void minhash_band_pairs(
     const std::function<bool(std::vector<std::vector<uint64_t>>& signatures)>& next_file, int64_t documents,
-    const MinhashConfig& config, size_t memory_limit, const std::string& spill_dir, ClusterStats* stats) {
+    const MinhashConfig& config, const std::function<bool(size_t band)>& mine,
+    const std::function<void(size_t band, std::vector<std::pair<int64_t, int64_t>>&& pairs)>& band_done,
+    size_t memory_limit, const std::string& spill_dir, ClusterStats* stats) {
   const auto width = static_cast<size_t>(config.hashes_per_bucket);
   const auto bands = static_cast<size_t>(config.buckets);
   const size_t stride = width + 1;
+  std::vector<size_t> wanted;
+  for (size_t b = 0; b < bands; ++b) {
+    if (mine(b)) wanted.push_back(b);
+  }
   std::vector<Rows> buffers(bands, Rows{stride, {}});
   std::vector<std::vector<std::string>> runs(bands);
   size_t buffered = 0;
@@ -197,7 +203,7 @@ std::vector<std::pair<int64_t, int64_t>> minhash_duplicates_bounded(
   auto spill = [&]() {
     if (spill_dir.empty()) throw Error("the band records pass the memory limit and no spill directory is given");
     std::filesystem::create_directories(spill_dir);
-    for (size_t b = 0; b < bands; ++b) {
+    for (const auto b : wanted) {
       if (buffers[b].data.empty()) continue;
       sort_rows(buffers[b]);
       const auto path = (std::filesystem::path(spill_dir) /
@@ -222,13 +228,13 @@ std::vector<std::pair<int64_t, int64_t>> minhash_duplicates_bounded(
     for (const auto& sig : signatures) {
       if (!sig.empty()) {
         if (sig.size() != width * bands) throw Error("a signature has the wrong number of hashes");
-        for (size_t b = 0; b < bands; ++b) {
+        for (const auto b : wanted) {
           auto& rows = buffers[b].data;
           rows.insert(rows.end(), sig.begin() + static_cast<std::ptrdiff_t>(b * width),
                       sig.begin() + static_cast<std::ptrdiff_t>((b + 1) * width));
           rows.push_back(static_cast<uint64_t>(doc));
         }
-        buffered += bands * stride * sizeof(uint64_t);
+        buffered += wanted.size() * stride * sizeof(uint64_t);
         local.peak_buffer_bytes = std::max(local.peak_buffer_bytes, static_cast<int64_t>(buffered));
         if (buffered > memory_limit) spill();
       }
@@ -240,42 +246,70 @@ std::vector<std::pair<int64_t, int64_t>> minhash_duplicates_bounded(
   }
   const bool spilled = local.runs_spilled > 0;
   if (spilled) spill();  // the rest too: every band is then merged from its runs alone
-  UnionFind clusters(doc);
-  local.union_find_bytes = 16 * doc;
-  for (size_t b = 0; b < bands; ++b) {
+  for (const auto b : wanted) {
+    std::vector<std::pair<int64_t, int64_t>> pairs;
     if (!spilled) {
       sort_rows(buffers[b]);
       const auto& rows = buffers[b];
       for (size_t i = 1; i < rows.size(); ++i) {
         if (same_band(rows.row(i - 1), rows.row(i), width)) {
-          clusters.join(static_cast<int64_t>(rows.row(i - 1)[width]), static_cast<int64_t>(rows.row(i)[width]));
+          pairs.emplace_back(static_cast<int64_t>(rows.row(i - 1)[width]), static_cast<int64_t>(rows.row(i)[width]));
         }
       }
       buffers[b].data.clear();
       buffers[b].data.shrink_to_fit();
-      continue;
-    }
-    // k-way merge of the band's runs.
-    std::vector<std::unique_ptr<RunReader>> readers;
-    for (const auto& path : runs[b]) readers.push_back(std::make_unique<RunReader>(path, stride));
-    std::vector<uint64_t> previous;
-    for (;;) {
-      RunReader* best = nullptr;
-      for (auto& r : readers) {
-        if (!r->done() && (best == nullptr || row_less(r->row(), best->row(), stride))) best = r.get();
+    } else {
+      // k-way merge of the band's runs.
+      std::vector<std::unique_ptr<RunReader>> readers;
+      for (const auto& path : runs[b]) readers.push_back(std::make_unique<RunReader>(path, stride));
+      std::vector<uint64_t> previous;
+      for (;;) {
+        RunReader* best = nullptr;
+        for (auto& r : readers) {
+          if (!r->done() && (best == nullptr || row_less(r->row(), best->row(), stride))) best = r.get();
+        }
+        if (best == nullptr) break;
+        if (!previous.empty() && same_band(previous.data(), best->row(), width)) {
+          pairs.emplace_back(static_cast<int64_t>(previous[width]), static_cast<int64_t>(best->row()[width]));
+        }
+        previous.assign(best->row(), best->row() + stride);
+        best->next();
       }
-      if (best == nullptr) break;
-      if (!previous.empty() && same_band(previous.data(), best->row(), width)) {
-        clusters.join(static_cast<int64_t>(previous[width]), static_cast<int64_t>(best->row()[width]));
-      }
-      previous.assign(best->row(), best->row() + stride);
-      best->next();
+      readers.clear();
+      for (const auto& path : runs[b]) std::filesystem::remove(path);
     }
-    readers.clear();
-    for (const auto& path : runs[b]) std::filesystem::remove(path);
+    band_done(b, std::move(pairs));
   }
   if (stats) *stats = local;
+}
+
+std::vector<std::pair<int64_t, int64_t>> minhash_clusters(
+    int64_t documents, const std::function<void(const std::function<void(int64_t, int64_t)>& join)>& pairs) {
+  UnionFind clusters(documents);
+  pairs([&](int64_t a, int64_t b) { clusters.join(a, b); });
   return clusters.removed();
+}
+
+std::vector<std::pair<int64_t, int64_t>> minhash_duplicates_bounded(
+    const std::function<bool(std::vector<std::vector<uint64_t>>& signatures)>& next_file, int64_t documents,
+    const MinhashConfig& config, size_t memory_limit, const std::string& spill_dir, ClusterStats* stats) {
+  int64_t total = 0;
+  auto counting = [&](std::vector<std::vector<uint64_t>>& signatures) {
+    if (!next_file(signatures)) return false;
+    total += static_cast<int64_t>(signatures.size());
+    return true;
+  };
+  std::unique_ptr<UnionFind> clusters;  // made once every file is read (bands come after)
+  minhash_band_pairs(
+      counting, documents, config, [](size_t) { return true; },
+      [&](size_t, std::vector<std::pair<int64_t, int64_t>>&& pairs) {
+        if (!clusters) clusters = std::make_unique<UnionFind>(total);
+        for (const auto& [a, b] : pairs) clusters->join(a, b);
+      },
+      memory_limit, spill_dir, stats);
+  if (stats) stats->union_find_bytes = 16 * total;
+  if (!clusters) clusters = std::make_unique<UnionFind>(total);
+  return clusters->removed();
 }
 
 std::vector<std::pair<int64_t, int64_t>> minhash_duplicates(const std::vector<std::vector<uint64_t>>& signatures,

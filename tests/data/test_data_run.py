@@ -91,7 +91,8 @@ def data_run(setup, out, *extra, max_files=160, check=True, popen=False):
 
 
 def snapshot(out):
-    """Every output file's bytes, stats.json without its timings and this run's request counts;
+    """Every output file's bytes, stats.json without its timings, this run's request counts and
+    dedup's memory figures (those of the task that finished, which depend on the split);
     temporaries would show up here."""
     files = {}
     for p in sorted(Path(out).rglob("*")):
@@ -100,7 +101,7 @@ def snapshot(out):
         rel = p.relative_to(out).as_posix()
         if p.name == "stats.json":
             s = json.loads(p.read_text())
-            for k in ("seconds", "documents_per_second", "megabytes_per_second", "this_run"):
+            for k in ("seconds", "documents_per_second", "megabytes_per_second", "this_run", "memory"):
                 s.pop(k, None)
             files[rel] = json.dumps(s, sort_keys=True).encode()
         else:

@@ -58,6 +58,23 @@ std::vector<std::pair<int64_t, int64_t>> minhash_duplicates_bounded(
     const std::function<bool(std::vector<std::vector<uint64_t>>& signatures)>& next_file, int64_t documents,
     const MinhashConfig& config, size_t memory_limit, const std::string& spill_dir, ClusterStats* stats = nullptr);
 
+/// The duplicate pairs of each band that `mine(band)` selects, as datatrove's bucket step finds them:
+/// the band's records (its hashes and the document) sorted, and each record equal in its hashes to
+/// the one before paired with it, in that order; `band_done(band, pairs)` gets them band by band,
+/// in increasing order. Signatures come file by file as in minhash_duplicates_bounded, with the same
+/// memory bound and spilling. Joining every band's pairs in band order (minhash_clusters) gives
+/// minhash_duplicates_bounded's clusters: bands can be found by different tasks and joined by one.
+void minhash_band_pairs(
+    const std::function<bool(std::vector<std::vector<uint64_t>>& signatures)>& next_file, int64_t documents,
+    const MinhashConfig& config, const std::function<bool(size_t band)>& mine,
+    const std::function<void(size_t band, std::vector<std::pair<int64_t, int64_t>>&& pairs)>& band_done,
+    size_t memory_limit, const std::string& spill_dir, ClusterStats* stats = nullptr);
+
+/// {document, the document kept in its place} for each document removed, from union-find over the
+/// pairs that `pairs(join)` passes to `join` (union by size, as datatrove's cluster step).
+std::vector<std::pair<int64_t, int64_t>> minhash_clusters(
+    int64_t documents, const std::function<void(const std::function<void(int64_t, int64_t)>& join)>& pairs);
+
 /// xxhash64 of the normalised text (exact dedup's key).
 uint64_t exact_dedup_key(const std::string& text);
 
