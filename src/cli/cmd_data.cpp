@@ -1,6 +1,9 @@
 // phi data tokenize --tokenizer DIR --input FILES --output DIR [--shard-tokens N] [--no-eos] [--threads N]
+//   [--per-file] [--tasks N --task-index I --wait S]
 //   Documents are encoded in batches on --threads threads (default: every core) and written in
-//   input order, so the shards are the same for any thread count.
+//   input order, so the shards are the same for any thread count. --per-file (implied by --tasks)
+//   writes each input file's shards as FFFFF-shard-NNNNN.bin and then .parts/FFFFF.json: a rerun
+//   skips finished files, and task 0 assembles manifest.json once every file is done.
 // phi data synth lego --output FILE [--count N] [--length L] [--seed S]
 //   .txt: documents separated by the text "<|endoftext|>" (a file without it is one document);
 //   .jsonl: one document per line: {"text"} (train on all of it), {"prompt", "answer"|"completion"}
@@ -16,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/stage_output.h"
 #include "core/file_util.h"
 #include "phi/config/model_config.h"
 #include "phi/core/error.h"
@@ -105,8 +109,7 @@ int tokenize_dataset(const TokenizeJob& o) {
   if (!o.no_eos && eos < 0) {
     throw Error("the tokenizer has no EOS token to end documents with", o.tokenizer, "pass --no-eos");
   }
-  ShardWriter writer(o.output, tokenizer->vocab_size(), eos, std::filesystem::absolute(o.tokenizer).string(),
-                     o.shard_tokens);
+  const auto tokenizer_path = std::filesystem::absolute(o.tokenizer).string();
   EncodeOptions options;
   options.allow_special = false;
   // Conversations are rendered with the named template, else the model directory's own (its
@@ -137,11 +140,8 @@ int tokenize_dataset(const TokenizeJob& o) {
   };
   // Batches of items parsed and encoded on threads, written in order (the first bad line, by
   // position, is the error).
-  constexpr size_t kBatchBytes = 8 << 20, kBatchItems = 16384;
-  std::vector<Item> batch;
-  size_t batch_bytes = 0;
-  int64_t documents = 0, input_bytes = 0;
   std::vector<int64_t> file_bytes;
+  int64_t input_bytes = 0;
   for (const auto& input : o.inputs) {
     std::error_code ec;
     const auto size = std::filesystem::file_size(input, ec);
@@ -149,56 +149,157 @@ int tokenize_dataset(const TokenizeJob& o) {
     input_bytes += file_bytes.back();
   }
   Progress progress("tokenize", input_bytes, "bytes");  // each batch's bytes, the rest of a file at its end
-  int64_t shown = 0, shown_before_file = 0;
-  auto flush = [&](const std::string& path) {
-    const auto n = batch.size();
-    std::vector<std::vector<int64_t>> ids(n);
-    std::vector<std::vector<uint8_t>> masks(n);
-    std::vector<std::exception_ptr> errors(n);
-    at::parallel_for(0, static_cast<int64_t>(n), 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const auto k = static_cast<size_t>(i);
-        auto& item = batch[k];
-        try {
-          if (item.line > 0) {
-            const auto where = path + ":" + std::to_string(item.line);
-            const auto j = nlohmann::json::parse(item.raw, nullptr, false);
-            if (j.is_discarded()) throw Error("line is not valid JSON", where);
-            item.document = parse_document(j, where);
+  int64_t shown = 0, shown_before_file = 0, documents = 0;
+  auto tokenize_file = [&](size_t f, ShardWriter& writer) {
+    constexpr size_t kBatchBytes = 8 << 20, kBatchItems = 16384;
+    const auto& path = o.inputs[f];
+    std::vector<Item> batch;
+    size_t batch_bytes = 0;
+    auto flush = [&] {
+      const auto n = batch.size();
+      std::vector<std::vector<int64_t>> ids(n);
+      std::vector<std::vector<uint8_t>> masks(n);
+      std::vector<std::exception_ptr> errors(n);
+      at::parallel_for(0, static_cast<int64_t>(n), 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          const auto k = static_cast<size_t>(i);
+          auto& item = batch[k];
+          try {
+            if (item.line > 0) {
+              const auto where = path + ":" + std::to_string(item.line);
+              const auto j = nlohmann::json::parse(item.raw, nullptr, false);
+              if (j.is_discarded()) throw Error("line is not valid JSON", where);
+              item.document = parse_document(j, where);
+            }
+            encode(item.document, ids[k], masks[k]);
+          } catch (...) {
+            errors[k] = std::current_exception();
           }
-          encode(item.document, ids[k], masks[k]);
-        } catch (...) {
-          errors[k] = std::current_exception();
         }
+      });
+      for (size_t k = 0; k < n; ++k) {
+        if (errors[k]) std::rethrow_exception(errors[k]);
+        writer.add_document(ids[k], batch[k].document.masked() ? &masks[k] : nullptr);
+        ++documents;
       }
-    });
-    for (size_t k = 0; k < n; ++k) {
-      if (errors[k]) std::rethrow_exception(errors[k]);
-      writer.add_document(ids[k], batch[k].document.masked() ? &masks[k] : nullptr);
-      ++documents;
-    }
-    progress.advance(static_cast<int64_t>(batch_bytes));
-    shown += static_cast<int64_t>(batch_bytes);
-    batch.clear();
-    batch_bytes = 0;
-  };
-  for (size_t f = 0; f < o.inputs.size(); ++f) {
-    for_each_item(o.inputs[f], [&](Item&& item) {
+      progress.advance(static_cast<int64_t>(batch_bytes));
+      shown += static_cast<int64_t>(batch_bytes);
+      batch.clear();
+      batch_bytes = 0;
+    };
+    for_each_item(path, [&](Item&& item) {
       batch_bytes += item.raw.size() + item.document.text.size();
       batch.push_back(std::move(item));
-      if (batch_bytes >= kBatchBytes || batch.size() >= kBatchItems) flush(o.inputs[f]);
+      if (batch_bytes >= kBatchBytes || batch.size() >= kBatchItems) flush();
     });
-    flush(o.inputs[f]);
+    flush();
+  };
+  auto file_finished = [&](size_t f) {
     shown_before_file += file_bytes[f];
     if (shown_before_file > shown) progress.advance(shown_before_file - shown);
     shown = std::max(shown, shown_before_file);
+  };
+  auto report = [&](const DatasetManifest& manifest) {
+    spdlog::info("wrote {} documents, {} tokens in {} shards to {} ({:.1f} MB/s, {} threads)", manifest.n_documents(),
+                 manifest.n_tokens(), manifest.shards.size(), o.output,
+                 static_cast<double>(input_bytes) / 1e6 / std::max(progress.elapsed_seconds(), 1e-9),
+                 at::get_num_threads());
+  };
+
+  if (!o.per_file && o.slice.tasks == 1) {
+    ShardWriter writer(o.output, tokenizer->vocab_size(), eos, tokenizer_path, o.shard_tokens);
+    for (size_t f = 0; f < o.inputs.size(); ++f) {
+      tokenize_file(f, writer);
+      file_finished(f);
+    }
+    progress.finish();
+    report(writer.finish());
+    return 0;
+  }
+
+  // Per input file: its shards (FFFFF-shard-NNNNN.bin), then .parts/FFFFF.json with their list and
+  // the parameters' hash, last. A rerun skips the files whose part matches; task 0 assembles the
+  // manifest once every file's part is there.
+  o.slice.validate();
+  const auto parts = std::filesystem::path(o.output) / ".parts";
+  std::filesystem::create_directories(parts);
+  remove_stale_temporaries(o.output);
+  remove_stale_temporaries(parts.string());
+  const nlohmann::json parameters = {{"inputs", o.inputs},
+                                     {"tokenizer", tokenizer_path},
+                                     {"shard_tokens", o.shard_tokens},
+                                     {"eos", !o.no_eos},
+                                     {"chat_template", o.chat_template},
+                                     {"special_tokens_in_content", o.special_tokens_in_content}};
+  const auto parameter_text = parameters.dump();
+  const auto parameter_hash = XXH64(parameter_text.data(), parameter_text.size(), 0);
+  const auto part_path = [&](size_t f) { return (parts / numbered(static_cast<int64_t>(f), ".json")).string(); };
+  const auto part_done = [&](size_t f) {
+    return std::filesystem::exists(part_path(f)) &&
+           read_json_file(part_path(f)).value("parameters_hash", uint64_t{0}) == parameter_hash;
+  };
+  if (o.slice.finisher()) std::filesystem::remove(std::filesystem::path(o.output) / "manifest.json");
+  int64_t resumed = 0;
+  for (size_t f = 0; f < o.inputs.size(); ++f) {
+    if (o.slice.mine(f) && !part_done(f)) {
+      ShardWriter writer(o.output, tokenizer->vocab_size(), eos, tokenizer_path, o.shard_tokens,
+                         numbered(static_cast<int64_t>(f), "-shard-"));
+      const auto before = documents;
+      tokenize_file(f, writer);
+      const auto part = writer.finish(false);
+      nlohmann::json shards = nlohmann::json::array();
+      for (const auto& shard : part.shards) {
+        shards.push_back({{"file", shard.file}, {"n_tokens", shard.n_tokens}, {"n_documents", shard.n_documents}});
+      }
+      write_json_file_atomic(part_path(f), {{"parameters_hash", parameter_hash},
+                                            {"input", o.inputs[f]},
+                                            {"documents", documents - before},
+                                            {"loss_mask", part.loss_mask},
+                                            {"shards", shards}});
+    } else if (o.slice.mine(f)) {
+      ++resumed;
+    }
+    file_finished(f);
   }
   progress.finish();
-  auto manifest = writer.finish();
-  spdlog::info("wrote {} documents, {} tokens in {} shards to {} ({:.1f} MB/s, {} threads)", documents,
-               manifest.n_tokens(), manifest.shards.size(), o.output,
-               static_cast<double>(input_bytes) / 1e6 / std::max(progress.elapsed_seconds(), 1e-9),
-               at::get_num_threads());
+  if (resumed) spdlog::info("tokenize: {} files were already done", resumed);
+  if (!o.slice.finisher()) return 0;
+  if (!wait_until(
+          [&] {
+            for (size_t f = 0; f < o.inputs.size(); ++f) {
+              if (!part_done(f)) return false;
+            }
+            return true;
+          },
+          o.slice.wait_seconds)) {
+    spdlog::warn("tokenize: other tasks' files are not all done; run again when they finish");
+    return 0;
+  }
+  DatasetManifest manifest;
+  manifest.vocab_size = tokenizer->vocab_size();
+  manifest.eos_id = eos;
+  manifest.tokenizer = tokenizer_path;
+  manifest.token_bytes = manifest.vocab_size <= 65536 ? 2 : 4;
+  std::string masked_file, unmasked_file;
+  for (size_t f = 0; f < o.inputs.size(); ++f) {
+    const auto part = read_json_file(part_path(f));
+    if (part.value("documents", int64_t{0}) > 0) {
+      (part.value("loss_mask", false) ? masked_file : unmasked_file) = o.inputs[f];
+    }
+    for (const auto& shard : part.at("shards")) {
+      manifest.shards.push_back({shard.at("file").get<std::string>(), shard.at("n_tokens").get<int64_t>(),
+                                 shard.at("n_documents").get<int64_t>()});
+    }
+  }
+  if (!masked_file.empty() && !unmasked_file.empty()) {
+    throw Error("a dataset's documents must all have a loss mask or none: " + masked_file +
+                " has prompts or "
+                "conversations (masked), " +
+                unmasked_file + " plain text");
+  }
+  manifest.loss_mask = !masked_file.empty();
+  write_manifest(o.output, manifest);
+  report(manifest);
   return 0;
 }
 
@@ -266,6 +367,9 @@ void add_data_command(CLI::App& root, Runner& run) {
   tok->add_option("--shard-tokens", o->shard_tokens, "tokens per shard")->capture_default_str();
   tok->add_flag("--no-eos", o->no_eos, "do not end each document with the EOS token");
   tok->add_option("--threads", o->threads, "threads encoding documents (0: every core)")->capture_default_str();
+  tok->add_flag("--per-file", o->per_file,
+                "resumable: each input file's shards and a completion marker (.parts/), the manifest assembled last");
+  add_task_options(tok, o->slice);
   tok->add_option("--chat-template", o->chat_template,
                   "built-in template for {\"messages\"} lines (default: the model directory's own, else phi3)");
   tok->add_flag("--special-tokens-in-content", o->special_tokens_in_content,

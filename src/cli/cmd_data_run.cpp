@@ -375,13 +375,17 @@ int run_recipe(const RunOptions& o) {
                                            {"tokenizer", job.tokenizer},
                                            {"shard_tokens", job.shard_tokens},
                                            {"eos", !job.no_eos}};
-        if (run_it && o.slice.finisher() && !done_with(p.dir, parameters)) {
+        if (run_it && !done_with(p.dir, parameters)) {
           for (const auto& in : job.inputs) {
             if (!fs::exists(in)) throw Error("tokenize input does not exist", in, "did the stage before it finish?");
           }
+          job.per_file = true;  // a killed run resumes file by file; tasks split the files
+          job.slice = o.slice;
           tokenize_dataset(job);
-          const auto manifest = read_manifest(p.dir);
-          mark_done(p.dir, parameters, {{"tokens", manifest.n_tokens()}, {"documents", manifest.n_documents()}});
+          if (o.slice.finisher() && fs::exists(fs::path(p.dir) / "manifest.json")) {
+            const auto manifest = read_manifest(p.dir);
+            mark_done(p.dir, parameters, {{"tokens", manifest.n_tokens()}, {"documents", manifest.n_documents()}});
+          }
         }
         if (run_it && !await_stage(p.dir, o.slice, "done.json")) return 0;
       } else {  // mix

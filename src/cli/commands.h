@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/data_stages.h"
+
 namespace phi::cli {
 
 using Runner = std::function<int()>;
@@ -45,6 +47,8 @@ struct TokenizeJob {
   int64_t shard_tokens = 64 << 20;
   bool no_eos = false;
   int64_t threads = 0;                     // 0: every core (at::get_num_threads)
+  bool per_file = false;                   // resumable: shards and a completion marker per input file
+  TaskSlice slice;                         // with tasks > 1 (implies per_file): this task's input files
   std::string chat_template;               // "" = the model directory's own, else phi3
   bool special_tokens_in_content = false;  // opt-in: special-token text in messages becomes control ids
 };

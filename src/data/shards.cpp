@@ -77,16 +77,24 @@ DatasetManifest read_manifest(const std::string& dataset_directory) {
 
 void write_manifest(const std::string& dataset_directory, const DatasetManifest& m) {
   nlohmann::json shards = nlohmann::json::array();
-  for (const auto& s : m.shards) shards.push_back({{"file", s.file}, {"n_tokens", s.n_tokens}, {"n_documents", s.n_documents}});
-  nlohmann::json j = {{"format", "phi-shards"}, {"version", m.version},     {"token_bytes", m.token_bytes},
-                      {"vocab_size", m.vocab_size}, {"eos_id", m.eos_id},   {"tokenizer", m.tokenizer}, {"loss_mask", m.loss_mask},
-                      {"n_tokens", m.n_tokens()},   {"n_documents", m.n_documents()}, {"shards", shards}};
+  for (const auto& s : m.shards)
+    shards.push_back({{"file", s.file}, {"n_tokens", s.n_tokens}, {"n_documents", s.n_documents}});
+  nlohmann::json j = {{"format", "phi-shards"},
+                      {"version", m.version},
+                      {"token_bytes", m.token_bytes},
+                      {"vocab_size", m.vocab_size},
+                      {"eos_id", m.eos_id},
+                      {"tokenizer", m.tokenizer},
+                      {"loss_mask", m.loss_mask},
+                      {"n_tokens", m.n_tokens()},
+                      {"n_documents", m.n_documents()},
+                      {"shards", shards}};
   write_json_file_atomic((fs::path(dataset_directory) / "manifest.json").string(), j);
 }
 
 ShardWriter::ShardWriter(std::string directory, int64_t vocab_size, int64_t eos_id, std::string tokenizer,
-                         int64_t shard_tokens)
-    : directory_(std::move(directory)), shard_tokens_(shard_tokens) {
+                         int64_t shard_tokens, std::string name_prefix)
+    : directory_(std::move(directory)), name_prefix_(std::move(name_prefix)), shard_tokens_(shard_tokens) {
   PHI_CHECK(vocab_size > 0, "vocab_size must be > 0");
   manifest_.vocab_size = vocab_size;
   manifest_.eos_id = eos_id;
@@ -104,7 +112,8 @@ void ShardWriter::add_document(const std::vector<int64_t>& ids, const std::vecto
     throw Error("a dataset's documents must all have a loss mask or none");
   }
   if (mask != nullptr && mask->size() != ids.size()) {
-    throw Error("loss mask has " + std::to_string(mask->size()) + " entries for " + std::to_string(ids.size()) + " tokens");
+    throw Error("loss mask has " + std::to_string(mask->size()) + " entries for " + std::to_string(ids.size()) +
+                " tokens");
   }
   for (auto id : ids) {
     if (id < 0 || id >= manifest_.vocab_size) {
@@ -120,8 +129,9 @@ void ShardWriter::add_document(const std::vector<int64_t>& ids, const std::vecto
 
 void ShardWriter::flush_shard() {
   if (offsets_.size() <= 1) return;
-  char name[64];
-  std::snprintf(name, sizeof(name), "shard-%05zu.bin", manifest_.shards.size());
+  char number[32];
+  std::snprintf(number, sizeof(number), "%05zu.bin", manifest_.shards.size());
+  const std::string name = name_prefix_ + number;
   AtomicFileWriter writer((fs::path(directory_) / name).string());
   uint8_t header[kHeaderBytes] = {};
   std::memcpy(header, kMagic, 8);
@@ -150,9 +160,9 @@ void ShardWriter::flush_shard() {
   offsets_.assign(1, 0);
 }
 
-DatasetManifest ShardWriter::finish() {
+DatasetManifest ShardWriter::finish(bool write) {
   flush_shard();
-  write_manifest(directory_, manifest_);
+  if (write) write_manifest(directory_, manifest_);
   return manifest_;
 }
 
@@ -245,7 +255,10 @@ int64_t Shard::document_at(int64_t i) const {
   int64_t lo = 0, hi = n_documents_ - 1;  // the last d with document_offset(d) <= i
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) / 2;
-    if (document_offset(mid) <= i) lo = mid; else hi = mid - 1;
+    if (document_offset(mid) <= i)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }

@@ -56,3 +56,62 @@ def test_bad_thread_count_is_a_clear_error(tmp_path):
                    "--threads", "-2", check=False)
     assert proc.returncode != 0 and "--threads" in proc.stderr
     assert shared.exists()
+
+
+def dataset_documents(directory):
+    manifest = json.loads((Path(directory) / "manifest.json").read_text())
+    documents = []
+    for shard in manifest["shards"]:
+        tokens, index, _ = read_shard(Path(directory) / shard["file"])
+        documents += [tokens[index[d]:index[d + 1]] for d in range(len(index) - 1)]
+    return manifest, documents
+
+
+def test_per_file_resumes_and_splits_over_tasks(tmp_path):
+    """--per-file: each input file's shards and a marker; a rerun redoes only the files whose marker
+    is missing, byte for byte; two tasks at once give the same dataset; the documents equal the
+    one-pass run's, in order."""
+    import subprocess
+    from phitest import PHI_BIN
+
+    shared = require_shared_data()
+    tok = tokenizer_dirs(tmp_path / "tok")["phi3"]
+    paragraphs = [p for p in (shared / "text" / "war_and_peace" / "war-and-peace.txt").read_text(encoding="utf-8")
+                  .split("\n\n") if p.strip()][:3000]
+    inputs = []
+    for k in range(5):
+        path = tmp_path / f"in{k}.jsonl"
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in paragraphs[k::5]), encoding="utf-8")
+        inputs.append(path)
+    common = ["data", "tokenize", "--tokenizer", tok, "--input", *inputs, "--shard-tokens", "30000"]
+    run_phi(*common, "--output", tmp_path / "plain")
+    run_phi(*common, "--output", tmp_path / "parts", "--per-file")
+    plain_manifest, plain_docs = dataset_documents(tmp_path / "plain")
+    manifest, docs = dataset_documents(tmp_path / "parts")
+    assert docs == plain_docs and manifest["n_tokens"] == plain_manifest["n_tokens"]
+    assert [s["file"][:5] for s in manifest["shards"]] == sorted(s["file"][:5] for s in manifest["shards"])
+    assert len({s["file"][:5] for s in manifest["shards"]}) == 5
+    before = digest(tmp_path / "parts")
+
+    (tmp_path / "parts" / ".parts" / "00003.json").unlink()  # as if killed while file 3 was written
+    proc = run_phi(*common, "--output", tmp_path / "parts", "--per-file")
+    assert "4 files were already done" in proc.stderr
+    assert digest(tmp_path / "parts") == before
+
+    procs = [subprocess.Popen([PHI_BIN, *map(str, common), "--output", str(tmp_path / "tasks"), "--tasks", "2",
+                               "--task-index", str(i), "--wait", "120"], stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    logs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    assert digest(tmp_path / "tasks") == before
+
+
+def test_per_file_refuses_masked_and_plain_files_together(tmp_path):
+    require_shared_data()
+    tok = tokenizer_dirs(tmp_path / "tok")["phi3"]
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": "plain words"}) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"prompt": "Q?", "answer": "A."}) + "\n")
+    proc = run_phi("data", "tokenize", "--tokenizer", tok, "--input", tmp_path / "a.jsonl", tmp_path / "b.jsonl",
+                   "--output", tmp_path / "o", "--per-file", check=False)
+    assert proc.returncode != 0 and "loss mask" in proc.stderr and "b.jsonl" in proc.stderr
+    assert not (tmp_path / "o" / "manifest.json").exists()

@@ -42,17 +42,19 @@ void write_manifest(const std::string& dataset_directory, const DatasetManifest&
 /// Writes documents into shards of about `shard_tokens` tokens (a document never spans shards).
 class ShardWriter {
  public:
+  /// Shards are named `name_prefix` + 00000, 00001, ... + ".bin".
   ShardWriter(std::string directory, int64_t vocab_size, int64_t eos_id, std::string tokenizer,
-              int64_t shard_tokens = 64 << 20);
+              int64_t shard_tokens = 64 << 20, std::string name_prefix = "shard-");
   /// Appends one document (its ids; the caller adds EOS when it wants one). `mask` (same length,
   /// 1 = train on the token) makes this a masked dataset; every document then needs one.
   void add_document(const std::vector<int64_t>& ids, const std::vector<uint8_t>* mask = nullptr);
-  /// Flushes the last shard and writes manifest.json. Returns the manifest.
-  DatasetManifest finish();
+  /// Flushes the last shard and writes manifest.json (unless `write_manifest` is false: a part of a
+  /// dataset whose manifest is assembled later). Returns the manifest.
+  DatasetManifest finish(bool write_manifest = true);
 
  private:
   void flush_shard();
-  std::string directory_;
+  std::string directory_, name_prefix_;
   DatasetManifest manifest_;
   int64_t shard_tokens_;
   std::vector<int64_t> tokens_;
