@@ -41,46 +41,72 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The stage's binary intermediates: 8 magic bytes, three uint64 header words, then uint64 data,
+// little-endian. Signature files: "PHIMH1\0\0", parameter hash, documents, hashes per document.
+// Band pair files: "PHIBP1\0\0", parameter hash, band, pairs.
 constexpr char kMagic[8] = {'P', 'H', 'I', 'M', 'H', '1', 0, 0};
+constexpr char kPairsMagic[8] = {'P', 'H', 'I', 'B', 'P', '1', 0, 0};
+constexpr size_t kHeaderBytes = 8 + 3 * sizeof(uint64_t);
+
+struct WordFile {
+  std::string bytes;
+
+  WordFile(const char (&magic)[8], uint64_t a, uint64_t b, uint64_t c) : bytes(magic, sizeof magic) {
+    put(a);
+    put(b);
+    put(c);
+  }
+  void put(uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  uint64_t header(size_t i) const { return word(8 + i * sizeof(uint64_t)); }
+  uint64_t word(size_t offset) const {
+    uint64_t v = 0;
+    std::memcpy(&v, bytes.data() + offset, sizeof v);
+    return v;
+  }
+  bool holds_words(uint64_t n) const { return bytes.size() == kHeaderBytes + n * sizeof(uint64_t); }
+
+  // The whole file, its magic checked (`what` names the kind in the error).
+  static WordFile read(const std::string& path, const char (&magic)[8], const std::string& what) {
+    std::ifstream in(path, std::ios::binary);
+    WordFile file;
+    file.bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (file.bytes.size() < kHeaderBytes || std::memcmp(file.bytes.data(), magic, sizeof magic) != 0) {
+      throw Error("not a " + what + " file (bad header)", path, "delete it: the stage recomputes it");
+    }
+    return file;
+  }
+
+ private:
+  WordFile() = default;
+};
 
 void write_signatures(const std::string& path, uint64_t parameters, const std::vector<std::vector<uint64_t>>& sigs,
                       size_t hashes) {
-  std::string bytes(kMagic, sizeof kMagic);
-  auto put = [&](uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof v); };
-  put(parameters);
-  put(sigs.size());
-  put(hashes);
+  WordFile file(kMagic, parameters, sigs.size(), hashes);
   for (const auto& s : sigs) {
     if (s.empty()) {
-      for (size_t h = 0; h < hashes; ++h) put(~uint64_t{0});
+      for (size_t h = 0; h < hashes; ++h) file.put(~uint64_t{0});
     } else {
-      for (auto v : s) put(v);
+      for (auto v : s) file.put(v);
     }
   }
-  write_file_atomic(path, bytes.data(), bytes.size());
+  write_file_atomic(path, file.bytes.data(), file.bytes.size());
 }
 
 // The signatures of a finished file, or nothing when they are from other parameters. A truncated or
 // corrupt file is an error naming it.
 std::optional<std::vector<std::vector<uint64_t>>> read_signatures(const std::string& path, uint64_t parameters,
                                                                   size_t hashes) {
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t header = sizeof kMagic + 3 * sizeof(uint64_t);
-  if (bytes.size() < header || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
-    throw Error("not a signature file (bad header)", path, "delete it: the stage recomputes it");
-  }
-  uint64_t v[3];
-  std::memcpy(v, bytes.data() + sizeof kMagic, sizeof v);
-  if (v[0] != parameters || v[2] != hashes) return std::nullopt;
-  const size_t expected = header + v[1] * hashes * sizeof(uint64_t);
-  if (bytes.size() != expected) {
-    throw Error("signature file has " + std::to_string(bytes.size()) + " bytes, its header says " +
-                    std::to_string(expected) + " (truncated or corrupt)",
+  const auto file = WordFile::read(path, kMagic, "signature");
+  if (file.header(0) != parameters || file.header(2) != hashes) return std::nullopt;
+  const auto documents = file.header(1);
+  if (!file.holds_words(documents * hashes)) {
+    throw Error("signature file has " + std::to_string(file.bytes.size()) + " bytes, its header says " +
+                    std::to_string(kHeaderBytes + documents * hashes * sizeof(uint64_t)) + " (truncated or corrupt)",
                 path, "delete it: the stage recomputes it");
   }
-  std::vector<std::vector<uint64_t>> sigs(v[1]);
-  const char* p = bytes.data() + header;
+  std::vector<std::vector<uint64_t>> sigs(documents);
+  const char* p = file.bytes.data() + kHeaderBytes;
   for (auto& s : sigs) {
     s.resize(hashes);
     std::memcpy(s.data(), p, hashes * sizeof(uint64_t));
@@ -93,7 +119,7 @@ std::optional<std::vector<std::vector<uint64_t>>> read_signatures(const std::str
 // A signature file's document count, from its header (validated in full when read).
 uint64_t signature_documents(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  char header[sizeof kMagic + 2 * sizeof(uint64_t)];
+  char header[kHeaderBytes];
   if (!in.read(header, sizeof header) || std::memcmp(header, kMagic, sizeof kMagic) != 0) {
     throw Error("not a signature file (bad header)", path, "delete it: the stage recomputes it");
   }
@@ -102,51 +128,34 @@ uint64_t signature_documents(const std::string& path) {
   return documents;
 }
 
-constexpr char kPairsMagic[8] = {'P', 'H', 'I', 'B', 'P', '1', 0, 0};
-
-// One band's duplicate pairs (minhash_band_pairs): "PHIBP1\0\0", uint64 parameter hash, band, pair
-// count, then the pairs as little-endian uint64 (document, document).
+// One band's duplicate pairs (minhash_band_pairs), as (document, document) words.
 void write_band_pairs(const std::string& path, uint64_t parameters, size_t band,
                       const std::vector<std::pair<int64_t, int64_t>>& pairs) {
-  std::string bytes(kPairsMagic, sizeof kPairsMagic);
-  auto put = [&](uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof v); };
-  put(parameters);
-  put(band);
-  put(pairs.size());
+  WordFile file(kPairsMagic, parameters, band, pairs.size());
   for (const auto& [a, b] : pairs) {
-    put(static_cast<uint64_t>(a));
-    put(static_cast<uint64_t>(b));
+    file.put(static_cast<uint64_t>(a));
+    file.put(static_cast<uint64_t>(b));
   }
-  write_file_atomic(path, bytes.data(), bytes.size());
+  write_file_atomic(path, file.bytes.data(), file.bytes.size());
 }
 
 // A band's pairs, or nothing when the file is from other parameters; a corrupt file is an error.
 std::optional<std::vector<std::pair<int64_t, int64_t>>> read_band_pairs(const std::string& path, uint64_t parameters,
                                                                         size_t band, int64_t documents) {
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t header = sizeof kPairsMagic + 3 * sizeof(uint64_t);
-  if (bytes.size() < header || std::memcmp(bytes.data(), kPairsMagic, sizeof kPairsMagic) != 0) {
-    throw Error("not a band pair file (bad header)", path, "delete it: the stage recomputes it");
-  }
-  uint64_t v[3];
-  std::memcpy(v, bytes.data() + sizeof kPairsMagic, sizeof v);
-  if (v[0] != parameters) return std::nullopt;
-  if (v[1] != band || bytes.size() != header + v[2] * 2 * sizeof(uint64_t)) {
+  const auto file = WordFile::read(path, kPairsMagic, "band pair");
+  if (file.header(0) != parameters) return std::nullopt;
+  const auto n = file.header(2);
+  if (file.header(1) != band || !file.holds_words(2 * n)) {
     throw Error("band pair file is truncated or corrupt", path, "delete it: the stage recomputes it");
   }
-  std::vector<std::pair<int64_t, int64_t>> pairs(v[2]);
-  const char* p = bytes.data() + header;
-  for (auto& [a, b] : pairs) {
-    uint64_t x[2];
-    std::memcpy(x, p, sizeof x);
-    p += sizeof x;
-    if (x[0] >= static_cast<uint64_t>(documents) || x[1] >= static_cast<uint64_t>(documents)) {
+  std::vector<std::pair<int64_t, int64_t>> pairs(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto x = file.word(kHeaderBytes + 16 * i), y = file.word(kHeaderBytes + 16 * i + 8);
+    if (x >= static_cast<uint64_t>(documents) || y >= static_cast<uint64_t>(documents)) {
       throw Error("band pair file names a document past the input's " + std::to_string(documents), path,
                   "delete the signatures directory: the stage recomputes it");
     }
-    a = static_cast<int64_t>(x[0]);
-    b = static_cast<int64_t>(x[1]);
+    pairs[i] = {static_cast<int64_t>(x), static_cast<int64_t>(y)};
   }
   return pairs;
 }
