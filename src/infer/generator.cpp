@@ -8,11 +8,11 @@
 #include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 
+#include "infer/sequence.h"
 #include "phi/core/error.h"
 #include "phi/core/json_reader.h"
 #include "phi/infer/decode_graph.h"
 #include "phi/kernels/cuda_kernels.h"
-#include "infer/sequence.h"
 
 namespace phi {
 
@@ -103,9 +103,9 @@ std::pair<std::vector<int64_t>, int64_t> Generator::fit_to_context(const std::ve
   if (ids.empty()) throw Error("the prompt is empty", "", "give at least one token");
   if (static_cast<int64_t>(ids.size()) >= context) {
     if (!options_.truncate_prompt_left) {
-      throw Error("the prompt has " + std::to_string(ids.size()) + " tokens; the model's context is " +
-                      std::to_string(context),
-                  "", "shorten the prompt, or ask for left truncation (--truncate)");
+      throw Error(
+          "the prompt has " + std::to_string(ids.size()) + " tokens; the model's context is " + std::to_string(context),
+          "", "shorten the prompt, or ask for left truncation (--truncate)");
     }
     ids.erase(ids.begin(), ids.end() - (context - 1));
   }
@@ -144,10 +144,11 @@ void Generator::generate_chunk(const std::vector<GenerationRequest>& requests, s
   for (size_t i = 0; i < count; ++i) {
     cache.reset_slot(static_cast<int64_t>(i), prompt_lengths[i] + seqs[i]->max_new_tokens());
   }
-  // Prefill every prompt (right-padded) in one forward.
-  auto logits = model_.forward_cached(ids, prompt_lengths, cache);
+  // Prefill every prompt (right-padded) in one forward; only each prompt's last position goes
+  // through the output head (the largest matrix of a small model), as only it is sampled from.
+  auto logits = model_.forward_cached(ids, prompt_lengths, cache, {}, last_positions(prompt_lengths));
   std::vector<at::Tensor> last(count);
-  for (size_t i = 0; i < count; ++i) last[i] = logits[i][prompt_lengths[i] - 1];
+  for (size_t i = 0; i < count; ++i) last[i] = logits[i][0];
 
   // Batch-1 decoding on a GPU is launch-bound: capture the step once and replay it per token.
   std::unique_ptr<DecodeGraph> graph;

@@ -50,8 +50,8 @@ struct Scheduler::Pending {
   int64_t max_new = 0;
   SamplingParams params;
   std::shared_ptr<RequestHandle> handle;
-  uint64_t arrival = 0;                      // submission order: later ones are preempted first
-  std::unique_ptr<ActiveSequence> resumed;   // set for a preempted request: its state so far
+  uint64_t arrival = 0;                     // submission order: later ones are preempted first
+  std::unique_ptr<ActiveSequence> resumed;  // set for a preempted request: its state so far
   /// The tokens its prefill feeds: the prompt, or for a preempted request the prompt and every
   /// token sampled (the last one was not fed yet).
   const std::vector<int64_t>& tokens() const { return resumed ? resumed->history() : prompt; }
@@ -66,12 +66,12 @@ struct Scheduler::Slot {
 
 Scheduler::Scheduler(const Transformer& model, const Tokenizer& tokenizer, SchedulerOptions options)
     : model_(model), tokenizer_(tokenizer), options_(std::move(options)) {
-  PHI_CHECK(options_.max_batch_size > 0 && options_.slot_capacity > 0 && options_.page_size > 0 &&
-                options_.cache_tokens >= 0,
-            "scheduler needs sequences, a context, a page size > 0 and cache_tokens >= 0");
+  PHI_CHECK(
+      options_.max_batch_size > 0 && options_.slot_capacity > 0 && options_.page_size > 0 && options_.cache_tokens >= 0,
+      "scheduler needs sequences, a context, a page size > 0 and cache_tokens >= 0");
   options_.slot_capacity = std::min(options_.slot_capacity, model_.config().max_position_embeddings);
-  const int64_t tokens = options_.cache_tokens > 0 ? options_.cache_tokens
-                                                   : options_.max_batch_size * options_.slot_capacity;
+  const int64_t tokens =
+      options_.cache_tokens > 0 ? options_.cache_tokens : options_.max_batch_size * options_.slot_capacity;
   const int64_t pages = (tokens + options_.page_size - 1) / options_.page_size;
   options_.cache_tokens = pages * options_.page_size;
   // A request must fit the cache on its own: the context is at most the whole cache.
@@ -148,9 +148,10 @@ at::Tensor Scheduler::fixed_shape_step(const std::vector<int64_t>& slots, const 
       inv_freq = rope_inverse_frequencies(model_.config(), long_factors).to(model_.device(), at::kFloat);
     }
     const auto device = model_.device();
-    logits = model_.decode_step_paged(at::tensor(ids, at::kLong).view({rows, 1}).to(device),
-                                      at::tensor(positions, at::kLong).to(device), table.to(device), inv_freq,
-                                      rope_magnitude_scale(model_.config(), long_factors), *cache_)
+    logits = model_
+                 .decode_step_paged(at::tensor(ids, at::kLong).view({rows, 1}).to(device),
+                                    at::tensor(positions, at::kLong).to(device), table.to(device), inv_freq,
+                                    rope_magnitude_scale(model_.config(), long_factors), *cache_)
                  .select(1, 0)
                  .narrow(0, 0, n);
   }
@@ -233,7 +234,7 @@ void Scheduler::prefill(Admission& admission) {
     const auto& request = *admission.requests[k];
     cache_->reset_slot(slot_ids.back(), static_cast<int64_t>(request.prompt.size()) + request.max_new);
   }
-  auto logits = model_.forward_cached(ids, lengths, *cache_, slot_ids);
+  auto logits = model_.forward_cached(ids, lengths, *cache_, slot_ids, last_positions(lengths));  // [n, 1, V]
   for (size_t k = 0; k < admission.requests.size(); ++k) {
     auto& pending = *admission.requests[k];
     auto& slot = slots_[admission.slots[k]];
@@ -242,7 +243,7 @@ void Scheduler::prefill(Admission& admission) {
     slot.sequence = pending.resumed ? std::move(pending.resumed)
                                     : std::make_unique<ActiveSequence>(tokenizer_, pending.prompt, pending.max_new,
                                                                        pending.params, options_.end_token_ids);
-    slot.last_logits = logits[k][lengths[k] - 1];
+    slot.last_logits = logits[k][0];
   }
 }
 
@@ -312,8 +313,9 @@ void Scheduler::decode_step(const std::vector<int64_t>& step_slots) {
   if (options_.fixed_shape_decode && one_rope) {
     logits = fixed_shape_step(step_slots, step_ids);
   } else {
-    logits = model_.forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
-                                   std::vector<int64_t>(step_slots.size(), 1), *cache_, step_slots)
+    logits = model_
+                 .forward_cached(at::tensor(step_ids, at::kLong).unsqueeze(1),
+                                 std::vector<int64_t>(step_slots.size(), 1), *cache_, step_slots)
                  .select(1, 0);
   }
   for (size_t k = 0; k < step_slots.size(); ++k) slots_[step_slots[k]].last_logits = logits[k];

@@ -39,6 +39,12 @@ at::Tensor pad_token_ids(const std::vector<const std::vector<int64_t>*>& sequenc
   return ids;
 }
 
+at::Tensor last_positions(const std::vector<int64_t>& lengths) {
+  std::vector<int64_t> last;
+  for (auto n : lengths) last.push_back(std::max<int64_t>(n - 1, 0));
+  return at::tensor(last, at::kLong).unsqueeze(1);
+}
+
 std::vector<std::pair<std::string, std::vector<int64_t>>> expected_parameters(const ModelConfig& c) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
   const bool norm_bias = c.norm == NormKind::kLayerNorm;

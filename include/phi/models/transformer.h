@@ -36,6 +36,9 @@ using ParameterMap = std::map<std::string, at::Tensor>;
 /// Right-pads id sequences (with 0) into one int64 [n, longest] tensor on the CPU; `lengths`
 /// receives each sequence's length (the new_lengths / lengths the forwards take).
 at::Tensor pad_token_ids(const std::vector<const std::vector<int64_t>*>& sequences, std::vector<int64_t>& lengths);
+/// int64 [n, 1]: each sequence's last position (length - 1; 0 for an empty one), the logit
+/// positions of a prefill that samples from the end of each prompt.
+at::Tensor last_positions(const std::vector<int64_t>& lengths);
 
 /// The canonical parameter names and shapes that `config` needs.
 std::vector<std::pair<std::string, std::vector<int64_t>>> expected_parameters(const ModelConfig& config);
