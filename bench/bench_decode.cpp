@@ -4,7 +4,7 @@
 // read through the reference gather). Reported as tokens/s (generated tokens of all sequences per
 // second). scripts/bench_decode.sh runs the same model through transformers in the same run for
 // the ratio.
-//   bench_decode --config FILE [--prompt 128] [--steps 64] [benchmark flags]
+//   bench_decode --config FILE [--prompt 128] [--steps 64] [--dtype float32|bfloat16|float16] [benchmark flags]
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -63,19 +63,25 @@ void decode_paged(benchmark::State& state) { run_decode(state, true); }
 
 int main(int argc, char** argv) {
   const auto kernels = phi::bench::take_kernel_options(argc, argv);
-  std::string config_path;
+  std::string config_path, dtype_name = "float32";
   std::vector<char*> rest = {argv[0]};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--config" && i + 1 < argc) config_path = argv[++i];
     else if (a == "--prompt" && i + 1 < argc) g_prompt = std::stoll(argv[++i]);
     else if (a == "--steps" && i + 1 < argc) g_steps = std::stoll(argv[++i]);
+    else if (a == "--dtype" && i + 1 < argc) dtype_name = argv[++i];
     else rest.push_back(argv[i]);
   }
   auto config = phi::load_model_config(config_path);
-  g_model = std::make_unique<phi::Transformer>(phi::Transformer::random(config, 0, at::kFloat));
-  std::fprintf(stderr, "model: %lld parameters, %d threads, kernels %s\n",
-               static_cast<long long>(phi::model_info(config).n_parameters), at::get_num_threads(),
+  const auto dtype = dtype_name == "bfloat16" ? at::kBFloat16 : dtype_name == "float16" ? at::kHalf : at::kFloat;
+  if (dtype == at::kFloat && dtype_name != "float32") {
+    std::fprintf(stderr, "bench_decode: --dtype must be float32, bfloat16 or float16, got %s\n", dtype_name.c_str());
+    return 1;
+  }
+  g_model = std::make_unique<phi::Transformer>(phi::Transformer::random(config, 0, dtype));
+  std::fprintf(stderr, "model: %lld parameters, %s, %d threads, kernels %s\n",
+               static_cast<long long>(phi::model_info(config).n_parameters), dtype_name.c_str(), at::get_num_threads(),
                kernels.to_json().dump().c_str());
   benchmark::RegisterBenchmark("decode", decode)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
   benchmark::RegisterBenchmark("decode_paged", decode_paged)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);

@@ -7,6 +7,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "phi/core/error.h"
+#include "phi/kernels/cpu_kernels.h"
 #include "phi/kernels/cuda_kernels.h"
 #include "kernels/backend_setting.h"
 
@@ -15,6 +16,12 @@ namespace phi {
 namespace {
 BackendSetting& elementwise_setting() {
   static BackendSetting setting("PHI_KERNELS", "elementwise backend");
+  return setting;
+}
+
+// PHI_CPU_KERNELS: "ours" (default: cpu_kernels.h where they apply) or "aten".
+BackendSetting& cpu_setting() {
+  static BackendSetting setting("PHI_CPU_KERNELS", "CPU kernel backend", "ours", "aten");
   return setting;
 }
 
@@ -58,6 +65,12 @@ const std::string& elementwise_backend() { return elementwise_setting().get(); }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (fused(x) && !needs_grad({&x, &weight, &bias}) && gemv_applies(x, weight, bias)) return gemv_cuda(x, weight, bias);
+  // f16 stays with ATen: its one-row f16 product streams a large matrix faster than gemv_cpu here
+  // (scripts/bench_cpu_gemv: 31 against 19 GB/s on the 32064 x 768 head; docs/perf.md).
+  if (x.device().is_cpu() && cpu_setting().get() == "ours" && weight.scalar_type() != at::kHalf &&
+      !needs_grad({&x, &weight, &bias}) && gemv_cpu_applies(x, weight, bias)) {
+    return gemv_cpu(x, weight, bias);
+  }
   return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
 }
 
