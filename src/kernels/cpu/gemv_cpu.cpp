@@ -109,6 +109,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void rows_avx512(const T* w
     for (int64_t k = 0; k < K32; k += 32) {
       const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
       for (int i = 0; i < 4; ++i) {
+        // The same place in the next four rows: out of cache, the prefetcher alone leaves the
+        // loads waiting (a prefetch never faults, past the end included).
+        _mm_prefetch(reinterpret_cast<const char*>(r[i] + k + 4 * K), _MM_HINT_T0);
         a[i][0] = _mm512_fmadd_ps(load16<kind>(r[i] + k, all), x0, a[i][0]);
         a[i][1] = _mm512_fmadd_ps(load16<kind>(r[i] + k + 16, all), x1, a[i][1]);
       }
