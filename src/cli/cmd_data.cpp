@@ -149,7 +149,7 @@ int tokenize_dataset(const TokenizeJob& o) {
     input_bytes += file_bytes.back();
   }
   Progress progress("tokenize", input_bytes, "bytes");  // each batch's bytes, the rest of a file at its end
-  int64_t shown = 0, shown_before_file = 0, documents = 0;
+  int64_t shown = 0, shown_before_file = 0;
   auto tokenize_file = [&](size_t f, ShardWriter& writer) {
     constexpr size_t kBatchBytes = 8 << 20, kBatchItems = 16384;
     const auto& path = o.inputs[f];
@@ -180,7 +180,6 @@ int tokenize_dataset(const TokenizeJob& o) {
       for (size_t k = 0; k < n; ++k) {
         if (errors[k]) std::rethrow_exception(errors[k]);
         writer.add_document(ids[k], batch[k].document.masked() ? &masks[k] : nullptr);
-        ++documents;
       }
       progress.advance(static_cast<int64_t>(batch_bytes));
       shown += static_cast<int64_t>(batch_bytes);
@@ -244,18 +243,10 @@ int tokenize_dataset(const TokenizeJob& o) {
     if (o.slice.mine(f) && !part_done(f)) {
       ShardWriter writer(o.output, tokenizer->vocab_size(), eos, tokenizer_path, o.shard_tokens,
                          numbered(static_cast<int64_t>(f), "-shard-"));
-      const auto before = documents;
       tokenize_file(f, writer);
-      const auto part = writer.finish(false);
-      nlohmann::json shards = nlohmann::json::array();
-      for (const auto& shard : part.shards) {
-        shards.push_back({{"file", shard.file}, {"n_tokens", shard.n_tokens}, {"n_documents", shard.n_documents}});
-      }
       write_json_file_atomic(part_path(f), {{"parameters_hash", parameter_hash},
                                             {"input", o.inputs[f]},
-                                            {"documents", documents - before},
-                                            {"loss_mask", part.loss_mask},
-                                            {"shards", shards}});
+                                            {"manifest", manifest_to_json(writer.finish(false))}});
     } else if (o.slice.mine(f)) {
       ++resumed;
     }
@@ -275,21 +266,16 @@ int tokenize_dataset(const TokenizeJob& o) {
     spdlog::warn("tokenize: other tasks' files are not all done; run again when they finish");
     return 0;
   }
-  DatasetManifest manifest;
-  manifest.vocab_size = tokenizer->vocab_size();
-  manifest.eos_id = eos;
-  manifest.tokenizer = tokenizer_path;
-  manifest.token_bytes = manifest.vocab_size <= 65536 ? 2 : 4;
+  DatasetManifest manifest;  // the parts' own fields (vocabulary, EOS, token bytes), every part's shards
   std::string masked_file, unmasked_file;
   for (size_t f = 0; f < o.inputs.size(); ++f) {
-    const auto part = read_json_file(part_path(f));
-    if (part.value("documents", int64_t{0}) > 0) {
-      (part.value("loss_mask", false) ? masked_file : unmasked_file) = o.inputs[f];
+    const auto part = manifest_from_json(read_json_file(part_path(f)).at("manifest"), part_path(f));
+    if (part.n_documents() > 0) (part.loss_mask ? masked_file : unmasked_file) = o.inputs[f];
+    if (f == 0) {
+      manifest = part;
+      manifest.shards.clear();
     }
-    for (const auto& shard : part.at("shards")) {
-      manifest.shards.push_back({shard.at("file").get<std::string>(), shard.at("n_tokens").get<int64_t>(),
-                                 shard.at("n_documents").get<int64_t>()});
-    }
+    manifest.shards.insert(manifest.shards.end(), part.shards.begin(), part.shards.end());
   }
   if (!masked_file.empty() && !unmasked_file.empty()) {
     throw Error("a dataset's documents must all have a loss mask or none: " + masked_file +

@@ -40,7 +40,10 @@ DatasetManifest read_manifest(const std::string& dataset_directory) {
   if (!fs::exists(path)) {
     throw Error("dataset has no manifest.json", dataset_directory, "create it with `phi data tokenize`");
   }
-  auto j = read_json_file(path);
+  return manifest_from_json(read_json_file(path), path);
+}
+
+DatasetManifest manifest_from_json(const nlohmann::json& j, const std::string& path) {
   JsonReader r(j, path);
   auto format = r.required<std::string>("format");
   if (format != "phi-shards") r.fail("format", "must be \"phi-shards\", got \"" + format + "\"");
@@ -76,6 +79,10 @@ DatasetManifest read_manifest(const std::string& dataset_directory) {
 }
 
 void write_manifest(const std::string& dataset_directory, const DatasetManifest& m) {
+  write_json_file_atomic((fs::path(dataset_directory) / "manifest.json").string(), manifest_to_json(m));
+}
+
+nlohmann::json manifest_to_json(const DatasetManifest& m) {
   nlohmann::json shards = nlohmann::json::array();
   for (const auto& s : m.shards)
     shards.push_back({{"file", s.file}, {"n_tokens", s.n_tokens}, {"n_documents", s.n_documents}});
@@ -89,7 +96,7 @@ void write_manifest(const std::string& dataset_directory, const DatasetManifest&
                       {"n_tokens", m.n_tokens()},
                       {"n_documents", m.n_documents()},
                       {"shards", shards}};
-  write_json_file_atomic((fs::path(dataset_directory) / "manifest.json").string(), j);
+  return j;
 }
 
 ShardWriter::ShardWriter(std::string directory, int64_t vocab_size, int64_t eos_id, std::string tokenizer,

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace phi {
 
 struct ShardInfo {
@@ -38,6 +40,10 @@ struct DatasetManifest {
 
 DatasetManifest read_manifest(const std::string& dataset_directory);
 void write_manifest(const std::string& dataset_directory, const DatasetManifest& manifest);
+/// The manifest's JSON (what manifest.json holds), and back: checked, errors naming `source` and
+/// JSON paths. read_manifest / write_manifest use them; so do the per-file parts of a dataset.
+nlohmann::json manifest_to_json(const DatasetManifest& manifest);
+DatasetManifest manifest_from_json(const nlohmann::json& j, const std::string& source);
 
 /// Writes documents into shards of about `shard_tokens` tokens (a document never spans shards).
 class ShardWriter {
