@@ -1,6 +1,6 @@
 // The CPU kernels against their ATen references: gemv_cpu against at::linear (in float64 for the
 // truth) on random shapes with every tail of the vector width, every dtype, with and without bias,
-// on one thread and on all.
+// on one thread and on all, with every instruction set the CPU runs.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -43,6 +43,11 @@ TEST(CpuKernels, GemvEqualsLinearForOneRow) {
           // Never further from the truth than ATen's own result, beyond one rounding of the output.
           EXPECT_LE(relative_error(ours, exact), relative_error(aten, exact) + tolerance / 2)
               << N << "x" << K << " " << dtype;
+          // Every instruction set this CPU runs (the portable and AVX2 paths too on an AVX-512 CPU).
+          for (const auto& isa : phi::gemv_cpu_isas()) {
+            EXPECT_LT(relative_error(phi::gemv_cpu_with(x, w, b, isa), exact), tolerance)
+                << isa << " " << N << "x" << K << " " << dtype << " bias " << with_bias;
+          }
           // phi::linear dispatches one-row f32 and bf16 CPU products here (f16 stays with ATen).
           if (dtype != at::kHalf) EXPECT_TRUE(at::equal(phi::linear(x, w, b), ours)) << N << "x" << K << " " << dtype;
         }
@@ -60,6 +65,7 @@ TEST(CpuKernels, GemvRefusesWhatItDoesNotTake) {
   EXPECT_FALSE(phi::gemv_cpu_applies(at::randn({16}), w, at::randn({7})));           // bias size
   EXPECT_FALSE(phi::gemv_cpu_applies(at::randn({16}).to(at::kDouble), w.to(at::kDouble), {}));
   EXPECT_THROW(phi::gemv_cpu(at::randn({2, 16}), w, {}), std::exception);
+  EXPECT_THROW(phi::gemv_cpu_with(at::randn({16}), w, {}, "sse9"), std::exception);
   // Two rows still go through ATen in phi::linear.
   auto x = at::randn({2, 16});
   EXPECT_TRUE(at::allclose(phi::linear(x, w, {}), at::linear(x, w)));

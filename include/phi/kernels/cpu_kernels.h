@@ -3,6 +3,9 @@
 // (tests/kernels/test_cpu_kernels.cpp); ops.h's functions dispatch to them.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include <ATen/core/Tensor.h>
 
 namespace phi {
@@ -16,5 +19,9 @@ at::Tensor gemv_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
 bool gemv_cpu_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
 /// The instruction set gemv_cpu runs with here: "avx512", "avx2" or "portable".
 const char* gemv_cpu_isa();
+/// Every instruction set this CPU can run gemv_cpu with, "portable" first.
+std::vector<std::string> gemv_cpu_isas();
+/// gemv_cpu with one of gemv_cpu_isas() (tests cover each path on the CPU at hand).
+at::Tensor gemv_cpu_with(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const std::string& isa);
 
 }  // namespace phi

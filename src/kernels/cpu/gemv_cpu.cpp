@@ -15,6 +15,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -51,13 +52,27 @@ inline float bf16_to_float(uint16_t v) {
   return f;
 }
 
-// Rows [begin, end) of W (element type T, widened by `widen`) against x (f32), into y (f32).
-template <typename T, typename Widen>
-void rows_portable(const T* w, const float* x, float* y, int64_t K, int64_t begin, int64_t end, Widen widen) {
+// The weight element types, a compile-time choice so that every load inlines.
+enum class Kind { kF32, kBF16, kF16 };
+
+template <Kind kind, typename T>
+inline float widen(T v) {
+  if constexpr (kind == Kind::kF32) {
+    return v;
+  } else if constexpr (kind == Kind::kBF16) {
+    return bf16_to_float(v);
+  } else {
+    return static_cast<float>(c10::Half(v, c10::Half::from_bits()));
+  }
+}
+
+// Rows [begin, end) of W against x (f32), into y (f32).
+template <Kind kind, typename T>
+void rows_portable(const T* w, const float* x, float* y, int64_t K, int64_t begin, int64_t end) {
   for (int64_t n = begin; n < end; ++n) {
     const T* row = w + n * K;
     float sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += widen(row[k]) * x[k];
+    for (int64_t k = 0; k < K; ++k) sum += widen<kind>(row[k]) * x[k];
     y[n] = sum;
   }
 }
@@ -79,8 +94,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_bf16(c
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_f16(const uint16_t* p, __mmask16 m) {
   return _mm512_cvtph_ps(load16_u16(p, m));
 }
-
-enum class Kind { kF32, kBF16, kF16 };
 
 template <Kind kind, typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16(const T* p, __mmask16 m) {
@@ -154,9 +167,20 @@ __attribute__((target("avx2,fma,f16c"))) inline float sum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-template <typename T, typename Load, typename Widen>
+template <Kind kind, typename T>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const T* p) {
+  if constexpr (kind == Kind::kF32) {
+    return load8_f32(p);
+  } else if constexpr (kind == Kind::kBF16) {
+    return load8_bf16(p);
+  } else {
+    return load8_f16(p);
+  }
+}
+
+template <Kind kind, typename T>
 __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const T* w, const float* x, float* y, int64_t K, int64_t begin,
-                                                        int64_t end, Load load, Widen widen) {
+                                                        int64_t end) {
   const int64_t K8 = K / 8 * 8;
   int64_t n = begin;
   for (; n + 4 <= end; n += 4) {
@@ -167,54 +191,48 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const T* w, const float*
     const T* r3 = r2 + K;
     for (int64_t k = 0; k < K8; k += 8) {
       const __m256 xv = _mm256_loadu_ps(x + k);
-      a0 = _mm256_fmadd_ps(load(r0 + k), xv, a0);
-      a1 = _mm256_fmadd_ps(load(r1 + k), xv, a1);
-      a2 = _mm256_fmadd_ps(load(r2 + k), xv, a2);
-      a3 = _mm256_fmadd_ps(load(r3 + k), xv, a3);
+      a0 = _mm256_fmadd_ps(load8<kind>(r0 + k), xv, a0);
+      a1 = _mm256_fmadd_ps(load8<kind>(r1 + k), xv, a1);
+      a2 = _mm256_fmadd_ps(load8<kind>(r2 + k), xv, a2);
+      a3 = _mm256_fmadd_ps(load8<kind>(r3 + k), xv, a3);
     }
     float s[4] = {sum8(a0), sum8(a1), sum8(a2), sum8(a3)};
     for (int64_t k = K8; k < K; ++k) {
-      s[0] += widen(r0[k]) * x[k];
-      s[1] += widen(r1[k]) * x[k];
-      s[2] += widen(r2[k]) * x[k];
-      s[3] += widen(r3[k]) * x[k];
+      s[0] += widen<kind>(r0[k]) * x[k];
+      s[1] += widen<kind>(r1[k]) * x[k];
+      s[2] += widen<kind>(r2[k]) * x[k];
+      s[3] += widen<kind>(r3[k]) * x[k];
     }
     std::memcpy(y + n, s, sizeof s);
   }
   for (; n < end; ++n) {
     __m256 a = _mm256_setzero_ps();
     const T* r = w + n * K;
-    for (int64_t k = 0; k < K8; k += 8) a = _mm256_fmadd_ps(load(r + k), _mm256_loadu_ps(x + k), a);
+    for (int64_t k = 0; k < K8; k += 8) a = _mm256_fmadd_ps(load8<kind>(r + k), _mm256_loadu_ps(x + k), a);
     float s = sum8(a);
-    for (int64_t k = K8; k < K; ++k) s += widen(r[k]) * x[k];
+    for (int64_t k = K8; k < K; ++k) s += widen<kind>(r[k]) * x[k];
     y[n] = s;
   }
 }
 
 #endif  // __x86_64__
 
-// y (f32, N) = W x for rows [begin, end), with the chosen instruction set.
-void rows(at::ScalarType dtype, const void* w, const float* x, float* y, int64_t K, int64_t begin, int64_t end) {
-  const auto f32 = [](float v) { return v; };
-  const auto bf16 = [](uint16_t v) { return bf16_to_float(v); };
-  const auto f16 = [](uint16_t v) { return static_cast<float>(c10::Half(v, c10::Half::from_bits())); };
-  const auto* wf = static_cast<const float*>(w);
-  const auto* wh = static_cast<const uint16_t*>(w);
+// y (f32, N) = W x for rows [begin, end), with instruction set `with`.
+template <Kind kind, typename T>
+void rows_of(Isa with, const T* w, const float* x, float* y, int64_t K, int64_t begin, int64_t end) {
 #if defined(__x86_64__)
-  if (isa() == Isa::kAvx512) {
-    if (dtype == at::kFloat) return rows_avx512<Kind::kF32>(wf, x, y, K, begin, end);
-    if (dtype == at::kBFloat16) return rows_avx512<Kind::kBF16>(wh, x, y, K, begin, end);
-    return rows_avx512<Kind::kF16>(wh, x, y, K, begin, end);
-  }
-  if (isa() == Isa::kAvx2) {
-    if (dtype == at::kFloat) return rows_avx2(wf, x, y, K, begin, end, load8_f32, f32);
-    if (dtype == at::kBFloat16) return rows_avx2(wh, x, y, K, begin, end, load8_bf16, bf16);
-    return rows_avx2(wh, x, y, K, begin, end, load8_f16, f16);
-  }
+  if (with == Isa::kAvx512) return rows_avx512<kind>(w, x, y, K, begin, end);
+  if (with == Isa::kAvx2) return rows_avx2<kind>(w, x, y, K, begin, end);
 #endif
-  if (dtype == at::kFloat) return rows_portable(wf, x, y, K, begin, end, f32);
-  if (dtype == at::kBFloat16) return rows_portable(wh, x, y, K, begin, end, bf16);
-  return rows_portable(wh, x, y, K, begin, end, f16);
+  rows_portable<kind>(w, x, y, K, begin, end);
+}
+
+void rows(Isa with, at::ScalarType dtype, const void* w, const float* x, float* y, int64_t K, int64_t begin,
+          int64_t end) {
+  const auto* wh = static_cast<const uint16_t*>(w);
+  if (dtype == at::kFloat) return rows_of<Kind::kF32>(with, static_cast<const float*>(w), x, y, K, begin, end);
+  if (dtype == at::kBFloat16) return rows_of<Kind::kBF16>(with, wh, x, y, K, begin, end);
+  rows_of<Kind::kF16>(with, wh, x, y, K, begin, end);
 }
 
 }  // namespace
@@ -231,6 +249,13 @@ const char* gemv_cpu_isa() {
   return "portable";
 }
 
+std::vector<std::string> gemv_cpu_isas() {
+  std::vector<std::string> out = {"portable"};
+  if (isa() == Isa::kAvx2 || isa() == Isa::kAvx512) out.push_back("avx2");  // AVX-512 CPUs have AVX2 + FMA + F16C
+  if (isa() == Isa::kAvx512) out.push_back("avx512");
+  return out;
+}
+
 bool gemv_cpu_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   if (!x.device().is_cpu() || !w.device().is_cpu() || w.dim() != 2 || !w.is_contiguous() || !x.is_contiguous()) {
     return false;
@@ -243,6 +268,14 @@ bool gemv_cpu_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor
 }
 
 at::Tensor gemv_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return gemv_cpu_with(x, w, b, gemv_cpu_isa());
+}
+
+at::Tensor gemv_cpu_with(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const std::string& isa_name) {
+  const auto available = gemv_cpu_isas();
+  PHI_CHECK(std::find(available.begin(), available.end(), isa_name) != available.end(), "gemv_cpu: instruction set \"",
+            isa_name, "\" is not one this CPU runs (", gemv_cpu_isa(), " at most)");
+  const Isa with = isa_name == "avx512" ? Isa::kAvx512 : isa_name == "avx2" ? Isa::kAvx2 : Isa::kPortable;
   PHI_CHECK(gemv_cpu_applies(x, w, b),
             "gemv_cpu: needs one row x [.., K] and a contiguous f32 / bf16 / f16 W [N, K] "
             "of x's dtype on the CPU, got x ",
@@ -256,7 +289,7 @@ at::Tensor gemv_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
   const auto dtype = w.scalar_type();
   // About 64 KiB of W per task: small enough to spread a 3072-row matrix over many threads.
   const int64_t grain = std::max<int64_t>(4, (int64_t{64} << 10) / std::max<int64_t>(1, K * w.element_size()) / 4 * 4);
-  at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) { rows(dtype, wp, xp, yp, K, begin, end); });
+  at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) { rows(with, dtype, wp, xp, yp, K, begin, end); });
   if (b.defined()) yf.add_(b.to(at::kFloat));
   auto sizes = x.sizes().vec();
   sizes.back() = N;
