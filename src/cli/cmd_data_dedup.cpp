@@ -8,6 +8,7 @@
 // little-endian uint64 (all bits set: no signature, fewer words than the n-gram size). The output directory's contract
 // is described in cmd_data_stages.cpp.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -76,6 +77,18 @@ struct WordFile {
     return file;
   }
 
+  // The three header words alone, the magic checked (the data is checked when the file is read).
+  static std::array<uint64_t, 3> read_header(const std::string& path, const char (&magic)[8], const std::string& what) {
+    std::ifstream in(path, std::ios::binary);
+    char header[kHeaderBytes];
+    if (!in.read(header, sizeof header) || std::memcmp(header, magic, sizeof magic) != 0) {
+      throw Error("not a " + what + " file (bad header)", path, "delete it: the stage recomputes it");
+    }
+    std::array<uint64_t, 3> words;
+    std::memcpy(words.data(), header + sizeof magic, sizeof words);
+    return words;
+  }
+
  private:
   WordFile() = default;
 };
@@ -117,16 +130,7 @@ std::optional<std::vector<std::vector<uint64_t>>> read_signatures(const std::str
 }
 
 // A signature file's document count, from its header (validated in full when read).
-uint64_t signature_documents(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char header[kHeaderBytes];
-  if (!in.read(header, sizeof header) || std::memcmp(header, kMagic, sizeof kMagic) != 0) {
-    throw Error("not a signature file (bad header)", path, "delete it: the stage recomputes it");
-  }
-  uint64_t documents = 0;
-  std::memcpy(&documents, header + sizeof kMagic + sizeof(uint64_t), sizeof documents);
-  return documents;
-}
+uint64_t signature_documents(const std::string& path) { return WordFile::read_header(path, kMagic, "signature")[1]; }
 
 // One band's duplicate pairs (minhash_band_pairs), as (document, document) words.
 void write_band_pairs(const std::string& path, uint64_t parameters, size_t band,
@@ -282,9 +286,14 @@ int run_dedup(const DedupOptions& o, const TaskSlice& slice) {
     const auto bands_dir = fs::path(o.output) / "signatures" / "bands";
     fs::create_directories(bands_dir);
     const auto band_path = [&](size_t b) { return (bands_dir / numbered(static_cast<int64_t>(b), ".pairs")).string(); };
-    const auto band_done = [&](size_t b) {
+    const auto band_done = [&](size_t b) {  // by its header: the pairs are checked when they are joined
       const auto path = band_path(b);
-      return fs::exists(path) && read_band_pairs(path, parameter_hash, b, static_cast<int64_t>(total)).has_value();
+      if (!fs::exists(path)) return false;
+      const auto header = WordFile::read_header(path, kPairsMagic, "band pair");
+      if (header[0] != parameter_hash) return false;
+      if (header[1] != b)
+        throw Error("band pair file is truncated or corrupt", path, "delete it: the stage recomputes it");
+      return true;
     };
     const auto find_bands = [&](const std::function<bool(size_t)>& wanted) {
       std::vector<bool> todo(bands);
