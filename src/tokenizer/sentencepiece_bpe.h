@@ -69,8 +69,7 @@ class SentencePieceBpe {
   std::array<int32_t, 256> byte_ids_{};
   bool add_dummy_prefix_ = true;
   uint64_t serial_ = 0;  // this encoder among all made: owns a thread's word cache
-  static constexpr size_t kLongestCachedWord =
-      256;  // bytes  // this encoder among all made: owns a thread's word cache
+  static constexpr size_t kLongestCachedWord = 256;  // bytes; longer words are encoded each time
 };
 
 }  // namespace phi
